@@ -1,0 +1,134 @@
+/* config.h — the YAML config file plus embedded defaults → one immutable
+ * `struct om_config`.
+ *
+ * Lifecycle: om_config_load() (file) or om_config_default() (no file) builds
+ * the struct; command-line overrides are applied by the caller with
+ * om_config_set_listen()/om_config_set_storage() before the server starts;
+ * after that nothing writes to it and every thread reads it freely;
+ * om_config_free() releases it at exit.
+ *
+ * Key names (operators' configs and outside test suites depend on them):
+ *   listen: "0.0.0.0:5000"            address:port, "[::]:5000" for IPv6
+ *   tls: {cert: FILE, key: FILE}
+ *   storage: {path: DIR}
+ *   upstreams: [{name, url, aliases: [..], ca_file, insecure_skip_verify,
+ *                username, password | password_file, proxy}]
+ *   search_order: [upstream name or alias, ...]
+ *   rewrites: [{match: REGEX, target: STRING}]   \1..\9 in target = groups
+ *   tag_ttl: "5m"    negative_ttl: "1m"          durations: ms s m h d
+ *   retries: {max: 3, backoff: "500ms"}
+ *   log: {level: debug|info|warn|error, format: text|json}
+ *   limits: {max_connections, max_header_bytes, max_url_bytes,
+ *            max_manifest_bytes, connection_timeout, idle_timeout,
+ *            shutdown_grace, threads, max_downloads}
+ * Unknown keys and bad values are errors naming file:line:column.
+ *
+ * If you add a key: parse it in config.c, dump it in om_config_dump(), give
+ * it a default in om_config_default(), document it in README.md and
+ * README.zh-CN.md, and add a unit test case.
+ */
+#ifndef OM_CONFIG_H
+#define OM_CONFIG_H
+
+#include <regex.h>
+#include <stdio.h>
+#include "om.h"
+
+#define OM_MAX_UPSTREAMS 32
+#define OM_MAX_ALIASES 16
+#define OM_MAX_REWRITES 64
+
+struct om_upstream_cfg {
+    char *name;             /* "docker.io": the canonical-name prefix */
+    char *url;              /* "https://registry-1.docker.io" (no trailing /) */
+    char *aliases[OM_MAX_ALIASES];
+    size_t n_aliases;
+    char *ca_file;          /* extra CA bundle, NULL = system store */
+    bool insecure_skip_verify;
+    char *username;
+    char *password;         /* from password or the contents of password_file */
+    char *password_file;
+    char *proxy;            /* NULL = libcurl default (https_proxy/no_proxy env) */
+    bool is_docker_hub;     /* one-component names get "library/" (derived:
+                               name or an alias is docker.io) */
+};
+
+struct om_rewrite_cfg {
+    char *match;            /* the regex source, anchored by the user */
+    char *target;           /* may contain \1..\9 */
+    regex_t re;             /* compiled REG_EXTENDED */
+};
+
+typedef enum { OM_LOG_DEBUG, OM_LOG_INFO, OM_LOG_WARN, OM_LOG_ERROR } om_log_level;
+typedef enum { OM_LOG_TEXT, OM_LOG_JSON } om_log_format;
+
+struct om_limits {
+    unsigned max_connections;     /* default 4096 */
+    size_t max_header_bytes;      /* default 16 KiB (all request headers) */
+    size_t max_url_bytes;         /* default 4 KiB */
+    size_t max_manifest_bytes;    /* default 4 MiB */
+    uint64_t connection_timeout_ms; /* no bytes moved for this long: close (60s) */
+    uint64_t idle_timeout_ms;     /* a client waiting on upstream bytes gives up (300s) */
+    uint64_t shutdown_grace_ms;   /* SIGTERM: let transfers finish this long (30s) */
+    unsigned threads;             /* HTTP worker pool; 0 = number of CPUs */
+    unsigned max_downloads;       /* concurrent upstream transfers (64) */
+};
+
+struct om_config {
+    char *listen;                 /* "0.0.0.0:5000" */
+    char *tls_cert, *tls_key;     /* both or neither */
+    char *storage_path;           /* "./ocimirror-data" */
+    struct om_upstream_cfg upstreams[OM_MAX_UPSTREAMS];
+    size_t n_upstreams;
+    size_t search_order[OM_MAX_UPSTREAMS];  /* indexes into upstreams[] */
+    size_t n_search_order;
+    struct om_rewrite_cfg rewrites[OM_MAX_REWRITES];
+    size_t n_rewrites;
+    uint64_t tag_ttl_ms;          /* default 5 min */
+    uint64_t negative_ttl_ms;     /* default 1 min */
+    unsigned retries_max;         /* total tries, default 3 */
+    uint64_t retries_backoff_ms;  /* first backoff, doubles, with jitter; 500ms */
+    om_log_level log_level;
+    om_log_format log_format;
+    struct om_limits limits;
+    char *source;                 /* file path, or "<embedded defaults>" */
+};
+
+/* Build the embedded defaults: listen 0.0.0.0:5000, storage ./ocimirror-data,
+ * upstreams docker.io (https://registry-1.docker.io; aliases docker.io,
+ * index.docker.io, registry-1.docker.io), registry.k8s.io (alias k8s.gcr.io),
+ * gcr.io, quay.io, ghcr.io; search order in that sequence; rewrite
+ * ^coredns$ → registry.k8s.io/coredns/coredns.
+ * *out belongs to the caller (om_config_free). */
+int om_config_default(struct om_config **out);
+
+/* Load a YAML file.  Keys not given take the defaults above, except that a
+ * file with `upstreams` replaces the default upstream list entirely (and
+ * search_order then defaults to the file's upstream order), and a file with
+ * `rewrites` replaces the default rewrites.  On error returns OM_ERR_INVALID
+ * (or OM_ERR_IO) and writes "FILE:LINE:COL: message" into err. */
+int om_config_load(struct om_config **out, const char *path, char *err, size_t errlen);
+
+/* Parse YAML from memory (tests, fuzzing).  `name` is used in messages. */
+int om_config_parse(struct om_config **out, const char *yaml, size_t len,
+                    const char *name, char *err, size_t errlen);
+
+int om_config_set_listen(struct om_config *cfg, const char *listen);
+int om_config_set_storage(struct om_config *cfg, const char *path);
+
+/* Print the effective config as YAML; passwords are printed as "<redacted>". */
+void om_config_dump(const struct om_config *cfg, FILE *f);
+
+void om_config_free(struct om_config *cfg);
+
+/* Find an upstream by name or alias (case-insensitive); NULL if none. */
+const struct om_upstream_cfg *om_config_upstream_find(const struct om_config *cfg,
+                                                      const char *name, size_t len);
+
+/* Parse helpers, exposed for unit tests and other modules.
+ * Durations: "250ms", "2s", "5m", "1h", "1d", or a bare integer = seconds.
+ * Sizes: "512", "64KiB", "4MiB", "50GiB", "1TiB", "10GB" (SI). */
+int om_parse_duration_ms(const char *s, uint64_t *out);
+int om_parse_size(const char *s, uint64_t *out);
+
+#endif
