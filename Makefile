@@ -1,0 +1,37 @@
+# Thin wrapper over CMake so the README's commands stay one line each.
+#   make          build ./build/ocimirror
+#   make run      build and serve on the embedded defaults (0.0.0.0:5000)
+#   make test     build, then run every unit and end-to-end test twice:
+#                 on the normal build and on an ASan+UBSan build
+#   make unit     unit tests only (fast)
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+JOBS ?= $(shell nproc)
+CTEST_ARGS ?= --output-on-failure
+
+.PHONY: all build run test test-release test-asan unit clean
+all: build
+
+build:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(BUILD) -j$(JOBS)
+
+run: build
+	./$(BUILD)/ocimirror serve
+
+unit: build
+	cd $(BUILD) && ctest -L unit $(CTEST_ARGS)
+
+test-release: build
+	cd $(BUILD) && ctest $(CTEST_ARGS)
+
+test-asan:
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DOM_SANITIZE=ON
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest $(CTEST_ARGS)
+
+test: test-release test-asan
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)
