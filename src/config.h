@@ -131,4 +131,20 @@ const struct om_upstream_cfg *om_config_upstream_find(const struct om_config *cf
 int om_parse_duration_ms(const char *s, uint64_t *out);
 int om_parse_size(const char *s, uint64_t *out);
 
+/* Added after the first version (backwards-compatible):
+ *
+ * om_parse_listen: "host:port", "[v6addr]:port" or ":port" → host without
+ * brackets (NUL-terminated, must fit in hostlen; "" = every address) and
+ * port 1..65535.  A bare IPv6 address needs brackets.  OM_ERR_INVALID if not.
+ *
+ * om_format_duration_ms / om_format_size: the exact inverse of the parsers
+ * ("5m", "500ms", "4MiB", "1000"), never rounded, so what they print reads
+ * back as the same number.  buf gets at least 24 bytes to be safe. */
+int om_parse_listen(const char *s, char *host, size_t hostlen, unsigned *port);
+void om_format_duration_ms(uint64_t ms, char *buf, size_t len);
+void om_format_size(uint64_t n, char *buf, size_t len);
+
+#define OM_CONFIG_MAX_BYTES (1024 * 1024)   /* config file size limit */
+#define OM_PASSWORD_FILE_MAX 4096           /* password_file size limit */
+
 #endif

@@ -51,7 +51,9 @@ int om_index_open(struct om_index **out, struct om_store *st, bool *rebuilt);
 void om_index_close(struct om_index *ix);
 
 /* Drop the database and rebuild from the store + tags.log (also used by
- * om_index_open).  Sets *n_manifests/*n_tags when non-NULL. */
+ * om_index_open).  Sets *n_manifests and *n_tags when non-NULL.  One
+ * transaction: on failure the old content stays.  Every other call waits
+ * while it runs (it reads every stored object of at most 4 MiB). */
 int om_index_rebuild(struct om_index *ix, size_t *n_manifests, size_t *n_tags);
 
 /* ---- tags ---- */
@@ -64,7 +66,10 @@ int om_index_tag_put(struct om_index *ix, const char *repo, const char *tag,
 /* The upstream confirmed the same digest: checked_at = now. */
 int om_index_tag_checked(struct om_index *ix, const char *repo, const char *tag, int64_t now);
 /* Tags of repo in lexical (byte) order, strictly after `last` (NULL = from
- * the start), at most n (n < 0 = no limit).  fn returns non-zero to stop. */
+ * the start), at most n (n < 0 = no limit).  fn returns non-zero to stop,
+ * and that value is returned.  OM_ERR_NOTFOUND when the repository is not
+ * known at all (a known repository without tags lists nothing and returns
+ * OM_OK).  fn runs under the index mutex: it must not call the index. */
 typedef int (*om_index_str_fn)(void *ud, const char *s);
 int om_index_tags_list(struct om_index *ix, const char *repo, const char *last,
                        long n, om_index_str_fn fn, void *ud);
@@ -72,7 +77,8 @@ int om_index_tags_list(struct om_index *ix, const char *repo, const char *last,
 /* ---- manifests ---- */
 int om_index_manifest_get(struct om_index *ix, const om_digest *d,
                           struct om_manifest_rec *out);  /* OM_ERR_NOTFOUND */
-/* Record a stored manifest, that it belongs to repo, and its children. */
+/* Record a stored manifest, that it belongs to repo (may be NULL: no
+ * membership), and its children. */
 int om_index_manifest_put(struct om_index *ix, const char *repo, const om_digest *d,
                           const char *media_type, uint64_t size,
                           const om_digest *children, size_t n_children, int64_t now);
@@ -81,28 +87,35 @@ int om_index_manifest_put(struct om_index *ix, const char *repo, const om_digest
 int om_index_blob_put(struct om_index *ix, const char *repo, const om_digest *d,
                       uint64_t size, int64_t now);
 /* A client pulled this content (manifest or blob): last access + pull count.
- * tag may be NULL. */
+ * tag may be NULL (repo is only used with a tag).  OM_ERR_NOTFOUND when the
+ * digest is neither a known manifest nor a known blob. */
 int om_index_note_pull(struct om_index *ix, const char *repo, const char *tag,
                        const om_digest *d, int64_t now);
 
 /* ---- catalog ---- */
+/* Repository names, paged and called back exactly like om_index_tags_list. */
 int om_index_catalog(struct om_index *ix, const char *last, long n,
                      om_index_str_fn fn, void *ud);
 
 /* ---- route decisions ---- */
-/* canonical_out receives the canonical name; upstream_out the upstream name. */
+/* canonical_out receives the canonical name; upstream_out the upstream name.
+ * OM_ERR_NOTFOUND if no decision is cached; OM_ERR_TOOBIG if a buffer is
+ * too small. */
 int om_index_route_get(struct om_index *ix, const char *name, char *upstream_out,
                        size_t upstream_sz, char *canonical_out, size_t canonical_sz);
 int om_index_route_put(struct om_index *ix, const char *name, const char *upstream,
                        const char *canonical, int64_t now);
-/* Negative cache: "name is not on upstream" until `until`. */
+/* Negative cache: "name is not on upstream" until `until` (exclusive: at
+ * now >= until the entry has expired and is deleted). */
 bool om_index_negative_get(struct om_index *ix, const char *name, const char *upstream,
                            int64_t now);
 int om_index_negative_put(struct om_index *ix, const char *name, const char *upstream,
                           int64_t until);
 
 /* ---- referrers ---- */
-/* *json malloc'd, caller frees. */
+/* *json malloc'd, caller frees (NUL-terminated, the NUL not counted in
+ * *len).  fetched_at may be NULL.  At most 4 MiB: a larger put is
+ * OM_ERR_TOOBIG. */
 int om_index_referrers_get(struct om_index *ix, const char *repo, const om_digest *d,
                            char **json, size_t *len, int64_t *fetched_at);
 int om_index_referrers_put(struct om_index *ix, const char *repo, const om_digest *d,

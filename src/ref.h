@@ -65,7 +65,11 @@ typedef struct {
  *   OM_ERR_INVALID   syntactically bad or not "bytes": ignore the header, send 200
  *   OM_ERR_NOTFOUND  well formed but nothing satisfiable: send 416
  *   OM_ERR_TOOBIG    more than OM_RANGE_MAX ranges: send 200 (ignore)
- * Overlapping ranges are kept as the client sent them. */
+ * Overlapping ranges are kept as the client sent them.  Whitespace around
+ * commas and empty list elements are tolerated (RFC 9110 5.6.1); the unit
+ * is case-insensitive.  Numbers too big for uint64_t saturate, so
+ * "bytes=0-99999999999999999999" is the whole resource.  A zero-byte
+ * resource has no satisfiable range (OM_ERR_NOTFOUND). */
 int om_range_parse(om_range_set *out, const char *hdr, size_t len, uint64_t size);
 
 /* ---- the /v2/ request path ------------------------------------------ */
@@ -100,13 +104,19 @@ typedef enum {
  * escape is simply invalid).  No query string.  Returns OM_OK, or
  * OM_ERR_INVALID with *fault saying why and out->kind filled as far as it
  * was recognised.  Names are checked with om_ref_name_valid, so "..", "//",
- * "./" and upper case never get through. */
+ * "./" and upper case never get through.  `fault` may be NULL.
+ * Names may contain components called "manifests", "blobs", ...: the path
+ * is split at the LAST endpoint marker.  For OM_V2_UPLOAD the session id
+ * after "uploads/" is not validated (a read-only mirror never uses it). */
 int om_v2_path_parse(om_v2_path *out, const char *path, size_t len, om_v2_fault *fault);
 
 /* Percent-decode a query parameter value into out (NUL-terminated).
- * OM_ERR_TOOBIG if it does not fit; OM_ERR_INVALID on a bad escape or a NUL. */
+ * OM_ERR_TOOBIG if it does not fit; OM_ERR_INVALID on a bad escape or a NUL.
+ * Only %XX is decoded: '+' stays '+'.  On error out is "". */
 int om_url_decode(char *out, size_t outsz, const char *s, size_t len);
-/* Percent-encode for a URL query/path component (unreserved kept). */
+/* Percent-encode for a URL query/path component (RFC 3986 unreserved
+ * A-Z a-z 0-9 - . _ ~ kept, everything else %XX upper case).
+ * OM_ERR_TOOBIG if it does not fit; on error out is "". */
 int om_url_encode(char *out, size_t outsz, const char *s, size_t len);
 
 #endif

@@ -54,9 +54,13 @@ struct om_route {
 };
 
 /* name: a valid repository name (already checked by om_ref_name_valid).
- * ns: NULL or the raw ns value (already percent-decoded).
- * Returns OM_OK; OM_ERR_NOTFOUND for an unknown ns or host prefix;
- * OM_ERR_INVALID if a rewrite produced an invalid or over-long name. */
+ * ns: NULL or the raw ns value (already percent-decoded); "" counts as NULL.
+ * Returns OM_OK; OM_ERR_NOTFOUND for an unknown ns or host prefix, or an
+ * empty search order;
+ * OM_ERR_INVALID if a rewrite produced an invalid or over-long name (or a
+ * target whose first component is not a configured upstream), or if a
+ * remote name with "library/" or a canonical name would exceed OM_NAME_MAX.
+ * On any error out->n == 0; out->why still says which step decided. */
 int om_route_resolve(struct om_route *out, const struct om_config *cfg,
                      const char *name, const char *ns);
 

@@ -64,18 +64,22 @@ bool om_store_has(struct om_store *st, const om_digest *d, uint64_t *size);
 int om_store_open_blob(struct om_store *st, const om_digest *d, int *fd, uint64_t *size);
 
 /* Read a whole blob of at most `max` bytes into a malloc'd buffer (caller
- * frees).  OM_ERR_TOOBIG if larger. Does not verify the digest. */
+ * frees).  OM_ERR_TOOBIG if larger. Does not verify the digest.  The buffer
+ * has one extra byte, a NUL at (*buf)[*len], so text can be parsed in place. */
 int om_store_read(struct om_store *st, const om_digest *d, size_t max, char **buf, size_t *len);
 
 /* Remove a committed blob (GC). OM_ERR_NOTFOUND if absent. */
 int om_store_remove(struct om_store *st, const om_digest *d);
 
 /* Call fn for every committed blob (in no particular order); stop early
- * when fn returns non-zero and return that value. */
+ * when fn returns non-zero and return that value.  Files under blobs/ whose
+ * names are not valid digests (in the matching fan-out directory) are
+ * skipped.  OM_ERR_IO if blobs/sha256 cannot be read. */
 typedef int (*om_store_walk_fn)(void *ud, const om_digest *d, uint64_t size);
 int om_store_walk(struct om_store *st, om_store_walk_fn fn, void *ud);
 
-/* Recompute the sha256 of a committed blob: OM_OK, OM_ERR_DIGEST, OM_ERR_IO. */
+/* Recompute the sha256 of a committed blob: OM_OK, OM_ERR_DIGEST, OM_ERR_IO,
+ * OM_ERR_NOTFOUND if absent. */
 int om_store_verify(struct om_store *st, const om_digest *d);
 
 /* Bytes used by committed blobs (kept as a running total). */

@@ -68,6 +68,13 @@ struct om_up_req {
      * Non-2xx bodies are always buffered (up to 64 KiB) for diagnostics.
      * Return OM_OK to go on; anything else aborts and is returned. */
     int (*on_body)(void *ud, const void *buf, size_t len);
+    /* Clarifications (added with the implementation):
+     *  - on_headers is called at most once per om_upstream_do; a response
+     *    that is retried, redirected or answered by auth never reaches it.
+     *    Once it was called, transport errors are not retried either (the
+     *    caller resumes with range_from), so a sink never sees two starts.
+     *  - max_body == 0 means OM_MANIFEST_MAX_DEFAULT.
+     *  - Non-2xx bodies over 64 KiB are cut at 64 KiB (not an error). */
     void *ud;
     const atomic_bool *cancel;      /* when set, the transfer is aborted (OM_ERR_TIMEOUT
                                        is returned); may be NULL */
@@ -117,5 +124,9 @@ int om_token_parse(const char *json, size_t len, char **token_out, long *expires
 /* Parse Retry-After (delta seconds or an HTTP-date relative to now_s);
  * -1 when invalid. */
 long om_retry_after_parse(const char *s, long now_s);
+
+/* Parse Docker Hub's `ratelimit-remaining` ("100;w=21600" → 100); -1 when
+ * invalid.  (Added with the implementation; implemented in authparse.c.) */
+long om_ratelimit_remaining_parse(const char *s);
 
 #endif

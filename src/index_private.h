@@ -1,0 +1,43 @@
+/* index_private.h — shared between index.c and index_rebuild.c only; no
+ * other module includes this (they use index.h). */
+#ifndef OM_INDEX_PRIVATE_H
+#define OM_INDEX_PRIVATE_H
+
+#include "index.h"
+
+#include <sqlite3.h>
+
+/* tags.log lines are at most this long (without the newline): the longest
+ * valid record, with every string fully \u-escaped, is under 3.5 KiB. */
+#define OM_INDEX_LOG_LINE_MAX 4096
+/* Stored blobs larger than this are never parsed as manifests. */
+#define OM_INDEX_MANIFEST_PARSE_MAX (4u * 1024 * 1024)
+
+/* The one place SQLite result codes become om_err (logged with `what`). */
+int om_index__sql_err(sqlite3 *db, int rc, const char *what);
+
+/* Input checks shared by the API and the tags.log replay. */
+bool om_index__repo_ok(const char *repo);
+bool om_index__tag_ok(const char *tag);
+bool om_index__media_type_ok(const char *mt);
+bool om_index__digest_ok(const om_digest *d);
+
+/* Open the database at path and check it: PRAGMAs (WAL, synchronous=NORMAL,
+ * busy_timeout), quick_check, schema version; create the schema when the
+ * file is new (missing or empty: *fresh = true).  On failure *dbp is NULL
+ * and *corrupt says whether moving the file aside and starting over can
+ * help (not a database, corrupt, unknown schema version) or not (busy,
+ * disk full, out of memory, cannot create).  *dbp owned by the caller. */
+int om_index__db_open(const char *path, sqlite3 **dbp, bool *corrupt, bool *fresh);
+
+/* Rename path (+ its -wal) to <path>.corrupt-<unix time>[.N] and remove
+ * its -shm, so a stale WAL can never be replayed into a fresh database. */
+int om_index__move_aside(const char *path);
+
+/* Empty every table and refill it from the store and tags.log, in one
+ * transaction (rolled back on failure).  The caller holds the index mutex
+ * (or is om_index_open, before anyone else can see the index). */
+int om_index__rebuild_db(sqlite3 *db, struct om_store *st, const char *log_path,
+                         int64_t now, size_t *n_manifests, size_t *n_tags);
+
+#endif

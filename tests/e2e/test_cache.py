@@ -1,0 +1,262 @@
+"""The cache of ocimirror: a second pull costs the upstream nothing, HEAD
+answers carry what clients need, cached content outlives the upstream, a
+restart, a SIGKILL and a lost index.db; Range requests on cached blobs;
+a tag that moves upstream is seen after tag_ttl.
+
+Run: cd tests/e2e && OCIMIRROR_BIN=... ../../scripts/netns-run python3 -u test_cache.py
+"""
+
+import glob
+import os
+import re
+import time
+import unittest
+
+from lib.world import WorldTestCase, canonical_name
+from lib.images import ACCEPT_ALL, make_image
+
+TAG_TTL = 2.0   # the World's mirror config: tag_ttl "2s"
+
+
+def parse_multipart_byteranges(content_type, body):
+    """[(start, end, total, bytes)] from a multipart/byteranges body."""
+    m = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not m:
+        raise ValueError("no boundary in %r" % content_type)
+    delim = b"--" + m.group(1).encode()
+    parts = []
+    chunks = body.split(delim)
+    for chunk in chunks[1:]:
+        if chunk.startswith(b"--"):
+            break                       # closing delimiter
+        chunk = chunk[2:] if chunk.startswith(b"\r\n") else chunk
+        head, sep, data = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            raise ValueError("part without a blank line: %r" % chunk[:200])
+        if data.endswith(b"\r\n"):
+            data = data[:-2]
+        cr = re.search(rb"(?im)^content-range:\s*bytes\s+(\d+)-(\d+)/(\d+|\*)", head)
+        if not cr:
+            raise ValueError("part without Content-Range: %r" % head)
+        parts.append((int(cr.group(1)), int(cr.group(2)),
+                      cr.group(3).decode(), data))
+    return parts
+
+
+class CacheTest(WorldTestCase):
+
+    def setUp(self):
+        super().setUp()
+        for r in self.w.reg.values():
+            r.reset_counts()
+
+    def upstream_blob_gets(self, reg):
+        return self.w.reg[reg].count("GET", r"/blobs/sha256:", status=None)
+
+    def upstream_digest_manifest_gets(self, reg):
+        return self.w.reg[reg].count("GET", r"/manifests/sha256:")
+
+    # -- second pull -------------------------------------------------------
+    def test_second_pull_fetches_no_blob_and_no_manifest_by_digest_from_upstream(self):
+        m = self.mirror()
+        cases = [("alpine", "hub"), ("multi", "hub"), ("etcd", "quay"), ("apiserver", "k8s")]
+        for key, _ in cases:
+            self.pull(m, self.w.fx[key])
+        first = {reg: self.upstream_blob_gets(reg) for _, reg in cases}
+        self.assertGreater(first["hub"], 0, "the first pull should have fetched blobs upstream")
+        for r in self.w.reg.values():
+            r.reset_counts()
+        for key, _ in cases:
+            self.pull(m, self.w.fx[key])
+        for reg in ("hub", "k8s", "quay"):
+            self.assertEqual(self.upstream_blob_gets(reg), 0, reg)
+            self.assertEqual(self.upstream_digest_manifest_gets(reg), 0, reg)
+
+    def test_shared_layer_is_fetched_once_for_two_repositories(self):
+        m = self.mirror()
+        alpine, app = self.w.fx["alpine"], self.w.fx["app"]
+        base = alpine.layers[0]
+        self.assertIn(base, app.layers)
+        self.pull(m, alpine)
+        self.w.reg["hub"].reset_counts()
+        self.pull(m, app)
+        self.assertEqual(self.w.reg["hub"].count("GET", r"/blobs/" + base), 0,
+                         "content is stored once per digest")
+
+    def test_head_manifest_returns_digest_length_and_type(self):
+        m = self.mirror()
+        for key in ("alpine", "ocimulti", "etcd"):
+            img = self.w.fx[key]
+            name = canonical_name(img)
+            with self.subTest(fixture=key, cold=True):
+                # containerd resolves with a HEAD first, on a cold cache
+                h = m.get("/v2/%s/manifests/%s" % (name, img.tag), {"Accept": ACCEPT_ALL},
+                          method="HEAD")
+                self.assertManifest(h, img, head=True)
+                self.assertEqual(h.body, b"")
+            with self.subTest(fixture=key, cold=False):
+                self.assertManifest(m.get("/v2/%s/manifests/%s" % (name, img.tag),
+                                          {"Accept": ACCEPT_ALL}), img)
+                h = m.get("/v2/%s/manifests/%s" % (name, img.digest), {"Accept": ACCEPT_ALL},
+                          method="HEAD")
+                self.assertManifest(h, img, head=True)
+        # HEAD on a blob: length and digest, no body
+        img = self.w.fx["etcd"]
+        d = img.layers[0]
+        h = m.get("/v2/%s/blobs/%s" % (canonical_name(img), d), method="HEAD")
+        self.assertEqual(h.status, 200, h)
+        self.assertEqual(h.headers.get("Content-Length"), str(img.blob_size(d)))
+        self.assertEqual(h.headers.get("Docker-Content-Digest"), d)
+        self.assertEqual(h.body, b"")
+
+    # -- upstream down -------------------------------------------------------
+    def test_cached_content_is_served_while_the_upstream_is_down(self):
+        m = self.mirror()
+        pause, api = self.w.fx["pause"], self.w.fx["apiserver"]
+        self.pull(m, pause)
+        self.w.reg["k8s"].stop()
+        time.sleep(TAG_TTL + 0.5)
+        r = m.get("/v2/registry.k8s.io/pause/manifests/3.9", {"Accept": ACCEPT_ALL})
+        self.assertManifest(r, pause)
+        self.assertIsNotNone(r.headers.get("Warning"),
+                             "a stale tag answer should say so in a Warning header: %r" % (r,))
+        # by digest: immutable, no question asked
+        self.assertManifest(m.get("/v2/registry.k8s.io/pause/manifests/" + pause.digest,
+                                  {"Accept": ACCEPT_ALL}), pause)
+        for d in pause.blobs:
+            self.assertBlob(m.get("/v2/registry.k8s.io/pause/blobs/" + d), d)
+        # never cached: a clean error, not a hang or a broken body
+        for path in ("/v2/registry.k8s.io/kube-apiserver/manifests/v1.28.0",
+                     "/v2/registry.k8s.io/kube-apiserver/manifests/" + api.digest,
+                     "/v2/registry.k8s.io/kube-apiserver/blobs/" + api.layers[0]):
+            with self.subTest(path=path):
+                r = m.get(path, {"Accept": ACCEPT_ALL}, timeout=60)
+                self.assertGreaterEqual(r.status, 400, r)
+                self.assertErrorJSON(r)
+        self.assertTrue(m.alive)
+
+    # -- restarts ----------------------------------------------------------
+    def _pull_then_count_after(self, m, imgs, action):
+        for img in imgs:
+            self.pull(m, img)
+        action()
+        for r in self.w.reg.values():
+            r.reset_counts()
+        for img in imgs:
+            self.pull(m, img)
+        for reg in ("hub", "k8s", "quay"):
+            self.assertEqual(self.upstream_blob_gets(reg), 0, reg)
+            self.assertEqual(self.upstream_digest_manifest_gets(reg), 0, reg)
+
+    def test_cache_survives_a_restart(self):
+        m = self.mirror()
+        self._pull_then_count_after(m, [self.w.fx["etcd"], self.w.fx["alpine"]], m.restart)
+
+    def test_cache_survives_sigkill(self):
+        m = self.mirror()
+
+        def kill_and_start():
+            time.sleep(1.0)     # let the last commits land; SIGKILL keeps only committed content
+            m.kill9()
+            m.start()
+        self._pull_then_count_after(m, [self.w.fx["etcd"], self.w.fx["multi"]], kill_and_start)
+
+    def test_lost_index_db_is_rebuilt_and_cached_tags_are_still_served(self):
+        m = self.mirror()
+        api, alpine = self.w.fx["apiserver"], self.w.fx["alpine"]
+        self.pull(m, api)
+        self.pull(m, alpine)
+        m.stop()
+        removed = []
+        for p in glob.glob(os.path.join(m.storage, "index.db*")):
+            os.unlink(p)
+            removed.append(os.path.basename(p))
+        self.assertIn("index.db", removed)
+        log_before = len(m.log_text())
+        m.start()
+        new_log = m.log_text()[log_before:]
+        self.assertTrue(any(re.search(r"warn", line, re.I) and re.search(r"index|rebuil", line, re.I)
+                            for line in new_log.splitlines()),
+                        "no warning about rebuilding the index in the log:\n" + new_log[-3000:])
+        self.w.reg["k8s"].stop()
+        self.w.reg["hub"].stop()
+        for img in (api, alpine):
+            with self.subTest(fixture=img.name):
+                r = m.get("/v2/%s/manifests/%s" % (canonical_name(img), img.tag),
+                          {"Accept": ACCEPT_ALL})
+                self.assertManifest(r, img)
+                for d in img.blobs:
+                    self.assertBlob(m.get("/v2/%s/blobs/%s" % (canonical_name(img), d)), d)
+        r = m.get("/v2/_catalog")
+        self.assertEqual(r.status, 200, r)
+        self.assertIn("registry.k8s.io/kube-apiserver", r.json()["repositories"])
+
+    # -- ranges ------------------------------------------------------------
+    def _cached_layer(self, m):
+        img = self.w.fx["etcd"]
+        self.pull(m, img)
+        d = max(img.layers, key=img.blob_size)
+        return "/v2/%s/blobs/%s" % (canonical_name(img), d), img.layer_bytes[d]
+
+    def test_range_on_a_cached_blob_is_206_with_the_right_bytes(self):
+        m = self.mirror()
+        path, data = self._cached_layer(m)
+        r = m.get(path, {"Range": "bytes=10-99"})
+        self.assertEqual(r.status, 206, r)
+        self.assertEqual(r.headers.get("Content-Range"), "bytes 10-99/%d" % len(data))
+        self.assertEqual(r.headers.get("Content-Length"), "90")
+        self.assertEqual(r.body, data[10:100])
+        # a resume from an offset to the end (what containers/image sends)
+        r = m.get(path, {"Range": "bytes=%d-" % (len(data) - 1000)})
+        self.assertEqual(r.status, 206, r)
+        self.assertEqual(r.headers.get("Content-Range"),
+                         "bytes %d-%d/%d" % (len(data) - 1000, len(data) - 1, len(data)))
+        self.assertEqual(r.body, data[-1000:])
+
+    def test_multi_range_on_a_cached_blob_is_multipart_or_the_whole_blob(self):
+        m = self.mirror()
+        path, data = self._cached_layer(m)
+        r = m.get(path, {"Range": "bytes=0-9,20-29"})
+        if r.status == 200:
+            self.assertEqual(r.body, data)
+            return
+        self.assertEqual(r.status, 206, r)
+        ct = r.headers.get("Content-Type", "")
+        self.assertTrue(ct.startswith("multipart/byteranges"), r)
+        parts = parse_multipart_byteranges(ct, r.body)
+        self.assertEqual([(p[0], p[1]) for p in parts], [(0, 9), (20, 29)])
+        self.assertEqual(parts[0][3], data[0:10])
+        self.assertEqual(parts[1][3], data[20:30])
+        for p in parts:
+            self.assertEqual(p[2], str(len(data)))
+
+    def test_unsatisfiable_range_is_416(self):
+        m = self.mirror()
+        path, data = self._cached_layer(m)
+        r = m.get(path, {"Range": "bytes=%d-" % (len(data) + 10)})
+        self.assertIn(r.status, (416, 200), r)
+        if r.status == 416:
+            self.assertEqual(r.headers.get("Content-Range"), "bytes */%d" % len(data))
+
+    # -- freshness ---------------------------------------------------------
+    def test_tag_moved_upstream_is_seen_after_tag_ttl(self):
+        m = self.mirror()
+        v1 = make_image("updating-v1", "library/updating", "1", "hub", seed=101)
+        v2 = make_image("updating-v2", "library/updating", "1", "hub", seed=102)
+        self.w.push(v1)
+        t_pulled = time.monotonic()
+        self.pull(m, v1, name="library/updating")
+        self.w.push(v2)
+        r = m.get("/v2/library/updating/manifests/1", {"Accept": ACCEPT_ALL})
+        if time.monotonic() - t_pulled < TAG_TTL * 0.75:
+            # still fresh: served from the cache without asking
+            self.assertManifest(r, v1)
+        time.sleep(TAG_TTL + 0.5)
+        self.pull(m, v2, name="library/updating")
+        # the old digest stays pullable by digest
+        self.assertManifest(m.get("/v2/library/updating/manifests/" + v1.digest,
+                                  {"Accept": ACCEPT_ALL}), v1)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
