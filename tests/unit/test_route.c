@@ -377,6 +377,50 @@ static void test_route__without_rewrites_coredns_is_searched(void)
     memset(&cfg, 0, sizeof(cfg));
 }
 
+/* The same promises through config.c: the embedded defaults and a YAML
+ * rule with groups route as the hand-built config above does. */
+static void test_route__default_config_routes_as_promised(void)
+{
+    struct om_config *dc = NULL;
+    struct om_route r;
+    CHECK_EQ_INT(om_config_default(&dc), OM_OK);
+    if (dc == NULL)
+        return;
+    CHECK_EQ_INT(om_route_resolve(&r, dc, "nginx", NULL), OM_OK);
+    CHECK_EQ_INT(r.kind, OM_ROUTE_SEARCH);
+    CHECK(r.n >= 1);
+    CHECK_EQ_STR(r.c[0].canonical, "docker.io/library/nginx");
+    CHECK_EQ_INT(om_route_resolve(&r, dc, "index.docker.io/library/nginx", NULL), OM_OK);
+    CHECK_EQ_STR(r.c[0].canonical, "docker.io/library/nginx");
+    CHECK_EQ_INT(om_route_resolve(&r, dc, "k8s.gcr.io/pause", NULL), OM_OK);
+    CHECK_EQ_STR(r.c[0].canonical, "registry.k8s.io/pause");
+    CHECK_EQ_INT(om_route_resolve(&r, dc, "coredns", NULL), OM_OK);
+    CHECK_EQ_INT(r.why, OM_WHY_REWRITE);
+    CHECK_EQ_STR(r.c[0].canonical, "registry.k8s.io/coredns/coredns");
+    CHECK_EQ_INT(om_route_resolve(&r, dc, "library/nginx", "docker.io"), OM_OK);
+    CHECK_EQ_STR(r.c[0].canonical, "docker.io/library/nginx");
+    CHECK_EQ_INT(om_route_resolve(&r, dc, "x", "evil.example.com"), OM_ERR_NOTFOUND);
+    CHECK_EQ_INT(om_route_resolve(&r, dc, "evil.example.com/x", NULL), OM_ERR_NOTFOUND);
+    om_config_free(dc);
+
+    static const char yaml[] =
+        "rewrites:\n"
+        "  - match: '^k8s/([a-z0-9-]+)$'\n"
+        "    target: 'registry.k8s.io/\\1'\n";
+    char err[256] = "";
+    dc = NULL;
+    CHECK_EQ_INT(om_config_parse(&dc, yaml, sizeof(yaml) - 1, "test.yaml", err, sizeof(err)),
+                 OM_OK);
+    if (dc == NULL) {
+        fprintf(stderr, "  config: %s\n", err);
+        return;
+    }
+    CHECK_EQ_INT(om_route_resolve(&r, dc, "k8s/kube-proxy", NULL), OM_OK);
+    CHECK_EQ_INT(r.why, OM_WHY_REWRITE);
+    CHECK_EQ_STR(r.c[0].canonical, "registry.k8s.io/kube-proxy");
+    om_config_free(dc);
+}
+
 static void test_route__why_has_a_sentence_for_every_step(void)
 {
     static const om_route_why whys[] = {OM_WHY_NS, OM_WHY_PREFIX, OM_WHY_REWRITE,
@@ -398,6 +442,7 @@ int main(void)
     RUN(test_route__library_goes_to_every_docker_hub_candidate);
     RUN(test_route__search_order_is_deduplicated_and_may_be_empty);
     RUN(test_route__without_rewrites_coredns_is_searched);
+    RUN(test_route__default_config_routes_as_promised);
     RUN(test_route__why_has_a_sentence_for_every_step);
     return test_done();
 }
