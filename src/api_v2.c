@@ -17,7 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "log.h"
+#include "ui.h"
 
 static const char *cache_str(om_cache_result c)
 {
@@ -99,13 +101,11 @@ static enum MHD_Result dispatch(struct om_req *req, const char *method)
     struct om_server *srv = req->srv;
     const struct om_limits *lim = &srv->cfg->limits;
 
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-        return send_error(req, MHD_HTTP_METHOD_NOT_ALLOWED, "UNSUPPORTED",
-                          "this registry is a read-only mirror");
-    req->head = (method[0] == 'H');
-
+    /* libmicrohttpd hands over the path without its query: count both. */
     size_t url_len = strlen(req->url);
-    if (url_len > lim->max_url_bytes)
+    struct header_sum qs = {0};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, sum_header, &qs);
+    if (url_len + qs.bytes > lim->max_url_bytes)
         return send_error(req, MHD_HTTP_URI_TOO_LONG, "UNSUPPORTED", "request URL too long");
     struct header_sum hs = {0};
     MHD_get_connection_values(req->conn, MHD_HEADER_KIND, sum_header, &hs);
@@ -115,6 +115,15 @@ static enum MHD_Result dispatch(struct om_req *req, const char *method)
 
     if (strcmp(req->url, "/healthz") == 0)
         return handle_healthz(req);
+    if (strncmp(req->url, "/api/", 5) == 0 || strcmp(req->url, "/metrics") == 0)
+        return om_admin_handle(req);
+
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return send_error(req, MHD_HTTP_METHOD_NOT_ALLOWED, "UNSUPPORTED",
+                          "this registry is a read-only mirror");
+    req->head = (method[0] == 'H');
+    if (strcmp(req->url, "/v2") != 0 && strncmp(req->url, "/v2/", 4) != 0)
+        return om_ui_handle(req);
 
     om_v2_fault fault = OM_V2F_NONE;
     if (om_v2_path_parse(&req->p, req->url, url_len, &fault) != OM_OK) {
@@ -174,8 +183,8 @@ static enum MHD_Result dispatch(struct om_req *req, const char *method)
 }
 
 enum MHD_Result om_api_handle(struct om_server *srv, struct MHD_Connection *conn,
-                              const char *url, const char *method, size_t *upload_size,
-                              void **req_cls)
+                              const char *url, const char *method, const char *upload_data,
+                              size_t *upload_size, void **req_cls)
 {
     struct om_req *req = *req_cls;
     if (req == NULL) {
@@ -197,10 +206,20 @@ enum MHD_Result om_api_handle(struct om_server *srv, struct MHD_Connection *conn
     if (req->phase == 1)
         return MHD_YES; /* spurious call while a job runs; stay put */
     if (*upload_size > 0) {
-        /* A push body we will never accept: read and drop it (bounded), then
-         * answer 405 on the final call.  Queueing while libmicrohttpd still
-         * holds unread upload data makes it drop the connection instead. */
+        /* An admin POST keeps its (small) body; a push body we will never
+         * accept is read and dropped (bounded) and answered 405 on the final
+         * call.  Queueing while libmicrohttpd still holds unread upload data
+         * makes it drop the connection instead. */
         req->upload_seen += *upload_size;
+        if (strncmp(url, "/api/", 5) == 0 && req->upload_seen <= OM_ADMIN_BODY_MAX) {
+            char *b = realloc(req->body, req->body_len + *upload_size + 1);
+            if (b == NULL)
+                return MHD_NO;
+            memcpy(b + req->body_len, upload_data, *upload_size);
+            req->body = b;
+            req->body_len += *upload_size;
+            req->body[req->body_len] = '\0';
+        }
         *upload_size = 0;
         return req->upload_seen > (1u << 20) ? MHD_NO : MHD_YES;
     }
@@ -242,6 +261,8 @@ void om_api_completed(struct om_server *srv, struct om_req *req,
                   req->canonical[0] ? om_route_why_str(req->route.why) : "", "error", req->err_code ? req->err_code : "", "outcome",
                   ok ? "ok" : "aborted", NULL);
     }
+    om_admin_note_request(srv, req, ok);
     atomic_fetch_sub(&srv->connections, 1);
+    free(req->body);
     free(req);
 }

@@ -7,13 +7,18 @@
  * truncated prefix, and fuzzed; keeping them apart from the libcurl plumbing
  * in upstream.c lets the tests and fuzzers link them without a network.
  *
+ * Also here, declared in upstream_int.h and tested the same way: the
+ * Content-Length parser, the check that keeps a string from ending a request
+ * header, and the retry policy (which transport errors are retried, how long
+ * to wait) — pure functions of their arguments.
+ *
  * Nothing here does I/O.  om_challenge_parse writes only into the caller's
  * fixed-size struct; om_token_parse allocates exactly one string (the token,
  * owned by the caller).  JSON goes through jansson and dates through
  * curl_getdate: this file only walks the RFC 7235 auth-param grammar, which
  * no installed library exposes.
  */
-#include "upstream.h"
+#include "upstream_int.h"
 
 #include <ctype.h>
 #include <limits.h>
@@ -434,4 +439,75 @@ long om_ratelimit_remaining_parse(const char *s)
     result = v;
 done:
     return result;
+}
+
+/* ---- small parsers private to the upstream client (upstream_int.h) ---- */
+
+int64_t om_up_content_length_parse(const char *v)
+{
+    int64_t n = 0;
+    int64_t result = -1;
+    size_t digits = 0;
+
+    if (v == NULL)
+        goto done;
+    for (; *v >= '0' && *v <= '9'; v++, digits++) {
+        if (digits >= 18)
+            goto done;              /* beyond any blob; keeps n in range */
+        n = n * 10 + (*v - '0');
+    }
+    if (digits > 0 && *v == '\0')
+        result = n;
+done:
+    return result;
+}
+
+bool om_up_header_safe(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* ---- the retry policy ------------------------------------------------- */
+
+#define RETRY_AFTER_CAP_S 60
+#define BACKOFF_CAP_MS 60000
+
+bool om_up_curl_retryable(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_SSL_CONNECT_ERROR:
+        return true;
+    default:
+        return false;
+    }
+}
+
+uint64_t om_up_backoff_ms(uint64_t base_ms, long status, long retry_after_s, unsigned next,
+                          uint64_t rnd)
+{
+    uint64_t window = base_ms;
+
+    if ((status == 429 || status == 503) && retry_after_s >= 0)
+        return (uint64_t)(retry_after_s > RETRY_AFTER_CAP_S ? RETRY_AFTER_CAP_S : retry_after_s) *
+               1000;
+    for (unsigned i = 2; i < next && window < BACKOFF_CAP_MS; i++)
+        window *= 2;
+    if (window > BACKOFF_CAP_MS)
+        window = BACKOFF_CAP_MS;
+    return window == 0 ? 0 : rnd % (window + 1);
 }

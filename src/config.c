@@ -4,13 +4,14 @@
  * config_int.h for how the module is split across files.
  *
  * Ownership: the struct owns every string in it (strdup'd), the compiled
- * regexes in rewrites[0..n_rewrites) and the password read from a
- * password_file; om_config_free() releases all of it and wipes passwords
- * first so they don't linger in freed heap memory.
+ * regexes in rewrites[0..n_rewrites), the password read from a
+ * password_file and the admin token; om_config_free() releases all of it
+ * and wipes passwords and the token first so they don't linger in freed heap memory.
  *
  * The dump is YAML that om_config_parse() reads back to the same struct,
- * except secrets: a password prints as "<redacted>" (a password_file prints
- * as its path) and user:password@ in a proxy URL as <redacted>@.  Every
+ * except secrets: a password or the admin token prints as "<redacted>" (a
+ * password_file or token_file prints as its path) and user:password@ in a
+ * proxy URL as <redacted>@.  Every
  * string is double-quoted with escapes, so no value can break the YAML.
  *
  * If you add a key: set its default in fill_defaults(), print it in
@@ -42,6 +43,9 @@ static const struct default_upstream default_upstreams[] = {
     {"quay.io", "https://quay.io", {NULL, NULL, NULL}},
     {"ghcr.io", "https://ghcr.io", {NULL, NULL, NULL}},
 };
+
+/* What most clusters run on; an index's other platforms are not fetched. */
+static const char *const default_platforms[] = {"linux/amd64", "linux/arm64"};
 
 /* kubeadm pulls a bare "coredns" that only exists on registry.k8s.io. */
 #define DEFAULT_REWRITE_MATCH "^coredns$"
@@ -89,6 +93,18 @@ static int fill_defaults(struct om_config *cfg)
     if (regcomp(&r->re, r->match, REG_EXTENDED) != 0)
         goto done; /* only REG_ESPACE can happen here */
     cfg->n_rewrites = 1;
+    for (size_t i = 0; i < OM_ARRAY_LEN(default_platforms); i++) {
+        if (dup_str(&cfg->prefetch_platforms[i], default_platforms[i]) != OM_OK)
+            goto done; /* the ones before it are counted: om_config_free() */
+        cfg->n_prefetch_platforms = i + 1;
+    }
+    cfg->storage_max_size = 0; /* unlimited */
+    cfg->storage_high_water = 90;
+    cfg->storage_low_water = 80;
+    cfg->gc_interval_ms = 10 * 60 * 1000;
+    cfg->prefetch_interval_ms = 6 * 3600 * 1000;
+    cfg->prefetch_retries = 3;
+    cfg->prefetch_retry_interval_ms = 5 * 60 * 1000;
     cfg->tag_ttl_ms = 5 * 60 * 1000;
     cfg->negative_ttl_ms = 60 * 1000;
     cfg->retries_max = 3;
@@ -352,13 +368,24 @@ void om_config_dump(const struct om_config *cfg, FILE *f)
     put_str(f, cfg->source != NULL ? cfg->source : "?");
     fputs("\n", f);
     put_kv(f, "", "listen", cfg->listen);
+    put_kv(f, "", "public_url", cfg->public_url);
     if (cfg->tls_cert != NULL || cfg->tls_key != NULL) {
         fputs("tls:\n", f);
         put_kv(f, "  ", "cert", cfg->tls_cert);
         put_kv(f, "  ", "key", cfg->tls_key);
     }
+    fputs("admin:\n", f);
+    if (cfg->admin_token_file != NULL)
+        put_kv(f, "  ", "token_file", cfg->admin_token_file);
+    else if (cfg->admin_token != NULL)
+        fputs("  token: \"<redacted>\"\n", f);
+    fprintf(f, "  protect_reads: %s\n", cfg->admin_protect_reads ? "true" : "false");
     fputs("storage:\n", f);
     put_kv(f, "  ", "path", cfg->storage_path);
+    put_size(f, "  ", "max_size", cfg->storage_max_size);
+    fprintf(f, "  high_water: %u\n  low_water: %u\n", cfg->storage_high_water,
+            cfg->storage_low_water);
+    put_ms(f, "  ", "gc_interval", cfg->gc_interval_ms);
     fputs("upstreams:\n", f);
     for (size_t i = 0; i < cfg->n_upstreams; i++)
         dump_upstream(f, &cfg->upstreams[i]);
@@ -388,6 +415,21 @@ void om_config_dump(const struct om_config *cfg, FILE *f)
     put_ms(f, "  ", "idle_timeout", l->idle_timeout_ms);
     put_ms(f, "  ", "shutdown_grace", l->shutdown_grace_ms);
     fprintf(f, "  threads: %u\n  max_downloads: %u\n", l->threads, l->max_downloads);
+    fputs(cfg->n_prefetch_images == 0 ? "prefetch:\n  images: []\n" : "prefetch:\n  images:\n", f);
+    for (size_t i = 0; i < cfg->n_prefetch_images; i++) {
+        fputs("    - ", f);
+        put_str(f, cfg->prefetch_images[i]);
+        fputc('\n', f);
+    }
+    fputs("  platforms: [", f);
+    for (size_t i = 0; i < cfg->n_prefetch_platforms; i++) {
+        fputs(i > 0 ? ", " : "", f);
+        put_str(f, cfg->prefetch_platforms[i]);
+    }
+    fputs("]\n", f);
+    put_ms(f, "  ", "interval", cfg->prefetch_interval_ms);
+    fprintf(f, "  retries: %u\n", cfg->prefetch_retries);
+    put_ms(f, "  ", "retry_interval", cfg->prefetch_retry_interval_ms);
 }
 
 /* ---- free --------------------------------------------------------------- */
@@ -425,6 +467,15 @@ void om_config_free(struct om_config *cfg)
         free(cfg->tls_cert);
         free(cfg->tls_key);
         free(cfg->storage_path);
+        free(cfg->public_url);
+        if (cfg->admin_token != NULL)
+            explicit_bzero(cfg->admin_token, strlen(cfg->admin_token));
+        free(cfg->admin_token);
+        free(cfg->admin_token_file);
+        for (size_t i = 0; i < cfg->n_prefetch_images; i++)
+            free(cfg->prefetch_images[i]);
+        for (size_t i = 0; i < cfg->n_prefetch_platforms; i++)
+            free(cfg->prefetch_platforms[i]);
         free(cfg->source);
         for (size_t i = 0; i < cfg->n_upstreams; i++)
             om_cfg_upstream_clear(&cfg->upstreams[i]);

@@ -10,7 +10,10 @@
  * Key names (operators' configs and outside test suites depend on them):
  *   listen: "0.0.0.0:5000"            address:port, "[::]:5000" for IPv6
  *   tls: {cert: FILE, key: FILE}
- *   storage: {path: DIR}
+ *   public_url: "https://mirror.example"   how clients reach us (unset)
+ *   admin: {token: SECRET | token_file: FILE, protect_reads: false}
+ *   storage: {path: DIR, max_size: "0", high_water: 90, low_water: 80,
+ *             gc_interval: "10m"}
  *   upstreams: [{name, url, aliases: [..], ca_file, insecure_skip_verify,
  *                username, password | password_file, proxy}]
  *   search_order: [upstream name or alias, ...]
@@ -21,11 +24,13 @@
  *   limits: {max_connections, max_header_bytes, max_url_bytes,
  *            max_manifest_bytes, connection_timeout, idle_timeout,
  *            shutdown_grace, threads, max_downloads}
+ *   prefetch: {images: [REF, ...], platforms: ["linux/amd64", ...],
+ *              interval: "6h", retries: 3, retry_interval: "5m"}
  * Unknown keys and bad values are errors naming file:line:column.
  *
- * If you add a key: parse it in config.c, dump it in om_config_dump(), give
- * it a default in om_config_default(), document it in README.md and
- * README.zh-CN.md, and add a unit test case.
+ * If you add a key: follow the list at the top of config_keys.c (a row in
+ * its table, a default in config.c's fill_defaults(), a line in
+ * om_config_dump(), docs/ocimirror.example.yaml, the READMEs, test rows).
  */
 #ifndef OM_CONFIG_H
 #define OM_CONFIG_H
@@ -37,6 +42,10 @@
 #define OM_MAX_UPSTREAMS 32
 #define OM_MAX_ALIASES 16
 #define OM_MAX_REWRITES 64
+#define OM_MAX_PREFETCH_IMAGES 256      /* prefetch.images entries */
+#define OM_PREFETCH_IMAGE_MAX 512       /* bytes in one prefetch image reference */
+#define OM_MAX_PREFETCH_PLATFORMS 32    /* prefetch.platforms entries */
+#define OM_PREFETCH_PLATFORM_MAX 64     /* bytes in one "os/arch/variant" */
 
 struct om_upstream_cfg {
     char *name;             /* "docker.io": the canonical-name prefix */
@@ -77,7 +86,23 @@ struct om_limits {
 struct om_config {
     char *listen;                 /* "0.0.0.0:5000" */
     char *tls_cert, *tls_key;     /* both or neither */
+    char *public_url;             /* how clients reach this mirror, e.g.
+                                     "https://mirror.example" (http/https, no
+                                     path, no trailing /); NULL = unset: use
+                                     the request's Host */
+    char *admin_token;            /* bearer token for the admin API (admin.token
+                                     or the trimmed contents of admin.token_file);
+                                     NULL = none: POSTs answer 403.  Secret:
+                                     never logged, dumped as "<redacted>" */
+    char *admin_token_file;       /* the file admin_token was read from, or NULL */
+    bool admin_protect_reads;     /* admin GETs need the token too (false);
+                                     true needs a token */
     char *storage_path;           /* "./ocimirror-data" */
+    uint64_t storage_max_size;    /* bytes the cache may use; 0 = unlimited (0) */
+    unsigned storage_high_water;  /* GC starts above this % of max_size (90) */
+    unsigned storage_low_water;   /* ... and evicts down to this % (80);
+                                     < high_water when max_size != 0 */
+    uint64_t gc_interval_ms;      /* how often GC checks usage; >= 1s (10 min) */
     struct om_upstream_cfg upstreams[OM_MAX_UPSTREAMS];
     size_t n_upstreams;
     size_t search_order[OM_MAX_UPSTREAMS];  /* indexes into upstreams[] */
@@ -91,6 +116,21 @@ struct om_config {
     om_log_level log_level;
     om_log_format log_format;
     struct om_limits limits;
+    /* prefetch: images pulled (all listed platforms) at start-up and then
+     * every prefetch_interval_ms.  Fixed arrays, like aliases[]: entries
+     * 0..n-1 are strdup'd strings the struct owns. */
+    char *prefetch_images[OM_MAX_PREFETCH_IMAGES]; /* references as a client
+                                     writes them ("nginx:1.25",
+                                     "quay.io/x/y@sha256:..."); none by default */
+    size_t n_prefetch_images;
+    char *prefetch_platforms[OM_MAX_PREFETCH_PLATFORMS]; /* "os/arch" or
+                                     "os/arch/variant", lowercase; default
+                                     "linux/amd64", "linux/arm64"; never empty */
+    size_t n_prefetch_platforms;
+    uint64_t prefetch_interval_ms; /* background re-sync period; 0 = only at
+                                     start-up; else >= 1s (6 h) */
+    unsigned prefetch_retries;    /* tries per image per round, 1..100 (3) */
+    uint64_t prefetch_retry_interval_ms; /* wait between those tries (5 min) */
     char *source;                 /* file path, or "<embedded defaults>" */
 };
 
@@ -116,7 +156,8 @@ int om_config_parse(struct om_config **out, const char *yaml, size_t len,
 int om_config_set_listen(struct om_config *cfg, const char *listen);
 int om_config_set_storage(struct om_config *cfg, const char *path);
 
-/* Print the effective config as YAML; passwords are printed as "<redacted>". */
+/* Print the effective config as YAML; passwords and the admin token are
+ * printed as "<redacted>" (a password_file / token_file as its path). */
 void om_config_dump(const struct om_config *cfg, FILE *f);
 
 void om_config_free(struct om_config *cfg);
@@ -146,5 +187,6 @@ void om_format_size(uint64_t n, char *buf, size_t len);
 
 #define OM_CONFIG_MAX_BYTES (1024 * 1024)   /* config file size limit */
 #define OM_PASSWORD_FILE_MAX 4096           /* password_file size limit */
+#define OM_ADMIN_TOKEN_FILE_MAX 4096        /* admin.token_file size limit */
 
 #endif

@@ -27,10 +27,11 @@ struct om_cfg_ctx {
 /* How a mapping key's value is stored into obj + off. */
 enum om_cfg_kind {
     K_STR,     /* char *, required, non-empty */
-    K_OPTSTR,  /* char *, null = unset */
+    K_OPTSTR,  /* char *, null = unset; check (if any) runs on any other value */
     K_BOOL,    /* bool: true/false */
     K_UINT,    /* unsigned: a whole number in [min, max] */
     K_SIZE,    /* size_t: om_parse_size() in [min, max] */
+    K_SIZE64,  /* uint64_t: om_parse_size() in [min, max] (disk sizes) */
     K_MS,      /* uint64_t: om_parse_duration_ms() in [min, max] */
     K_FN,      /* fn(c, obj, key, value) does it */
 };
@@ -44,8 +45,8 @@ struct om_cfg_field {
     size_t off;          /* where the value goes in obj */
     uint64_t min, max;   /* numbers: allowed range */
     om_cfg_fn fn;        /* K_FN */
-    /* K_STR: NULL if the stored value is fine, else what is wrong with it
-     * ("must be ...").  May rewrite the value in place (shorten it). */
+    /* K_STR, K_OPTSTR: NULL if the stored value is fine, else what is wrong
+     * with it ("must be ...").  May rewrite the value in place (shorten it). */
     const char *(*check)(char *value);
 };
 

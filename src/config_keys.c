@@ -2,10 +2,13 @@
  * table per YAML mapping, the handlers for values that need more than a
  * type check, and the checks that span several keys.
  *
- *   top level   listen tls storage upstreams search_order rewrites tag_ttl
- *               negative_ttl retries log limits
+ *   top level   listen public_url tls admin storage upstreams search_order
+ *               rewrites tag_ttl negative_ttl retries log limits prefetch
  *   tls         cert key                      (both or neither)
- *   storage     path
+ *   admin       token token_file protect_reads (token or token_file, not
+ *               both; protect_reads needs one)
+ *   storage     path max_size high_water low_water gc_interval
+ *                                             (low < high when max_size set)
  *   upstream    name url aliases ca_file insecure_skip_verify username
  *               password password_file proxy  (name+url required; password
  *               or password_file; names/aliases unique across upstreams)
@@ -15,8 +18,11 @@
  *   limits      max_connections max_header_bytes max_url_bytes
  *               max_manifest_bytes connection_timeout idle_timeout
  *               shutdown_grace threads max_downloads
+ *   prefetch    images platforms interval retries retry_interval
+ *                                             (interval 0 or >= 1s)
  *
- * Lists from the file replace the defaults (upstreams, rewrites); a missing
+ * Lists from the file replace the defaults (upstreams, rewrites, prefetch
+ * images and platforms); a missing
  * search_order becomes "every upstream in order" after the whole document,
  * because upstreams may come after it in the file.
  *
@@ -108,6 +114,159 @@ static const char *check_url(char *s)
     return why;
 }
 
+/* public_url is what the mirror tells clients to use (client-config
+ * snippets, pull commands), so it is only scheme://host[:port]: a path would
+ * be glued in front of /v2/ by every client differently.  A single trailing
+ * "/" is accepted and dropped. */
+static const char *check_public_url(char *s)
+{
+    const char *rest = strncasecmp(s, "https://", 8) == 0  ? s + 8
+                       : strncasecmp(s, "http://", 7) == 0 ? s + 7
+                                                           : NULL;
+    size_t host_len = rest != NULL ? strcspn(rest, "/") : 0;
+    const char *port = NULL, *why = NULL;
+    bool host_ok = host_len > 0;
+
+    if (rest == NULL || has_ctl(s) || strpbrk(s, "?#@") != NULL) {
+        why = "must be http:// or https:// and a host, with no user:password@, query or "
+              "fragment";
+        goto done;
+    }
+    if (rest[host_len] != '\0' && strcmp(rest + host_len, "/") != 0) {
+        why = "must not have a path (clients add /v2/ themselves)";
+        goto done;
+    }
+    if (host_ok && rest[0] == '[') { /* [v6addr] or [v6addr]:port */
+        const char *close = memchr(rest, ']', host_len);
+        host_ok = close != NULL && close > rest + 1;
+        if (host_ok && close + 1 < rest + host_len)
+            port = close + 1;
+    } else if (host_ok) {
+        const char *colon = memchr(rest, ':', host_len);
+        size_t name_len = colon != NULL ? (size_t)(colon - rest) : host_len;
+        host_ok = name_len > 0;
+        for (size_t i = 0; host_ok && i < name_len; i++)
+            host_ok = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_",
+                             rest[i]) != NULL;
+        port = colon;
+    }
+    if (host_ok && port != NULL) { /* ":1".."65535" */
+        size_t plen = (size_t)(rest + host_len - port) - 1;
+        unsigned long n = 0;
+        host_ok = port[0] == ':' && plen >= 1 && plen <= 5 && strspn(port + 1, "0123456789") >= plen;
+        if (host_ok)
+            n = strtoul(port + 1, NULL, 10);
+        host_ok = host_ok && n >= 1 && n <= 65535;
+    }
+    if (!host_ok)
+        why = "needs a host name or [IPv6] address and an optional port 1..65535";
+    else if (rest[host_len] == '/')
+        s[rest + host_len - s] = '\0'; /* one form only: no trailing slash */
+done:
+    return why;
+}
+
+/* The admin token travels in "Authorization: Bearer TOKEN": a blank or a
+ * control character could not be sent (or would be cut) there. */
+static const char *check_admin_token(char *s)
+{
+    return s[0] == '\0' || has_ctl(s) ? "must be non-empty, without blanks or control characters"
+                                      : NULL;
+}
+
+/* Replace slots[0..*n) with the strings of list v (null = empty list), each
+ * at most maxlen bytes and passing check (NULL = fine, else what is wrong).
+ * slots[] owns its strings; on error the ones read so far stay counted so
+ * om_config_free() releases them. */
+static int read_str_list(struct om_cfg_ctx *c, struct fy_node *key, struct fy_node *v,
+                         const char *what, char **slots, size_t *n, size_t max, size_t maxlen,
+                         const char *(*check)(const char *))
+{
+    struct fy_node *item;
+    void *it = NULL;
+    char vb[80];
+    const char *why = NULL;
+    int rc = om_cfg_want_seq(c, key, v, what);
+
+    for (size_t i = 0; rc == OM_OK && i < *n; i++) {
+        free(slots[i]);
+        slots[i] = NULL;
+    }
+    if (rc == OM_OK)
+        *n = 0;
+    while (rc == OM_OK && !om_cfg_is_null(v) && (item = fy_node_sequence_iterate(v, &it)) != NULL) {
+        char **slot = &slots[*n];
+        if (*n == max)
+            rc = om_cfg_report(c, item, key, "at most %zu %s", max, what);
+        else if ((rc = om_cfg_scalar_dup(c, key, item, slot)) == OM_OK)
+            (*n)++; /* slots[] owns *slot now */
+        if (rc == OM_OK && strlen(*slot) > maxlen)
+            rc = om_cfg_report(c, item, key, "an entry of %s is longer than %zu bytes", what,
+                               maxlen);
+        else if (rc == OM_OK && (why = check(*slot)) != NULL)
+            rc = om_cfg_report(c, item, key, "%s: \"%s\" %s", what,
+                               om_cfg_shown(vb, sizeof(vb), *slot, strlen(*slot)), why);
+    }
+    return rc;
+}
+
+/* Image references are checked loosely here (the prefetcher resolves them
+ * like a client's pull and reports what it cannot): only what can never be
+ * a reference is refused. */
+static const char *check_image_ref(const char *s)
+{
+    return s[0] == '\0' || has_ctl(s) ? "is not an image reference (empty, blank or control "
+                                        "character)"
+                                      : NULL;
+}
+
+/* "os/arch" or "os/arch/variant", lowercase as in image indexes (which are
+ * matched exactly, so "Linux/AMD64" would silently match nothing). */
+static const char *check_platform(const char *s)
+{
+    size_t parts = 1, run = 0;
+    bool ok = true;
+
+    for (; ok && *s != '\0'; s++) {
+        if (*s == '/') {
+            ok = run > 0;
+            parts++;
+            run = 0;
+        } else {
+            ok = (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '.' ||
+                 *s == '_' || *s == '-';
+            run++;
+        }
+    }
+    return ok && run > 0 && (parts == 2 || parts == 3)
+               ? NULL
+               : "is not os/arch or os/arch/variant in lowercase (e.g. linux/arm64/v8)";
+}
+
+static int h_prefetch_images(struct om_cfg_ctx *c, void *obj, struct fy_node *key,
+                             struct fy_node *v)
+{
+    struct om_config *cfg = obj;
+
+    return read_str_list(c, key, v, "prefetch images", cfg->prefetch_images,
+                         &cfg->n_prefetch_images, OM_MAX_PREFETCH_IMAGES, OM_PREFETCH_IMAGE_MAX,
+                         check_image_ref);
+}
+
+static int h_prefetch_platforms(struct om_cfg_ctx *c, void *obj, struct fy_node *key,
+                                struct fy_node *v)
+{
+    struct om_config *cfg = obj;
+    int rc = read_str_list(c, key, v, "prefetch platforms", cfg->prefetch_platforms,
+                           &cfg->n_prefetch_platforms, OM_MAX_PREFETCH_PLATFORMS,
+                           OM_PREFETCH_PLATFORM_MAX, check_platform);
+
+    /* an empty list has no sensible meaning (nothing? everything?) */
+    if (rc == OM_OK && cfg->n_prefetch_platforms == 0)
+        rc = om_cfg_report(c, v, key, "prefetch platforms must list at least one os/arch");
+    return rc;
+}
+
 static int h_up_aliases(struct om_cfg_ctx *c, void *obj, struct fy_node *key, struct fy_node *v)
 {
     struct om_upstream_cfg *u = obj;
@@ -191,8 +350,24 @@ static const struct om_cfg_field tls_fields[] = {
     OPTSTR("cert", CFG(tls_cert)),
     OPTSTR("key", CFG(tls_key)),
 };
+static const struct om_cfg_field admin_fields[] = {
+    {.key = "token", .kind = K_OPTSTR, .off = CFG(admin_token), .check = check_admin_token},
+    OPTSTR("token_file", CFG(admin_token_file)),
+    {.key = "protect_reads", .kind = K_BOOL, .off = CFG(admin_protect_reads)},
+};
 static const struct om_cfg_field storage_fields[] = {
     STR("path", CFG(storage_path), NULL),
+    NUM("max_size", K_SIZE64, CFG(storage_max_size), 0, UINT64_MAX),
+    NUM("high_water", K_UINT, CFG(storage_high_water), 1, 100),
+    NUM("low_water", K_UINT, CFG(storage_low_water), 1, 100),
+    NUM("gc_interval", K_MS, CFG(gc_interval_ms), 1000, MS_MAX),
+};
+static const struct om_cfg_field prefetch_fields[] = {
+    FN("images", h_prefetch_images),
+    FN("platforms", h_prefetch_platforms),
+    NUM("interval", K_MS, CFG(prefetch_interval_ms), 0, MS_MAX),
+    NUM("retries", K_UINT, CFG(prefetch_retries), 1, 100),
+    NUM("retry_interval", K_MS, CFG(prefetch_retry_interval_ms), 0, MS_MAX),
 };
 static const struct om_cfg_field upstream_fields[] = {
     STR("name", UP(name), check_name),
@@ -246,40 +421,110 @@ static int h_tls(struct om_cfg_ctx *c, void *obj, struct fy_node *key, struct fy
     {                                                                                \
         return om_cfg_walk_map(c, key, v, where, table, OM_ARRAY_LEN(table), obj);   \
     }
-SUBMAP(h_storage, "storage", storage_fields)
 SUBMAP(h_retries, "retries", retries_fields)
 SUBMAP(h_log, "log", log_fields)
 SUBMAP(h_limits, "limits", limits_fields)
 
-/* u->password = the contents of u->password_file, trailing newlines cut. */
-static int read_password(struct om_cfg_ctx *c, struct om_upstream_cfg *u, struct fy_node *at)
+/* *out = the contents of file `path` (at most max bytes), which must not be
+ * empty or hold a NUL.  Trailing CR/LF are always cut (editors add them);
+ * with `trim_blanks`, blanks at both ends too and no blank or control
+ * character may remain (a token, not a password that may hold spaces).
+ * `what` names the key in messages; errors point at `at`. */
+static int read_secret(struct om_cfg_ctx *c, const char *path, size_t max, const char *what,
+                       bool trim_blanks, struct fy_node *at, char **out)
 {
-    char *buf = NULL; /* owned here until handed to u->password */
-    size_t len = 0;
+    char *buf = NULL; /* owned here until handed to *out */
+    size_t len = 0, start = 0;
     const char *why = NULL;
     char vb[80];
-    int rc = om_cfg_slurp(u->password_file, OM_PASSWORD_FILE_MAX, &buf, &len, &why);
+    int rc = om_cfg_slurp(path, max, &buf, &len, &why);
 
-    om_cfg_shown(vb, sizeof(vb), u->password_file, strlen(u->password_file));
+    om_cfg_shown(vb, sizeof(vb), path, strlen(path));
     if (rc == OM_ERR_TOOBIG)
-        rc = om_cfg_report(c, at, NULL, "password_file \"%s\" is larger than %d bytes", vb,
-                           OM_PASSWORD_FILE_MAX);
+        rc = om_cfg_report(c, at, NULL, "%s \"%s\" is larger than %zu bytes", what, vb, max);
     else if (rc == OM_ERR_IO)
-        rc = om_cfg_report(c, at, NULL, "cannot read password_file \"%s\": %s", vb, why);
+        rc = om_cfg_report(c, at, NULL, "cannot read %s \"%s\": %s", what, vb, why);
     if (rc != OM_OK)
         goto done;
-    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
+                       (trim_blanks && (buf[len - 1] == ' ' || buf[len - 1] == '\t'))))
         buf[--len] = '\0';
+    while (trim_blanks && start < len && (buf[start] == ' ' || buf[start] == '\t' ||
+                                          buf[start] == '\n' || buf[start] == '\r'))
+        start++;
+    if (start > 0) {
+        memmove(buf, buf + start, len - start + 1);
+        len -= start;
+        explicit_bzero(buf + len + 1, start); /* the stale tail held secret bytes */
+    }
     if (len == 0 || memchr(buf, '\0', len) != NULL) {
-        rc = om_cfg_report(c, at, NULL, "password_file \"%s\" is empty or holds a NUL byte", vb);
+        rc = om_cfg_report(c, at, NULL, "%s \"%s\" is empty or holds a NUL byte", what, vb);
         goto done;
     }
-    u->password = buf;
+    if (trim_blanks && has_ctl(buf)) {
+        rc = om_cfg_report(c, at, NULL, "%s \"%s\" holds a blank or control character", what,
+                           vb);
+        goto done;
+    }
+    *out = buf;
     buf = NULL;
 done:
     if (buf != NULL)
         explicit_bzero(buf, len);
     free(buf);
+    return rc;
+}
+
+/* After the storage mapping: the GC thresholds only matter with a limit. */
+static int h_storage(struct om_cfg_ctx *c, void *obj, struct fy_node *key, struct fy_node *v)
+{
+    struct om_config *cfg = obj;
+    struct fy_node *lw_v = NULL;
+    int rc = om_cfg_walk_map(c, key, v, "storage", storage_fields, OM_ARRAY_LEN(storage_fields),
+                             obj);
+
+    if (rc == OM_OK && cfg->storage_max_size != 0 &&
+        cfg->storage_low_water >= cfg->storage_high_water) {
+        om_cfg_find_key(v, "low_water", &lw_v);
+        rc = om_cfg_report(c, lw_v, key, "storage low_water (%u) must be below high_water (%u)",
+                           cfg->storage_low_water, cfg->storage_high_water);
+    }
+    return rc;
+}
+
+static int h_admin(struct om_cfg_ctx *c, void *obj, struct fy_node *key, struct fy_node *v)
+{
+    struct om_config *cfg = obj;
+    struct fy_node *tf_k = NULL, *tf_v = NULL, *pr_v = NULL;
+    int rc = om_cfg_walk_map(c, key, v, "admin", admin_fields, OM_ARRAY_LEN(admin_fields), obj);
+
+    tf_k = om_cfg_find_key(v, "token_file", &tf_v);
+    om_cfg_find_key(v, "protect_reads", &pr_v);
+    if (rc == OM_OK && cfg->admin_token != NULL && cfg->admin_token_file != NULL)
+        rc = om_cfg_report(c, tf_k, key, "admin: give token or token_file, not both");
+    else if (rc == OM_OK && cfg->admin_token_file != NULL)
+        rc = read_secret(c, cfg->admin_token_file, OM_ADMIN_TOKEN_FILE_MAX, "token_file", true,
+                         tf_v, &cfg->admin_token);
+    if (rc == OM_OK && cfg->admin_protect_reads && cfg->admin_token == NULL)
+        rc = om_cfg_report(c, pr_v, key,
+                           "admin protect_reads needs token or token_file (reads would be "
+                           "refused to everyone)");
+    return rc;
+}
+
+/* A nonzero re-sync interval under a second is a typo ("6" for "6h") that
+ * would re-pull the list continuously. */
+static int h_prefetch(struct om_cfg_ctx *c, void *obj, struct fy_node *key, struct fy_node *v)
+{
+    struct om_config *cfg = obj;
+    struct fy_node *iv_v = NULL;
+    int rc = om_cfg_walk_map(c, key, v, "prefetch", prefetch_fields,
+                             OM_ARRAY_LEN(prefetch_fields), obj);
+
+    if (rc == OM_OK && cfg->prefetch_interval_ms > 0 && cfg->prefetch_interval_ms < 1000) {
+        om_cfg_find_key(v, "interval", &iv_v);
+        rc = om_cfg_report(c, iv_v, key, "prefetch interval must be 0 (no re-sync) or at least 1s");
+    }
     return rc;
 }
 
@@ -325,7 +570,8 @@ static int finish_upstream(struct om_cfg_ctx *c, struct om_config *cfg, size_t i
         rc = om_cfg_report(c, pwf_k, item,
                            "upstream \"%s\": give password or password_file, not both", u->name);
     else if (u->password_file != NULL)
-        rc = read_password(c, u, pwf_v);
+        rc = read_secret(c, u->password_file, OM_PASSWORD_FILE_MAX, "password_file", false,
+                         pwf_v, &u->password);
     for (size_t t = 0; rc == OM_OK && t <= u->n_aliases; t++) {
         struct fy_node *at = t == 0 ? name_v : om_cfg_seq_item(aliases_v, t - 1);
         rc = check_token(c, cfg, i, t, at, item);
@@ -477,7 +723,9 @@ int om_cfg_finish_search_order(struct om_cfg_ctx *c, struct om_config *cfg)
 
 const struct om_cfg_field om_cfg_top_fields[] = {
     STR("listen", CFG(listen), check_listen),
+    {.key = "public_url", .kind = K_OPTSTR, .off = CFG(public_url), .check = check_public_url},
     FN("tls", h_tls),
+    FN("admin", h_admin),
     FN("storage", h_storage),
     FN("upstreams", h_upstreams),
     FN("search_order", h_search_order),
@@ -487,6 +735,7 @@ const struct om_cfg_field om_cfg_top_fields[] = {
     FN("retries", h_retries),
     FN("log", h_log),
     FN("limits", h_limits),
+    FN("prefetch", h_prefetch),
 };
 
 const size_t om_cfg_n_top_fields = OM_ARRAY_LEN(om_cfg_top_fields);

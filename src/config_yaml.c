@@ -198,7 +198,7 @@ static int set_number(struct om_cfg_ctx *c, void *obj, const struct om_cfg_field
         buf[len] = '\0';
         if (f->kind == K_MS) {
             ok = om_parse_duration_ms(buf, &n) == OM_OK;
-        } else if (f->kind == K_SIZE) {
+        } else if (f->kind == K_SIZE || f->kind == K_SIZE64) {
             ok = om_parse_size(buf, &n) == OM_OK;
         } else { /* K_UINT: a plain count; 19 digits cannot overflow */
             ok = len > 0 && len <= 19 && strspn(buf, "0123456789") == len;
@@ -210,7 +210,8 @@ static int set_number(struct om_cfg_ctx *c, void *obj, const struct om_cfg_field
         om_cfg_report(c, v, key, "%s: \"%s\" is not a %s", key_text(key, kb, sizeof(kb)),
                       om_cfg_shown(vb, sizeof(vb), s, len),
                       f->kind == K_MS     ? "duration (e.g. 250ms, 30s, 5m, 1h, 1d)"
-                      : f->kind == K_SIZE ? "size (e.g. 512, 64KiB, 4MiB, 10GB)"
+                      : f->kind == K_SIZE || f->kind == K_SIZE64
+                          ? "size (e.g. 512, 64KiB, 4MiB, 10GB)"
                                           : "whole number");
     else if (n < f->min || n > f->max)
         om_cfg_report(c, v, key, "%s must be between %llu and %llu%s", f->key,
@@ -218,7 +219,7 @@ static int set_number(struct om_cfg_ctx *c, void *obj, const struct om_cfg_field
                       f->kind == K_MS ? " ms" : "");
     else
         rc = OM_OK;
-    if (rc == OM_OK && f->kind == K_MS)
+    if (rc == OM_OK && (f->kind == K_MS || f->kind == K_SIZE64))
         *(uint64_t *)((char *)obj + f->off) = n;
     else if (rc == OM_OK && f->kind == K_SIZE)
         *(size_t *)((char *)obj + f->off) = (size_t)n;
@@ -235,7 +236,6 @@ static int set_field(struct om_cfg_ctx *c, void *obj, const struct om_cfg_field 
     bool *bp = (bool *)((char *)obj + f->off);
     const char *s = NULL, *why = NULL;
     size_t len = 0;
-    char vb[80];
     int rc = OM_OK;
 
     switch (f->kind) {
@@ -246,8 +246,11 @@ static int set_field(struct om_cfg_ctx *c, void *obj, const struct om_cfg_field 
         if (om_cfg_is_null(v)) {
             free(*sp);
             *sp = NULL;
-        } else {
-            rc = om_cfg_scalar_dup(c, key, v, sp);
+        } else if ((rc = om_cfg_scalar_dup(c, key, v, sp)) == OM_OK && f->check != NULL &&
+                   (why = f->check(*sp)) != NULL) {
+            char vb[80];
+            rc = om_cfg_report(c, v, key, "%s \"%s\" %s", f->key,
+                               om_cfg_shown(vb, sizeof(vb), *sp, strlen(*sp)), why);
         }
         break;
     case K_STR:
@@ -257,9 +260,11 @@ static int set_field(struct om_cfg_ctx *c, void *obj, const struct om_cfg_field 
             break;
         else if (**sp == '\0')
             rc = om_cfg_report(c, v, key, "%s must not be empty", f->key);
-        else if (f->check != NULL && (why = f->check(*sp)) != NULL)
+        else if (f->check != NULL && (why = f->check(*sp)) != NULL) {
+            char vb[80];
             rc = om_cfg_report(c, v, key, "%s \"%s\" %s", f->key,
                                om_cfg_shown(vb, sizeof(vb), *sp, strlen(*sp)), why);
+        }
         break;
     case K_BOOL:
         if ((rc = om_cfg_scalar(c, key, v, &s, &len)) != OM_OK)
@@ -273,6 +278,7 @@ static int set_field(struct om_cfg_ctx *c, void *obj, const struct om_cfg_field 
         break;
     case K_UINT:
     case K_SIZE:
+    case K_SIZE64:
     case K_MS:
         rc = set_number(c, obj, f, key, v);
         break;
@@ -415,7 +421,7 @@ int om_config_parse(struct om_config **out, const char *yaml, size_t len,
     if (err != NULL && errlen > 0)
         err[0] = '\0';
     if (len > OM_CONFIG_MAX_BYTES) {
-        rc = report_at(&c, 1, 1, "config is larger than " "1 MiB");
+        rc = report_at(&c, 1, 1, "config is larger than 1 MiB");
         goto done;
     }
     if ((rc = om_config_default(&cfg)) != OM_OK)

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "events.h"
 #include "hash.h"
 #include "log.h"
 
@@ -81,6 +82,7 @@ struct om_fetch_table {
     unsigned active;                /* holding a download slot */
     atomic_bool cancel;
     struct om_fetch_stats stats;    /* guarded by mu */
+    struct om_events *events;       /* not owned; may be NULL */
 };
 
 static int64_t now_ms(void)
@@ -428,10 +430,16 @@ static void *download_main(void *arg)
         pthread_mutex_lock(&t->mu);
         t->stats.completed++;
         pthread_mutex_unlock(&t->mu);
+        om_events_add(t->events, OM_EV_FETCH, f->canonical, f->digest.str, f->written,
+                      "blob fetched from upstream");
     } else {
-        if (err != OM_ERR_NOTFOUND)
+        if (err != OM_ERR_NOTFOUND) {
             om_log_kv(OM_LOG_ERROR, "blob download failed", "digest", f->digest.str, "repo",
                       f->canonical, "error", om_strerror(err), NULL);
+            om_events_add(t->events, OM_EV_ERROR, f->canonical, f->digest.str, f->written,
+                          err == OM_ERR_DIGEST ? "blob digest mismatch: not cached"
+                                               : "blob download failed");
+        }
         fail(f, err, 0);
         pthread_mutex_lock(&t->mu);
         t->stats.failed++;
@@ -620,6 +628,11 @@ uint64_t om_fetch_total(struct om_fetch *f)
     uint64_t t = f->total;
     pthread_mutex_unlock(&f->mu);
     return t;
+}
+
+void om_fetch_set_events(struct om_fetch_table *t, struct om_events *ev)
+{
+    t->events = ev;
 }
 
 void om_fetch_stats_get(struct om_fetch_table *t, struct om_fetch_stats *out)

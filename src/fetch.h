@@ -89,6 +89,9 @@ int om_fetch_fd(const struct om_fetch *f);
 uint64_t om_fetch_total(struct om_fetch *f);
 
 void om_fetch_stats_get(struct om_fetch_table *t, struct om_fetch_stats *out);
+/* Record completed/failed downloads in this ring (may stay unset). */
+struct om_events;
+void om_fetch_set_events(struct om_fetch_table *t, struct om_events *ev);
 
 /* For the admin view later: visit in-flight downloads. */
 typedef void (*om_fetch_visit_fn)(void *ud, const om_digest *d, const char *canonical,

@@ -252,10 +252,10 @@ static void emit(om_log_level level, const char *msg, const struct pair *kv, siz
 
 void om_log(om_log_level level, const char *fmt, ...)
 {
-    char msg[LOG_VALUE_MAX + 1];
-    va_list ap;
-
     if (om_log_enabled(level)) {
+        char msg[LOG_VALUE_MAX + 1];
+        va_list ap;
+
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap); /* a longer message is cut */
         va_end(ap);
@@ -265,12 +265,12 @@ void om_log(om_log_level level, const char *fmt, ...)
 
 void om_log_kv(om_log_level level, const char *msg, ...)
 {
-    struct pair kv[LOG_PAIRS_MAX];
-    size_t n = 0;
-    const char *key;
-    va_list ap;
-
     if (om_log_enabled(level)) {
+        struct pair kv[LOG_PAIRS_MAX];
+        size_t n = 0;
+        const char *key;
+        va_list ap;
+
         va_start(ap, msg);
         while ((key = va_arg(ap, const char *)) != NULL) {
             const char *value = va_arg(ap, const char *);

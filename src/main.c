@@ -14,8 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clientcfg.h"
 #include "config.h"
+#include "fsck.h"
+#include "gc.h"
 #include "log.h"
+#include "prefetch.h"
 #include "server.h"
 
 static void usage(FILE *f)
@@ -23,6 +27,11 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: ocimirror serve [-c FILE] [--listen ADDR] [--storage DIR]\n"
             "       ocimirror check-config -c FILE\n"
+            "       ocimirror fsck [-c FILE] [--repair]\n"
+            "       ocimirror gc [-c FILE]\n"
+            "       ocimirror prefetch [-c FILE] [--platform OS/ARCH]... IMAGE... | -f LIST\n"
+            "       ocimirror client-config --for docker|containerd|crio|podman|k3s|kubeadm\n"
+            "                               --mirror URL\n"
             "       ocimirror version\n"
             "\n"
             "With no -c, serve runs on the embedded defaults: listen 0.0.0.0:5000,\n"
@@ -128,6 +137,19 @@ int main(int argc, char **argv)
     }
     struct args a = {0};
     const char *cmd = argv[1];
+    /* Subcommands with options of their own parse them themselves. */
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } subcommands[] = {
+        {"fsck", om_cmd_fsck},
+        {"gc", om_cmd_gc},
+        {"prefetch", om_cmd_prefetch},
+        {"client-config", om_cmd_client_config},
+    };
+    for (size_t i = 0; i < OM_ARRAY_LEN(subcommands); i++)
+        if (strcmp(cmd, subcommands[i].name) == 0)
+            return subcommands[i].fn(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("ocimirror %s (libmicrohttpd %s, %s)\n", OM_VERSION, MHD_get_version(),
                curl_version());

@@ -28,7 +28,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
+#include "gc.h"
 #include "log.h"
+#include "prefetch.h"
 
 int64_t om_now_ms(void)
 {
@@ -50,8 +53,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                                  void **req_cls)
 {
     (void)version;
-    (void)upload_data;
-    return om_api_handle(cls, conn, url, method, upload_data_size, req_cls);
+    return om_api_handle(cls, conn, url, method, upload_data, upload_data_size, req_cls);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
@@ -159,6 +161,10 @@ void om_server_free(struct om_server *srv)
     if (srv == NULL)
         return;
     atomic_store(&srv->cancel, true);
+    if (srv->daemon != NULL) {
+        om_prefetch_stop(srv);
+        om_gc_stop(srv);
+    }
     if (srv->fetch != NULL)
         om_fetch_table_cancel_all(srv->fetch);
     if (srv->jobs != NULL)
@@ -167,6 +173,8 @@ void om_server_free(struct om_server *srv)
         om_flights_resume_all(srv);
         MHD_stop_daemon(srv->daemon);
     }
+    om_admin_free(srv);
+    om_events_free(srv->events);
     om_fetch_table_free(srv->fetch);
     for (size_t i = 0; i < OM_MAX_UPSTREAMS; i++)
         om_upstream_free(srv->up[i]);
@@ -206,7 +214,12 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
             goto fail;
         }
     }
+    if ((err = om_events_new(&srv->events)) != OM_OK)
+        goto fail;
     if ((err = om_fetch_table_new(&srv->fetch, cfg, srv->store, srv->index)) != OM_OK)
+        goto fail;
+    om_fetch_set_events(srv->fetch, srv->events);
+    if ((err = om_admin_init(srv)) != OM_OK)
         goto fail;
     unsigned job_threads = cfg->limits.max_downloads ? cfg->limits.max_downloads / 2 : 32;
     if (job_threads < 8)
@@ -256,6 +269,10 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
     if (srv->daemon == NULL) {
         om_log(OM_LOG_ERROR, "cannot listen on %s (%s)", cfg->listen, strerror(errno));
         err = OM_ERR_IO;
+        goto fail;
+    }
+    if ((err = om_gc_start(srv)) != OM_OK || (err = om_prefetch_start(srv)) != OM_OK) {
+        om_log(OM_LOG_ERROR, "cannot start background tasks: %s", om_strerror(err));
         goto fail;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);

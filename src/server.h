@@ -23,6 +23,7 @@
 #include <stdatomic.h>
 
 #include "config.h"
+#include "events.h"
 #include "fetch.h"
 #include "index.h"
 #include "jobs.h"
@@ -32,6 +33,10 @@
 #include "upstream.h"
 
 struct om_flight;
+struct om_events;
+struct om_stats;      /* admin.h: request statistics (api_admin) */
+struct om_gc;         /* gc.h */
+struct om_prefetcher; /* prefetch.h */
 
 struct om_counters {
     atomic_uint_fast64_t requests, hits, misses, stale, coalesced, errors;
@@ -54,6 +59,10 @@ struct om_server {
     atomic_bool cancel;                /* grace over: abort upstream calls of jobs */
     int64_t started_ms;
     char *tls_cert_pem, *tls_key_pem;  /* owned, kept alive for MHD */
+    struct om_events *events;          /* recent events ring (events.h) */
+    struct om_stats *stats;            /* owned by api_admin.c */
+    struct om_gc *gc;                  /* owned by gc.c */
+    struct om_prefetcher *prefetch;    /* owned by prefetch.c */
 };
 
 /* What the cache did for one request, for the log line. */
@@ -79,6 +88,8 @@ struct om_req {
     unsigned status;
     uint64_t bytes;                    /* body bytes planned/served, for the log */
     uint64_t upload_seen;              /* push body bytes dropped */
+    char *body;                        /* admin POST body (≤ 64 KiB), owned, NUL-terminated */
+    size_t body_len;
     const char *err_code;              /* OCI error code sent, for the log */
     struct om_req *flight_next;        /* waiter list link (flights) */
 };
@@ -103,9 +114,10 @@ struct MHD_Response *om_http_head(const char *content_type, uint64_t len);
 void om_http_common_headers(struct MHD_Response *r);
 
 /* ---- api_v2.c ---- */
+#define OM_ADMIN_BODY_MAX (64u * 1024)
 enum MHD_Result om_api_handle(struct om_server *srv, struct MHD_Connection *conn,
-                              const char *url, const char *method, size_t *upload_size,
-                              void **req_cls);
+                              const char *url, const char *method, const char *upload_data,
+                              size_t *upload_size, void **req_cls);
 void om_api_completed(struct om_server *srv, struct om_req *req,
                       enum MHD_RequestTerminationCode toe);
 /* Set req->resp/status to an error and return; used everywhere. */

@@ -171,36 +171,115 @@ static bool list_cached_tags(struct om_req *req, const char *canonical, long n, 
     return true;
 }
 
-/* Upstream answer → our answer: same tags, our name, our Link. */
-static bool relay_tags(struct om_req *req, const struct om_up_resp *resp, long n)
+#define TAG_PAGES_MAX 64
+#define TAG_BYTES_MAX (16u << 20)
+
+/* "<path>; rel="next"" → path, only when it stays on the upstream's /v2/. */
+static bool next_page(const char *link, char *out, size_t outsz)
 {
-    json_error_t jerr;
-    json_t *doc = json_loadb(resp->body, resp->body_len, 0, &jerr);
-    json_t *tags = json_object_get(doc, "tags");
-    if (doc == NULL || !(json_is_array(tags) || json_is_null(tags))) {
-        json_decref(doc);
+    const char *lt = strchr(link, '<');
+    const char *gt = lt ? strchr(lt, '>') : NULL;
+    if (lt == NULL || gt == NULL || strstr(gt, "next") == NULL)
         return false;
-    }
-    json_t *out = json_pack("{s:s, s:O}", "name", req->p.name, "tags",
-                            json_is_array(tags) ? tags : json_array());
-    if (!json_is_array(tags))
-        json_decref(json_object_get(out, "tags"));
-    respond_json(req, out, "application/json");
-    size_t count = json_is_array(tags) ? json_array_size(tags) : 0;
-    if (resp->link[0] != '\0' && count > 0 && req->resp != NULL) {
-        const char *last = json_string_value(json_array_get(tags, count - 1));
-        if (last != NULL)
-            add_next_link(req, req->resp, "tags/list", n > 0 ? n : (long)count, last);
-    }
-    json_decref(out);
-    json_decref(doc);
+    size_t n = (size_t)(gt - lt - 1);
+    if (n >= outsz || n < 4 || strncmp(lt + 1, "/v2/", 4) != 0)
+        return false;
+    memcpy(out, lt + 1, n);
+    out[n] = '\0';
     return true;
+}
+
+/* The upstream's whole tag list, all pages (bounded), into *tags (a new
+ * reference, always set).  Returns the HTTP status of the first page (0
+ * when unreachable, 502 when its answer is not a tag list). */
+static long fetch_all_tags(struct om_req *req, const struct om_route_candidate *c, json_t **tags)
+{
+    struct om_server *srv = req->srv;
+    char path[2048];
+    snprintf(path, sizeof(path), "/v2/%s/tags/list", c->remote);
+    json_t *all = json_array();
+    long first = 0;
+    size_t bytes = 0;
+    for (int page = 0; page < TAG_PAGES_MAX && bytes < TAG_BYTES_MAX; page++) {
+        struct om_up_req ur = {.method = "GET", .path = path, .accept = "application/json",
+                               .scope_repo = c->remote, .max_body = TAG_BYTES_MAX,
+                               .cancel = &srv->cancel};
+        struct om_up_resp resp;
+        int err = om_upstream_do(srv->up[c->upstream], &ur, &resp);
+        long st = err == OM_OK ? resp.status : 0;
+        json_error_t jerr;
+        json_t *doc = st == 200 ? json_loadb(resp.body, resp.body_len, 0, &jerr) : NULL;
+        json_t *t = json_object_get(doc, "tags");
+        if (st == 200 && !(json_is_array(t) || json_is_null(t)))
+            st = 502;
+        if (page == 0)
+            first = st;
+        size_t i;
+        json_t *v;
+        json_array_foreach(t, i, v) {
+            if (json_is_string(v))
+                json_array_append(all, v);
+        }
+        bytes += resp.body_len;
+        bool more = st == 200 && next_page(resp.link, path, sizeof(path));
+        json_decref(doc);
+        om_up_resp_clear(&resp);
+        if (!more)
+            break;
+    }
+    *tags = all;
+    return first;
+}
+
+static int cmp_json_str(const void *a, const void *b)
+{
+    return strcmp(json_string_value(*(json_t *const *)a), json_string_value(*(json_t *const *)b));
+}
+
+/* Sort, de-duplicate and page a tag list ourselves: upstreams differ
+ * (distribution 2.8 returns directory order and ignores n and last). */
+static void respond_tag_page(struct om_req *req, json_t *tags, long n, const char *last)
+{
+    size_t cnt = json_array_size(tags);
+    json_t **v = calloc(cnt ? cnt : 1, sizeof(*v));
+    json_t *page = json_array();
+    if (v == NULL || page == NULL) {
+        free(v);
+        json_decref(page);
+        om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < cnt; i++)
+        v[i] = json_array_get(tags, i);
+    qsort(v, cnt, sizeof(*v), cmp_json_str);
+    long want = n < 0 ? MAX_PAGE : n;
+    long taken = 0;
+    bool more = false;
+    const char *prev = NULL;
+    for (size_t i = 0; i < cnt; i++) {
+        const char *t = json_string_value(v[i]);
+        if ((prev != NULL && strcmp(prev, t) == 0) || (last[0] != '\0' && strcmp(t, last) <= 0))
+            continue;
+        prev = t;
+        if (taken == want) {
+            more = true;
+            break;
+        }
+        json_array_append(page, v[i]);
+        taken++;
+    }
+    free(v);
+    json_t *doc = json_pack("{s:s, s:o}", "name", req->p.name, "tags", page);
+    respond_json(req, doc, "application/json");
+    if (more && req->resp != NULL && taken > 0)
+        add_next_link(req, req->resp, "tags/list", want,
+                      json_string_value(json_array_get(page, (size_t)taken - 1)));
+    json_decref(doc);
 }
 
 static void tags_job(void *arg)
 {
     struct om_req *req = arg;
-    struct om_server *srv = req->srv;
     long n;
     char last[OM_TAG_MAX + 1];
     if (!paging_args(req, &n, last, sizeof(last))) {
@@ -213,27 +292,16 @@ static void tags_job(void *arg)
     bool unavailable = false;
     for (size_t k = 0; k < cnt; k++) {
         const struct om_route_candidate *c = &req->route.c[order[k]];
-        char path[OM_NAME_MAX * 4 + 64], elast[OM_TAG_MAX * 3 + 1];
-        int len = snprintf(path, sizeof(path), "/v2/%s/tags/list", c->remote);
-        if (n >= 0)
-            len += snprintf(path + len, sizeof(path) - (size_t)len, "?n=%ld", n);
-        if (last[0] != '\0') {
-            om_url_encode(elast, sizeof(elast), last, strlen(last));
-            snprintf(path + len, sizeof(path) - (size_t)len, "%slast=%s", n >= 0 ? "&" : "?", elast);
-        }
-        struct om_up_req ur = {.method = "GET", .path = path, .accept = "application/json",
-                               .scope_repo = c->remote, .max_body = 8u << 20,
-                               .cancel = &srv->cancel};
-        struct om_up_resp resp;
-        int err = om_upstream_do(srv->up[c->upstream], &ur, &resp);
-        long st = err == OM_OK ? resp.status : 0;
-        if (st == 200 && relay_tags(req, &resp, n)) {
+        json_t *tags = NULL;
+        long st = fetch_all_tags(req, c, &tags);
+        if (st == 200) {
+            respond_tag_page(req, tags, n, last);
+            json_decref(tags);
             om_v2_note_probe(req, order[k], true, decided || unavailable);
             req->cache = OM_CACHE_MISS;
-            om_up_resp_clear(&resp);
             goto done;
         }
-        om_up_resp_clear(&resp);
+        json_decref(tags);
         if (st == 401 || st == 403 || st == 404) {
             om_v2_note_probe(req, order[k], false, decided);
         } else {

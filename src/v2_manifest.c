@@ -16,13 +16,13 @@
  */
 #include "server.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "hash.h"
 #include "log.h"
+#include "manifest.h"
 
 #define ACCEPT_ALL                                                         \
     "application/vnd.oci.image.index.v1+json, "                            \
@@ -30,7 +30,6 @@
     "application/vnd.oci.image.manifest.v1+json, "                         \
     "application/vnd.docker.distribution.manifest.v2+json"
 
-#define MAX_CHILDREN 4096
 #define STALE_WARNING "110 - \"Response is Stale\""
 
 struct mresult {
@@ -41,6 +40,7 @@ struct mresult {
     char media_type[OM_MEDIA_TYPE_MAX + 1];
     uint64_t size;
     om_cache_result cache;         /* for the leader */
+    size_t candidate;              /* route.c[] index it came from */
 };
 
 struct om_flight {
@@ -61,13 +61,110 @@ static void add_manifest_headers(struct MHD_Response *r, const om_digest *d, boo
         MHD_add_response_header(r, "Warning", STALE_WARNING);
 }
 
-/* Fill req->resp with the stored manifest d.  Returns false (and sets an
- * error response) when it vanished from the store. */
-static bool respond_manifest(struct om_req *req, const om_digest *d, const char *media_type,
-                             uint64_t size, bool stale)
+
+struct accept_scan {
+    const char *want;
+    bool seen;      /* the client sent an Accept header */
+    bool match;     /* it names `want`, or a wildcard */
+};
+
+static enum MHD_Result scan_accept(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    (void)kind;
+    struct accept_scan *a = cls;
+    if (strcasecmp(key, "Accept") != 0 || value == NULL)
+        return MHD_YES;
+    a->seen = true;
+    size_t wl = strlen(a->want);
+    for (const char *p = value; *p != '\0';) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *e = p;
+        while (*e != '\0' && *e != ',' && *e != ';' && *e != ' ')
+            e++;
+        size_t n = (size_t)(e - p);
+        if ((n == wl && strncasecmp(p, a->want, n) == 0) || (n == 3 && strncmp(p, "*/*", 3) == 0))
+            a->match = true;
+        while (*e != '\0' && *e != ',')
+            e++;
+        p = e;
+    }
+    return MHD_YES;
+}
+
+typedef enum { NEG_SERVE, NEG_UNACCEPTABLE, NEG_CHILD } neg_result;
+
+/* The linux/amd64 entry of a stored Docker manifest list. */
+static bool default_platform_child(struct om_server *srv, const om_digest *list, om_digest *out)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    bool found = false;
+    if (om_store_read(srv->store, list, srv->cfg->limits.max_manifest_bytes, &buf, &len) != OM_OK)
+        return false;
+    struct om_manifest m;
+    if (om_manifest_parse(&m, buf, len, OM_MT_DOCKER_LIST) == OM_OK) {
+        const struct om_descriptor *d = om_manifest_platform(&m, "linux/amd64");
+        if (d != NULL) {
+            *out = d->digest;
+            found = true;
+        }
+    }
+    om_manifest_free(&m);
+    free(buf);
+    return found;
+}
+
+/* Accept negotiation as distribution does it, minus the schema 1
+ * conversions: an OCI manifest or index the client does not accept is
+ * MANIFEST_UNKNOWN; a Docker manifest list asked for by tag by a client that
+ * does not accept lists gets its linux/amd64 manifest.  No Accept header at
+ * all: serve what we have (curl, scripts). */
+static neg_result negotiate(struct om_req *req, const char *media_type, const om_digest *d,
+                            om_digest *child)
+{
+    struct accept_scan a = {.want = media_type};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, scan_accept, &a);
+    if (!a.seen || a.match)
+        return NEG_SERVE;
+    if (strcmp(media_type, OM_MT_DOCKER_LIST) == 0 && !req->p.ref.is_digest &&
+        default_platform_child(req->srv, d, child))
+        return NEG_CHILD;
+    if (strcmp(media_type, OM_MT_OCI_MANIFEST) == 0 || strcmp(media_type, OM_MT_OCI_INDEX) == 0)
+        return NEG_UNACCEPTABLE;
+    return NEG_SERVE;
+}
+
+typedef enum { RESP_OK, RESP_REFUSED, RESP_GONE, RESP_NEED_CHILD } resp_result;
+
+/* Fill req->resp with the stored manifest d (or what Accept negotiation
+ * picks instead).  RESP_REFUSED sets the error response to send; RESP_GONE
+ * (no longer in the store) sets one too but is worth asking the upstream
+ * again; RESP_NEED_CHILD means
+ * the platform manifest to serve is not cached: *child names it. */
+static resp_result respond_manifest(struct om_req *req, const om_digest *d, const char *media_type,
+                                    uint64_t size, bool stale, om_digest *child)
 {
     struct om_server *srv = req->srv;
     struct MHD_Response *r = NULL;
+    struct om_manifest_rec cr;
+    switch (negotiate(req, media_type, d, child)) {
+    case NEG_UNACCEPTABLE:
+        om_req_error(req, MHD_HTTP_NOT_FOUND, "MANIFEST_UNKNOWN",
+                     "manifest found, but the Accept header does not allow its media type");
+        return RESP_REFUSED;
+    case NEG_CHILD:
+        if (om_index_manifest_get(srv->index, child, &cr) != OM_OK ||
+            !om_store_has(srv->store, child, NULL))
+            return RESP_NEED_CHILD;
+        d = child;
+        media_type = cr.media_type;
+        size = cr.size;
+        break;
+    case NEG_SERVE:
+        break;
+    }
     if (req->head) {
         if (!om_store_has(srv->store, d, &size))
             goto gone;
@@ -94,10 +191,10 @@ static bool respond_manifest(struct om_req *req, const om_digest *d, const char 
     req->resp = r;
     req->status = MHD_HTTP_OK;
     req->bytes = size;
-    return true;
+    return RESP_OK;
 gone:
     om_req_error(req, MHD_HTTP_NOT_FOUND, "MANIFEST_UNKNOWN", "manifest unknown");
-    return false;
+    return RESP_GONE;
 }
 
 static void note_pull(struct om_req *req, const om_digest *d)
@@ -123,8 +220,13 @@ static bool serve_from_cache(struct om_req *req)
                                    sizeof(req->canonical)) == OM_OK)
                 snprintf(req->upstream, sizeof(req->upstream), "%s", up);
         }
-        if (!respond_manifest(req, &req->p.ref.digest, mr.media_type, mr.size, false))
+        om_digest child;
+        resp_result rr = respond_manifest(req, &req->p.ref.digest, mr.media_type, mr.size, false,
+                                          &child);
+        if (rr == RESP_NEED_CHILD || rr == RESP_GONE)
             return false;
+        if (rr == RESP_REFUSED)
+            return true;
         req->cache = OM_CACHE_HIT;
         note_pull(req, &req->p.ref.digest);
         return true;
@@ -141,60 +243,18 @@ static bool serve_from_cache(struct om_req *req)
         return false;
     if (om_now_ms() - tr.checked_at >= (int64_t)srv->cfg->tag_ttl_ms)
         return false;
-    if (!respond_manifest(req, &tr.digest, tr.media_type, tr.size, false))
+    om_digest child;
+    resp_result rr = respond_manifest(req, &tr.digest, tr.media_type, tr.size, false, &child);
+    if (rr == RESP_NEED_CHILD || rr == RESP_GONE)
         return false;
+    if (rr == RESP_REFUSED)
+        return true;
     req->cache = OM_CACHE_HIT;
     note_pull(req, &tr.digest);
     return true;
 }
 
 /* ---- talking to the upstream (job thread) --------------------------- */
-
-/* The media type of a manifest: the upstream's Content-Type when it is a
- * specific one, else what the JSON says. */
-static void media_type_of(const struct om_up_resp *r, json_t *doc, char *out, size_t outsz)
-{
-    char ct[256];
-    snprintf(ct, sizeof(ct), "%s", r->content_type);
-    char *semi = strchr(ct, ';');
-    if (semi != NULL)
-        *semi = '\0';
-    for (size_t n = strlen(ct); n > 0 && ct[n - 1] == ' '; n--)
-        ct[n - 1] = '\0';
-    if (ct[0] != '\0' && strcmp(ct, "application/json") != 0 && strcmp(ct, "text/plain") != 0 &&
-        strcmp(ct, "application/octet-stream") != 0) {
-        snprintf(out, outsz, "%s", ct);
-        return;
-    }
-    const char *mt = json_string_value(json_object_get(doc, "mediaType"));
-    if (mt != NULL && strlen(mt) < outsz)
-        snprintf(out, outsz, "%s", mt);
-    else if (json_integer_value(json_object_get(doc, "schemaVersion")) == 1)
-        snprintf(out, outsz, "application/vnd.docker.distribution.manifest.v1+prettyjws");
-    else if (json_object_get(doc, "manifests") != NULL)
-        snprintf(out, outsz, "application/vnd.oci.image.index.v1+json");
-    else
-        snprintf(out, outsz, "application/vnd.oci.image.manifest.v1+json");
-}
-
-static void add_child(json_t *desc, om_digest *children, size_t *n)
-{
-    const char *s = json_string_value(json_object_get(desc, "digest"));
-    if (s != NULL && *n < MAX_CHILDREN && om_digest_parse(&children[*n], s, strlen(s)) == OM_OK)
-        (*n)++;
-}
-
-/* Config, layers and platform manifests a manifest refers to. */
-static size_t children_of(json_t *doc, om_digest *children)
-{
-    size_t n = 0;
-    size_t i;
-    json_t *v;
-    add_child(json_object_get(doc, "config"), children, &n);
-    json_array_foreach(json_object_get(doc, "layers"), i, v) add_child(v, children, &n);
-    json_array_foreach(json_object_get(doc, "manifests"), i, v) add_child(v, children, &n);
-    return n;
-}
 
 typedef enum {
     GOT_OK,          /* manifest stored, res filled */
@@ -232,7 +292,6 @@ static got_kind fetch_manifest(struct om_req *req, size_t ci, const char *ref,
     struct om_up_resp resp;
     int err = om_upstream_do(srv->up[c->upstream], &ur, &resp);
     got_kind kind = GOT_OK;
-    json_t *doc = NULL;
     if (err != OM_OK || resp.status != 200) {
         kind = got_from_status(err, resp.status);
         snprintf(res->message, sizeof(res->message), "upstream %s: %s",
@@ -258,22 +317,24 @@ static got_kind fetch_manifest(struct om_req *req, size_t ci, const char *ref,
         kind = GOT_BAD;
         goto done;
     }
-    json_error_t jerr;
-    doc = json_loadb(resp.body, resp.body_len, 0, &jerr);
-    if (doc == NULL || !json_is_object(doc)) {
+    struct om_manifest m;
+    if (om_manifest_parse(&m, resp.body, resp.body_len, resp.content_type) != OM_OK) {
+        om_manifest_free(&m);
         snprintf(res->message, sizeof(res->message), "upstream sent a manifest that is not JSON");
         kind = GOT_BAD;
         goto done;
     }
-    media_type_of(&resp, doc, res->media_type, sizeof(res->media_type));
+    snprintf(res->media_type, sizeof(res->media_type), "%s", m.media_type);
     err = om_store_put(srv->store, &got, resp.body, resp.body_len);
     if (err != OM_OK) {
+        om_manifest_free(&m);
         snprintf(res->message, sizeof(res->message), "cannot store manifest: %s", om_strerror(err));
         kind = GOT_UNAVAILABLE;
         goto done;
     }
-    om_digest *children = calloc(MAX_CHILDREN, sizeof(*children));
-    size_t nch = children ? children_of(doc, children) : 0;
+    om_digest *children = calloc(2 * OM_MANIFEST_MAX_ENTRIES + 1, sizeof(*children));
+    size_t nch = children ? om_manifest_children(&m, children, 2 * OM_MANIFEST_MAX_ENTRIES + 1) : 0;
+    om_manifest_free(&m);
     int64_t now = om_now_ms();
     om_index_manifest_put(srv->index, c->canonical, &got, res->media_type, resp.body_len, children,
                           nch, now);
@@ -284,8 +345,8 @@ static got_kind fetch_manifest(struct om_req *req, size_t ci, const char *ref,
     res->size = resp.body_len;
     res->status = MHD_HTTP_OK;
     res->cache = OM_CACHE_MISS;
+    res->candidate = ci;
 done:
-    json_decref(doc);
     om_up_resp_clear(&resp);
     return kind;
 }
@@ -312,6 +373,7 @@ static bool revalidate(struct om_req *req, size_t ci, const struct om_tag_rec *t
     snprintf(res->media_type, sizeof(res->media_type), "%s", tr->media_type);
     res->size = tr->size;
     res->status = MHD_HTTP_OK;
+    res->candidate = ci;
     if (kind == GOT_OK && strcmp(resp.docker_digest, tr->digest.str) == 0) {
         om_index_tag_checked(srv->index, c->canonical, req->p.ref.tag, om_now_ms());
         res->cache = OM_CACHE_HIT;
@@ -440,8 +502,23 @@ static void finish_flight(struct om_server *srv, struct om_flight *fl, const str
             snprintf(w->upstream, sizeof(w->upstream), "%s", leader->upstream);
         }
         if (res->status == MHD_HTTP_OK) {
-            if (respond_manifest(w, &res->digest, res->media_type, res->size,
-                                 res->cache == OM_CACHE_STALE)) {
+            bool stale = res->cache == OM_CACHE_STALE;
+            om_digest child;
+            resp_result rr = respond_manifest(w, &res->digest, res->media_type, res->size, stale,
+                                              &child);
+            if (rr == RESP_NEED_CHILD) {
+                /* A client that takes no lists asked for one by tag: fetch
+                 * the default platform's manifest now; later waiters find
+                 * it cached. */
+                struct mresult cres = {0};
+                if (fetch_manifest(leader, res->candidate, child.str, &child, &cres) == GOT_OK)
+                    rr = respond_manifest(w, &res->digest, res->media_type, res->size, stale,
+                                          &child);
+                if (rr == RESP_NEED_CHILD)
+                    om_req_error(w, MHD_HTTP_NOT_FOUND, "MANIFEST_UNKNOWN",
+                                 "no linux/amd64 manifest in this list");
+            }
+            if (rr == RESP_OK) {
                 w->cache = (w == leader) ? res->cache : OM_CACHE_COALESCED;
                 note_pull(w, &res->digest);
             }

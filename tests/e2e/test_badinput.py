@@ -286,7 +286,8 @@ class BadInputTest(WorldTestCase):
                 except socket.timeout:
                     r = None    # waiting for more bytes is fine too
                 if r is not None:
-                    self.assertLess(r.status, 500, r)
+                    # 505 is the right answer to HTTP/9.9
+                    self.assertTrue(r.status < 500 or r.status == 505, r)
         # a TLS hello on the plain port, and requests cut short
         for data in (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", b"GET /v2/",
                      b"GET /v2/library/alpine/manifests/3.19 HTTP/1.1\r\nHost: x\r\n"):

@@ -23,7 +23,6 @@ import hashlib
 import json
 import http.client
 import os
-import socket
 import sys
 import threading
 import time

@@ -28,6 +28,9 @@ static const char *tmpfile_with(const char *name, const char *text, size_t len)
     return path;
 }
 
+static void round_trip(const struct om_config *cfg);
+static void check_defaults(const struct om_config *cfg);
+
 static struct om_config *parse_ok(const char *yaml)
 {
     struct om_config *cfg = NULL;
@@ -108,6 +111,20 @@ static void check_defaults(const struct om_config *cfg)
     CHECK_EQ_INT(cfg->limits.shutdown_grace_ms, 30 * 1000);
     CHECK_EQ_INT(cfg->limits.threads, 0);
     CHECK_EQ_INT(cfg->limits.max_downloads, 64);
+    CHECK(cfg->public_url == NULL);
+    CHECK(cfg->admin_token == NULL && cfg->admin_token_file == NULL);
+    CHECK(!cfg->admin_protect_reads);
+    CHECK(cfg->storage_max_size == 0);
+    CHECK_EQ_INT(cfg->storage_high_water, 90);
+    CHECK_EQ_INT(cfg->storage_low_water, 80);
+    CHECK_EQ_INT(cfg->gc_interval_ms, 10 * 60 * 1000);
+    CHECK_EQ_INT(cfg->n_prefetch_images, 0);
+    CHECK_EQ_INT(cfg->n_prefetch_platforms, 2);
+    CHECK_EQ_STR(cfg->prefetch_platforms[0], "linux/amd64");
+    CHECK_EQ_STR(cfg->prefetch_platforms[1], "linux/arm64");
+    CHECK_EQ_INT(cfg->prefetch_interval_ms, 6 * 3600 * 1000);
+    CHECK_EQ_INT(cfg->prefetch_retries, 3);
+    CHECK_EQ_INT(cfg->prefetch_retry_interval_ms, 5 * 60 * 1000);
 }
 
 static void test_config__defaults_match_the_header(void)
@@ -142,11 +159,19 @@ static void test_config__empty_and_comment_only_files_give_the_defaults(void)
 static const char full_fmt[] =
     "# every key\n"
     "listen: \"[::]:8443\"\n"
+    "public_url: https://mirror.example:8443/\n"
     "tls:\n"
     "  cert: /etc/ocimirror/tls.crt\n"
     "  key: /etc/ocimirror/tls.key\n"
+    "admin:\n"
+    "  token: \"adm1n-T0ken\"\n"
+    "  protect_reads: true\n"
     "storage:\n"
     "  path: /var/lib/ocimirror\n"
+    "  max_size: 50GiB\n"
+    "  high_water: 95\n"
+    "  low_water: 70\n"
+    "  gc_interval: 30s\n"
     "upstreams:\n"
     "  - name: docker.io\n"
     "    url: https://mirror.example.com/\n"
@@ -189,7 +214,15 @@ static const char full_fmt[] =
     "  idle_timeout: 1h\n"
     "  shutdown_grace: 1d\n"
     "  threads: 8\n"
-    "  max_downloads: 16\n";
+    "  max_downloads: 16\n"
+    "prefetch:\n"
+    "  images:\n"
+    "    - nginx:1.25\n"
+    "    - 'quay.io/org/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef'\n"
+    "  platforms: [linux/arm/v7, windows/amd64]\n"
+    "  interval: 0\n"
+    "  retries: 10\n"
+    "  retry_interval: 90s\n";
 
 static char *full_yaml(void)
 {
@@ -265,6 +298,24 @@ static void test_config__a_file_with_every_key_sets_every_field(void)
     CHECK_EQ_INT(cfg->limits.shutdown_grace_ms, 86400000);
     CHECK_EQ_INT(cfg->limits.threads, 8);
     CHECK_EQ_INT(cfg->limits.max_downloads, 16);
+    CHECK_EQ_STR(cfg->public_url, "https://mirror.example:8443"); /* trailing / dropped */
+    CHECK_EQ_STR(cfg->admin_token, "adm1n-T0ken");
+    CHECK(cfg->admin_token_file == NULL);
+    CHECK(cfg->admin_protect_reads);
+    CHECK(cfg->storage_max_size == 50ull << 30);
+    CHECK_EQ_INT(cfg->storage_high_water, 95);
+    CHECK_EQ_INT(cfg->storage_low_water, 70);
+    CHECK_EQ_INT(cfg->gc_interval_ms, 30000);
+    CHECK_EQ_INT(cfg->n_prefetch_images, 2);
+    CHECK_EQ_STR(cfg->prefetch_images[0], "nginx:1.25");
+    CHECK_EQ_STR(cfg->prefetch_images[1], "quay.io/org/app@sha256:0123456789abcdef0123456789abcdef"
+                                          "0123456789abcdef0123456789abcdef");
+    CHECK_EQ_INT(cfg->n_prefetch_platforms, 2);
+    CHECK_EQ_STR(cfg->prefetch_platforms[0], "linux/arm/v7");
+    CHECK_EQ_STR(cfg->prefetch_platforms[1], "windows/amd64");
+    CHECK_EQ_INT(cfg->prefetch_interval_ms, 0);
+    CHECK_EQ_INT(cfg->prefetch_retries, 10);
+    CHECK_EQ_INT(cfg->prefetch_retry_interval_ms, 90000);
 done:
     om_config_free(cfg);
     free(yaml);
@@ -287,10 +338,10 @@ static void test_config__an_upstreams_list_replaces_the_defaults(void)
     om_config_free(cfg);
 
     cfg = parse_ok("rewrites: []\n");
-    if (cfg != NULL)
+    if (cfg != NULL) {
         CHECK_EQ_INT(cfg->n_rewrites, 0);
-    if (cfg != NULL)
         CHECK_EQ_INT(cfg->n_upstreams, 5);
+    }
     om_config_free(cfg);
 }
 
@@ -441,6 +492,75 @@ static const struct err_case err_cases[] = {
     {"log:\n  level: [debug\n", "t.yaml:3:1: ", "YAML syntax error"},
     {"log:\n\tlevel: debug\n", "t.yaml:2:", "YAML syntax error"},
     {"[1, 2]: x\n", "t.yaml:1:2: ", "keys in the top level must be plain words"},
+    /* public_url */
+    {"public_url: ftp://m.example\n", "t.yaml:1:13: ", "must be http:// or https://"},
+    {"public_url: https://m.example/v2\n", "t.yaml:1:13: ", "must not have a path"},
+    {"public_url: https://m.example//\n", "t.yaml:1:13: ", "must not have a path"},
+    {"public_url: https://u:p@m.example\n", "t.yaml:1:13: ", "user:password@"},
+    {"public_url: https://m.example/?x=1\n", "t.yaml:1:13: ", "query"},
+    {"public_url: https://m.example#f\n", "t.yaml:1:13: ", "fragment"},
+    {"public_url: https://m.example:0\n", "t.yaml:1:13: ", "port 1..65535"},
+    {"public_url: https://m.example:65536\n", "t.yaml:1:13: ", "port 1..65535"},
+    {"public_url: 'https://m.example:'\n", "t.yaml:1:13: ", "port 1..65535"},
+    {"public_url: https://m.example:80x\n", "t.yaml:1:13: ", "port 1..65535"},
+    {"public_url: 'https://'\n", "t.yaml:1:13: ", "needs a host"},
+    {"public_url: https://:5000\n", "t.yaml:1:13: ", "needs a host"},
+    {"public_url: https://[]:80\n", "t.yaml:1:13: ", "needs a host"},
+    {"public_url: https://[::1\n", "t.yaml:1:13: ", "needs a host"},
+    {"public_url: 'https://m example'\n", "t.yaml:1:13: ", "public_url"},
+    {"public_url: \"\"\n", "t.yaml:1:13: ", "must be http:// or https://"},
+    {"public_url: [https://a]\n", "t.yaml:1:14: ", "public_url must be a single value"},
+    /* admin */
+    {"admin:\n  token: x\n  token_file: /p\n", "t.yaml:3:3: ", "token or token_file, not both"},
+    {"admin:\n  token: \"a b\"\n", "t.yaml:2:10: ", "without blanks or control characters"},
+    {"admin:\n  token: \"a\\tb\"\n", "t.yaml:2:10: ", "without blanks or control characters"},
+    {"admin:\n  token: \"\"\n", "t.yaml:2:10: ", "must be non-empty"},
+    {"admin:\n  protect_reads: true\n", "t.yaml:2:18: ", "protect_reads needs token or token_file"},
+    {"admin:\n  protect_reads: true\n  token: ~\n", "t.yaml:2:18: ", "protect_reads needs"},
+    {"admin:\n  protect_reads: yes\n", "t.yaml:2:18: ", "must be true or false"},
+    {"admin:\n  token_file: /nonexistent/ocimirror-tok\n", "t.yaml:2:15: ",
+     "cannot read token_file \"/nonexistent/ocimirror-tok\""},
+    {"admin:\n  token_file: /tmp\n", "t.yaml:2:15: ", "not a regular file"},
+    {"admin:\n  tokens: x\n", "t.yaml:2:3: ", "unknown key \"tokens\" in admin"},
+    {"admin: secret\n", "t.yaml:1:8: ", "admin must be a mapping"},
+    /* storage */
+    {"storage:\n  max_size: 10 GB\n", "t.yaml:2:13: ", "is not a size"},
+    {"storage:\n  max_size: -1\n", "t.yaml:2:13: ", "is not a size"},
+    {"storage:\n  max_size: 16777216TiB\n", "t.yaml:2:13: ", "is not a size"},
+    {"storage:\n  max_size:\n", "t.yaml:2:3: ", "max_size needs a value"},
+    {"storage:\n  high_water: 101\n", "t.yaml:2:15: ", "high_water must be between 1 and 100"},
+    {"storage:\n  high_water: 90%\n", "t.yaml:2:15: ", "is not a whole number"},
+    {"storage:\n  low_water: 0\n", "t.yaml:2:14: ", "low_water must be between 1 and 100"},
+    {"storage:\n  max_size: 1GiB\n  high_water: 80\n", "t.yaml:1:1: ",
+     "low_water (80) must be below high_water (80)"},
+    {"storage:\n  max_size: 1GiB\n  low_water: 95\n", "t.yaml:3:14: ",
+     "low_water (95) must be below high_water (90)"},
+    {"storage:\n  gc_interval: 500ms\n", "t.yaml:2:16: ", "gc_interval must be between 1000"},
+    {"storage:\n  gc_interval: 0\n", "t.yaml:2:16: ", "gc_interval must be between 1000"},
+    {"storage:\n  gc_interval: 366d\n", "t.yaml:2:16: ", "gc_interval must be between 1000"},
+    {"storage:\n  maxsize: 1GiB\n", "t.yaml:2:3: ", "unknown key \"maxsize\" in storage"},
+    /* prefetch */
+    {"prefetch:\n  images: nginx\n", "t.yaml:2:11: ", "prefetch images must be a list"},
+    {"prefetch:\n  images: [nginx, 'a b']\n", "t.yaml:2:19: ", "is not an image reference"},
+    {"prefetch:\n  images: ['']\n", "t.yaml:2:12: ", "is not an image reference"},
+    {"prefetch:\n  images:\n    - \"x\\ty\"\n", "t.yaml:3:7: ", "is not an image reference"},
+    {"prefetch:\n  images: [[a]]\n", "t.yaml:2:13: ", "must be a single value"},
+    {"prefetch:\n  platforms: [linux]\n", "t.yaml:2:15: ", "is not os/arch or os/arch/variant"},
+    {"prefetch:\n  platforms: [linux/arm/v7/x]\n", "t.yaml:2:15: ", "is not os/arch"},
+    {"prefetch:\n  platforms: [Linux/amd64]\n", "t.yaml:2:15: ", "in lowercase"},
+    {"prefetch:\n  platforms: [linux//amd64]\n", "t.yaml:2:15: ", "is not os/arch"},
+    {"prefetch:\n  platforms: ['linux/']\n", "t.yaml:2:15: ", "is not os/arch"},
+    {"prefetch:\n  platforms: ['/amd64']\n", "t.yaml:2:15: ", "is not os/arch"},
+    {"prefetch:\n  platforms: [linux/amd64, 'linux/arm 64']\n", "t.yaml:2:28: ", "is not os/arch"},
+    {"prefetch:\n  platforms: []\n", "t.yaml:2:3: ", "must list at least one os/arch"},
+    {"prefetch:\n  platforms:\n", "t.yaml:2:3: ", "must list at least one os/arch"},
+    {"prefetch:\n  interval: 500ms\n", "t.yaml:2:13: ", "0 (no re-sync) or at least 1s"},
+    {"prefetch:\n  interval: 6 hours\n", "t.yaml:2:13: ", "is not a duration"},
+    {"prefetch:\n  retries: 0\n", "t.yaml:2:12: ", "retries must be between 1 and 100"},
+    {"prefetch:\n  retries: 101\n", "t.yaml:2:12: ", "retries must be between 1 and 100"},
+    {"prefetch:\n  retry_interval: 400d\n", "t.yaml:2:19: ", "retry_interval must be between"},
+    {"prefetch:\n  image: [x]\n", "t.yaml:2:3: ", "unknown key \"image\" in prefetch"},
+    {"prefetch: [nginx]\n", "t.yaml:1:12: ", "prefetch must be a mapping"},
 };
 
 static void test_config__each_error_names_file_line_and_column(void)
@@ -610,6 +730,222 @@ static void test_config__password_file_is_read_trimmed_and_bounded(void)
     free(big);
 }
 
+static void test_config__public_url_takes_a_scheme_host_and_port_only(void)
+{
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {"http://m", "http://m"},
+        {"https://mirror.example", "https://mirror.example"},
+        {"https://mirror.example/", "https://mirror.example"},
+        {"https://m.example:5000", "https://m.example:5000"},
+        {"http://127.0.0.1:5000/", "http://127.0.0.1:5000"},
+        {"https://[::1]:5000", "https://[::1]:5000"},
+        {"https://[fe80::1]/", "https://[fe80::1]"},
+        {"HTTPS://Mirror.Example:65535", "HTTPS://Mirror.Example:65535"},
+        {"http://my_host.local:1", "http://my_host.local:1"},
+    };
+    char yaml[256];
+
+    for (size_t i = 0; i < OM_ARRAY_LEN(cases); i++) {
+        snprintf(yaml, sizeof(yaml), "public_url: '%s'\n", cases[i].in);
+        struct om_config *cfg = parse_ok(yaml);
+        if (cfg != NULL)
+            CHECK_EQ_STR(cfg->public_url, cases[i].want);
+        om_config_free(cfg);
+    }
+    /* null = unset, as by default */
+    struct om_config *cfg = parse_ok("public_url: ~\n");
+    if (cfg != NULL)
+        CHECK(cfg->public_url == NULL);
+    om_config_free(cfg);
+}
+
+static void test_config__admin_token_file_is_read_trimmed_and_bounded(void)
+{
+    static const struct {
+        const char *content;
+        size_t len;
+        const char *want; /* NULL = error */
+    } cases[] = {
+        {"t0ken", 5, "t0ken"},
+        {"t0ken\n", 6, "t0ken"},
+        {"t0ken\r\n", 7, "t0ken"},
+        {"  t0ken \t\n\n", 11, "t0ken"},
+        {"\n t0ken", 7, "t0ken"},
+        {"two words\n", 10, NULL},
+        {"a\001b", 3, NULL},
+        {" \n", 2, NULL},
+        {"", 0, NULL},
+        {"a\0b", 3, NULL},
+    };
+    char yaml[512], err[512];
+    char *big = malloc(OM_ADMIN_TOKEN_FILE_MAX + 2);
+
+    for (size_t i = 0; i < OM_ARRAY_LEN(cases); i++) {
+        struct om_config *cfg = NULL;
+        const char *tok = tmpfile_with("tok", cases[i].content, cases[i].len);
+        snprintf(yaml, sizeof(yaml), "admin:\n  token_file: %s\n  protect_reads: true\n", tok);
+        int rc = om_config_parse(&cfg, yaml, strlen(yaml), "t.yaml", err, sizeof(err));
+        if (cases[i].want != NULL) {
+            CHECK_EQ_INT(rc, OM_OK);
+            if (cfg != NULL) {
+                CHECK_EQ_STR(cfg->admin_token, cases[i].want);
+                CHECK_EQ_STR(cfg->admin_token_file, tok);
+                CHECK(cfg->admin_protect_reads);
+            }
+        } else {
+            if (rc == OM_OK || strncmp(err, "t.yaml:2:15: ", 13) != 0)
+                fprintf(stderr, "token file case %zu: rc %d \"%s\"\n", i, rc, err);
+            CHECK_EQ_INT(rc, OM_ERR_INVALID);
+            CHECK(strncmp(err, "t.yaml:2:15: ", 13) == 0);
+        }
+        om_config_free(cfg);
+    }
+    if (big == NULL)
+        return;
+    for (size_t n = OM_ADMIN_TOKEN_FILE_MAX; n <= OM_ADMIN_TOKEN_FILE_MAX + 1; n++) {
+        struct om_config *cfg = NULL;
+        memset(big, 'x', n);
+        const char *tok = tmpfile_with("tokbig", big, n);
+        snprintf(yaml, sizeof(yaml), "admin:\n  token_file: %s\n", tok);
+        int rc = om_config_parse(&cfg, yaml, strlen(yaml), "t.yaml", err, sizeof(err));
+        CHECK_EQ_INT(rc, n == OM_ADMIN_TOKEN_FILE_MAX ? OM_OK : OM_ERR_INVALID);
+        if (rc == OM_OK && cfg != NULL)
+            CHECK_EQ_INT(strlen(cfg->admin_token), OM_ADMIN_TOKEN_FILE_MAX);
+        if (rc != OM_OK)
+            CHECK(strstr(err, "token_file") != NULL && strstr(err, "larger than 4096 bytes") != NULL);
+        om_config_free(cfg);
+    }
+    free(big);
+}
+
+static void test_config__storage_limits_and_prefetch_accept_good_values(void)
+{
+    struct om_config *cfg;
+
+    /* without max_size the water marks are not compared */
+    cfg = parse_ok("storage:\n  low_water: 95\n  high_water: 50\n  gc_interval: 1s\n");
+    if (cfg != NULL) {
+        CHECK(cfg->storage_max_size == 0);
+        CHECK_EQ_INT(cfg->storage_low_water, 95);
+        CHECK_EQ_INT(cfg->storage_high_water, 50);
+        CHECK_EQ_INT(cfg->gc_interval_ms, 1000);
+        CHECK_EQ_STR(cfg->storage_path, "./ocimirror-data"); /* not given: default */
+    }
+    om_config_free(cfg);
+    cfg = parse_ok("storage: {max_size: 10GB, high_water: 100, low_water: 99}\n");
+    if (cfg != NULL) {
+        CHECK(cfg->storage_max_size == 10000000000ull);
+        CHECK_EQ_INT(cfg->storage_high_water, 100);
+        CHECK_EQ_INT(cfg->storage_low_water, 99);
+    }
+    om_config_free(cfg);
+    cfg = parse_ok("storage: {max_size: 16777215TiB, high_water: 2, low_water: 1}\n");
+    if (cfg != NULL)
+        CHECK(cfg->storage_max_size == 16777215ull << 40);
+    om_config_free(cfg);
+
+    static const struct {
+        const char *interval;
+        uint64_t ms;
+    } intervals[] = {{"0", 0}, {"0s", 0}, {"0ms", 0}, {"1s", 1000}, {"1000ms", 1000}, {"1d", 86400000}};
+    char yaml[256];
+    for (size_t i = 0; i < OM_ARRAY_LEN(intervals); i++) {
+        snprintf(yaml, sizeof(yaml), "prefetch:\n  interval: %s\n", intervals[i].interval);
+        cfg = parse_ok(yaml);
+        if (cfg != NULL)
+            CHECK(cfg->prefetch_interval_ms == intervals[i].ms);
+        om_config_free(cfg);
+    }
+
+    cfg = parse_ok("prefetch:\n  images: [busybox, 'localhost:5000/a/b:c', "
+                   "'docker.io/library/nginx@sha256:abc']\n"
+                   "  platforms: [linux/ppc64le, linux/s390x, linux/386, linux/arm64/v8]\n"
+                   "  retries: 100\n  retry_interval: 0\n");
+    if (cfg != NULL) {
+        CHECK_EQ_INT(cfg->n_prefetch_images, 3);
+        CHECK_EQ_STR(cfg->prefetch_images[1], "localhost:5000/a/b:c");
+        CHECK_EQ_INT(cfg->n_prefetch_platforms, 4);
+        CHECK_EQ_STR(cfg->prefetch_platforms[3], "linux/arm64/v8");
+        CHECK_EQ_INT(cfg->prefetch_retries, 100);
+        CHECK_EQ_INT(cfg->prefetch_retry_interval_ms, 0);
+        round_trip(cfg);
+    }
+    om_config_free(cfg);
+    /* an empty or null images list is fine; platforms keep their default */
+    cfg = parse_ok("prefetch:\n  images:\n");
+    if (cfg != NULL) {
+        CHECK_EQ_INT(cfg->n_prefetch_images, 0);
+        CHECK_EQ_INT(cfg->n_prefetch_platforms, 2);
+    }
+    om_config_free(cfg);
+    cfg = parse_ok("prefetch: {images: []}\nadmin: {}\nstorage: {}\n");
+    if (cfg != NULL)
+        check_defaults(cfg);
+    om_config_free(cfg);
+}
+
+static void test_config__prefetch_lists_and_entries_are_bounded(void)
+{
+    struct om_config *cfg = NULL;
+    char err[256] = "";
+    char *big = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&big, &len);
+
+    /* the largest list, of the longest entries, is accepted */
+    fputs("prefetch:\n  images:\n", f);
+    for (int i = 0; i < OM_MAX_PREFETCH_IMAGES; i++)
+        fprintf(f, "    - r%03d/%0*d\n", i, OM_PREFETCH_IMAGE_MAX - 5, i);
+    fclose(f);
+    CHECK_EQ_INT(om_config_parse(&cfg, big, len, "t.yaml", err, sizeof(err)), OM_OK);
+    if (cfg != NULL) {
+        CHECK_EQ_INT(cfg->n_prefetch_images, OM_MAX_PREFETCH_IMAGES);
+        CHECK_EQ_INT(strlen(cfg->prefetch_images[255]), OM_PREFETCH_IMAGE_MAX);
+        round_trip(cfg);
+    }
+    om_config_free(cfg);
+    cfg = NULL;
+    free(big);
+
+    /* one entry too many: named at its line */
+    f = open_memstream(&big, &len);
+    fputs("prefetch:\n  images:\n", f);
+    for (int i = 0; i <= OM_MAX_PREFETCH_IMAGES; i++)
+        fprintf(f, "    - img%d\n", i);
+    fclose(f);
+    CHECK_EQ_INT(om_config_parse(&cfg, big, len, "t.yaml", err, sizeof(err)), OM_ERR_INVALID);
+    CHECK(strncmp(err, "t.yaml:259:7: ", 14) == 0 && strstr(err, "at most 256 prefetch images") != NULL);
+    free(big);
+
+    /* one byte too long */
+    f = open_memstream(&big, &len);
+    fprintf(f, "prefetch:\n  images:\n    - ok\n    - %0*d\n", OM_PREFETCH_IMAGE_MAX + 1, 7);
+    fclose(f);
+    CHECK_EQ_INT(om_config_parse(&cfg, big, len, "t.yaml", err, sizeof(err)), OM_ERR_INVALID);
+    CHECK(strncmp(err, "t.yaml:4:7: ", 12) == 0 && strstr(err, "longer than 512 bytes") != NULL);
+    free(big);
+
+    f = open_memstream(&big, &len);
+    fputs("prefetch:\n  platforms:\n", f);
+    for (int i = 0; i <= OM_MAX_PREFETCH_PLATFORMS; i++)
+        fprintf(f, "    - linux/arch%d\n", i);
+    fclose(f);
+    CHECK_EQ_INT(om_config_parse(&cfg, big, len, "t.yaml", err, sizeof(err)), OM_ERR_INVALID);
+    CHECK(strncmp(err, "t.yaml:35:7: ", 13) == 0 &&
+          strstr(err, "at most 32 prefetch platforms") != NULL);
+    free(big);
+
+    f = open_memstream(&big, &len);
+    fprintf(f, "prefetch:\n  platforms: [linux/%0*d]\n", OM_PREFETCH_PLATFORM_MAX - 5, 1);
+    fclose(f);
+    CHECK_EQ_INT(om_config_parse(&cfg, big, len, "t.yaml", err, sizeof(err)), OM_ERR_INVALID);
+    CHECK(strncmp(err, "t.yaml:2:15: ", 13) == 0 && strstr(err, "longer than 64 bytes") != NULL);
+    free(big);
+    CHECK(cfg == NULL);
+}
+
 /* ---- dump --------------------------------------------------------------- */
 
 static void round_trip(const struct om_config *cfg)
@@ -682,10 +1018,89 @@ static void test_config__dump_never_shows_a_password(void)
         CHECK(strstr(out, "password_file: \"") != NULL);
         CHECK(strstr(out, "proxy: \"http://<redacted>@proxy.internal:3128\"") != NULL);
         CHECK(strstr(out, "username: \"alice\"") != NULL);
+        CHECK(strstr(out, "adm1n-T0ken") == NULL); /* admin token */
+        CHECK(strstr(out, "admin:\n  token: \"<redacted>\"\n  protect_reads: true\n") != NULL);
     }
     free(out);
     om_config_free(cfg);
     free(yaml);
+}
+
+/* A token read from token_file: the dump names the file, never the token,
+ * and reads back (reading the file again) to the same config. */
+static void test_config__dump_shows_the_token_file_not_the_token(void)
+{
+    const char *tok = tmpfile_with("tok", "f1le-T0ken\n", 11);
+    char yaml[512], want[400];
+    struct om_config *cfg = NULL;
+    char *out = NULL;
+
+    snprintf(yaml, sizeof(yaml), "admin:\n  token_file: %s\n", tok);
+    snprintf(want, sizeof(want), "admin:\n  token_file: \"%s\"\n  protect_reads: false\n", tok);
+    cfg = parse_ok(yaml);
+    out = cfg != NULL ? dump_to_string(cfg) : NULL;
+    if (out != NULL) {
+        CHECK_EQ_STR(cfg->admin_token, "f1le-T0ken");
+        CHECK(strstr(out, "f1le-T0ken") == NULL);
+        CHECK(strstr(out, "<redacted>") == NULL); /* nothing to redact: only the path */
+        CHECK(strstr(out, want) != NULL);
+        round_trip(cfg);
+    }
+    free(out);
+    om_config_free(cfg);
+}
+
+/* docs/ocimirror.example.yaml is valid, is exactly the defaults, and
+ * mentions every key (some commented out because they need real files). */
+static void test_config__the_example_file_loads_and_documents_every_key(void)
+{
+    static const char *const keys[] = {
+        "listen:", "tls:", "cert:", "key:", "storage:", "path:", "upstreams:", "name:",
+        "url:", "aliases:", "ca_file:", "insecure_skip_verify:", "username:", "password:",
+        "password_file:", "proxy:", "search_order:", "rewrites:", "match:", "target:",
+        "tag_ttl:", "negative_ttl:", "retries:", "max:", "backoff:", "log:", "level:",
+        "format:", "limits:", "max_connections:", "max_header_bytes:", "max_url_bytes:",
+        "max_manifest_bytes:", "connection_timeout:", "idle_timeout:", "shutdown_grace:",
+        "threads:", "max_downloads:", "public_url:", "admin:", "token:", "token_file:",
+        "protect_reads:", "max_size:", "high_water:", "low_water:", "gc_interval:",
+        "prefetch:", "images:", "platforms:", "interval:", "retry_interval:",
+    };
+    const char *src = __FILE__; /* .../tests/unit/test_config.c */
+    const char *tail = strstr(src, "tests/unit/test_config.c");
+    char path[512], err[512] = "";
+    struct om_config *cfg = NULL, *def = NULL;
+    char *text = NULL, *a = NULL, *b = NULL;
+    size_t len = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%.*sdocs/ocimirror.example.yaml",
+             tail != NULL ? (int)(tail - src) : 0, src);
+    CHECK_EQ_INT(om_config_load(&cfg, path, err, sizeof(err)), OM_OK);
+    if (err[0] != '\0')
+        fprintf(stderr, "%s\n", err);
+    CHECK_EQ_INT(om_config_default(&def), OM_OK);
+    if (cfg != NULL && def != NULL) {
+        a = dump_to_string(cfg);
+        b = dump_to_string(def);
+        CHECK(a != NULL && b != NULL && strcmp(strchr(a, '\n'), strchr(b, '\n')) == 0);
+    }
+    f = fopen(path, "rb");
+    if (f != NULL) {
+        text = calloc(1, 65536);
+        len = text != NULL ? fread(text, 1, 65535, f) : 0;
+        fclose(f);
+    }
+    CHECK(len > 0);
+    for (size_t i = 0; len > 0 && i < OM_ARRAY_LEN(keys); i++) {
+        if (strstr(text, keys[i]) == NULL)
+            fprintf(stderr, "example lacks %s\n", keys[i]);
+        CHECK(strstr(text, keys[i]) != NULL);
+    }
+    free(text);
+    free(a);
+    free(b);
+    om_config_free(cfg);
+    om_config_free(def);
 }
 
 /* ---- truncated input ---------------------------------------------------- */
@@ -722,6 +1137,56 @@ static void test_config__every_truncated_prefix_parses_or_fails_cleanly(void)
     }
     CHECK(n_ok > 10 && n_err > 10); /* both outcomes were exercised */
     free(yaml);
+}
+
+/* Each byte of a valid file replaced by a YAML-significant character: the
+ * parser must answer OK or a positioned error, never crash or leak. */
+static void test_config__single_byte_corruptions_parse_or_fail_cleanly(void)
+{
+    static const char subst[] = {':', '[', '{', '"', '\'', '\t', '\0', '&', '*', '-', '\n', '\xff'};
+    char *yaml = full_yaml();
+    size_t len = yaml != NULL ? strlen(yaml) : 0;
+    int bad = 0;
+
+    for (size_t pos = 0; pos < len; pos++) {
+        for (size_t k = 0; k < sizeof(subst); k++) {
+            struct om_config *cfg = NULL;
+            char err[256] = "";
+            char saved = yaml[pos];
+            yaml[pos] = subst[k];
+            int rc = om_config_parse(&cfg, yaml, len, "t.yaml", err, sizeof(err));
+            yaml[pos] = saved;
+            if (rc == OM_OK ? cfg == NULL
+                            : rc != OM_ERR_INVALID || cfg != NULL || strncmp(err, "t.yaml:", 7) != 0) {
+                if (bad++ < 5)
+                    fprintf(stderr, "byte %zu -> 0x%02x: rc %d \"%s\"\n", pos,
+                            (unsigned char)subst[k], rc, err);
+            }
+            om_config_free(cfg);
+        }
+    }
+    CHECK_EQ_INT(bad, 0);
+    free(yaml);
+}
+
+static void test_config__a_missing_or_tiny_err_buffer_is_fine(void)
+{
+    struct om_config *cfg = NULL;
+    char err[8] = "xxxxxxx";
+    const char *bad = "bogus: 1\n";
+
+    CHECK_EQ_INT(om_config_parse(&cfg, bad, strlen(bad), "t.yaml", NULL, 0), OM_ERR_INVALID);
+    CHECK_EQ_INT(om_config_parse(&cfg, bad, strlen(bad), "t.yaml", err, 0), OM_ERR_INVALID);
+    CHECK_EQ_STR(err, "xxxxxxx");
+    CHECK_EQ_INT(om_config_parse(&cfg, bad, strlen(bad), "t.yaml", err, sizeof(err)), OM_ERR_INVALID);
+    CHECK_EQ_STR(err, "t.yaml:");
+    CHECK_EQ_INT(om_config_parse(&cfg, bad, strlen(bad), NULL, err, sizeof(err)), OM_ERR_INVALID);
+    CHECK_EQ_STR(err, "<config");
+    CHECK(cfg == NULL);
+    CHECK_EQ_INT(om_config_parse(&cfg, NULL, 0, NULL, err, sizeof(err)), OM_OK);
+    CHECK(cfg != NULL);
+    om_config_free(cfg);
+    om_config_free(NULL);
 }
 
 /* ---- value parsers ------------------------------------------------------ */
@@ -930,7 +1395,8 @@ static void test_config__every_error_code_has_its_own_text(void)
 
 static void cleanup_tmpdir(void)
 {
-    static const char *const names[] = {"pw", "pwcase", "pwbig", "stderr", "c.yaml", "big.yaml"};
+    static const char *const names[] = {"pw",     "pwcase",   "pwbig", "stderr",
+                                         "c.yaml", "big.yaml", "tok",   "tokbig"};
     char path[256];
 
     for (size_t i = 0; i < OM_ARRAY_LEN(names); i++) {
@@ -959,9 +1425,17 @@ int main(void)
     RUN(test_config__yaml_syntax_errors_are_not_printed_to_stderr);
     RUN(test_config__load_reads_a_file_and_reports_io_errors);
     RUN(test_config__password_file_is_read_trimmed_and_bounded);
+    RUN(test_config__public_url_takes_a_scheme_host_and_port_only);
+    RUN(test_config__admin_token_file_is_read_trimmed_and_bounded);
+    RUN(test_config__storage_limits_and_prefetch_accept_good_values);
+    RUN(test_config__prefetch_lists_and_entries_are_bounded);
     RUN(test_config__dump_reads_back_to_the_same_config);
     RUN(test_config__dump_never_shows_a_password);
+    RUN(test_config__dump_shows_the_token_file_not_the_token);
+    RUN(test_config__the_example_file_loads_and_documents_every_key);
     RUN(test_config__every_truncated_prefix_parses_or_fails_cleanly);
+    RUN(test_config__single_byte_corruptions_parse_or_fail_cleanly);
+    RUN(test_config__a_missing_or_tiny_err_buffer_is_fine);
     RUN(test_config__durations_parse_with_units_and_overflow_checks);
     RUN(test_config__sizes_parse_binary_and_si_units_with_overflow_checks);
     RUN(test_config__formatted_durations_and_sizes_parse_back_exactly);

@@ -1,14 +1,32 @@
-/* test_upstream.c — the pure parsers of the upstream client: WWW-Authenticate
- * challenges, token service answers, Retry-After, ratelimit-remaining.
- * No network: the libcurl side is checked by hand and in the e2e tests. */
+/* test_upstream.c — the upstream client.
+ *
+ * First the pure parts (authparse.c): WWW-Authenticate challenges, token
+ * service answers, Retry-After, ratelimit-remaining, Content-Length, header
+ * safety and the retry policy — tables, every truncated prefix.
+ *
+ * Then the token machinery (upstream_auth.c) against fakes served by
+ * libmicrohttpd on 127.0.0.1 only (plain HTTP, ephemeral ports, proxy off):
+ * a registry that wants a bearer token, a token service and a second token
+ * host on another port.  They check single-flight token fetches and the
+ * realm's redirects.  Everything else of the libcurl side (TLS, downgrade,
+ * blob redirects to a CDN, Retry-After through the mirror) is in
+ * tests/e2e/test_upstream_security.py.
+ */
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <curl/curl.h>
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
 
 #include "test.h"
-#include "upstream.h"
+#include "upstream_int.h"
 
 static const char DOCKER_HUB[] =
     "Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io\","
@@ -372,6 +390,422 @@ static void test_upstream__ratelimit_remaining(void)
     CHECK_EQ_INT(om_ratelimit_remaining_parse(NULL), -1);
 }
 
+
+/* ---- small pure parts private to the module (upstream_int.h) ------------ */
+
+static void test_upstream__content_length_table_and_truncated_prefixes(void)
+{
+    static const struct {
+        const char *in;
+        int64_t want;
+    } cases[] = {
+        {"0", 0},
+        {"1234", 1234},
+        {"999999999999999999", 999999999999999999LL},
+        {"1000000000000000000", -1},    /* 19 digits: refused, not wrapped */
+        {"", -1},
+        {" 12", -1},
+        {"12 ", -1},
+        {"-1", -1},
+        {"+1", -1},
+        {"0x10", -1},
+        {"12,13", -1},
+    };
+    for (size_t i = 0; i < OM_ARRAY_LEN(cases); i++)
+        CHECK_EQ_INT(om_up_content_length_parse(cases[i].in), cases[i].want);
+    CHECK_EQ_INT(om_up_content_length_parse(NULL), -1);
+    {
+        /* Every prefix of a valid value is the number it spells, or -1 when
+         * empty. */
+        static const char in[] = "4194304";
+        char buf[sizeof(in)];
+        for (size_t len = 0; len < sizeof(in) - 1; len++) {
+            memcpy(buf, in, len);
+            buf[len] = '\0';
+            CHECK_EQ_INT(om_up_content_length_parse(buf), len ? strtoll(buf, NULL, 10) : -1);
+        }
+    }
+}
+
+static void test_upstream__header_safe_refuses_what_could_end_a_header(void)
+{
+    CHECK(om_up_header_safe("application/vnd.oci.image.index.v1+json, */*"));
+    CHECK(om_up_header_safe("a\tb"));
+    CHECK(om_up_header_safe(""));
+    CHECK(!om_up_header_safe("a\r\nX-Evil: 1"));
+    CHECK(!om_up_header_safe("a\nb"));
+    CHECK(!om_up_header_safe("a\rb"));
+    CHECK(!om_up_header_safe("a\x7f"));
+    CHECK(!om_up_header_safe("\x01"));
+}
+
+static void test_upstream__backoff_honours_retry_after_then_jitters_a_doubling_window(void)
+{
+    /* Retry-After wins for 429 and 503 only, capped at 60 s. */
+    CHECK_EQ_INT(om_up_backoff_ms(500, 429, 1, 2, 12345), 1000);
+    CHECK_EQ_INT(om_up_backoff_ms(500, 503, 0, 2, 12345), 0);
+    CHECK_EQ_INT(om_up_backoff_ms(500, 429, 3600, 2, 12345), 60000);
+    CHECK_EQ_INT(om_up_backoff_ms(500, 500, 7, 2, 0), 0);       /* 500: jitter, rnd 0 */
+    CHECK_EQ_INT(om_up_backoff_ms(500, 429, -1, 2, 0), 0);      /* no Retry-After */
+    /* Full jitter: rnd % (window + 1), the window doubling per earlier retry. */
+    CHECK_EQ_INT(om_up_backoff_ms(500, 0, -1, 2, 500), 500);
+    CHECK_EQ_INT(om_up_backoff_ms(500, 0, -1, 2, 501), 0);
+    CHECK_EQ_INT(om_up_backoff_ms(500, 0, -1, 3, 1000), 1000);
+    CHECK_EQ_INT(om_up_backoff_ms(500, 0, -1, 4, 2000), 2000);
+    CHECK_EQ_INT(om_up_backoff_ms(500, 0, -1, 40, UINT64_MAX - 1), (UINT64_MAX - 1) % 60001);
+    CHECK_EQ_INT(om_up_backoff_ms(0, 0, -1, 5, 777), 0);
+    for (uint64_t r = 0; r < 5000; r += 37)
+        CHECK(om_up_backoff_ms(200, 502, -1, 3, r) <= 400);
+}
+
+static void test_upstream__only_network_errors_are_retried(void)
+{
+    CHECK(om_up_curl_retryable(CURLE_COULDNT_CONNECT));
+    CHECK(om_up_curl_retryable(CURLE_RECV_ERROR));
+    CHECK(om_up_curl_retryable(CURLE_OPERATION_TIMEDOUT));
+    CHECK(!om_up_curl_retryable(CURLE_PEER_FAILED_VERIFICATION));   /* fails the same again */
+    CHECK(!om_up_curl_retryable(CURLE_OUT_OF_MEMORY));
+    CHECK(!om_up_curl_retryable(CURLE_OK));
+}
+
+/* ---- the token machinery against loopback fakes --------------------------- */
+
+#define N_THREADS 8
+#define BASIC_ALICE "Basic YWxpY2U6czNjcmV0"    /* alice:s3cret */
+
+/* What the fakes saw; reset per test.  Atomics: MHD runs a thread per
+ * connection. */
+static struct fakes {
+    struct MHD_Daemon *reg, *tok, *tok2;
+    unsigned reg_port, tok_port, tok2_port;
+    atomic_int token_delay_ms;      /* the token service is this slow */
+    atomic_int tokens_issued;       /* /token and /token2 answers with a token */
+    atomic_int token_refusals;      /* /token-denied answers */
+    atomic_int realm_basic;         /* requests on the realm host with alice's Basic */
+    atomic_int realm_other_auth;    /* ... with any other Authorization */
+    atomic_int tok2_requests, tok2_auth;    /* the second host: requests, with Authorization */
+    atomic_int reg_basic;           /* the registry saw Basic (it never should here) */
+    atomic_int loop_hops;
+} F;
+
+static enum MHD_Result fake_answer(struct MHD_Connection *conn, unsigned status,
+                                   const char *body, const char *h1, const char *v1)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+    enum MHD_Result ret;
+    if (r == NULL)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    if (h1 != NULL)
+        MHD_add_response_header(r, h1, v1);
+    ret = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static enum MHD_Result fake_token(struct MHD_Connection *conn)
+{
+    char body[128];
+    int n = atomic_fetch_add(&F.tokens_issued, 1) + 1;
+    snprintf(body, sizeof(body), "{\"token\":\"tok-%d\",\"expires_in\":300}", n);
+    return fake_answer(conn, 200, body, NULL, NULL);
+}
+
+/* The registry: /v2/<repo>/manifests/1 wants "Bearer tok-*"; its challenge
+ * names a realm path per repo. */
+static enum MHD_Result fake_reg(struct MHD_Connection *conn, const char *url)
+{
+    const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    char repo[32] = "", chal[512];
+    const char *realm = "/token";
+
+    if (auth != NULL && strncmp(auth, "Basic ", 6) == 0)
+        atomic_fetch_add(&F.reg_basic, 1);
+    if (sscanf(url, "/v2/%31[a-z]/manifests/1", repo) != 1)
+        return fake_answer(conn, 404, "{}", NULL, NULL);
+    if (auth != NULL && strncmp(auth, "Bearer tok-", 11) == 0)
+        return fake_answer(conn, 200, "{}", NULL, NULL);
+    if (strcmp(repo, "denied") == 0)
+        realm = "/token-denied";
+    else if (strcmp(repo, "cross") == 0)
+        realm = "/redir-cross";
+    else if (strcmp(repo, "same") == 0)
+        realm = "/redir-same";
+    else if (strcmp(repo, "loop") == 0)
+        realm = "/redir-loop";
+    snprintf(chal, sizeof(chal),
+             "Bearer realm=\"http://127.0.0.1:%u%s\",service=\"svc\",scope=\"repository:%s:pull\"",
+             F.tok_port, realm, repo);
+    return fake_answer(conn, 401, "{\"errors\":[]}", "WWW-Authenticate", chal);
+}
+
+/* The token host: the realm paths. */
+static enum MHD_Result fake_tok(struct MHD_Connection *conn, const char *url)
+{
+    const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    char loc[128];
+
+    if (auth != NULL && strcmp(auth, BASIC_ALICE) == 0)
+        atomic_fetch_add(&F.realm_basic, 1);
+    else if (auth != NULL)
+        atomic_fetch_add(&F.realm_other_auth, 1);
+    if (strcmp(url, "/token") == 0) {
+        sleep_ms(atomic_load(&F.token_delay_ms));
+        return fake_token(conn);
+    }
+    if (strcmp(url, "/token-denied") == 0) {
+        sleep_ms(atomic_load(&F.token_delay_ms));
+        atomic_fetch_add(&F.token_refusals, 1);
+        return fake_answer(conn, 401, "{}", NULL, NULL);
+    }
+    if (strcmp(url, "/redir-cross") == 0) {
+        snprintf(loc, sizeof(loc), "http://127.0.0.1:%u/token2?sig=x", F.tok2_port);
+        return fake_answer(conn, 307, "", "Location", loc);
+    }
+    if (strcmp(url, "/redir-same") == 0)
+        return fake_answer(conn, 302, "", "Location", "/token");
+    if (strcmp(url, "/redir-loop") == 0) {
+        atomic_fetch_add(&F.loop_hops, 1);
+        return fake_answer(conn, 302, "", "Location", "/redir-loop");
+    }
+    return fake_answer(conn, 404, "{}", NULL, NULL);
+}
+
+/* The second host (another port: another origin). */
+static enum MHD_Result fake_tok2(struct MHD_Connection *conn, const char *url)
+{
+    atomic_fetch_add(&F.tok2_requests, 1);
+    if (MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization") != NULL)
+        atomic_fetch_add(&F.tok2_auth, 1);
+    if (strcmp(url, "/token2") == 0)
+        return fake_token(conn);
+    return fake_answer(conn, 404, "{}", NULL, NULL);
+}
+
+static enum MHD_Result fake_handler(void *cls, struct MHD_Connection *conn, const char *url,
+                                    const char *method, const char *version,
+                                    const char *upload, size_t *upload_size, void **con_cls)
+{
+    (void)method, (void)version, (void)upload, (void)upload_size, (void)con_cls;
+    if (cls == &F.reg)
+        return fake_reg(conn, url);
+    if (cls == &F.tok)
+        return fake_tok(conn, url);
+    return fake_tok2(conn, url);
+}
+
+static struct MHD_Daemon *fake_start(void *which, unsigned *port)
+{
+    struct sockaddr_in sa;
+    struct MHD_Daemon *d;
+    const union MHD_DaemonInfo *info;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);      /* loopback only */
+    sa.sin_port = 0;
+    d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0,
+                         NULL, NULL, fake_handler, which, MHD_OPTION_SOCK_ADDR, &sa,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+    if (d == NULL || (info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)) == NULL)
+        abort();
+    *port = info->port;
+    return d;
+}
+
+/* Fresh fakes and counters for one test. */
+static void fakes_start(void)
+{
+    memset(&F, 0, sizeof(F));
+    F.reg = fake_start(&F.reg, &F.reg_port);
+    F.tok = fake_start(&F.tok, &F.tok_port);
+    F.tok2 = fake_start(&F.tok2, &F.tok2_port);
+}
+
+static void fakes_stop(void)
+{
+    MHD_stop_daemon(F.reg);
+    MHD_stop_daemon(F.tok);
+    MHD_stop_daemon(F.tok2);
+}
+
+/* A config with one upstream at the fake registry (owned by the caller's
+ * stack; url points into url_buf). */
+static void fake_config(struct om_config *cfg, char *url_buf, size_t cap, bool alice)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    snprintf(url_buf, cap, "http://127.0.0.1:%u", F.reg_port);
+    cfg->n_upstreams = 1;
+    cfg->upstreams[0].name = "fake";
+    cfg->upstreams[0].url = url_buf;
+    cfg->upstreams[0].proxy = "";       /* never a proxy from the environment */
+    if (alice) {
+        cfg->upstreams[0].username = "alice";
+        cfg->upstreams[0].password = "s3cret";
+    }
+    cfg->retries_max = 1;
+}
+
+struct puller {
+    struct om_upstream *u;
+    const char *repo;
+    pthread_barrier_t *start;
+    char path[64];
+    int rc;
+    long status;
+};
+
+static void *pull_manifest(void *arg)
+{
+    struct puller *p = arg;
+    struct om_up_resp resp;
+    struct om_up_req req = {.method = "GET", .path = p->path, .scope_repo = p->repo};
+
+    snprintf(p->path, sizeof(p->path), "/v2/%s/manifests/1", p->repo);
+    if (p->start != NULL)
+        pthread_barrier_wait(p->start);
+    p->rc = om_upstream_do(p->u, &req, &resp);
+    p->status = resp.status;
+    om_up_resp_clear(&resp);
+    return NULL;
+}
+
+/* N_THREADS pulls of repo at once on u; the results land in ps. */
+static void pull_together(struct om_upstream *u, const char *repo, struct puller *ps)
+{
+    pthread_t th[N_THREADS];
+    pthread_barrier_t start;
+
+    pthread_barrier_init(&start, NULL, N_THREADS);
+    for (int i = 0; i < N_THREADS; i++) {
+        ps[i] = (struct puller){.u = u, .repo = repo, .start = &start};
+        if (pthread_create(&th[i], NULL, pull_manifest, &ps[i]) != 0)
+            abort();
+    }
+    for (int i = 0; i < N_THREADS; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&start);
+}
+
+static void test_upstream__concurrent_token_misses_fetch_the_token_once(void)
+{
+    struct om_config cfg;
+    char url[64];
+    struct om_upstream *u = NULL;
+    struct puller ps[N_THREADS], again = {0};
+
+    fakes_start();
+    atomic_store(&F.token_delay_ms, 400);   /* every thread is waiting by then */
+    fake_config(&cfg, url, sizeof(url), false);
+    CHECK_EQ_INT(om_upstream_new(&u, &cfg, 0), OM_OK);
+    pull_together(u, "sf", ps);
+    for (int i = 0; i < N_THREADS; i++) {
+        CHECK_EQ_INT(ps[i].rc, OM_OK);
+        CHECK_EQ_INT(ps[i].status, 200);
+    }
+    CHECK_EQ_INT(atomic_load(&F.tokens_issued), 1);
+    /* And the cached token serves the next request without a fetch. */
+    again.u = u;
+    again.repo = "sf";
+    pull_manifest(&again);
+    CHECK_EQ_INT(again.status, 200);
+    CHECK_EQ_INT(atomic_load(&F.tokens_issued), 1);
+    om_upstream_free(u);
+    fakes_stop();
+}
+
+static void test_upstream__a_refused_token_fetch_answers_every_waiter(void)
+{
+    struct om_config cfg;
+    char url[64];
+    struct om_upstream *u = NULL;
+    struct puller ps[N_THREADS];
+
+    fakes_start();
+    atomic_store(&F.token_delay_ms, 400);
+    fake_config(&cfg, url, sizeof(url), false);
+    CHECK_EQ_INT(om_upstream_new(&u, &cfg, 0), OM_OK);
+    pull_together(u, "denied", ps);
+    for (int i = 0; i < N_THREADS; i++) {
+        CHECK_EQ_INT(ps[i].rc, OM_OK);          /* an HTTP answer: the 401 */
+        CHECK_EQ_INT(ps[i].status, 401);
+    }
+    CHECK_EQ_INT(atomic_load(&F.token_refusals), 1);
+    om_upstream_free(u);
+    fakes_stop();
+}
+
+static void test_upstream__token_realm_redirect_to_another_host_drops_the_credentials(void)
+{
+    struct om_config cfg;
+    char url[64];
+    struct om_upstream *u = NULL;
+    struct puller p = {0};
+
+    fakes_start();
+    fake_config(&cfg, url, sizeof(url), true);
+    CHECK_EQ_INT(om_upstream_new(&u, &cfg, 0), OM_OK);
+    p.u = u;
+    p.repo = "cross";
+    pull_manifest(&p);
+    CHECK_EQ_INT(p.rc, OM_OK);
+    CHECK_EQ_INT(p.status, 200);                    /* the token from host 2 worked */
+    CHECK_EQ_INT(atomic_load(&F.realm_basic), 1);   /* the realm got the credentials */
+    CHECK_EQ_INT(atomic_load(&F.tok2_requests), 1);
+    CHECK_EQ_INT(atomic_load(&F.tok2_auth), 0);     /* the other host got none */
+    CHECK_EQ_INT(atomic_load(&F.reg_basic), 0);     /* the registry never the password */
+    om_upstream_free(u);
+    fakes_stop();
+}
+
+static void test_upstream__token_realm_redirect_on_its_own_origin_keeps_the_credentials(void)
+{
+    struct om_config cfg;
+    char url[64];
+    struct om_upstream *u = NULL;
+    struct puller p = {0};
+
+    fakes_start();
+    fake_config(&cfg, url, sizeof(url), true);
+    CHECK_EQ_INT(om_upstream_new(&u, &cfg, 0), OM_OK);
+    p.u = u;
+    p.repo = "same";
+    pull_manifest(&p);
+    CHECK_EQ_INT(p.rc, OM_OK);
+    CHECK_EQ_INT(p.status, 200);
+    CHECK_EQ_INT(atomic_load(&F.realm_basic), 2);   /* /redir-same and /token */
+    CHECK_EQ_INT(atomic_load(&F.realm_other_auth), 0);
+    CHECK_EQ_INT(atomic_load(&F.tokens_issued), 1);
+    om_upstream_free(u);
+    fakes_stop();
+}
+
+static void test_upstream__token_realm_redirect_loop_stops_after_five_redirects(void)
+{
+    struct om_config cfg;
+    char url[64];
+    struct om_upstream *u = NULL;
+    struct puller p = {0};
+
+    fakes_start();
+    fake_config(&cfg, url, sizeof(url), false);
+    CHECK_EQ_INT(om_upstream_new(&u, &cfg, 0), OM_OK);
+    p.u = u;
+    p.repo = "loop";
+    pull_manifest(&p);
+    CHECK_EQ_INT(p.rc, OM_ERR_UPSTREAM);
+    CHECK_EQ_INT(atomic_load(&F.loop_hops), OM_UP_MAX_REDIRECTS + 1);
+    om_upstream_free(u);
+    fakes_stop();
+}
+
 int main(void)
 {
     RUN(test_upstream__challenge_table);
@@ -384,5 +818,14 @@ int main(void)
     RUN(test_upstream__retry_after_seconds_and_garbage);
     RUN(test_upstream__retry_after_http_dates);
     RUN(test_upstream__ratelimit_remaining);
+    RUN(test_upstream__content_length_table_and_truncated_prefixes);
+    RUN(test_upstream__header_safe_refuses_what_could_end_a_header);
+    RUN(test_upstream__backoff_honours_retry_after_then_jitters_a_doubling_window);
+    RUN(test_upstream__only_network_errors_are_retried);
+    RUN(test_upstream__concurrent_token_misses_fetch_the_token_once);
+    RUN(test_upstream__a_refused_token_fetch_answers_every_waiter);
+    RUN(test_upstream__token_realm_redirect_to_another_host_drops_the_credentials);
+    RUN(test_upstream__token_realm_redirect_on_its_own_origin_keeps_the_credentials);
+    RUN(test_upstream__token_realm_redirect_loop_stops_after_five_redirects);
     return test_done();
 }

@@ -156,7 +156,7 @@ def _killpg(pid, sig):
 
 
 def _read_stat(pid):
-    """(ppid, pgid) of a process from /proc, or None when it is gone."""
+    """(ppid, pgid, start time) of a process from /proc, or None when it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read().decode("utf-8", "replace")
@@ -164,24 +164,49 @@ def _read_stat(pid):
         return None
     # The command name may contain spaces and parentheses: fields start after the last ')'.
     rest = data[data.rfind(")") + 2:].split()
-    return int(rest[1]), int(rest[2])
+    return int(rest[1]), int(rest[2]), int(rest[19])
+
+
+def _all_stats():
+    out = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = _read_stat(int(name))
+            if st:
+                out[int(name)] = st
+    return out
 
 
 def _descendants(pid):
-    """Every live descendant of pid (daemons start helpers in their own sessions)."""
+    """[(pid, start time)] of every live descendant of pid (a daemon may start
+    helpers in their own sessions); the start time tells a reused pid apart."""
+    stats = _all_stats()
     children = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        st = _read_stat(int(name))
-        if st:
-            children.setdefault(st[0], []).append(int(name))
+    for p, st in stats.items():
+        children.setdefault(st[0], []).append(p)
     found, todo = [], [pid]
     while todo and len(found) < 10000:
         for c in children.get(todo.pop(), []):
-            found.append(c)
+            found.append((c, stats[c][2]))
             todo.append(c)
     return found
+
+
+def _kill_leftovers(pgid, family=()):
+    """SIGKILL what is left of a finished command's process group, and of the
+    given (pid, start time) descendants, touching only processes that are
+    still the ones we started (same group, same start time)."""
+    for st in _all_stats().values():
+        if st[1] == pgid:
+            _killpg(pgid, signal.SIGKILL)
+            break
+    for p, start in family:
+        st = _read_stat(p)
+        if st and st[2] == start:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def run(argv, *, env=None, timeout=COMMAND_TIMEOUT, check=True, what=None):
@@ -200,7 +225,7 @@ def run(argv, *, env=None, timeout=COMMAND_TIMEOUT, check=True, what=None):
                           (out + err).decode("utf-8", "replace"))
     finally:
         # Anything the command left behind in its group goes with it.
-        _killpg(proc.pid, signal.SIGKILL)
+        _kill_leftovers(proc.pid)
     res = Result(list(argv), proc.returncode, out.decode("utf-8", "replace"),
                  err.decode("utf-8", "replace"), time.monotonic() - start, out)
     if check and res.rc != 0:
@@ -252,11 +277,18 @@ def _write_policy(path):
 
 
 def _copy_log(src, log_dir, name):
-    if log_dir and src and os.path.exists(src):
-        os.makedirs(log_dir, exist_ok=True)
-        dst = os.path.join(log_dir, name)
-        if os.path.realpath(dst) != os.path.realpath(src):
-            shutil.copyfile(src, dst)
+    """Keep a daemon's log in log_dir: name, or name-2, name-3 ... so that a
+    second daemon of the same kind (a second round) does not overwrite it."""
+    if not (log_dir and src and os.path.exists(src)):
+        return
+    os.makedirs(log_dir, exist_ok=True)
+    base, ext = os.path.splitext(name)
+    dst = os.path.join(log_dir, name)
+    n = 1
+    while os.path.exists(dst) and n < 1000:
+        n += 1
+        dst = os.path.join(log_dir, f"{base}-{n}{ext}")
+    shutil.copyfile(src, dst)
 
 
 def _read_text(path):
@@ -495,11 +527,11 @@ class _Daemon:
 
     name = "daemon"
 
-    def __init__(self, prefix, log_dir=None):
+    def __init__(self, prefix, log_dir=None, log_name=None):
         require_netns()
         self.work = _Workdir(prefix)
         self.log_dir = log_dir
-        self.log_path = self.work.sub(f"{self.name}.log")
+        self.log_path = self.work.sub(log_name or f"{self.name}.log")
         self.proc = None
         self._log = None
         self.start_seconds = None
@@ -556,15 +588,10 @@ class _Daemon:
             self.proc.wait(timeout=10)
         # Helpers in other sessions: give them a moment to follow their parent, then kill.
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(_read_stat(p) for p in family):
+        while time.monotonic() < deadline and any(
+                (_read_stat(p) or (0, 0, -1))[2] == start for p, start in family):
             time.sleep(0.05)
-        for p in family:
-            if _read_stat(p):
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        _killpg(pid, signal.SIGKILL)
+        _kill_leftovers(pid, family)
         self.proc = None
         self._log.close()
         self._log = None
@@ -577,6 +604,9 @@ class _Daemon:
             if self.work:
                 self.work.close()
                 self.work = None
+            helper = getattr(self, "containerd", None)
+            if helper is not None:
+                helper.close()
 
     def __enter__(self):
         return self
@@ -627,8 +657,8 @@ class Containerd(_Daemon):
         "io.containerd.internal.v1.tracing",
     ]
 
-    def __init__(self, log_dir=None, start_timeout=DAEMON_START_TIMEOUT):
-        super().__init__("om-ctrd-", log_dir)
+    def __init__(self, log_dir=None, start_timeout=DAEMON_START_TIMEOUT, log_name=None):
+        super().__init__("om-ctrd-", log_dir, log_name)
         w = self.work
         self.sock = w.sub("containerd.sock")
         disabled = ", ".join(f"\"{p}\"" for p in self.DISABLED)
@@ -694,8 +724,10 @@ disabled_plugins = [{disabled}]
 class Dockerd(_Daemon):
     """dockerd with registry-mirrors, everything in a temp dir, no networking, vfs.
 
-    It starts its own containerd (under its exec-root). Docker sends only
-    Docker Hub images to registry-mirrors (paths like library/x, no ns)."""
+    It runs on a Containerd of ours (--containerd): the one dockerd would
+    start itself has its opt plugin on (it creates /opt/containerd) and takes
+    a second longer to stop. Docker sends only Docker Hub images to
+    registry-mirrors (paths like library/x, no ns)."""
 
     name = "dockerd"
 
@@ -703,6 +735,13 @@ class Dockerd(_Daemon):
                  start_timeout=DAEMON_START_TIMEOUT, extra_config=None, debug=True):
         super().__init__("om-dockerd-", log_dir)
         w = self.work
+        self.containerd = None
+        try:
+            self.containerd = Containerd(log_dir=log_dir, start_timeout=start_timeout,
+                                         log_name="containerd-for-dockerd.log")
+        except BaseException:
+            self.close()
+            raise
         self.sock = w.sub("docker.sock")
         if insecure_registries is None:
             insecure_registries = [m.split("://", 1)[-1].rstrip("/") for m in mirrors]
@@ -714,7 +753,7 @@ class Dockerd(_Daemon):
         _write(os.path.join(self.cli_config, "config.json"), "{}\n", 0o600)
         argv = ["dockerd", "--config-file", self.config, "--data-root", w.sub("data"),
                 "--exec-root", w.sub("exec"), "--pidfile", w.sub("docker.pid"),
-                "-H", "unix://" + self.sock, "--bridge=none", "--iptables=false",
+                "-H", "unix://" + self.sock, "--containerd", self.containerd.sock, "--bridge=none", "--iptables=false",
                 "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
                 "--storage-driver", "vfs"]
         if debug:

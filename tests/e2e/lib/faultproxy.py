@@ -14,7 +14,7 @@ It prints one JSON line {"port": N, "control_port": M} on stdout once both
 sockets listen, then logs one line per request on stderr.
 
 From a test, use the FaultProxy class at the bottom:
-    with FaultProxy(upstream_url, ca_file, cert, key, wrong_cert, wrong_key, workdir) as p:
+    with FaultProxy(upstream_url, ca_file, cert, key, wrong_cert, wrong_key, log_path) as p:
         p.add_rule('reset', path=r'/blobs/', times=1, after=65536)
         ... p.url is https://127.0.0.1:<port> ...
         p.applied(rule_id), p.matched(rule_id), p.requests(path_re=..., method=...)
@@ -59,7 +59,9 @@ certificate presented ("good" = leaf with 127.0.0.1/localhost SANs, "wrong"
 
 Control API (plain HTTP on 127.0.0.1, separate port):
     GET    /state             {"rules": [...with counts], "listening", "cert", "requests": n}
-    GET    /log               [{"t","method","path","range","status","rule","action","sent"}]
+    GET    /log               [{"t","method","path","range","status","rule","action","sent",
+                                "authorization"}]  (t: when the request arrived; sent:
+                                body bytes sent; authorization: the header was present)
     PUT    /rules             body: JSON list of rules (replaces; counts reset)
     POST   /rules             body: one rule (appended) → {"id"}
     DELETE /rules             clear all rules, release stalled responses
@@ -68,6 +70,7 @@ Control API (plain HTTP on 127.0.0.1, separate port):
 """
 
 import argparse
+import atexit
 import http.client
 import http.server
 import json
@@ -687,6 +690,8 @@ def main(argv=None):
     ap.add_argument("--wrong-key")
     ap.add_argument("--control", default="127.0.0.1:0")
     ap.add_argument("--rules", help="JSON file with an initial rule list")
+    ap.add_argument("--parent-pid", type=int, default=0,
+                    help="exit when this process is gone (the test was killed)")
     a = ap.parse_args(argv)
 
     proxy = Proxy(a.listen, a.upstream, a.ca, a.cert, a.key, a.wrong_cert, a.wrong_key)
@@ -707,7 +712,21 @@ def main(argv=None):
     sys.stdout.flush()
     proxy.logline("faultproxy listening on %s:%d → %s" % (proxy.listen_host, proxy.port, a.upstream))
     while True:
-        time.sleep(3600)
+        time.sleep(1)
+        if a.parent_pid and not _alive(a.parent_pid):
+            proxy.logline("parent %d gone: exiting" % a.parent_pid)
+            proxy.stop()
+            return
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 # ---------------------------------------------------------------------------
@@ -721,12 +740,12 @@ class FaultProxy:
     ca.issue('faultproxy-wrong', sans=('wrong.invalid',)) for the wrong one."""
 
     def __init__(self, upstream_url, ca_file, cert, key, wrong_cert=None, wrong_key=None,
-                 workdir=None, log_path=None):
+                 log_path=None):
         self.args = [sys.executable, "-u", "-m", "lib.faultproxy", "--listen", "127.0.0.1:0",
-                     "--upstream", upstream_url, "--ca", ca_file, "--cert", cert, "--key", key]
+                     "--upstream", upstream_url, "--ca", ca_file, "--cert", cert, "--key", key,
+                     "--parent-pid", str(os.getpid())]
         if wrong_cert:
             self.args += ["--wrong-cert", wrong_cert, "--wrong-key", wrong_key]
-        self.workdir = workdir
         self.log_path = log_path
         self.proc = None
         self.port = None
@@ -734,7 +753,7 @@ class FaultProxy:
         self.url = None
 
     def start(self, timeout=15):
-        import subprocess as sp
+        sp = subprocess
         libdir = os.path.dirname(os.path.abspath(__file__))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.path.dirname(libdir) + os.pathsep + env.get("PYTHONPATH", "")
@@ -750,6 +769,7 @@ class FaultProxy:
         if not line:
             self.stop()
             raise RuntimeError("faultproxy did not start (see %s)" % self.log_path)
+        atexit.register(self.stop)   # SIGTERM of the test → world's sys.exit → here
         info = json.loads(line)
         self.port = info["port"]
         self.control_port = info["control_port"]

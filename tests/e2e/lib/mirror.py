@@ -190,6 +190,8 @@ class Mirror:
         self.config_path = os.path.join(workdir, "ocimirror.yaml")
         self.proc = None
         self.starts = 0
+        self.last_rc = None
+        self.unexpected_exits = []   # exit statuses of deaths the harness did not cause
         self._ever_up = False
         self._ctx = None
         if tls:
@@ -284,6 +286,8 @@ class Mirror:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+        self.last_rc = self.proc.returncode
+        self.proc = None
 
     def stop(self, timeout=40):
         """SIGTERM to the process group, wait (then SIGKILL). Returns the exit
@@ -291,7 +295,12 @@ class Mirror:
         if self.proc is None:
             return None
         rc = self.proc.poll()
-        if rc is None:
+        if rc is not None:
+            # it was gone before we asked it to stop: a crash, unless the
+            # test meant it (then it would have used kill9())
+            self.unexpected_exits.append(rc)
+            self._note("found dead with status %s" % rc)
+        else:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)
             except ProcessLookupError:
@@ -359,3 +368,15 @@ class Mirror:
 
     def log_tail(self, n=6000):
         return _tail(self.log_path, n)
+
+    def sanitizer_reports(self):
+        """Lines around AddressSanitizer / UBSan / LeakSanitizer reports in
+        the log (empty when the binary is not sanitized or all is well)."""
+        text = self.log_text()
+        out = []
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
+            if ("ERROR: AddressSanitizer" in line or "ERROR: LeakSanitizer" in line or
+                    "runtime error:" in line or "WARNING: ThreadSanitizer" in line):
+                out.append("\n".join(lines[i:i + 25]))
+        return out

@@ -50,6 +50,7 @@ class Registry:
         self.port = port or free_port()
         self.config_path = os.path.join(workdir, "config.yml")
         self.proc = None
+        self._ever_up = False
         self._count_offset = 0
         self._ctx = ssl.create_default_context(cafile=self.ca_file)
 
@@ -115,12 +116,14 @@ class Registry:
                     stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     start_new_session=True)
             if self._wait_ready(timeout):
-                self._count_offset = max(self._count_offset, 0)
+                self._ever_up = True
                 return self
             died = self.proc.poll() is not None
             log = _tail(self.log_path)
             self._kill()
-            if died and "address already in use" in log and attempt < 2:
+            # Lost a race for a fresh port: take another, but never move a
+            # registry that mirrors already point at.
+            if died and "address already in use" in log and attempt < 2 and not self._ever_up:
                 self.port = free_port()   # lost a race for the port
                 continue
             raise RuntimeError("registry %s did not come up on %s:\n%s" % (

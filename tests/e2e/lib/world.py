@@ -51,7 +51,6 @@ UPSTREAM_NAMES = {
 }
 
 
-
 def canonical_name(img):
     """'docker.io/library/alpine' for w.fx['alpine']: the explicit-prefix
     name under which the mirror serves (and stores) an Image."""
@@ -210,11 +209,12 @@ class World:
 
     # -- upstream helpers --------------------------------------------------
     def pusher(self, regname):
-        if regname not in self._pushers:
-            r = self.reg[regname]
-            user = PUSHER if r.tokens is not None else (None, None)
-            self._pushers[regname] = Pusher(r.url, self.ca_file, user[0], user[1])
-        return self._pushers[regname]
+        with _lock:     # pushing threads share one Pusher per registry
+            if regname not in self._pushers:
+                r = self.reg[regname]
+                user = PUSHER if r.tokens is not None else (None, None)
+                self._pushers[regname] = Pusher(r.url, self.ca_file, user[0], user[1])
+            return self._pushers[regname]
 
     def push(self, image, registry=None, repo=None, tag=None):
         """Push an Image (from lib.images) to its registry (or `registry`)."""
@@ -229,8 +229,8 @@ class World:
         return u
 
     # -- mirrors -----------------------------------------------------------
-    def mirror_config(self, upstream_url=None, extra=None, storage=None, tls=False,
-                      workdir=None):
+    def mirror_config(self, upstream_url=None, extra=None, storage=None, tls=False):
+        """The config dict w.mirror() writes (see the module doc)."""
         upstream_url = upstream_url or {}
         cfg = {
             "storage": {"path": storage},
@@ -299,7 +299,11 @@ class World:
 class WorldTestCase(unittest.TestCase):
     """One World per test class (cls.w); self.mirror(**opts) starts a mirror
     that is stopped after the test, with its log tail printed on failure.
-    Registries a test stopped are started again after it."""
+    Registries a test stopped are started again after it.
+
+    After each test the test also fails if one of its mirrors died on its own
+    (a test that expects an exit clears m.unexpected_exits) or if its log
+    holds a sanitizer report (ASan/UBSan/LSan builds)."""
 
     world_kwargs = {}
 
@@ -331,11 +335,20 @@ class WorldTestCase(unittest.TestCase):
 
     def _after_test(self):
         failed = self._failed()
+        problems = []
         for m in self._test_mirrors:
-            if failed:
+            rc = m.stop(timeout=15)
+            if m.unexpected_exits:
+                problems.append("%s: the mirror died during the test (exit status %s)" % (
+                    m.log_path, m.unexpected_exits))
+            elif rc not in (0, None):   # None: not running (never started, kill9()ed)
+                sys.stderr.write("warning: %s: the mirror exited with %s on SIGTERM\n" % (m.log_path, rc))
+            problems += ["%s: sanitizer report:\n%s" % (m.log_path, r) for r in m.sanitizer_reports()]
+            if failed or problems:
                 dump_log(m, self.id())
-            m.stop(timeout=15)
         self.w.ensure_upstreams_running()
+        if problems:
+            self.fail("\n".join(problems))
 
     # -- assertions shared by the test files ------------------------------
     def pull(self, m, img, name=None, ref=None, query="", platforms=None,
