@@ -17,4 +17,12 @@ enum MHD_Result om_admin_handle(struct om_req *req);
 /* Every finished request (from om_api_completed, any thread). */
 void om_admin_note_request(struct om_server *srv, const struct om_req *req, bool completed_ok);
 
+/* Added with the implementation (backwards-compatible):
+ * The GC module reports what it evicted — n images (an image = a manifest
+ * or index with the content no other cached image uses), `bytes` freed in
+ * total — once per eviction or per batch, for /metrics (ocimirror_evictions_total,
+ * ocimirror_evicted_bytes_total) and /api/v1/stats.  Any thread; a no-op
+ * before om_admin_init. */
+void om_admin_note_evictions(struct om_server *srv, uint64_t n, uint64_t bytes);
+
 #endif

@@ -36,7 +36,10 @@
  *      validation is skipped.  A tag whose digest is not in the store is
  *      dropped (and an earlier line for the same tag no longer applies).  A
  *      tagged digest that step 2 did not recognise as a manifest becomes one
- *      with the log's media type.
+ *      with the log's media type.  [added for gc.c] A deletion record
+ *      {"repo","tag","digest","deleted":true,"t"} (written by index_gc.c
+ *      when GC evicts an image) removes the tag if it still names that
+ *      digest, and the repository with its last tag.
  *   4. Repository membership: every manifest and blob reachable from a tag
  *      (tag → index → platform manifests → config/layers) joins the tag's
  *      repository.  Nothing else can be recovered: content pulled only by
@@ -267,6 +270,7 @@ static const char OCI_MANIFEST[] = "application/vnd.oci.image.manifest.v1+json";
 enum rb_stmt {
     R_MANIFEST_INS, R_CHILD_INS, R_BLOB_INS, R_REPO_ADD, R_TAG_PUT, R_TAG_DEL,
     R_MANIFEST_FROM_TAG, R_BLOB_DEL, R_COUNT_MANIFESTS, R_COUNT_TAGS, R_COUNT_BLOBS,
+    R_TAG_DEL_IF, R_REPO_DEL_EMPTY, /* [added for gc.c] deletion records */
     R__COUNT
 };
 
@@ -286,6 +290,9 @@ static const char *const RB_SQL[R__COUNT] = {
     [R_COUNT_MANIFESTS] = "SELECT count(*) FROM manifests",
     [R_COUNT_TAGS] = "SELECT count(*) FROM tags",
     [R_COUNT_BLOBS] = "SELECT count(*) FROM blobs",
+    [R_TAG_DEL_IF] = "DELETE FROM tags WHERE repo = ?1 AND tag = ?2 AND digest = ?3",
+    [R_REPO_DEL_EMPTY] = "DELETE FROM repos WHERE name = ?1"
+                         " AND NOT EXISTS(SELECT 1 FROM tags WHERE repo = ?1)",
 };
 
 static const char CLEAR_SQL[] =
@@ -508,6 +515,33 @@ static bool read_line(FILE *f, char *buf, size_t cap, size_t *len, bool *overlon
     return n > 0 || *terminated || *overlong;
 }
 
+/* [added for gc.c] Apply a deletion record (see the file comment).  The
+ * digest condition matters: a put of a new digest for the same tag that
+ * raced with GC's delete may be logged before the deletion record, and it
+ * must survive the replay as it survived in the database. */
+static int apply_delete(struct rb *rb, json_t *j)
+{
+    const char *repo = NULL, *tag = NULL, *dg = NULL;
+    om_digest d;
+    int err = OM_OK;
+
+    if (json_unpack(j, "{s:s, s:s, s:s}", "repo", &repo, "tag", &tag, "digest", &dg) != 0 ||
+        !om_index__repo_ok(repo) || !om_index__tag_ok(tag) ||
+        om_digest_parse(&d, dg, strlen(dg)) != OM_OK) {
+        rb->lines_bad++;
+        goto done;
+    }
+    bind_text(rb->s[R_TAG_DEL_IF], 1, repo);
+    bind_text(rb->s[R_TAG_DEL_IF], 2, tag);
+    bind_text(rb->s[R_TAG_DEL_IF], 3, d.str);
+    if ((err = rb_run(rb, R_TAG_DEL_IF)) != OM_OK)
+        goto done;
+    bind_text(rb->s[R_REPO_DEL_EMPTY], 1, repo);
+    err = rb_run(rb, R_REPO_DEL_EMPTY);
+done:
+    return err;
+}
+
 /* Apply one parsed tags.log record.  Bad records count in rb->lines_bad. */
 static int apply_line(struct rb *rb, json_t *j)
 {
@@ -518,6 +552,10 @@ static int apply_line(struct rb *rb, json_t *j)
     sqlite3_stmt *s;
     int err = OM_OK;
 
+    if (json_is_true(json_object_get(j, "deleted"))) { /* [added for gc.c] */
+        err = apply_delete(rb, j);
+        goto done;
+    }
     if (json_unpack(j, "{s:s, s:s, s:s, s:s, s:I, s:I}", "repo", &repo, "tag", &tag, "digest",
                     &dg, "media_type", &mt, "size", &size, "t", &t) != 0 ||
         !om_index__repo_ok(repo) || !om_index__tag_ok(tag) ||

@@ -20,6 +20,7 @@
 #include "gc.h"
 #include "log.h"
 #include "prefetch.h"
+#include "sdnotify.h"   /* issue-4 helper */
 #include "server.h"
 
 static void usage(FILE *f)
@@ -111,8 +112,11 @@ static int cmd_serve(const struct args *a)
     }
     struct om_server *srv = NULL;
     rc = om_server_start(&srv, cfg);
-    if (rc == OM_OK)
+    if (rc == OM_OK) {
+        om_sd_ready(srv);             /* issue-4 helper: systemd READY=1 + watchdog (sdnotify.h) */
         om_server_run_until_signal(srv);
+        om_sd_shutdown();             /* issue-4 helper: join the watchdog thread */
+    }
     curl_global_cleanup();
     om_config_free(cfg);
     return rc == OM_OK ? 0 : 1;

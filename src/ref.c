@@ -372,6 +372,41 @@ static const struct v2_marker v2_markers[] = {
     {"/referrers/", OM_V2_REFERRERS},
 };
 
+/* A first path component "host:port" (registries.conf mirrors for a
+ * registry with a port send /v2/localhost:5000/team/app/...): the host as
+ * in the reference grammar's domain part, then 1-5 digits.  The router
+ * decides whether that host is a configured upstream; here it only has to
+ * be well formed so that it gets a 404 NAME_UNKNOWN, not NAME_INVALID. */
+static bool host_port_valid(const char *s, size_t len)
+{
+    const char *colon = memchr(s, ':', len);
+    if (colon == NULL || colon == s)
+        return false;
+    size_t hl = (size_t)(colon - s), pl = len - hl - 1;
+    if (pl < 1 || pl > 5 || s[0] == '-' || s[0] == '.' || s[hl - 1] == '-' || s[hl - 1] == '.')
+        return false;
+    for (size_t i = 0; i < hl; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!is_lower_alnum(c) && !is_upper(c) && c != '.' && c != '-')
+            return false;
+    }
+    for (size_t i = 0; i < pl; i++)
+        if (!is_digit((unsigned char)colon[1 + i]))
+            return false;
+    return true;
+}
+
+bool om_ref_request_name_valid(const char *s, size_t len)
+{
+    if (s == NULL || len == 0 || len > OM_NAME_MAX)
+        return false;
+    const char *slash = memchr(s, '/', len);
+    size_t first = slash ? (size_t)(slash - s) : len;
+    if (slash != NULL && memchr(s, ':', first) != NULL)
+        return host_port_valid(s, first) && om_ref_name_valid(slash + 1, len - first - 1);
+    return om_ref_name_valid(s, len);
+}
+
 #define TAGS_SUFFIX "/tags/list"
 #define UPLOADS_PREFIX "uploads/"
 
@@ -437,7 +472,7 @@ int om_v2_path_parse(om_v2_path *out, const char *path, size_t len, om_v2_fault 
     out->kind = kind;
 
     /* The name is p[1 .. name_end): empty when the path is "/v2/manifests/x". */
-    if (name_end < 1 || !om_ref_name_valid(p + 1, name_end - 1)) {
+    if (name_end < 1 || !om_ref_request_name_valid(p + 1, name_end - 1)) {
         f = OM_V2F_NAME;
         goto done;
     }

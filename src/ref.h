@@ -16,6 +16,12 @@
  * at most OM_NAME_MAX bytes. */
 bool om_ref_name_valid(const char *s, size_t len);
 
+/* A repository name as a request path may carry it: a name, or
+ * "host:port/" followed by a name (a path-prefixed mirror of a registry
+ * with a port).  om_v2_path_parse uses this; the router then accepts the
+ * host only if it is a configured upstream or alias. */
+bool om_ref_request_name_valid(const char *s, size_t len);
+
 /* tag: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127} */
 bool om_ref_tag_valid(const char *s, size_t len);
 

@@ -32,6 +32,7 @@
 #include "gc.h"
 #include "log.h"
 #include "prefetch.h"
+#include "sdnotify.h"   /* issue-4 helper */
 
 int64_t om_now_ms(void)
 {
@@ -307,6 +308,7 @@ void om_server_run_until_signal(struct om_server *srv)
         }
         break;
     }
+    om_sd_stopping();                 /* issue-4 helper: systemd STOPPING=1 (sdnotify.h) */
     om_log_kv(OM_LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "TERM" : "INT", NULL);
     atomic_store(&srv->stopping, true);
     MHD_socket lfd = MHD_quiesce_daemon(srv->daemon);

@@ -27,6 +27,8 @@
  *
  * Stale ingest files are removed at open: only one process owns a storage
  * root, and nothing of a previous run can still be writing to them.
+ * [added for gc.c] om_store_attach() is the exception: a tool running beside
+ * the server (`ocimirror gc`) creates nothing and leaves ingest/ alone.
  *
  * Errors: ENOSPC/EDQUOT → OM_ERR_NOSPACE, ENOENT on a blob → OM_ERR_NOTFOUND,
  * other system errors → OM_ERR_IO, each logged once where it happens.
@@ -175,7 +177,9 @@ static int sum_bytes(void *ud, const om_digest *d, uint64_t size)
     return 0;
 }
 
-int om_store_open(struct om_store **out, const char *root)
+/* attach: [added for gc.c] om_store_attach()'s mode — create nothing, keep
+ * ingest/ (a server beside us owns it). */
+static int store_open(struct om_store **out, const char *root, bool attach)
 {
     static const char *const dirs[] = {"blobs", "blobs/sha256", "ingest"};
     struct om_store *st = NULL;
@@ -198,15 +202,25 @@ int om_store_open(struct om_store **out, const char *root)
     pthread_mutex_init(&st->mu, NULL);
     atomic_init(&st->bytes, 0);
 
-    if ((err = mkdir_ok(root, NULL)) != OM_OK)
-        goto done;
-    for (size_t i = 0; i < OM_ARRAY_LEN(dirs); i++) {
-        if ((err = root_path(st, dirs[i], path, sizeof(path))) != OM_OK ||
-            (err = mkdir_ok(path, NULL)) != OM_OK)
+    if (attach) {
+        struct stat sb;
+        if ((err = root_path(st, "blobs/sha256", path, sizeof(path))) != OM_OK)
+            goto done;
+        if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+            err = OM_ERR_NOTFOUND;
+            goto done;
+        }
+    } else {
+        if ((err = mkdir_ok(root, NULL)) != OM_OK)
+            goto done;
+        for (size_t i = 0; i < OM_ARRAY_LEN(dirs); i++) {
+            if ((err = root_path(st, dirs[i], path, sizeof(path))) != OM_OK ||
+                (err = mkdir_ok(path, NULL)) != OM_OK)
+                goto done;
+        }
+        if ((err = clean_ingest(st)) != OM_OK)
             goto done;
     }
-    if ((err = clean_ingest(st)) != OM_OK)
-        goto done;
     err = om_store_walk(st, sum_bytes, &total);
     if (err != OM_OK)
         goto done;
@@ -218,6 +232,16 @@ int om_store_open(struct om_store **out, const char *root)
 done:
     om_store_close(st);
     return err;
+}
+
+int om_store_open(struct om_store **out, const char *root)
+{
+    return store_open(out, root, false);
+}
+
+int om_store_attach(struct om_store **out, const char *root)
+{
+    return store_open(out, root, true);
 }
 
 void om_store_close(struct om_store *st)

@@ -36,6 +36,12 @@ struct om_ingest {
  * the caller (om_store_close). */
 int om_store_open(struct om_store **out, const char *root);
 void om_store_close(struct om_store *st);
+/* [added for gc.c, `ocimirror gc`] Open an EXISTING storage root for a tool
+ * that may run beside a server: like om_store_open, but it creates nothing
+ * and leaves ingest/ alone (the server's downloads live there).
+ * OM_ERR_NOTFOUND if <root>/blobs/sha256 does not exist.  *out owned by the
+ * caller (om_store_close). */
+int om_store_attach(struct om_store **out, const char *root);
 const char *om_store_root(const struct om_store *st);
 
 /* Begin a new ingest file. */

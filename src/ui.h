@@ -1,6 +1,6 @@
 /* ui.h — the embedded web UI: static files compiled into the binary,
  * served at / (index.html) and /ui/<file>.  Implemented in ui.c; the file
- * table is generated at build time by cmake/embed.cmake from ui/**. */
+ * table is generated at build time by cmake/embed.cmake from the files under ui/. */
 #ifndef OM_UI_H
 #define OM_UI_H
 

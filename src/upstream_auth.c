@@ -7,8 +7,8 @@
  * has a "home" origin: the upstream's own for a request, the realm's for a
  * token fetch.  Credentials (Basic, or the bearer token) ride on a hop only
  * while the hop's origin equals home; a redirect elsewhere drops them, a
- * redirect to another scheme or from https to http ends the call with
- * OM_ERR_DENIED.  om_up_follow_redirect() is the one place that decides, for
+ * redirect to a scheme other than http/https, or from https to http, ends
+ * the call with OM_ERR_DENIED.  om_up_follow_redirect() is the one place that decides, for
  * requests and token fetches alike.
  *
  * Which credentials:

@@ -103,7 +103,7 @@ struct om_up_call {
     bool user_err;              /* the error came from on_headers/on_body */
     bool reached;               /* some HTTP answer arrived */
     enum om_up_auth_mode auth;
-    char *bearer;               /* token sent at the origin; owned, secret */
+    char *bearer;               /* token sent at home; owned, secret */
     char *authz;                /* "Authorization: Bearer ..."; owned, secret */
     char scope[OM_UP_SCOPE_MAX];    /* default scope for scope_repo ("" for none) */
     struct om_challenge ch;     /* the challenge chosen at header time */
@@ -209,11 +209,16 @@ int om_up_call_start_url(struct om_up_call *c);
  * stay on only while the target's origin equals c->home. */
 int om_up_follow_redirect(struct om_up_call *c);
 
+/* t zeroed (calloc) before init; OM_ERR_NOMEM if its mutex or condition
+ * variable cannot be made.  destroy is a no-op unless init succeeded, and
+ * runs only after every caller is gone. */
 int om_up_tokens_init(struct om_up_tokens *t);
 void om_up_tokens_destroy(struct om_up_tokens *t);
 /* Attach a token cached for c->scope to c (the first try skips the 401). */
 void om_up_auth_use_cached(struct om_up_call *c);
-/* From a 401's WWW-Authenticate headers pick the challenge to answer. */
+/* From a 401's WWW-Authenticate headers pick the challenge to answer (the
+ * first Bearer with a realm, else the first Basic) into c->ch/c->ch_ok, and
+ * keep the raw value in c->resp->www_authenticate. */
 void om_up_auth_choose_challenge(struct om_up_call *c);
 /* Whether a 401 can be answered by one auth round. */
 bool om_up_auth_possible(const struct om_up_call *c);
@@ -222,8 +227,8 @@ bool om_up_auth_possible(const struct om_up_call *c);
  * the request. */
 int om_up_auth_answer(struct om_up_call *c);
 /* Credentials for the hop about to run, only when it is at c->home: Basic
- * options on c->h, or the Authorization line appended to *l (*l may change
- * even on failure; the caller frees it).  OM_ERR_NOMEM on failure. */
+ * options on c->h, or the Authorization line appended to *l (the caller
+ * keeps owning the list).  OM_ERR_NOMEM on failure. */
 int om_up_auth_hop_setup(struct om_up_call *c, struct curl_slist **l);
 
 #endif

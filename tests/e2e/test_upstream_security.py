@@ -375,11 +375,9 @@ class UpstreamSecurityTest(unittest.TestCase):
         self.assertEqual(reg.requests(r"^/v2/.+"), [],
                          "an unknown ns fell through to the configured upstream")
 
-    @unittest.expectedFailure
     def test_a_host_and_port_path_prefix_is_answered_404_name_unknown(self):
-        """Known bug (see the report): om_v2_path_parse (src/ref.c) rejects a
-        ':' in the name with NAME_INVALID before route.c, which would answer
-        NAME_UNKNOWN, sees it.  Remove expectedFailure once that is fixed."""
+        """A well-formed host:port prefix that is no configured upstream is
+        NAME_UNKNOWN (the router decides), not NAME_INVALID."""
         reg = self.registry()
         counter = self.fake(ConnCounter())
         m = self.mirror(reg)

@@ -1,5 +1,6 @@
 /* fuzz_ref.c — repository names, tags, digests and references
- * (src/ref.c: om_ref_name_valid, om_ref_tag_valid, om_digest_parse,
+ * (src/ref.c: om_ref_name_valid, om_ref_request_name_valid,
+ * om_ref_tag_valid, om_digest_parse,
  * om_reference_parse, om_digest_from_sha256).
  *
  * The oracle is the grammar itself, as POSIX extended regular expressions
@@ -17,8 +18,12 @@
 #define NAME_RE "^[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*$"
 #define TAG_RE "^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$"
 #define DIGEST_RE "^sha256:[a-f0-9]{64}$"
+/* A request name may start with "host:port/" (ref.c host_port_valid). */
+#define HOSTPORT_NAME_RE                                                                     \
+    "^([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9.-]*[a-zA-Z0-9]):[0-9]{1,5}/[a-z0-9]+((\\.|_|__|-+)" \
+    "[a-z0-9]+)*(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*$"
 
-static regex_t name_re, tag_re, digest_re;
+static regex_t name_re, tag_re, digest_re, hostport_re;
 static int compiled;
 
 static void compile_once(void)
@@ -28,11 +33,12 @@ static void compile_once(void)
     FUZZ_CHECK(regcomp(&name_re, NAME_RE, REG_EXTENDED | REG_NOSUB) == 0);
     FUZZ_CHECK(regcomp(&tag_re, TAG_RE, REG_EXTENDED | REG_NOSUB) == 0);
     FUZZ_CHECK(regcomp(&digest_re, DIGEST_RE, REG_EXTENDED | REG_NOSUB) == 0);
+    FUZZ_CHECK(regcomp(&hostport_re, HOSTPORT_NAME_RE, REG_EXTENDED | REG_NOSUB) == 0);
     compiled = 1;
 }
 
 /* s holds len bytes plus a terminator; a NUL inside never matches. */
-static bool re_match(const regex_t *re, const char *s, size_t len)
+static bool grammar_match(const regex_t *re, const char *s, size_t len)
 {
     return strlen(s) == len && regexec(re, s, 0, NULL, 0) == 0;
 }
@@ -55,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* names */
     name_ok = om_ref_name_valid(exact, size);
-    want = size <= OM_NAME_MAX && re_match(&name_re, cstr, size);
+    want = size <= OM_NAME_MAX && grammar_match(&name_re, cstr, size);
     if (name_ok != want)
         fprintf(stderr, "name \"%s\": ref.c %d, grammar %d\n", cstr, name_ok, want);
     FUZZ_CHECK(name_ok == want);
@@ -65,9 +71,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(cstr[0] != '/' && cstr[size - 1] != '/' && cstr[0] != '.');
     }
 
+    /* request names: a name, or "host:port/" + a name */
+    {
+        bool req_ok = om_ref_request_name_valid(exact, size);
+        want = name_ok || (size <= OM_NAME_MAX && grammar_match(&hostport_re, cstr, size));
+        if (req_ok != want)
+            fprintf(stderr, "request name \"%s\": ref.c %d, grammar %d\n", cstr, req_ok, want);
+        FUZZ_CHECK(req_ok == want);
+    }
+
     /* tags */
     tag_ok = om_ref_tag_valid(exact, size);
-    want = re_match(&tag_re, cstr, size);
+    want = grammar_match(&tag_re, cstr, size);
     if (tag_ok != want)
         fprintf(stderr, "tag \"%s\": ref.c %d, grammar %d\n", cstr, tag_ok, want);
     FUZZ_CHECK(tag_ok == want);
@@ -75,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* digests */
     memset(&d, 'X', sizeof(d));
     rc = om_digest_parse(&d, exact, size);
-    want = re_match(&digest_re, cstr, size);
+    want = grammar_match(&digest_re, cstr, size);
     FUZZ_CHECK((rc == OM_OK) == want);
     FUZZ_CHECK(rc == OM_OK || rc == OM_ERR_INVALID);
     if (rc == OM_OK) {
@@ -88,7 +103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* references: a digest when there is a ':', else a tag */
     memset(&r, 'X', sizeof(r));
     rc = om_reference_parse(&r, exact, size);
-    want = memchr(exact, ':', size) != NULL ? re_match(&digest_re, cstr, size) : tag_ok;
+    want = memchr(exact, ':', size) != NULL ? grammar_match(&digest_re, cstr, size) : tag_ok;
     FUZZ_CHECK((rc == OM_OK) == want);
     if (rc == OM_OK) {
         FUZZ_CHECK(r.is_digest == (memchr(exact, ':', size) != NULL));

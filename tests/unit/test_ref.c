@@ -781,8 +781,44 @@ static void test_ref__url_encode_keeps_only_unreserved(void)
     CHECK_EQ_STR(dec, raw);
 }
 
+static void test_ref__request_name_may_start_with_host_and_port(void)
+{
+    static const struct {
+        const char *s;
+        bool ok;
+    } t[] = {
+        {"localhost:5000/team/app", true},
+        {"127.0.0.1:5000/x", true},
+        {"Registry.Example:443/a/b", true},
+        {"localhost:5000", false},        /* a host alone is no repository */
+        {"localhost:/x", false},
+        {":5000/x", false},
+        {"localhost:123456/x", false},
+        {"local_host:5000/x", false},
+        {"-host:5000/x", false},
+        {"host.:5000/x", false},
+        {"host:50a0/x", false},
+        {"host:5000/X", false},           /* the repository part keeps the grammar */
+        {"a/b:5000/c", false},            /* only the first component may */
+        {"nginx", true},
+        {"library/nginx", true},
+    };
+    for (size_t i = 0; i < OM_ARRAY_LEN(t); i++) {
+        bool got = om_ref_request_name_valid(t[i].s, strlen(t[i].s));
+        if (got != t[i].ok)
+            fprintf(stderr, "request name %s: got %d\n", t[i].s, got);
+        CHECK(got == t[i].ok);
+    }
+    om_v2_path path;
+    om_v2_fault f;
+    const char *pp = "/v2/localhost:5000/team/app/manifests/1";
+    CHECK_EQ_INT(om_v2_path_parse(&path, pp, strlen(pp), &f), OM_OK);
+    CHECK_EQ_STR(path.name, "localhost:5000/team/app");
+}
+
 int main(void)
 {
+    RUN(test_ref__request_name_may_start_with_host_and_port);
     RUN(test_ref__name_grammar_table);
     RUN(test_ref__name_length_limit_is_255_bytes);
     RUN(test_ref__name_truncated_prefixes_are_valid_only_at_alnum);

@@ -478,7 +478,9 @@ static void test_upstream__only_network_errors_are_retried(void)
 static struct fakes {
     struct MHD_Daemon *reg, *tok, *tok2;
     unsigned reg_port, tok_port, tok2_port;
-    atomic_int token_delay_ms;      /* the token service is this slow */
+    atomic_int hold_tokens_for;     /* the token service answers only once the
+                                       registry sent this many 401s (or 5 s) */
+    atomic_int reg_401s;
     atomic_int tokens_issued;       /* /token and /token2 answers with a token */
     atomic_int token_refusals;      /* /token-denied answers */
     atomic_int realm_basic;         /* requests on the realm host with alice's Basic */
@@ -504,10 +506,19 @@ static enum MHD_Result fake_answer(struct MHD_Connection *conn, unsigned status,
     return ret;
 }
 
-static void sleep_ms(int ms)
+/* Hold a token answer until every puller has had its 401, bounded by 5 s,
+ * then 300 ms more for the last of them to get from its 401 to the token
+ * cache: all of them are then after the token at once, whatever the
+ * scheduling.  (A puller that came later would rightly fetch again after a
+ * refusal: failures are not cached.) */
+static void hold_token(void)
 {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    struct timespec ts = {0, 5 * 1000000L}, grace = {0, 300 * 1000000L};
+    if (atomic_load(&F.hold_tokens_for) == 0)
+        return;
+    for (int i = 0; i < 1000 && atomic_load(&F.reg_401s) < atomic_load(&F.hold_tokens_for); i++)
+        nanosleep(&ts, NULL);
+    nanosleep(&grace, NULL);
 }
 
 static enum MHD_Result fake_token(struct MHD_Connection *conn)
@@ -540,6 +551,7 @@ static enum MHD_Result fake_reg(struct MHD_Connection *conn, const char *url)
         realm = "/redir-same";
     else if (strcmp(repo, "loop") == 0)
         realm = "/redir-loop";
+    atomic_fetch_add(&F.reg_401s, 1);
     snprintf(chal, sizeof(chal),
              "Bearer realm=\"http://127.0.0.1:%u%s\",service=\"svc\",scope=\"repository:%s:pull\"",
              F.tok_port, realm, repo);
@@ -557,11 +569,11 @@ static enum MHD_Result fake_tok(struct MHD_Connection *conn, const char *url)
     else if (auth != NULL)
         atomic_fetch_add(&F.realm_other_auth, 1);
     if (strcmp(url, "/token") == 0) {
-        sleep_ms(atomic_load(&F.token_delay_ms));
+        hold_token();
         return fake_token(conn);
     }
     if (strcmp(url, "/token-denied") == 0) {
-        sleep_ms(atomic_load(&F.token_delay_ms));
+        hold_token();
         atomic_fetch_add(&F.token_refusals, 1);
         return fake_answer(conn, 401, "{}", NULL, NULL);
     }
@@ -702,7 +714,7 @@ static void test_upstream__concurrent_token_misses_fetch_the_token_once(void)
     struct puller ps[N_THREADS], again = {0};
 
     fakes_start();
-    atomic_store(&F.token_delay_ms, 400);   /* every thread is waiting by then */
+    atomic_store(&F.hold_tokens_for, N_THREADS);
     fake_config(&cfg, url, sizeof(url), false);
     CHECK_EQ_INT(om_upstream_new(&u, &cfg, 0), OM_OK);
     pull_together(u, "sf", ps);
@@ -729,7 +741,7 @@ static void test_upstream__a_refused_token_fetch_answers_every_waiter(void)
     struct puller ps[N_THREADS];
 
     fakes_start();
-    atomic_store(&F.token_delay_ms, 400);
+    atomic_store(&F.hold_tokens_for, N_THREADS);
     fake_config(&cfg, url, sizeof(url), false);
     CHECK_EQ_INT(om_upstream_new(&u, &cfg, 0), OM_OK);
     pull_together(u, "denied", ps);

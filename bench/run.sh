@@ -1,0 +1,16 @@
+#!/bin/sh
+# bench/run.sh [bench.py options] — build ocimirror (RelWithDebInfo) and run
+# the benchmark suite (bench/bench.py, P1-P6 of issue 3) inside a network
+# namespace that has only loopback.  Options: bench/bench.py --help.
+#   OCIMIRROR_BIN=path  benchmark that binary instead of building
+#   BENCH_BUILD=dir     build directory (default: build, as `make` uses)
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BENCH_BUILD:-$ROOT/build}
+if [ -z "${OCIMIRROR_BIN:-}" ]; then
+    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    cmake --build "$BUILD" -j"$(nproc)" --target ocimirror
+    OCIMIRROR_BIN=$BUILD/ocimirror
+fi
+export OCIMIRROR_BIN
+exec "$ROOT/scripts/netns-run" python3 -u "$ROOT/bench/bench.py" "$@"

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# scripts/fuzz.sh — build the libFuzzer targets of tests/fuzz/ with clang and
+# run them.  docs/fuzzing.md explains the targets and how to read results.
+#
+#   scripts/fuzz.sh short              every target for 20 s (CI); fails on any crash
+#   scripts/fuzz.sh long SECONDS       every target for SECONDS (e.g. 3600 = the
+#                                      documented 1 CPU-hour per target)
+#   scripts/fuzz.sh run TARGET SECONDS one target (name without "fuzz_")
+#   scripts/fuzz.sh replay             every target over its seed corpus once
+#   scripts/fuzz.sh build              only build
+#   scripts/fuzz.sh list               the target names
+# Extra targets after the mode limit a short/long/replay run to those:
+#   scripts/fuzz.sh long 600 config route
+#
+# Environment:
+#   FUZZ_JOBS=2          targets run side by side (one core each)
+#   FUZZ_BUILD=DIR       build dir (default build-fuzz in the repo)
+#   FUZZ_SHORT_SECONDS   per target in "short" (default 20)
+#   OM_FUZZ_STRICT=1     known open findings abort too (see tests/fuzz/fuzz_known.h)
+#   CC                   the clang to use (default clang)
+#
+# Layout under FUZZ_BUILD: fuzz_<t> binaries; corpus/<t>/ the growing
+# working corpus (kept between runs, never written into the repo: the
+# seeds in tests/fuzz/corpus/<t>/ are only read); artifacts/<t>/ crash,
+# timeout and OOM inputs; logs/<t>.log; summary.txt one line per target.
+# Exit status: 0 when no target found anything, 1 otherwise, 2 on misuse.
+set -u -o pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${FUZZ_BUILD:-$ROOT/build-fuzz}
+JOBS=${FUZZ_JOBS:-2}
+SHORT=${FUZZ_SHORT_SECONDS:-20}
+CC=${CC:-clang}
+SEEDS=$ROOT/tests/fuzz/corpus
+DICTS=$ROOT/tests/fuzz/dict
+
+# Largest input per target: about the biggest thing that parser meets in
+# practice, so the fuzzer does not waste time on sizes the server refuses.
+max_len() {
+    case $1 in
+        manifest) echo 65536 ;;
+        config) echo 16384 ;;
+        token) echo 16384 ;;
+        *) echo 4096 ;;
+    esac
+}
+
+targets() {
+    local f
+    for f in "$ROOT"/tests/fuzz/fuzz_*.c; do
+        f=${f##*/fuzz_}
+        echo "${f%.c}"
+    done
+}
+
+build() {
+    command -v "$CC" >/dev/null || { echo "fuzz.sh: $CC not found (apt-get install clang libclang-rt-14-dev)" >&2; return 2; }
+    cmake -S "$ROOT/tests/fuzz" -B "$BUILD" -DCMAKE_C_COMPILER="$CC" >/dev/null || return 1
+    cmake --build "$BUILD" -j"$JOBS" >/dev/null || { cmake --build "$BUILD" -j1; return 1; }
+}
+
+# run_one TARGET SECONDS: one libFuzzer run; writes a summary line.
+run_one() {
+    local t=$1 secs=$2 bin="$BUILD/fuzz_$1" log="$BUILD/logs/$1.log" dict=() rc
+    mkdir -p "$BUILD/corpus/$t" "$BUILD/artifacts/$t" "$BUILD/logs"
+    [ -f "$DICTS/$t.dict" ] && dict=(-dict="$DICTS/$t.dict")
+    "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len="$(max_len "$t")" \
+        "${dict[@]}" -artifact_prefix="$BUILD/artifacts/$t/" -print_final_stats=1 \
+        "$BUILD/corpus/$t" "$SEEDS/$t" >"$log" 2>&1
+    rc=$?
+    local execs eps cov ft corpus status
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+    eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+    cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
+    ft=$(grep -oE 'ft: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
+    corpus=$(find "$BUILD/corpus/$t" -type f | wc -l)
+    if [ $rc -eq 0 ]; then status=ok; else status="FOUND(rc=$rc) see $log"; fi
+    grep -q "known finding" "$log" && status="$status, known finding(s) warned"
+    printf '%-10s %6ss  execs=%-11s exec/s=%-7s cov=%-5s ft=%-6s corpus=%-5s %s\n' \
+        "$t" "$secs" "${execs:-?}" "${eps:-?}" "${cov:-?}" "${ft:-?}" "$corpus" "$status" \
+        >>"$BUILD/summary.txt"
+    return $rc
+}
+
+# run_all SECONDS TARGET...: JOBS at a time; 1 if any failed.
+run_all() {
+    local secs=$1 failed=0 t running=0
+    shift
+    : >"$BUILD/summary.txt"
+    echo "fuzz.sh: $# target(s), ${secs}s each, $JOBS at a time; logs in $BUILD/logs" >&2
+    for t in "$@"; do
+        if [ "$running" -ge "$JOBS" ]; then
+            wait -n || failed=1
+            running=$((running - 1))
+        fi
+        run_one "$t" "$secs" &
+        running=$((running + 1))
+    done
+    while [ "$running" -gt 0 ]; do
+        wait -n || failed=1
+        running=$((running - 1))
+    done
+    sort "$BUILD/summary.txt"
+    return $failed
+}
+
+replay() {
+    local t failed=0
+    for t in "$@"; do
+        if "$BUILD/fuzz_$t" -runs=0 "$SEEDS/$t" >"$BUILD/logs/$t.replay.log" 2>&1; then
+            echo "replay $t: ok ($(find "$SEEDS/$t" -type f | wc -l) seeds)"
+        else
+            echo "replay $t: FAILED, see $BUILD/logs/$t.replay.log"
+            failed=1
+        fi
+    done
+    return $failed
+}
+
+mode=${1:-}
+[ $# -gt 0 ] && shift
+case $mode in
+    list) targets; exit 0 ;;
+    build) build; exit $? ;;
+    short | replay)
+        build || exit $?
+        mkdir -p "$BUILD/logs"
+        sel=("$@")
+        [ ${#sel[@]} -eq 0 ] && mapfile -t sel < <(targets)
+        if [ "$mode" = short ]; then run_all "$SHORT" "${sel[@]}"; else replay "${sel[@]}"; fi
+        exit $? ;;
+    long)
+        secs=${1:-}
+        case $secs in '' | *[!0-9]*) echo "usage: fuzz.sh long SECONDS [TARGET...]" >&2; exit 2 ;; esac
+        shift
+        build || exit $?
+        sel=("$@")
+        [ ${#sel[@]} -eq 0 ] && mapfile -t sel < <(targets)
+        run_all "$secs" "${sel[@]}"
+        exit $? ;;
+    run)
+        [ $# -eq 2 ] || { echo "usage: fuzz.sh run TARGET SECONDS" >&2; exit 2; }
+        build || exit $?
+        : >"$BUILD/summary.txt"
+        run_one "$1" "$2"
+        rc=$?
+        cat "$BUILD/summary.txt"
+        exit $rc ;;
+    *)
+        sed -n '2,/^set -u/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+        exit 2 ;;
+esac

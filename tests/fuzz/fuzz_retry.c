@@ -1,0 +1,116 @@
+/* fuzz_retry.c — the small header parsers of the upstream client
+ * (src/authparse.c): Retry-After (om_retry_after_parse), Docker Hub's
+ * ratelimit-remaining (om_ratelimit_remaining_parse), Content-Length
+ * (om_up_content_length_parse) and the header-safety check
+ * (om_up_header_safe).  All take a NUL-terminated header value.
+ *
+ * Input: 8 bytes of "now" (little endian; the low 5 bytes are used),
+ * then the header value (cut at its first NUL, as libcurl would).
+ *
+ * Invariants:
+ *   - Retry-After is -1 or in 0..INT32_MAX; a value of only digits (with
+ *     blanks around) is its number (saturated); an HTTP-date in the past
+ *     gives 0; the answer never depends on bytes after the terminator;
+ *   - ratelimit-remaining is -1 or the leading decimal number (< 10^10);
+ *   - Content-Length is -1 or the number the string spells, and only a
+ *     string of 1..18 digits has one;
+ *   - om_up_header_safe is false exactly when there is a control character
+ *     other than HTAB (CR, LF, NUL-free by construction).
+ */
+#include "fuzz_common.h"
+#include "upstream_int.h"
+
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    int64_t now = 0;
+    char *s;
+    size_t n;
+
+    if (size < 8 || size > 4096)
+        return 0;
+    /* "now" is time(NULL) in the mirror: keep it in 0 .. 2^40 s (35000
+     * years), where the subtraction the parser does cannot overflow. */
+    for (int k = 0; k < 5; k++)
+        now |= (int64_t)((uint64_t)data[k] << (8 * k));
+    s = fuzz_strdup(data + 8, size - 8);
+    n = strlen(s);
+
+    /* Retry-After */
+    {
+        long v = om_retry_after_parse(s, (long)now);
+        FUZZ_CHECK(v == -1 || (v >= 0 && v <= 2147483647L));
+        /* only digits between optional blanks: the number, saturated */
+        size_t i = 0, j;
+        while (s[i] == ' ' || s[i] == '\t')
+            i++;
+        j = i;
+        while (is_digit(s[j]))
+            j++;
+        size_t digits_end = j;
+        while (s[j] == ' ' || s[j] == '\t')
+            j++;
+        if (n <= 64 && digits_end > i && s[j] == '\0') {
+            long want = 0;
+            for (size_t k = i; k < digits_end; k++)
+                want = want > (2147483647L - (s[k] - '0')) / 10 ? 2147483647L
+                                                               : want * 10 + (s[k] - '0');
+            FUZZ_CHECK(v == want);
+        }
+        if (n > 64)
+            FUZZ_CHECK(v == -1);
+        /* a date: the wait shrinks by exactly what "now" grows, down to 0 */
+        if (v >= 0 && !is_digit(s[i])) {
+            long later = om_retry_after_parse(s, (long)now + 10);
+            FUZZ_CHECK(later == (v > 10 ? v - 10 : 0) || v == 2147483647L);
+        }
+    }
+
+    /* ratelimit-remaining: "100;w=21600" */
+    {
+        long v = om_ratelimit_remaining_parse(s), want = -1, acc = 0;
+        size_t i = 0, d;
+        while (s[i] == ' ' || s[i] == '\t')
+            i++;
+        d = strspn(s + i, "0123456789");
+        if (d >= 1 && d <= 10) {
+            size_t j = i + d;
+            for (size_t k = i; k < j; k++)
+                acc = acc * 10 + (s[k] - '0');
+            while (s[j] == ' ' || s[j] == '\t')
+                j++;
+            if (s[j] == '\0' || s[j] == ';' || s[j] == ',')
+                want = acc;
+        }
+        FUZZ_CHECK(v == want);
+    }
+
+    /* Content-Length */
+    {
+        int64_t v = om_up_content_length_parse(s);
+        size_t d = strspn(s, "0123456789");
+        bool want_ok = d >= 1 && d <= 18 && s[d] == '\0';
+        FUZZ_CHECK((v >= 0) == want_ok);
+        FUZZ_CHECK(v >= -1);
+        if (want_ok) {
+            int64_t want = 0;
+            for (size_t k = 0; k < d; k++)
+                want = want * 10 + (s[k] - '0');
+            FUZZ_CHECK(v == want);
+        }
+    }
+
+    /* header safety */
+    {
+        bool want = true;
+        for (size_t k = 0; k < n; k++) {
+            unsigned char c = (unsigned char)s[k];
+            if ((c < 0x20 && c != '\t') || c == 0x7f)
+                want = false;
+        }
+        FUZZ_CHECK(om_up_header_safe(s) == want);
+    }
+    free(s);
+    return 0;
+}
