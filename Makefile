@@ -4,16 +4,18 @@
 #   make test     build, then run every unit and end-to-end test twice:
 #                 on the normal build and on an ASan+UBSan build
 #   make unit     unit tests only (fast)
+#   make install  install binary, systemd unit, default config (PREFIX=/usr/local)
 BUILD ?= build
+PREFIX ?= /usr/local
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?= --output-on-failure
 
-.PHONY: all build run test test-release test-asan unit clean
+.PHONY: all build run test test-release test-asan unit install clean
 all: build
 
 build:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX)
 	cmake --build $(BUILD) -j$(JOBS)
 
 run: build
@@ -32,6 +34,9 @@ test-asan:
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest $(CTEST_ARGS)
 
 test: test-release test-asan
+
+install: build
+	cmake --install $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -7,6 +7,9 @@
 #                                      documented 1 CPU-hour per target)
 #   scripts/fuzz.sh run TARGET SECONDS one target (name without "fuzz_")
 #   scripts/fuzz.sh replay             every target over its seed corpus once
+#   scripts/fuzz.sh findings           the reproducers of open findings
+#                                      (tests/fuzz/findings/) in strict mode:
+#                                      says which are still open, which fixed
 #   scripts/fuzz.sh build              only build
 #   scripts/fuzz.sh list               the target names
 # Extra targets after the mode limit a short/long/replay run to those:
@@ -117,11 +120,39 @@ replay() {
     return $failed
 }
 
+# Each reproducer in tests/fuzz/findings/<t>/ under OM_FUZZ_STRICT=1: a
+# crash, timeout or OOM means the finding is still open.
+findings() {
+    local dir t f rc open=0
+    for dir in "$ROOT"/tests/fuzz/findings/*/; do
+        t=$(basename "$dir")
+        for f in "$dir"*; do
+            [ -f "$f" ] || continue
+            OM_FUZZ_STRICT=1 timeout 60 "$BUILD/fuzz_$t" -runs=1 -timeout=10 -rss_limit_mb=2048 \
+                "$f" >"$BUILD/logs/finding-$t-$(basename "$f").log" 2>&1
+            rc=$?
+            if [ $rc -ne 0 ]; then
+                echo "open   $t/$(basename "$f") (rc=$rc)"
+                open=$((open + 1))
+            else
+                echo "FIXED  $t/$(basename "$f"): move it to tests/fuzz/corpus/$t/ and make its FUZZ_KNOWN a FUZZ_CHECK"
+            fi
+        done
+    done
+    echo "$open finding(s) still open"
+    return 0
+}
+
 mode=${1:-}
 [ $# -gt 0 ] && shift
 case $mode in
     list) targets; exit 0 ;;
     build) build; exit $? ;;
+    findings)
+        build || exit $?
+        mkdir -p "$BUILD/logs"
+        findings
+        exit $? ;;
     short | replay)
         build || exit $?
         mkdir -p "$BUILD/logs"

@@ -10,7 +10,8 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 BUILD_PKGS="build-essential cmake pkg-config ca-certificates
-    libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev libjansson-dev libfyaml-dev"
+    libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev libjansson-dev libfyaml-dev
+    libsystemd-dev"
 TEST_PKGS="python3 openssl curl iproute2 util-linux procps
     docker-registry skopeo podman containerd docker.io runc uidmap iptables umoci
     clang libclang-rt-14-dev"

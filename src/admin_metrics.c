@@ -209,16 +209,35 @@ static void upstreams(struct mbuf *b, struct om_server *srv)
             mb_printf(b, "ocimirror_upstream_ratelimit_remaining{upstream=\"%s\"} %ld\n", name[i],
                       us[i].ratelimit_remaining);
 
+#ifdef OM_UP_LATENCY_BUCKETS
+    /* upstream.c keeps an exact histogram (the hook in docs/metrics.md). */
+    static const uint64_t bounds_us[] = OM_UP_LATENCY_BOUNDS_US;
+    _Static_assert(OM_ARRAY_LEN(bounds_us) == OM_UP_LATENCY_BUCKETS - 1, "bounds + Inf");
+    family(b, "ocimirror_upstream_request_duration_seconds", "histogram",
+           "Duration of upstream requests (logical: after retries, redirects and auth).");
+#else
     family(b, "ocimirror_upstream_request_duration_seconds", "histogram",
            "Duration of upstream requests, sampled: one observation (the latest request's "
            "duration) per mirror request that needed the upstream.");
+#endif
     for (size_t i = 0; i < n; i++) {
-        uint64_t hist[OM_STATS_LAT_BUCKETS], sum_us = 0, count = 0, cum = 0;
+        uint64_t sum_us = 0, count = 0, cum = 0;
+#ifdef OM_UP_LATENCY_BUCKETS
+        const uint64_t *hist = us[i].latency_hist;
+        size_t nb = OM_UP_LATENCY_BUCKETS;
+        sum_us = us[i].latency_sum_us;
+        for (size_t k = 0; k < nb; k++)
+            count += hist[k];
+#else
+        uint64_t hist[OM_STATS_LAT_BUCKETS];
+        const uint64_t *bounds_us = om_stats_lat_bounds_us;
+        size_t nb = OM_STATS_LAT_BUCKETS;
         om_stats_upstream_latency(srv->stats, i, hist, &sum_us, &count);
-        for (size_t k = 0; k < OM_STATS_LAT_BUCKETS - 1; k++) {
+#endif
+        for (size_t k = 0; k + 1 < nb; k++) {
             cum += hist[k];
             mb_printf(b, "ocimirror_upstream_request_duration_seconds_bucket{upstream=\"%s\",le=\"%g\"} %llu\n",
-                      name[i], (double)om_stats_lat_bounds_us[k] / 1e6, (unsigned long long)cum);
+                      name[i], (double)bounds_us[k] / 1e6, (unsigned long long)cum);
         }
         mb_printf(b, "ocimirror_upstream_request_duration_seconds_bucket{upstream=\"%s\",le=\"+Inf\"} %llu\n",
                   name[i], (unsigned long long)count);

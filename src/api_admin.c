@@ -478,7 +478,7 @@ static enum MHD_Result handle_route(struct om_req *req, const char *rest)
     (void)rest;
 
     err = om_admin_arg(req, "name", name, sizeof(name));
-    if (err != OM_OK || !om_ref_name_valid(name, strlen(name)))
+    if (err != OM_OK || !om_ref_request_name_valid(name, strlen(name)))
         return om_admin_reply_error(req, MHD_HTTP_BAD_REQUEST, "NAME_INVALID",
                                     "name: a repository name as a client writes it, "
                                     "e.g. nginx or quay.io/coreos/etcd");

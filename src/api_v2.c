@@ -246,15 +246,19 @@ void om_api_completed(struct om_server *srv, struct om_req *req,
     if (ok && req->bytes > 0 && !req->head) {
         if (req->cache == OM_CACHE_HIT || req->cache == OM_CACHE_STALE)
             atomic_fetch_add(&srv->ctr.bytes_from_cache, req->bytes);
-        else
+        else if (req->cache == OM_CACHE_MISS || req->cache == OM_CACHE_COALESCED)
             atomic_fetch_add(&srv->ctr.bytes_from_upstream, req->bytes);
     }
-    if (om_log_enabled(OM_LOG_INFO)) {
+    /* Health probes (load balancers, the systemd watchdog) every few
+     * seconds would drown the request log: debug level only. */
+    om_log_level lvl = strcmp(req->url ? req->url : "", "/healthz") == 0 ? OM_LOG_DEBUG
+                                                                          : OM_LOG_INFO;
+    if (om_log_enabled(lvl)) {
         char status[8], bytes[24], dur[24];
         snprintf(status, sizeof(status), "%u", req->status);
         snprintf(bytes, sizeof(bytes), "%llu", (unsigned long long)(ok ? req->bytes : 0));
         snprintf(dur, sizeof(dur), "%.3f", (double)(om_now_us() - req->t0_us) / 1000.0);
-        om_log_kv(OM_LOG_INFO, "request", "method", req->method, "path",
+        om_log_kv(lvl, "request", "method", req->method, "path",
                   req->url ? req->url : "", "ns", req->ns, "status", status, "bytes", bytes,
                   "ms", dur, "cache", cache_str(req->cache), "upstream", req->upstream, "repo",
                   req->canonical, "route",

@@ -230,6 +230,12 @@ static int on_headers(void *ud, const struct om_up_resp *r)
         f->skip = f->written; /* a 200 to a resume: drop what we hold */
     }
 
+    /* A full disk must show before the client is promised a body. */
+    if (f->written == 0 && total != OM_FETCH_SIZE_UNKNOWN) {
+        int rerr = om_ingest_reserve(f->ing, total);
+        if (rerr != OM_OK)
+            return rerr;
+    }
     int err = OM_OK;
     pthread_mutex_lock(&f->mu);
     if (!f->ready) {
@@ -369,6 +375,8 @@ static int transfer(struct om_fetch *f)
         }
         if (!transport_error)
             return err; /* disk full, digest/size lie, denied: not worth retrying */
+        if (!f->headers_seen)
+            return err; /* never answered: om_upstream_do already retried */
         if (f->written == before)
             breaks++;
         else

@@ -261,8 +261,12 @@ static bool storage_holder(const char *root, long *pid)
     if (n < 0 || (size_t)n >= sizeof(path))
         goto done;
     fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        goto done; /* no -shm: no WAL connection is open */
+    if (fd < 0) {
+        /* No -shm: no WAL connection is open.  One we may not read (another
+         * user's server): assume it is held, the safe answer. */
+        held = errno != ENOENT;
+        goto done;
+    }
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
                        .l_start = WAL_DMS_LOCK_OFFSET, .l_len = 1};
     if (fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK) {

@@ -530,8 +530,8 @@ int om_gc_run_env(const struct om_gc_env *e, struct om_gc_result *res)
     if ((err = om_gc_plan_make(&g, &p, &plan)) != OM_OK)
         goto done;
     res->kept_recent = plan.n_kept_recent;
-    if (plan.n_kept_recent > 0 && plan.used_after > res->low_bytes && plan.n_victims == 0)
-        om_log(OM_LOG_WARN, "gc: over the quota, but the %zu least recently used images were"
+    if (plan.n_kept_recent > 0 && plan.used_after > p.evict_to)
+        om_log(OM_LOG_WARN, "gc: still over the quota after this run: the %zu images left were"
                " all used within the last %" PRIu64 " ms; keeping them", plan.n_kept_recent,
                om_gc_grace_ms(cfg));
     if ((err = run_victims(e, &g, &plan, now, cutoff, res)) != OM_OK)

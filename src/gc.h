@@ -44,7 +44,12 @@ struct om_gc_totals {
 
 /* Start/stop the background GC thread.  It runs every gc_interval: orphans
  * and stale ingest files always, eviction when storage.max_size is set.
- * om_gc_stop is safe when om_gc_start failed or never ran. */
+ * om_gc_stop ends a run in progress early, waits for callers already inside
+ * om_gc_run_now/om_gc_evict_image/om_gc_nudge/om_gc_status, and frees
+ * srv->gc; it is safe when om_gc_start failed or never ran.  Call it once
+ * nothing can START such a call any more (after the HTTP daemon, the job
+ * pool and the download threads stopped) and before srv->events and the
+ * admin statistics are freed. */
 int om_gc_start(struct om_server *srv);
 void om_gc_stop(struct om_server *srv);
 

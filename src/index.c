@@ -210,8 +210,14 @@ static int tx_begin(struct om_index *ix)
 /* Commit on err == OM_OK, otherwise roll back; returns the final error. */
 static int tx_end(struct om_index *ix, int err)
 {
-    if (err == OM_OK)
-        return run(ix, S_COMMIT);
+    if (err == OM_OK) {
+        err = run(ix, S_COMMIT);
+        /* A COMMIT that failed (FULL, IOERR, BUSY) may leave the transaction
+         * open, which would lock gc and fsck out: end it. */
+        if (err != OM_OK && !sqlite3_get_autocommit(ix->db))
+            (void)run(ix, S_ROLLBACK);
+        return err;
+    }
     (void)run(ix, S_ROLLBACK);
     return err;
 }

@@ -69,8 +69,10 @@ json_t *om_prefetch_jobs_json(struct om_server *srv);
  *   "nginx:1.25@sha256:<hex>"     → "nginx", "sha256:<hex>" (digest wins)
  * The name is passed on verbatim: the mirror routes it the way it routes a
  * client that pulls MIRROR/<name> (explicit registry prefix, rewrites,
- * search order, library/ for Docker Hub).  OM_ERR_INVALID when the name,
- * tag or digest is not valid (upper case, a registry port, ...). */
+ * search order, library/ for Docker Hub).  A registry with a port
+ * ("registry.local:5000/app:1") is passed on too (the mirror serves it only
+ * when it is a configured upstream or alias).  OM_ERR_INVALID when the
+ * name, tag or digest is not valid (upper case, an empty component...). */
 int om_prefetch_ref_parse(const char *s, char *name, size_t namesz, char *ref, size_t refsz);
 /* "os/arch" or "os/arch/variant", lowercase [a-z0-9._-]. */
 bool om_prefetch_platform_valid(const char *s);

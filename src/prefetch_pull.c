@@ -525,12 +525,13 @@ int om_prefetch_ref_parse(const char *s, char *name, size_t namesz, char *ref, s
     for (size_t i = 0; i < name_end; i++)
         if (s[i] == '/')
             slash = s + i;
-    /* A ':' after the last '/' starts the tag ("host:port/x" has its ':'
-     * before a '/', and is then an invalid name, as it should be). */
+    /* A ':' after the last '/' starts the tag; one before it is a registry
+     * port ("registry.local:5000/team/app:1"), which the mirror routes when
+     * that registry is a configured upstream or alias. */
     const char *colon = memchr(slash ? slash : s, ':', name_end - (size_t)((slash ? slash : s) - s));
     size_t nlen = colon ? (size_t)(colon - s) : name_end;
     om_digest d;
-    if (len > OM_PREFETCH_IMAGE_MAX || !om_ref_name_valid(s, nlen) || nlen >= namesz)
+    if (len > OM_PREFETCH_IMAGE_MAX || !om_ref_request_name_valid(s, nlen) || nlen >= namesz)
         goto done;
     if (colon != NULL && !om_ref_tag_valid(colon + 1, name_end - nlen - 1))
         goto done;

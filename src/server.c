@@ -162,10 +162,6 @@ void om_server_free(struct om_server *srv)
     if (srv == NULL)
         return;
     atomic_store(&srv->cancel, true);
-    if (srv->daemon != NULL) {
-        om_prefetch_stop(srv);
-        om_gc_stop(srv);
-    }
     if (srv->fetch != NULL)
         om_fetch_table_cancel_all(srv->fetch);
     if (srv->jobs != NULL)
@@ -173,6 +169,9 @@ void om_server_free(struct om_server *srv)
     if (srv->daemon != NULL) {
         om_flights_resume_all(srv);
         MHD_stop_daemon(srv->daemon);
+        /* After the daemon: no admin request can reach them any more. */
+        om_prefetch_stop(srv);
+        om_gc_stop(srv);
     }
     om_admin_free(srv);
     om_events_free(srv->events);

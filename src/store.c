@@ -356,6 +356,23 @@ int om_ingest_truncate(struct om_ingest *in, uint64_t size)
     return OM_OK;
 }
 
+int om_ingest_reserve(struct om_ingest *in, uint64_t size)
+{
+    if (size == 0 || size > (uint64_t)INT64_MAX)
+        return OM_OK;
+    /* KEEP_SIZE: the blocks are taken but the file still reads as what was
+     * written, which is what readers of a growing ingest file rely on. */
+    if (fallocate(in->fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)size) != 0) {
+        int e = errno;
+        if (e == EOPNOTSUPP || e == ENOSYS)
+            return OM_OK; /* the filesystem cannot tell in advance: find out while writing */
+        om_log(OM_LOG_WARN, "store: reserve %llu bytes for %s: %s", (unsigned long long)size,
+               in->path, strerror(e));
+        return sys_err(e);
+    }
+    return OM_OK;
+}
+
 /* Close, optionally unlink (not after its name moved into blobs/), free. */
 static void ingest_free(struct om_ingest *in, bool unlink_file)
 {

@@ -49,6 +49,10 @@ int om_ingest_begin(struct om_store *st, struct om_ingest **out);
 /* Append len bytes (loops over short writes). OM_ERR_NOSPACE on ENOSPC/EDQUOT,
  * OM_ERR_IO otherwise. */
 int om_ingest_write(struct om_ingest *in, const void *buf, size_t len);
+/* Reserve disk space for a blob of `size` bytes before any is written, so a
+ * full disk is found before a client is promised a body (OM_ERR_NOSPACE).
+ * OM_OK when the filesystem cannot reserve in advance. */
+int om_ingest_reserve(struct om_ingest *in, uint64_t size);
 /* Truncate to `size` bytes (used when a resumed download restarts). */
 int om_ingest_truncate(struct om_ingest *in, uint64_t size);
 /* fsync + rename to blobs/sha256/..; the caller has verified the digest.

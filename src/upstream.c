@@ -498,6 +498,12 @@ static void stats_record(struct om_up_call *c, int err, int64_t started_us)
     pthread_mutex_lock(&u->stats_mu);
     s->requests++;
     s->last_latency_us = (uint64_t)(om_up_mono_us() - started_us);
+    static const uint64_t bounds_us[] = OM_UP_LATENCY_BOUNDS_US;
+    size_t b = 0;
+    while (b < OM_ARRAY_LEN(bounds_us) && s->last_latency_us > bounds_us[b])
+        b++;
+    s->latency_hist[b]++;
+    s->latency_sum_us += s->last_latency_us;
     if (c->resp->ratelimit_remaining >= 0)
         s->ratelimit_remaining = c->resp->ratelimit_remaining;
     if (!ours)

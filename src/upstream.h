@@ -93,11 +93,18 @@ const struct om_upstream_cfg *om_upstream_cfg(const struct om_upstream *u);
 int om_upstream_do(struct om_upstream *u, const struct om_up_req *req, struct om_up_resp *resp);
 void om_up_resp_clear(struct om_up_resp *resp);
 
+/* Latency histogram buckets (upper bounds, µs; the last bucket is +Inf). */
+#define OM_UP_LATENCY_BUCKETS 12
+#define OM_UP_LATENCY_BOUNDS_US                                                              \
+    {5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000}
+
 struct om_upstream_stats {
     uint64_t requests, errors;
     int64_t last_ok_ms, last_error_ms;   /* 0 = never */
     char last_error[256];
     uint64_t last_latency_us;
+    uint64_t latency_hist[OM_UP_LATENCY_BUCKETS]; /* every request's latency */
+    uint64_t latency_sum_us;
     long ratelimit_remaining;            /* -1 unknown */
     bool healthy;                        /* last request reached the upstream */
 };

@@ -219,8 +219,11 @@ static void serve_cached(struct om_req *req, const om_digest *d, uint64_t size)
             close(fd);
         }
         set_resp(req, r, MHD_HTTP_OK, size);
-        if (req->canonical[0] != '\0')
-            om_index_note_pull(srv->index, req->canonical, NULL, d, om_now_ms());
+        if (req->canonical[0] != '\0' &&
+            om_index_note_pull(srv->index, req->canonical, NULL, d, om_now_ms()) ==
+                OM_ERR_NOTFOUND)
+            /* Committed just before a crash, never indexed: adopt it. */
+            om_index_blob_put(srv->index, req->canonical, d, size, om_now_ms());
     }
 }
 
@@ -410,6 +413,9 @@ static void blob_job(void *arg)
         else if (err == OM_ERR_DIGEST)
             om_req_error(req, MHD_HTTP_BAD_GATEWAY, "BLOB_UNKNOWN",
                          "upstream sent bytes that do not match the digest");
+        else if (err == OM_ERR_NOSPACE || err == OM_ERR_IO)
+            om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                         "the mirror's storage is full or failing");
         else
             om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "upstream unavailable");
         goto done;

@@ -41,6 +41,9 @@ struct mresult {
     uint64_t size;
     om_cache_result cache;         /* for the leader */
     size_t candidate;              /* route.c[] index it came from */
+    char *body;                    /* verified bytes that could not be stored
+                                      (disk full): served uncached; owned */
+    size_t body_len;
 };
 
 struct om_flight {
@@ -137,6 +140,27 @@ static neg_result negotiate(struct om_req *req, const char *media_type, const om
 }
 
 typedef enum { RESP_OK, RESP_REFUSED, RESP_GONE, RESP_NEED_CHILD } resp_result;
+
+/* Serve verified manifest bytes that could not be stored (disk full): the
+ * client still gets the right bytes; the next request asks the upstream
+ * again.  No Accept negotiation: there is nothing cached to pick from. */
+static void respond_uncached(struct om_req *req, const om_digest *d, const char *media_type,
+                             const char *body, size_t len)
+{
+    struct MHD_Response *r = req->head ? om_http_head(media_type, len)
+                                       : om_http_body(media_type, body, len);
+    if (r == NULL) {
+        om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "out of memory");
+        return;
+    }
+    add_manifest_headers(r, d, false);
+    MHD_add_response_header(r, "Warning", "199 - \"not cached: mirror storage unavailable\"");
+    if (req->resp != NULL)
+        MHD_destroy_response(req->resp);
+    req->resp = r;
+    req->status = MHD_HTTP_OK;
+    req->bytes = len;
+}
 
 /* Fill req->resp with the stored manifest d (or what Accept negotiation
  * picks instead).  RESP_REFUSED sets the error response to send; RESP_GONE
@@ -328,8 +352,16 @@ static got_kind fetch_manifest(struct om_req *req, size_t ci, const char *ref,
     err = om_store_put(srv->store, &got, resp.body, resp.body_len);
     if (err != OM_OK) {
         om_manifest_free(&m);
-        snprintf(res->message, sizeof(res->message), "cannot store manifest: %s", om_strerror(err));
-        kind = GOT_UNAVAILABLE;
+        om_log_kv(OM_LOG_ERROR, "manifest verified but not stored; serving it uncached", "repo",
+                  c->canonical, "ref", ref, "error", om_strerror(err), NULL);
+        res->body = resp.body;
+        res->body_len = resp.body_len;
+        resp.body = NULL;
+        res->digest = got;
+        res->size = res->body_len;
+        res->status = MHD_HTTP_OK;
+        res->cache = OM_CACHE_MISS;
+        res->candidate = ci;
         goto done;
     }
     om_digest *children = calloc(2 * OM_MANIFEST_MAX_ENTRIES + 1, sizeof(*children));
@@ -501,7 +533,10 @@ static void finish_flight(struct om_server *srv, struct om_flight *fl, const str
             snprintf(w->canonical, sizeof(w->canonical), "%s", leader->canonical);
             snprintf(w->upstream, sizeof(w->upstream), "%s", leader->upstream);
         }
-        if (res->status == MHD_HTTP_OK) {
+        if (res->status == MHD_HTTP_OK && res->body != NULL) {
+            respond_uncached(w, &res->digest, res->media_type, res->body, res->body_len);
+            w->cache = (w == leader) ? res->cache : OM_CACHE_COALESCED;
+        } else if (res->status == MHD_HTTP_OK) {
             bool stale = res->cache == OM_CACHE_STALE;
             om_digest child;
             resp_result rr = respond_manifest(w, &res->digest, res->media_type, res->size, stale,
@@ -514,6 +549,7 @@ static void finish_flight(struct om_server *srv, struct om_flight *fl, const str
                 if (fetch_manifest(leader, res->candidate, child.str, &child, &cres) == GOT_OK)
                     rr = respond_manifest(w, &res->digest, res->media_type, res->size, stale,
                                           &child);
+                free(cres.body);
                 if (rr == RESP_NEED_CHILD)
                     om_req_error(w, MHD_HTTP_NOT_FOUND, "MANIFEST_UNKNOWN",
                                  "no linux/amd64 manifest in this list");
@@ -540,6 +576,7 @@ static void manifest_job(void *arg)
     struct mresult res = {0};
     resolve_and_fetch(leader, &res);
     finish_flight(leader->srv, fl, &res, leader);
+    free(res.body);
 }
 
 enum MHD_Result om_v2_manifest(struct om_req *req)

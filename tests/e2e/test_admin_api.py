@@ -169,7 +169,8 @@ class AdminApiTest(WorldTestCase):
         self.assertEqual(s1["hit_ratio"]["since_start"], 0.0)
 
         self.pull(m, img)
-        s2 = self.stats_when(m, lambda s: self.cache_total(s) >= 2 * n_objects)
+        s2 = self.stats_when(m, lambda s: self.cache_total(s) >= 2 * n_objects
+                             and s["downloads"]["completed"] >= len(img.blobs))
         self.assertEqual(s2["cache"]["hit"], n_objects, s2["cache"])
         self.assertEqual(s2["cache"]["miss"], n_objects)
         self.assertEqual(s2["bytes_served"], {"cache": body_bytes, "upstream": body_bytes})
@@ -416,7 +417,8 @@ class AdminApiTest(WorldTestCase):
         doc = self.api(m, "/api/v1/route?name=coredns")
         self.assertEqual(doc["rewrite"]["target"], "registry.k8s.io/coredns/coredns")
 
-        for query, why in (("name=evil.example.com/x", "prefix"), ("name=x&ns=nope.example", "ns")):
+        for query, why in (("name=evil.example.com/x", "prefix"), ("name=x&ns=nope.example", "ns"),
+                           ("name=127.0.0.1:5000/x", "prefix")):
             with self.subTest(query=query):
                 doc = self.api(m, "/api/v1/route?" + query)
                 self.assertEqual(doc["kind"], "none")
@@ -475,7 +477,14 @@ class AdminApiTest(WorldTestCase):
         m = self.mirror()
         etcd = self.w.fx["etcd"]
         self.pull(m, etcd)
-        evs = self.api(m, "/api/v1/events")["events"]
+        # The fetch event is recorded just after the last byte went out.
+        deadline = time.monotonic() + 10
+        while True:
+            evs = self.api(m, "/api/v1/events")["events"]
+            if (sum(e["kind"] == "fetch" for e in evs) >= len(etcd.blobs)
+                    or time.monotonic() > deadline):
+                break
+            time.sleep(0.05)
         fetches = [e for e in evs if e["kind"] == "fetch"]
         self.assertEqual(sorted(e["digest"] for e in fetches), sorted(etcd.blobs))
         for e in fetches:
@@ -657,7 +666,11 @@ class AdminApiTest(WorldTestCase):
         self.pull(m, alpine)
         self.pull(m, etcd)
         n_cache = 2 * (1 + len(alpine.blobs)) + 1 + len(etcd.blobs)
-        self.stats_when(m, lambda s: self.cache_total(s) >= n_cache)
+        n_blobs = len(alpine.blobs) + len(etcd.blobs)
+        # A download is counted complete just after its last byte reached
+        # the client: wait for the figures to settle before scraping.
+        self.stats_when(m, lambda s: self.cache_total(s) >= n_cache
+                        and s["downloads"]["completed"] >= n_blobs)
         r = m.get("/metrics")
         self.assertEqual(r.status, 200)
         self.assertTrue(r.headers["Content-Type"].startswith("text/plain; version=0.0.4"))

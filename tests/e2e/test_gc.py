@@ -270,9 +270,15 @@ class GCTest(WorldTestCase):
         self.pull(m, A)
         self.assertEqual(self.k8s_gets(B, "blobs/" + self.own_layer(B)), 1)
         self.assertEqual(self.k8s_gets(A, "blobs/"), 0)
-        # Nothing left to do at once; a bad argument is a usage error.
+        # B's return took usage over the high mark again: the next run takes
+        # C, now the least recently pulled (--storage overrides the file's).
         p = run_gc("--storage", m.storage, "-c", cfg)
         self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("evicted %s:1 %s" % (canonical_name(C), C.digest), p.stdout)
+        self.assertEqual(kv_line(p.stdout)["evicted_images"], "1", p.stdout)
+        for img in (A, B, D):
+            self.assertImageStored(m, img)
+        # A bad argument is a usage error; a storage that is not one, an error.
         p = run_gc("--no-such-option")
         self.assertEqual(p.returncode, 2)
         p = run_gc("--storage", os.path.join(m.storage, "nope"))

@@ -238,6 +238,49 @@ class PrefetchTest(WorldTestCase):
             self.assertTrue(any(j["kind"] == "config" and j["state"] == "done" for j in jobs),
                             jobs)
 
+    def test_an_admin_job_runs_on_the_prefetch_thread_and_reports_its_progress(self):
+        import json
+        pause, etcd = self.w.fx["pause"], self.w.fx["etcd"]
+        m = self.mirror(extra={"admin": {"token": "s3cret"}})
+        r = m.get("/api/v1/prefetch", method="POST", headers={
+            "Authorization": "Bearer s3cret", "Content-Type": "application/json"},
+            body=json.dumps({"images": ["registry.k8s.io/pause:3.9", "quay.io/nope/x:1",
+                                        "quay.io/coreos/etcd:v3.5.0"],
+                             "platforms": ["linux/amd64"]}))
+        if r.status == 404:
+            self.skipTest("no admin API in this build")
+        self.assertEqual(r.status, 202, r)
+        job_id = r.json()["id"]
+        job = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            jobs = m.get("/api/v1/prefetch").json()["jobs"]
+            job = next(j for j in jobs if j["id"] == job_id)
+            if job["state"] in ("done", "failed"):
+                break
+            time.sleep(0.2)
+        self.assertEqual(job["state"], "failed", job)      # one image does not exist
+        self.assertEqual((job["done"], job["failed"]), (2, 1), job)
+        self.assertEqual(len(job["errors"]), 1, job)
+        self.assertTrue(job["errors"][0].startswith("quay.io/nope/x:1: "), job)
+        self.assertEqual(job["kind"], "admin")
+        self.assertEqual(job["platforms"], ["linux/amd64"])
+        self.assertIsNone(job["current"])
+        self.assertGreater(job["bytes"], 0)
+        self.assertGreater(job["finished_ms"], 0)
+        for img in (pause, etcd):
+            self.w.reg[img.registry].reset_counts()
+            self.pull(m, img)
+            self.assertEqual(self.w.reg[img.registry].count("GET", r"/blobs/"), 0, img)
+        ev = m.get("/api/v1/events").json()["events"]
+        self.assertTrue(any(e["kind"] == "prefetch" and e["repository"] == "registry.k8s.io/pause:3.9"
+                            for e in ev), ev)
+        # Bad input is refused before anything is queued.
+        r = m.get("/api/v1/prefetch", method="POST", headers={
+            "Authorization": "Bearer s3cret", "Content-Type": "application/json"},
+            body=json.dumps({"images": ["Bad:Name"]}))
+        self.assertEqual(r.status, 400, r)
+
     def test_a_background_prefetch_of_a_missing_image_is_logged_as_failed(self):
         m = self.mirror(extra={"prefetch": {"images": ["quay.io/nope/nothing:1"],
                                             "interval": "1h", "retries": 3,

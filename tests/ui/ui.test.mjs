@@ -387,7 +387,11 @@ describe('the web UI against a real mirror', () => {
       assert.ok((await page.textContent(li)).includes(totalText), `the total ${totalText} is shown`);
       await shot(page, 'desktop-en-dashboard-inflight');
       // It finishes, and the list empties.
-      assert.equal(await Promise.race([dl, new Promise((r) => setTimeout(() => r('timeout'), 60000))]), total);
+      let timer = null;
+      const timeout = new Promise((r) => { timer = setTimeout(() => r('timeout'), 60000); });
+      const got = await Promise.race([dl, timeout]);
+      clearTimeout(timer);
+      assert.equal(got, total, 'the whole layer arrives');
       await page.waitForSelector('[data-t="inflight"] .empty', { timeout: 10000 });
       await noErrors(page);
       await ctx.close();

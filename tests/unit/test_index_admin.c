@@ -327,6 +327,24 @@ static void test_index_admin__sees_writes_made_after_it_opened(void)
     fx_teardown(&fx);
 }
 
+static void test_index_admin__counts_match_what_was_recorded(void)
+{
+    struct fixture fx;
+    struct om_index_admin_counts c;
+    CHECK(fx_setup(&fx));
+    CHECK_EQ_INT(om_index_admin_counts(fx.ia, &c), OM_OK);
+    CHECK_EQ_INT(c.repos + c.tags + c.manifests + c.blobs + c.blob_bytes, 0);
+    fill_standard(&fx);
+    CHECK_EQ_INT(om_index_admin_counts(fx.ia, &c), OM_OK);
+    CHECK_EQ_INT(c.repos, 6);
+    CHECK_EQ_INT(c.tags, 8);
+    CHECK_EQ_INT(c.manifests, 5);           /* alpine's content is shared by two repos */
+    CHECK_EQ_INT(c.blobs, 10);
+    CHECK_EQ_INT(c.manifest_bytes, 500 + 300 + 200 + 1 + 1);
+    CHECK_EQ_INT(c.blob_bytes, 2 * (1000 + 10 + 7 + 1 + 1));
+    fx_teardown(&fx);
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -385,6 +403,7 @@ int main(void)
     RUN(test_index_admin__tags_of_a_repository_with_records_and_paging);
     RUN(test_index_admin__digest_tags_lists_only_that_repository);
     RUN(test_index_admin__sees_writes_made_after_it_opened);
+    RUN(test_index_admin__counts_match_what_was_recorded);
     RUN(test_index_admin__ten_thousand_repositories_page_and_search);
     return test_done();
 }

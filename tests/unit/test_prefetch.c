@@ -24,7 +24,10 @@ static void test_prefetch__references_split_into_name_and_tag_or_digest(void)
         {"alpine:", NULL, NULL},
         {"alpine:-x", NULL, NULL},
         {":3.19", NULL, NULL},
-        {"localhost:5000/x:1", NULL, NULL},      /* a registry port: not a name we route */
+        {"localhost:5000/x:1", "localhost:5000/x", "1"},   /* a registry with a port */
+        {"registry.local:5000/team/app", "registry.local:5000/team/app", "latest"},
+        {"localhost:5000", "localhost", "5000"}, /* as for docker: name "localhost", tag */
+        {"localhost:/x", NULL, NULL},
         {"alpine@sha256:abc", NULL, NULL},
         {"alpine@sha512:" HEX64 HEX64, NULL, NULL},
         {"alpine@", NULL, NULL},

@@ -29,6 +29,14 @@ reconnecting after an error; weights in ACTIONS):
 Every answer that is not exactly right (status, digest header, bytes,
 Content-Range), every exception and every timeout is an error.
 
+Sampling: RSS and fds (split into client connections, other sockets and
+files) every `sample_every` s; and every `checkpoint_every` s a quiescent
+checkpoint: the clients finish what they are doing and wait (connections
+kept), and with nothing in flight the fds are exactly the client
+connections + the upstream handle pools + the idle files.  Samples under
+load also count one blob fd per response in flight (11 to 170 of them
+with 200 clients), so the flatness of fds is judged at the checkpoints.
+
 Also here: proc_status(pid), fd_count(pid), reset_hwm(pid) — used by
 bench/bench.py too — and flatness(), the check "RSS and fds flat after
 warm-up".
@@ -125,27 +133,30 @@ def is_sanitized(binary):
     return b"__asan_init" in data or b"AddressSanitizer" in data
 
 
-def flatness(samples, warmup_s, window=1):
+def flatness(samples, warmup_s, window=1, agg="median"):
     """samples [(t, value)]: those at t >= warmup_s, grouped into windows of
-    `window` consecutive samples and each window replaced by its median
-    (window > 1 smooths what is in flight at the sampling instant: open
-    responses hold an fd each).  Returns the median of those values, their
-    min and max, the largest deviation from the median (a fraction), and
-    the drift (median of the last third minus median of the first third,
-    a fraction of the median)."""
+    `window` consecutive samples, each window replaced by its `agg` ("median"
+    or "min").  For fds use window > 1 and "min": one sample also counts
+    the responses in flight at that instant (each holds a blob fd); the
+    floor of a window is what stays open whatever is in flight, and a leak
+    raises it.  Returns the median of those values, their min and max, the
+    largest deviation from the median (a fraction) and the drift (median of
+    the last third minus median of the first third, a fraction of the
+    median)."""
     post = [v for t, v in samples if t >= warmup_s]
+    f = min if agg == "min" else statistics.median
     if window > 1:
-        post = [statistics.median(post[i:i + window]) for i in range(0, len(post), window)
+        post = [f(post[i:i + window]) for i in range(0, len(post), window)
                 if len(post[i:i + window]) * 2 > window]
     if len(post) < 3:
         return {"n": len(post), "median": None, "min": None, "max": None, "dev": None,
-                "drift": None, "window": window}
+                "drift": None, "window": window, "agg": agg}
     med = statistics.median(post)
     k = max(1, len(post) // 3)
     first, last = statistics.median(post[:k]), statistics.median(post[-k:])
     dev = max(abs(v - med) for v in post) / med if med else 0.0
     return {"n": len(post), "median": med, "min": min(post), "max": max(post), "dev": dev,
-            "drift": (last - first) / med if med else 0.0, "window": window}
+            "drift": (last - first) / med if med else 0.0, "window": window, "agg": agg}
 
 
 # ---------------------------------------------------------------------------
@@ -188,7 +199,7 @@ class _Pool:
 class Soak:
     def __init__(self, world, mirror, seconds=60, clients=200, warmup_s=None, sample_every=None,
                  push_every=1.0, pool=12, seed=1, log=None, timeout=60, fd_window=5,
-                 actions=None):
+                 actions=None, checkpoint_every=None):
         self.w = world
         self.m = mirror
         self.seconds = seconds
@@ -196,6 +207,11 @@ class Soak:
         self.warmup_s = warmup_s if warmup_s is not None else max(10.0, seconds * 0.2)
         self.sample_every = sample_every or (1.0 if seconds <= 120 else 2.0)
         self.fd_window = fd_window
+        self.checkpoint_every = checkpoint_every or (10.0 if seconds <= 120 else 30.0)
+        self.gate = threading.Condition()
+        self.gate_open = True
+        self.active = 0           # client actions in flight (under self.gate)
+        self.quiet = []           # samples taken at checkpoints
         # {action: weight}; default ACTIONS.  A diagnostic knob: one action
         # alone shows which kind of request a growth comes from.
         self.actions = dict(actions) if actions else dict(ACTIONS)
@@ -351,6 +367,8 @@ class Soak:
         conn = self._conn()
         deadline = self.t0 + self.seconds
         while not self.stop.is_set() and time.monotonic() < deadline:
+            if not self._enter():
+                break
             action = rng.choices(names, weights)[0]
             try:
                 if action == "miss":
@@ -376,7 +394,55 @@ class Soak:
                 conn.close()
                 conn = self._conn()
                 self.stop.wait(0.05)
+            finally:
+                self._leave()
         conn.close()
+
+    # -- quiescent checkpoints ---------------------------------------------
+    # Every checkpoint_every seconds the sampler closes the gate: clients
+    # finish the action they are in and wait (keeping their connections);
+    # once none is in flight, the mirror's fds are exactly the client
+    # connections, the upstream handle pools and its idle files, and a leak
+    # of any kind can only raise that.  Then the gate opens again (all 200
+    # clients at once: a burst, which is fine to have too).
+    def _enter(self):
+        """Wait for the gate (bounded by the deadline); count us in flight."""
+        deadline = self.t0 + self.seconds
+        with self.gate:
+            while not self.gate_open:
+                if self.stop.is_set() or time.monotonic() >= deadline:
+                    return False
+                self.gate.wait(0.2)
+            self.active += 1
+        return True
+
+    def _leave(self):
+        with self.gate:
+            self.active -= 1
+            self.gate.notify_all()
+
+    def _checkpoint(self):
+        """Close the gate, wait for no request in flight (at most `timeout`
+        s), let the mirror close what those requests held, sample, reopen."""
+        t = time.monotonic()
+        with self.gate:
+            self.gate_open = False
+            ok = self.gate.wait_for(lambda: self.active == 0, timeout=self.timeout)
+        try:
+            if not ok:
+                self._error("checkpoint", "requests still in flight after %d s" % self.timeout)
+                return
+            time.sleep(0.3)
+            self._sample()
+            s = self.samples.pop()
+            self.quiet.append(s)
+            self.log("soak t=%5.1fs QUIESCENT rss=%6d KiB fds=%4d (clients %d, other sockets %d, "
+                     "files %d) after %.2f s pause" % (s[0], s[1], s[2], s[5], s[6], s[7],
+                                                      time.monotonic() - t))
+        finally:
+            with self.gate:
+                self.gate_open = True
+                self.gate.notify_all()
 
     def _pusher(self):
         deadline = self.t0 + self.seconds - 2
@@ -404,8 +470,12 @@ class Soak:
 
     def _sampler(self):
         deadline = self.t0 + self.seconds
+        next_cp = self.t0 + self.checkpoint_every
         while not self.stop.is_set() and time.monotonic() < deadline:
             try:
+                if time.monotonic() >= next_cp and time.monotonic() < deadline - 1:
+                    self._checkpoint()
+                    next_cp = time.monotonic() + self.checkpoint_every
                 self._sample()
                 s = self.samples[-1]
                 self.log("soak t=%5.1fs rss=%6d KiB fds=%4d (clients %d, other sockets %d, "
@@ -464,9 +534,16 @@ class Soak:
             "counts": dict(self.counts),
             "samples": during,
             "initial": initial,
+            "quiescent": list(self.quiet),
+            "fds": flatness([(q[0], q[2]) for q in self.quiet], self.warmup_s),
             "final": final,
             "rss": flatness([(s[0], s[1]) for s in during], self.warmup_s),
-            "fds": flatness([(s[0], s[2]) for s in during], self.warmup_s, window=self.fd_window),
+            # fds: at the quiescent checkpoints (the flatness that counts);
+            # under load (window medians) for the record
+            "fds_median": flatness([(s[0], s[2]) for s in during], self.warmup_s,
+                                   window=self.fd_window),
+            "max_files": max((s[7] for s in during), default=None),
+            "max_other_sockets": max((s[6] for s in during), default=None),
             "pushed": self.n_pushed,
             "upstream_blob_gets": up_gets,
             "seconds": self.seconds,
@@ -513,7 +590,11 @@ def summary(res):
         "images pushed during/before the run: %d; blob GETs that reached the upstreams: %d" % (
             res["pushed"], res["upstream_blob_gets"]),
         "RSS after warm-up: " + fl(rss, "KiB"),
-        "fds after warm-up (medians of %d-sample windows): " % fds.get("window", 1) + fl(fds, "fds"),
+        "fds after warm-up, at the quiescent checkpoints: " + fl(fds, "fds"),
+        "fds after warm-up, under load (medians of %d-sample windows): " % res["fds_median"]["window"] +
+        fl(res["fds_median"], "fds"),
+        "most fds seen: %s files (blob fds of responses in flight, index, log), %s other sockets "
+        "(upstream connections, libcurl wake-up socketpairs)" % (res["max_files"], res["max_other_sockets"]),
     ]
     ini, fin = res.get("initial"), res.get("final")
     if ini and fin:
