@@ -121,6 +121,57 @@ def killpg(proc, sig=signal.SIGTERM, timeout=15):
     return proc.returncode
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _all_stats():
+    """{pid: (ppid, pgrp, utime+stime ticks, comm)} of every process."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                data = f.read()
+        except OSError:
+            continue
+        comm = data[data.index("(") + 1:data.rindex(")")]
+        f = data[data.rindex(")") + 2:].split()
+        out[int(d)] = (int(f[1]), int(f[2]), int(f[11]) + int(f[12]), comm)
+    return out
+
+
+def cpu_seconds(pgid):
+    """CPU time (user + system, all threads) of the processes in group pgid:
+    a server started with start_new_session=True and its workers."""
+    return sum(v[2] for v in _all_stats().values() if v[1] == pgid) / CLK_TCK
+
+
+def other_load(seconds=1.0):
+    """Processes outside this bench that used more than 5% of a CPU over
+    `seconds`: 'name 37%' strings, busiest first (the machine is shared)."""
+    me = os.getpid()
+    a = _all_stats()
+    time.sleep(seconds)
+    b = _all_stats()
+
+    def mine(pid, st):
+        for _ in range(64):            # walk up to init (bounded)
+            if pid == me:
+                return True
+            if pid not in st or pid <= 1:
+                return False
+            pid = st[pid][0]
+        return False
+    out = []
+    for pid, v in b.items():
+        if pid in a and not mine(pid, b):
+            pct = (v[2] - a[pid][2]) / CLK_TCK / seconds * 100
+            if pct > 5:
+                out.append((pct, v[3]))
+    return ["%s %.0f%%" % (c, p) for p, c in sorted(out, reverse=True)]
+
+
 def wait_http(port, path="/v2/", timeout=20, ok=(200, 401)):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -244,6 +295,11 @@ class Nginx:
     @property
     def url(self):
         return "http://127.0.0.1:%d" % self.port
+
+    @property
+    def pid(self):
+        """The master's pid = the process group of master and workers."""
+        return self.proc.pid if self.proc else None
 
     def start(self):
         w = self.workdir
@@ -637,8 +693,9 @@ class Bench:
         if not self.perf_dir or not self.mirror.alive:
             return None
         path = os.path.join(self.perf_dir, name + ".data")
-        p = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "1999", "-g",
-                              "-o", path, "-p", str(self.mirror.pid)],
+        # DWARF unwinding: the RelWithDebInfo build has no frame pointers
+        p = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "499",
+                              "--call-graph", "dwarf,16384", "-o", path, "-p", str(self.mirror.pid)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
         _register(p)
@@ -650,13 +707,21 @@ class Bench:
             return
         p, path, name = h
         killpg(p, signal.SIGINT, timeout=30)
-        rep = subprocess.run(["perf", "report", "-i", path, "--stdio", "--no-children",
-                              "--percent-limit", "1.5", "-g", "none", "--sort", "dso,symbol"],
-                             capture_output=True, timeout=300).stdout.decode(errors="replace")
-        lines = [l for l in rep.splitlines() if l.strip() and not l.startswith("#")]
-        self.perf_reports[name] = "\n".join(lines[:25])
+        flat = subprocess.run(["perf", "report", "-i", path, "--stdio", "--no-children",
+                               "--percent-limit", "1.5", "-g", "none", "--sort", "dso,symbol"],
+                              capture_output=True, timeout=600).stdout.decode(errors="replace")
+        # inclusive time of the mirror's own functions (om_*, on_*, v2/fetch
+        # helpers): where the time goes from the program's point of view
+        incl = subprocess.run(["perf", "report", "-i", path, "--stdio", "--children",
+                               "--percent-limit", "2", "-g", "none", "--sort", "symbol",
+                               "--dsos", "ocimirror"],
+                              capture_output=True, timeout=600).stdout.decode(errors="replace")
+        top = [l for l in flat.splitlines() if l.strip() and not l.startswith("#")][:20]
+        own = [l for l in incl.splitlines() if l.strip() and not l.startswith("#")][:20]
+        self.perf_reports[name] = ("self time, top entries:\n" + "\n".join(top) +
+                                   "\n\ninclusive time, ocimirror's own functions:\n" + "\n".join(own))
         with open(os.path.join(self.perf_dir, name + ".txt"), "w") as f:
-            f.write(rep)
+            f.write(flat + "\n\n" + incl)
 
     # -- P1 ----------------------------------------------------------------
     def p1(self):
@@ -673,18 +738,28 @@ class Bench:
             assert r["code"] == 200 and r["size"] == big_size, (name, r)
         one = {k: [] for k in targets}
         eight = {k: [] for k in targets}
+        cpu = {k: 0.0 for k in targets}
+        nbytes = {k: 0 for k in targets}
+        pg = {"ocimirror": self.mirror.pid, "distribution": self.dist.pid, "nginx": self.nginx.pid}
         h = self.perf_start("p1-mirror-8clients")
         for run in range(self.runs):
             for name, url in targets.items():
+                c0 = cpu_seconds(pg[name])
                 r = curl_get(url)
+                cpu[name] += cpu_seconds(pg[name]) - c0
+                nbytes[name] += big_size
                 if r["code"] != 200 or r["size"] != big_size:
                     raise PullError("P1 %s: %r" % (name, r))
                 one[name].append(big_size / r["total"] / MB)
             for name, url in targets.items():
+                c0 = cpu_seconds(pg[name])
                 eight[name].append(parallel_get(url, 8, big_size))
+                cpu[name] += cpu_seconds(pg[name]) - c0
+                nbytes[name] += 8 * big_size
         self.perf_stop(h)
         out = {"1": {k: median(v) for k, v in one.items()},
                "8": {k: median(v) for k, v in eight.items()},
+               "cpu_s_per_gb": {k: cpu[k] / (nbytes[k] / 1e9) for k in targets},
                "samples_1": one, "samples_8": eight}
         self.res["P1"] = out
         for c in ("1", "8"):
@@ -837,16 +912,23 @@ class Bench:
             if r["code"] != 200 or r["size"] != len(self.thirty.manifest):
                 raise PullError("P4 %s: %r" % (name, r))
         rows = {k: [] for k in targets}
+        pg = {"ocimirror": self.mirror.pid, "distribution": self.dist.pid, "nginx": self.nginx.pid}
         for run in range(max(3, self.runs - 2)):
             for name, (url, hdrs) in targets.items():
                 h = self.perf_start("p4-mirror-tag") if (name == "ocimirror by tag" and run == 0) else None
-                rows[name].append(wrk(url, hdrs, duration=self.args.wrk_seconds))
+                srv = pg[name.split()[0]]
+                c0 = cpu_seconds(srv)
+                r = wrk(url, hdrs, duration=self.args.wrk_seconds)
+                r["cpu_us_per_req"] = ((cpu_seconds(srv) - c0) * 1e6 /
+                                       max(1.0, (r["rps"] or 0) * self.args.wrk_seconds))
+                rows[name].append(r)
                 self.perf_stop(h)
         out = {}
         for name, rs in rows.items():
             out[name] = {"rps": median([r["rps"] for r in rs]),
                          "p99_ms": median([r["p99_ms"] for r in rs]),
                          "p50_ms": median([r["p50_ms"] for r in rs]),
+                         "cpu_us_per_req": median([r["cpu_us_per_req"] for r in rs]),
                          "non2xx": sum(r["non2xx"] for r in rs),
                          "errors": sum(r["errors"] for r in rs)}
         out["manifest_bytes"] = len(self.thirty.manifest)
@@ -1112,6 +1194,13 @@ def report(res, args):
                  mi["git"], mi["build"], mi["distribution"], mi["nginx"], mi["curl"], mi["wrk"],
                  mi["python"], mi["nproc"]))
     L.append("")
+    L.append("The machine is shared: the bench ran at nice %s (every server and client it starts "
+             "inherits it). Other processes using > 5%% of a CPU at the start: %s; at the end: %s. "
+             "Load average at the start: %s; at the end: %s." % (
+                 res.get("nice", "?"), ", ".join(res.get("others_start") or []) or "none",
+                 ", ".join(res.get("others_end") or []) or "none", res.get("load_start", "?"),
+                 res.get("load_end", "?")))
+    L.append("")
     L.append("### Targets")
     L.append("")
     L.append("| | what | measured | target | met |")
@@ -1130,6 +1219,10 @@ def report(res, args):
         for c in ("1", "8"):
             L.append("| %s | %s | %s | %s |" % (c, fmt_mbs(p[c]["ocimirror"]), fmt_mbs(p[c]["nginx"]),
                                              fmt_mbs(p[c]["distribution"])))
+        cg = p.get("cpu_s_per_gb", {})
+        if cg:
+            L.append("| server CPU s per GB sent (all runs) | %.3f | %.3f | %.3f |" % (
+                cg["ocimirror"], cg["nginx"], cg["distribution"]))
         L.append("")
     if "P2" in res:
         p = res["P2"]
@@ -1162,13 +1255,14 @@ def report(res, args):
         L.append("### P4 warm manifest GET (%d-byte manifest; wrk -t2 -c64 -d%ds, median of %d)" % (
             p["manifest_bytes"], args.wrk_seconds, max(3, args.runs - 2)))
         L.append("")
-        L.append("| | req/s | p50 ms | p99 ms | non-2xx | socket errors |")
-        L.append("|---|---|---|---|---|---|")
+        L.append("| | req/s | p50 ms | p99 ms | server CPU µs/request | non-2xx | socket errors |")
+        L.append("|---|---|---|---|---|---|---|")
         for k, r in p.items():
             if not isinstance(r, dict):
                 continue
-            L.append("| %s | %.0f | %.2f | %.2f | %d | %d |" % (k, r["rps"] or 0, r["p50_ms"] or 0,
-                                                              r["p99_ms"] or 0, r["non2xx"], r["errors"]))
+            L.append("| %s | %.0f | %.2f | %.2f | %.1f | %d | %d |" % (
+                k, r["rps"] or 0, r["p50_ms"] or 0, r["p99_ms"] or 0, r.get("cpu_us_per_req") or 0,
+                r["non2xx"], r["errors"]))
         L.append("")
     if "P5" in res:
         p = res["P5"]
@@ -1276,6 +1370,9 @@ def main():
     res["command"] = "bench/run.sh " + " ".join(sys.argv[1:])
     res["machine"] = machine_info(args.bin)
     res["errors"] = []
+    res["nice"] = os.nice(0)
+    res["load_start"] = open("/proc/loadavg").read().split()[:3]
+    res["others_start"] = other_load()
     rc = 0
     try:
         b.setup()
@@ -1303,6 +1400,8 @@ def main():
     finally:
         res["perf"] = b.perf_reports
         b.close()
+        res["load_end"] = open("/proc/loadavg").read().split()[:3]
+        res["others_end"] = other_load()
     text = report(res, args)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(res, f, indent=1, default=str)

@@ -14,9 +14,18 @@ BUILD_PKGS="build-essential cmake pkg-config ca-certificates
     libsystemd-dev"
 TEST_PKGS="python3 openssl curl iproute2 util-linux procps
     docker-registry skopeo podman containerd docker.io runc uidmap iptables umoci
-    clang libclang-rt-14-dev"
+    clang libclang-rt-14-dev chromium fonts-wqy-microhei"
 PKGS="$BUILD_PKGS"
 [ "${1:-}" = "--build" ] || PKGS="$PKGS $TEST_PKGS"
 apt-get update
 # shellcheck disable=SC2086
 apt-get install -y --no-install-recommends $PKGS
+if [ "${1:-}" != "--build" ]; then
+    # The browser tests drive Debian's chromium with playwright-core (no
+    # browser download).  Node.js 20+ is expected on the machine.
+    if ! command -v node >/dev/null 2>&1; then
+        apt-get install -y --no-install-recommends nodejs npm
+    fi
+    here=$(cd "$(dirname "$0")/.." && pwd)
+    (cd "$here/tests/ui" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+fi

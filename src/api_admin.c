@@ -24,6 +24,7 @@
  * tests/e2e/test_admin_api.py.
  */
 #include "admin_int.h"
+#include "pullstats.h"
 
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -683,6 +684,9 @@ enum MHD_Result om_admin_handle(struct om_req *req)
     bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     bool path_known = false;
     enum MHD_Result ret = MHD_NO;
+
+    /* Pull counts and times are batched in memory: show them current. */
+    om_pullstats_flush(req->srv->pulls);
 
     req->head = strcmp(method, "HEAD") == 0;
     if (strcmp(url, "/metrics") == 0) {

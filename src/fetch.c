@@ -83,6 +83,8 @@ struct om_fetch_table {
     atomic_bool cancel;
     struct om_fetch_stats stats;    /* guarded by mu */
     struct om_events *events;       /* not owned; may be NULL */
+    om_fetch_cb on_commit;          /* may be NULL */
+    void *on_commit_ud;
 };
 
 static int64_t now_ms(void)
@@ -427,6 +429,8 @@ static void *download_main(void *arg)
                       f->digest.str, "error", om_strerror(cerr), NULL);
         } else {
             om_index_blob_put(t->ix, f->canonical, &f->digest, f->written, now_ms());
+            if (t->on_commit != NULL)
+                t->on_commit(t->on_commit_ud);
         }
         pthread_mutex_lock(&f->mu);
         f->total = f->written;
@@ -641,6 +645,12 @@ uint64_t om_fetch_total(struct om_fetch *f)
 void om_fetch_set_events(struct om_fetch_table *t, struct om_events *ev)
 {
     t->events = ev;
+}
+
+void om_fetch_set_commit_hook(struct om_fetch_table *t, om_fetch_cb fn, void *ud)
+{
+    t->on_commit = fn;
+    t->on_commit_ud = ud;
 }
 
 void om_fetch_stats_get(struct om_fetch_table *t, struct om_fetch_stats *out)

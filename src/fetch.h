@@ -92,6 +92,8 @@ void om_fetch_stats_get(struct om_fetch_table *t, struct om_fetch_stats *out);
 /* Record completed/failed downloads in this ring (may stay unset). */
 struct om_events;
 void om_fetch_set_events(struct om_fetch_table *t, struct om_events *ev);
+/* Called (download thread) after each blob is committed to the store. */
+void om_fetch_set_commit_hook(struct om_fetch_table *t, om_fetch_cb fn, void *ud);
 
 /* For the admin view later: visit in-flight downloads. */
 typedef void (*om_fetch_visit_fn)(void *ud, const om_digest *d, const char *canonical,

@@ -48,6 +48,7 @@
  * `drift` (counter − walked bytes at the last run) corrects the nudge test.
  */
 #include "gc.h"
+#include "pullstats.h"
 
 #include "admin.h"
 #include "cli.h"
@@ -665,6 +666,9 @@ static int server_run(struct om_gc *gc, struct om_gc_result *out)
     int err;
 
     pthread_mutex_lock(&gc->run_mu);
+    /* Least recently pulled first: the pulls noted in memory must be in the
+     * index before it is read. */
+    om_pullstats_flush(gc->srv->pulls);
     server_env(gc, &e);
     uint64_t counter = om_store_bytes(gc->srv->store);
     err = om_gc_run_env(&e, &res);

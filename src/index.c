@@ -86,7 +86,7 @@ static const char *const SQL_TEXT[S__COUNT] = {
                   " media_type = excluded.media_type, size = excluded.size,"
                   " fetched_at = excluded.fetched_at, checked_at = excluded.checked_at",
     [S_TAG_CHECKED] = "UPDATE tags SET checked_at = ?3 WHERE repo = ?1 AND tag = ?2",
-    [S_TAG_PULLED] = "UPDATE tags SET last_pulled = ?3, pull_count = pull_count + 1"
+    [S_TAG_PULLED] = "UPDATE tags SET last_pulled = MAX(last_pulled, ?3), pull_count = pull_count + ?4"
                      " WHERE repo = ?1 AND tag = ?2",
     [S_TAGS_LIST] = "SELECT tag FROM tags WHERE repo = ?1 AND tag > ?2"
                     " ORDER BY tag COLLATE BINARY LIMIT ?3",
@@ -98,14 +98,14 @@ static const char *const SQL_TEXT[S__COUNT] = {
                        " last_access = max(last_access, excluded.last_access)",
     [S_MANIFEST_REPO] = "INSERT OR IGNORE INTO manifest_repos(repo, digest) VALUES(?1, ?2)",
     [S_CHILD_PUT] = "INSERT OR IGNORE INTO manifest_children(parent, child) VALUES(?1, ?2)",
-    [S_MANIFEST_PULLED] = "UPDATE manifests SET last_access = ?2, pull_count = pull_count + 1"
+    [S_MANIFEST_PULLED] = "UPDATE manifests SET last_access = MAX(last_access, ?2), pull_count = pull_count + ?3"
                           " WHERE digest = ?1",
     [S_BLOB_PUT] = "INSERT INTO blobs(digest, size, created_at, last_access)"
                    " VALUES(?1, ?2, ?3, ?3)"
                    " ON CONFLICT(digest) DO UPDATE SET size = excluded.size,"
                    " last_access = max(last_access, excluded.last_access)",
     [S_BLOB_REPO] = "INSERT OR IGNORE INTO blob_repos(repo, digest) VALUES(?1, ?2)",
-    [S_BLOB_PULLED] = "UPDATE blobs SET last_access = ?2, pull_count = pull_count + 1"
+    [S_BLOB_PULLED] = "UPDATE blobs SET last_access = MAX(last_access, ?2), pull_count = pull_count + ?3"
                       " WHERE digest = ?1",
     [S_CATALOG] = "SELECT name FROM repos WHERE name > ?1 ORDER BY name COLLATE BINARY LIMIT ?2",
     [S_ROUTE_GET] = "SELECT upstream, canonical FROM routes WHERE name = ?1",
@@ -647,36 +647,68 @@ done:
     return err;
 }
 
+/* One note inside an open transaction; *changed counts content rows hit. */
+static int note_one(struct om_index *ix, const struct om_pull_note *pn, int *changed)
+{
+    static const enum stmt_id content[] = {S_MANIFEST_PULLED, S_BLOB_PULLED};
+    int err = OM_OK;
+    *changed = 0;
+    for (size_t i = 0; err == OM_OK && i < OM_ARRAY_LEN(content); i++) {
+        sqlite3_stmt *s = stmt(ix, content[i]);
+        bind_text(s, 1, pn->digest.str);
+        sqlite3_bind_int64(s, 2, pn->t_ms);
+        sqlite3_bind_int64(s, 3, pn->count);
+        err = run(ix, content[i]);
+        *changed += sqlite3_changes(ix->db);
+    }
+    if (err == OM_OK && pn->tag[0] != '\0') {
+        sqlite3_stmt *s = stmt(ix, S_TAG_PULLED);
+        bind_text(s, 1, pn->repo);
+        bind_text(s, 2, pn->tag);
+        sqlite3_bind_int64(s, 3, pn->t_ms);
+        sqlite3_bind_int64(s, 4, pn->count);
+        err = run(ix, S_TAG_PULLED);
+    }
+    return err;
+}
+
 int om_index_note_pull(struct om_index *ix, const char *repo, const char *tag,
                        const om_digest *d, int64_t now)
 {
-    static const enum stmt_id content[] = {S_MANIFEST_PULLED, S_BLOB_PULLED};
-    sqlite3_stmt *s;
-    int err, changed = 0;
-
+    struct om_pull_note pn = {.digest = *d, .t_ms = now, .count = 1};
     if (!om_index__digest_ok(d) || (tag != NULL && !om_index__repo_ok(repo)))
         return OM_ERR_INVALID;
+    if (tag != NULL) {
+        snprintf(pn.repo, sizeof(pn.repo), "%s", repo);
+        snprintf(pn.tag, sizeof(pn.tag), "%s", tag);
+    }
+    int changed = 0;
     pthread_mutex_lock(&ix->mu);
-    if ((err = tx_begin(ix)) != OM_OK)
-        goto done;
-    for (size_t i = 0; err == OM_OK && i < OM_ARRAY_LEN(content); i++) {
-        s = stmt(ix, content[i]);
-        bind_text(s, 1, d->str);
-        sqlite3_bind_int64(s, 2, now);
-        err = run(ix, content[i]);
-        changed += sqlite3_changes(ix->db);
-    }
-    if (err == OM_OK && tag != NULL) {
-        s = stmt(ix, S_TAG_PULLED);
-        bind_text(s, 1, repo);
-        bind_text(s, 2, tag);
-        sqlite3_bind_int64(s, 3, now);
-        err = run(ix, S_TAG_PULLED);
-    }
-    err = tx_end(ix, err);
+    int err = tx_begin(ix);
+    if (err == OM_OK)
+        err = tx_end(ix, note_one(ix, &pn, &changed));
+    pthread_mutex_unlock(&ix->mu);
     if (err == OM_OK && changed == 0)
         err = OM_ERR_NOTFOUND;
-done:
+    return err;
+}
+
+int om_index_note_pulls(struct om_index *ix, struct om_pull_note *notes, size_t n)
+{
+    pthread_mutex_lock(&ix->mu);
+    int err = tx_begin(ix);
+    if (err == OM_OK) {
+        for (size_t i = 0; err == OM_OK && i < n; i++) {
+            int changed = 0;
+            notes[i].found = false;
+            if (!om_index__digest_ok(&notes[i].digest) ||
+                (notes[i].tag[0] != '\0' && !om_index__repo_ok(notes[i].repo)))
+                continue;
+            err = note_one(ix, &notes[i], &changed);
+            notes[i].found = changed > 0;
+        }
+        err = tx_end(ix, err);
+    }
     pthread_mutex_unlock(&ix->mu);
     return err;
 }

@@ -92,6 +92,20 @@ int om_index_blob_put(struct om_index *ix, const char *repo, const om_digest *d,
 int om_index_note_pull(struct om_index *ix, const char *repo, const char *tag,
                        const om_digest *d, int64_t now);
 
+/* Many pull notes in one transaction (the pull statistics are batched in
+ * memory and flushed every few seconds: one write per flush, not one per
+ * request).  Sets notes[i].found when the digest is a known manifest or
+ * blob. */
+struct om_pull_note {
+    char repo[OM_NAME_MAX + 1];   /* with tag */
+    char tag[OM_TAG_MAX + 1];     /* "" = pulled by digest */
+    om_digest digest;
+    int64_t t_ms;                 /* latest pull */
+    uint32_t count;
+    bool found;
+};
+int om_index_note_pulls(struct om_index *ix, struct om_pull_note *notes, size_t n);
+
 /* ---- catalog ---- */
 /* Repository names, paged and called back exactly like om_index_tags_list. */
 int om_index_catalog(struct om_index *ix, const char *last, long n,

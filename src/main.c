@@ -2,6 +2,7 @@
  *
  *   ocimirror serve [-c FILE] [--listen ADDR] [--storage DIR]
  *   ocimirror check-config -c FILE
+ *   ocimirror fsck | gc | prefetch | client-config ...  (their own --help)
  *   ocimirror version
  *
  * Signals are blocked in every thread before any is started, and taken
@@ -29,7 +30,7 @@ static void usage(FILE *f)
             "usage: ocimirror serve [-c FILE] [--listen ADDR] [--storage DIR]\n"
             "       ocimirror check-config -c FILE\n"
             "       ocimirror fsck [-c FILE] [--repair]\n"
-            "       ocimirror gc [-c FILE]\n"
+            "       ocimirror gc [-c FILE] [--storage DIR] [--dry-run]\n"
             "       ocimirror prefetch [-c FILE] [--platform OS/ARCH]... [--mirror URL]\n"
             "                          IMAGE... | -f LIST\n"
             "       ocimirror client-config --for docker|containerd|crio|podman|k3s|kubeadm\n"

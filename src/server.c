@@ -31,6 +31,7 @@
 #include "admin.h"
 #include "gc.h"
 #include "log.h"
+#include "pullstats.h"
 #include "prefetch.h"
 #include "sdnotify.h"   /* issue-4 helper */
 
@@ -151,6 +152,12 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen
     return OM_OK;
 }
 
+/* A committed blob may push usage over the quota's high water mark. */
+static void nudge_gc(void *ud)
+{
+    om_gc_nudge(ud);
+}
+
 static unsigned cpu_count(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -169,11 +176,13 @@ void om_server_free(struct om_server *srv)
     if (srv->daemon != NULL) {
         om_flights_resume_all(srv);
         MHD_stop_daemon(srv->daemon);
-        /* After the daemon: no admin request can reach them any more. */
-        om_prefetch_stop(srv);
-        om_gc_stop(srv);
     }
+    /* After the daemon and the jobs: no admin request or download can reach
+     * them any more.  Both are no-ops when never started. */
+    om_prefetch_stop(srv);
+    om_gc_stop(srv);
     om_admin_free(srv);
+    om_pullstats_stop(srv->pulls);
     om_events_free(srv->events);
     om_fetch_table_free(srv->fetch);
     for (size_t i = 0; i < OM_MAX_UPSTREAMS; i++)
@@ -216,9 +225,12 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
     }
     if ((err = om_events_new(&srv->events)) != OM_OK)
         goto fail;
+    if ((err = om_pullstats_start(&srv->pulls, srv->index, srv->store, 2000)) != OM_OK)
+        goto fail;
     if ((err = om_fetch_table_new(&srv->fetch, cfg, srv->store, srv->index)) != OM_OK)
         goto fail;
     om_fetch_set_events(srv->fetch, srv->events);
+    om_fetch_set_commit_hook(srv->fetch, nudge_gc, srv);
     if ((err = om_admin_init(srv)) != OM_OK)
         goto fail;
     unsigned job_threads = cfg->limits.max_downloads ? cfg->limits.max_downloads / 2 : 32;

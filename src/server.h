@@ -60,6 +60,7 @@ struct om_server {
     int64_t started_ms;
     char *tls_cert_pem, *tls_key_pem;  /* owned, kept alive for MHD */
     struct om_events *events;          /* recent events ring (events.h) */
+    struct om_pullstats *pulls;        /* batched pull statistics (pullstats.h) */
     struct om_stats *stats;            /* owned by api_admin.c */
     struct om_gc *gc;                  /* owned by gc.c */
     struct om_prefetcher *prefetch;    /* owned by prefetch.c */

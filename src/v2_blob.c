@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "pullstats.h"
 
 #define BLOB_TYPE "application/octet-stream"
 
@@ -164,7 +165,9 @@ static struct MHD_Response *multipart_response(int fd, uint64_t size, const om_r
 
 /* ---- cached blobs --------------------------------------------------- */
 
-static void serve_cached(struct om_req *req, const om_digest *d, uint64_t size)
+/* Answer from the store.  False (no response set) when the blob vanished
+ * since the caller saw it (GC evicted it in between): fetch it instead. */
+static bool serve_cached(struct om_req *req, const om_digest *d, uint64_t size)
 {
     struct om_server *srv = req->srv;
     if (req->head) {
@@ -173,13 +176,11 @@ static void serve_cached(struct om_req *req, const om_digest *d, uint64_t size)
             blob_headers(r, d);
         set_resp(req, r, MHD_HTTP_OK, 0);
         req->cache = OM_CACHE_HIT;
-        return;
+        return true;
     }
     int fd = -1;
-    if (om_store_open_blob(srv->store, d, &fd, &size) != OM_OK) {
-        om_req_error(req, MHD_HTTP_NOT_FOUND, "BLOB_UNKNOWN", "blob unknown to registry");
-        return;
-    }
+    if (om_store_open_blob(srv->store, d, &fd, &size) != OM_OK)
+        return false;
     req->cache = OM_CACHE_HIT;
     const char *range = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Range");
     om_range_set rs;
@@ -187,7 +188,7 @@ static void serve_cached(struct om_req *req, const om_digest *d, uint64_t size)
     if (rerr == OM_ERR_NOTFOUND) {
         close(fd);
         range_not_satisfiable(req, size);
-        return;
+        return true;
     }
     struct MHD_Response *r;
     if (rerr == OM_OK && rs.n == 1) {
@@ -219,12 +220,10 @@ static void serve_cached(struct om_req *req, const om_digest *d, uint64_t size)
             close(fd);
         }
         set_resp(req, r, MHD_HTTP_OK, size);
-        if (req->canonical[0] != '\0' &&
-            om_index_note_pull(srv->index, req->canonical, NULL, d, om_now_ms()) ==
-                OM_ERR_NOTFOUND)
-            /* Committed just before a crash, never indexed: adopt it. */
-            om_index_blob_put(srv->index, req->canonical, d, size, om_now_ms());
+        if (req->canonical[0] != '\0')
+            om_pullstats_note(srv->pulls, req->canonical, NULL, d, om_now_ms());
     }
+    return true;
 }
 
 /* ---- streaming from a download -------------------------------------- */
@@ -389,10 +388,8 @@ static void blob_job(void *arg)
 
     /* It may have been committed while this job waited in the queue. */
     uint64_t size = 0;
-    if (om_store_has(srv->store, d, &size)) {
-        serve_cached(req, d, size);
+    if (om_store_has(srv->store, d, &size) && serve_cached(req, d, size))
         goto done;
-    }
     struct om_fetch_src src = {srv->up[c->upstream], c->remote, c->canonical};
     struct om_fetch *f = NULL;
     bool joined = false;
@@ -430,10 +427,9 @@ enum MHD_Result om_v2_blob(struct om_req *req)
 {
     struct om_server *srv = req->srv;
     uint64_t size = 0;
-    if (om_store_has(srv->store, &req->p.ref.digest, &size)) {
-        serve_cached(req, &req->p.ref.digest, size);
+    if (om_store_has(srv->store, &req->p.ref.digest, &size) &&
+        serve_cached(req, &req->p.ref.digest, size))
         return queue(req);
-    }
     req->phase = 1;
     MHD_suspend_connection(req->conn);
     if (om_jobs_submit(srv->jobs, blob_job, req) != OM_OK) {

@@ -20,9 +20,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gc.h"
 #include "hash.h"
 #include "log.h"
 #include "manifest.h"
+#include "pullstats.h"
 
 #define ACCEPT_ALL                                                         \
     "application/vnd.oci.image.index.v1+json, "                            \
@@ -225,8 +227,8 @@ static void note_pull(struct om_req *req, const om_digest *d)
 {
     if (req->canonical[0] == '\0' || req->head)
         return;
-    om_index_note_pull(req->srv->index, req->canonical,
-                       req->p.ref.is_digest ? NULL : req->p.ref.tag, d, om_now_ms());
+    om_pullstats_note(req->srv->pulls, req->canonical,
+                      req->p.ref.is_digest ? NULL : req->p.ref.tag, d, om_now_ms());
 }
 
 /* ---- the cache-only path (HTTP thread) ------------------------------ */
@@ -364,6 +366,7 @@ static got_kind fetch_manifest(struct om_req *req, size_t ci, const char *ref,
         res->candidate = ci;
         goto done;
     }
+    om_gc_nudge(srv);
     om_digest *children = calloc(2 * OM_MANIFEST_MAX_ENTRIES + 1, sizeof(*children));
     size_t nch = children ? om_manifest_children(&m, children, 2 * OM_MANIFEST_MAX_ENTRIES + 1) : 0;
     om_manifest_free(&m);

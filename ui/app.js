@@ -325,13 +325,14 @@
     const inflight = h('div', { class: 'inflight', 'data-t': 'inflight' });
     const ups = h('div', { 'data-t': 'upstreams' });
     const prefetch = h('div', { 'data-t': 'prefetch' });
+    const pfForm = prefetchForm(ctx);
     const events = h('div', { 'data-t': 'events' });
     const cardsErr = h('div');
     view.append(cardsErr, cards,
       section(t('dash.chart'), chart),
       section(t('dash.inflight'), inflight),
       section(t('dash.upstreams'), ups),
-      section(t('dash.prefetch'), prefetch),
+      section(t('dash.prefetch'), prefetch, pfForm),
       section(t('dash.events'), events));
 
     poll(ctx, 5000, async () => {
@@ -361,7 +362,8 @@
       } catch (e) {
         if (!(e instanceof ApiError) || e.status !== 404) throw e;
       }
-      return renderPrefetch(r ? arr(r.jobs) : null, ctx);
+      pfForm.hidden = r === null;
+      return renderPrefetch(r ? arr(r.jobs) : null);
     }));
     poll(ctx, 5000, async () => renderSafely(events, async () => {
       const r = await api('/api/v1/events?limit=20', { signal: ctx.ac.signal });
@@ -541,39 +543,46 @@
     ]), { id: 'events', caption: t('dash.events') });
   }
 
-  function renderPrefetch(jobs, ctx) {
-    const box = h('div');
-    if (jobs === null) {
-      box.append(h('p', { class: 'muted' }, t('pf.unavailable')));
-      return box;
-    }
-    if (jobs.length === 0) box.append(h('p', { class: 'muted empty' }, t('pf.none')));
-    else {
-      box.append(table(
-        [{ label: t('pf.state') }, { label: t('pf.images') }, { label: t('pf.progress') }, { label: t('pf.started') }],
-        jobs.slice(0, 10).map((j) => {
-          const n = arr(j.images).length, done = (j.done || 0) + (j.failed || 0);
-          const state = String(j.state || '');
-          return [
+  const errText = (e) => (typeof e === 'string' ? e : e && typeof e === 'object'
+    ? [e.image, e.message || e.error].filter(Boolean).join(': ') || JSON.stringify(e) : String(e));
+
+  function renderPrefetch(jobs) {
+    if (jobs === null) return h('p', { class: 'muted' }, t('pf.unavailable'));
+    if (jobs.length === 0) return h('p', { class: 'muted empty' }, t('pf.none'));
+    return table(
+      [{ label: t('pf.state') }, { label: t('pf.images') }, { label: t('pf.progress') }, { label: t('pf.started') }],
+      jobs.slice(0, 10).map((j) => {
+        const n = arr(j.images).length, done = (j.done || 0) + (j.failed || 0);
+        const state = String(j.state || '');
+        return {
+          attrs: { 'data-id': j.id || '', 'data-state': state },
+          cells: [
             badge(t('pf.st.' + state) === 'pf.st.' + state ? state : t('pf.st.' + state),
               state === 'failed' ? 'bad' : state === 'done' ? 'ok' : 'info'),
             h('div', { class: 'break' }, arr(j.images).join(', '),
-              arr(j.errors).length ? h('div', { class: 'small error-text' }, arr(j.errors).join('; ')) : null),
+              arr(j.errors).length ? h('div', { class: 'small error-text' }, arr(j.errors).map(errText).join('; ')) : null),
             h('div', null, meter(n > 0 ? (100 * done) / n : null, t('pf.progress')),
-              h('span', { class: 'small muted' }, t('pf.count', { done: fmtNum(j.done || 0), failed: fmtNum(j.failed || 0), n: fmtNum(n) }))),
+              h('span', { class: 'small muted' }, t('pf.count', { done: fmtNum(j.done || 0), failed: fmtNum(j.failed || 0), n: fmtNum(n) }),
+                isNum(j.bytes) && j.bytes > 0 ? ' · ' + fmtBytes(j.bytes) : '',
+                j.current ? ' · ' + String(j.current) : '')),
             timeEl(j.started_ms),
-          ];
-        }), { id: 'prefetch' }));
-    }
-    box.append(prefetchForm(ctx));
-    return box;
+          ],
+        };
+      }), { id: 'prefetch' });
   }
 
-  let prefetchOpen = false;
+  /* The form outlives re-renders (polling, the token prompt): its state
+   * lives here. */
+  const pfDraft = { open: false, images: '', platforms: '', result: null };
   function prefetchForm(ctx) {
     const images = h('textarea', { id: 'pf-images', rows: '3', placeholder: 'nginx:1.25\nregistry.k8s.io/pause:3.9', spellcheck: 'false' });
     const plats = h('input', { id: 'pf-platforms', type: 'text', placeholder: 'linux/amd64, linux/arm64', spellcheck: 'false' });
-    const out = h('div', { 'aria-live': 'polite' });
+    images.value = pfDraft.images;
+    plats.value = pfDraft.platforms;
+    images.addEventListener('input', () => { pfDraft.images = images.value; });
+    plats.addEventListener('input', () => { pfDraft.platforms = plats.value; });
+    const out = h('div', { 'aria-live': 'polite', id: 'pf-result' });
+    if (pfDraft.result) out.append(pfDraft.result);
     const form = h('form', { class: 'stack' },
       h('label', { for: 'pf-images' }, t('pf.images.label')), images,
       h('label', { for: 'pf-platforms' }, t('pf.platforms.label')), plats,
@@ -582,21 +591,23 @@
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       const list = images.value.split(/[\s,]+/).filter(Boolean);
-      if (list.length === 0) { out.replaceChildren(h('p', { class: 'error' }, t('pf.empty'))); return; }
+      const say = (el) => { pfDraft.result = el; out.replaceChildren(el); };
+      if (list.length === 0) { say(h('p', { class: 'error' }, t('pf.empty'))); return; }
       const body = { images: list };
       const p = plats.value.split(/[\s,]+/).filter(Boolean);
       if (p.length) body.platforms = p;
       try {
         const r = await api('/api/v1/prefetch', { method: 'POST', body, signal: ctx.ac.signal });
-        out.replaceChildren(h('p', { class: 'ok-text' }, t('pf.queued', { id: r.id || '' })));
+        say(h('p', { class: 'ok-text' }, t('pf.queued', { id: r.id || '' })));
         images.value = '';
+        pfDraft.images = '';
       } catch (e) {
-        if (e.name !== 'AbortError') out.replaceChildren(errorBox(e));
+        if (e.name !== 'AbortError') say(errorBox(e));
       }
     });
     const det = h('details', { class: 'pfform' }, h('summary', null, t('pf.new')), form);
-    if (prefetchOpen) det.open = true;
-    det.addEventListener('toggle', () => { prefetchOpen = det.open; });
+    if (pfDraft.open) det.open = true;
+    det.addEventListener('toggle', () => { pfDraft.open = det.open; });
     return det;
   }
 
@@ -957,11 +968,11 @@
   function whyText(r) {
     const codes = { ns: 'why.ns', prefix: 'why.prefix', rewrite: 'why.rewrite', search: 'why.search' };
     const key = codes[String(r.why_code || '')];
-    const main = key ? t(key) : String(r.why || '—');
+    const main = key ? t(key) : '';
     const rw = r.rewrite && typeof r.rewrite === 'object' ? r.rewrite : null;
     return h('span', null, main,
       rw ? h('span', null, ' ', h('code', { class: 'break' }, String(rw.match || '') + ' → ' + String(rw.target || ''))) : null,
-      key && r.why && lang !== 'en' ? h('span', { class: 'muted small', lang: 'en' }, ' (' + String(r.why) + ')') : null);
+      key ? null : String(r.why || '—'));
   }
 
   function renderRoute(r, ref) {

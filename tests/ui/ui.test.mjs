@@ -356,11 +356,51 @@ describe('the web UI against a real mirror', () => {
         await page.waitForSelector(ready);
         const width = await page.evaluate(() => document.documentElement.scrollWidth);
         assert.ok(width <= 375, `${lang} ${name}: the page is ${width} px wide`);
+        // Accessible basics: every control is labelled, every button and
+        // link has a name, images have alt text.
+        const unnamed = await page.evaluate(() => [
+          ...[...document.querySelectorAll('input, select, textarea')].filter((e) => !e.labels.length && !e.getAttribute('aria-label')).map((e) => 'control ' + e.id),
+          ...[...document.querySelectorAll('button, a[href]')].filter((e) => !(e.getAttribute('aria-label') || e.textContent.trim())).map((e) => e.tagName + ' ' + e.outerHTML.slice(0, 60)),
+          ...[...document.querySelectorAll('img')].filter((e) => !e.hasAttribute('alt')).map((e) => 'img ' + e.src),
+        ]);
+        assert.deepEqual(unnamed, [], `${lang} ${name}`);
         await shot(page, `phone-${lang}-${name}`);
       }
       await noErrors(page);
       await ctx.close();
     }
+  });
+
+  test('a prefetch started from the dashboard asks for the token, runs and shows its progress', async () => {
+    const { ctx, page } = await newPage(browser);
+    const image = 'registry.k8s.io/shared:1';
+    await page.goto(base + '/#/');
+    await page.click('details.pfform summary');
+    await page.fill('#pf-images', image);
+    await page.fill('#pf-platforms', 'linux/amd64');
+    await page.click('details.pfform button[type="submit"]');
+    // Starting a prefetch needs the admin token: the page asks for it.
+    await page.waitForSelector('#auth:not([hidden]) #auth-token');
+    await page.fill('#auth-token', world.token);
+    await page.click('#auth-form button[type="submit"]');
+    await page.waitForSelector('details.pfform[open]');
+    assert.equal(await page.inputValue('#pf-images'), image, 'what was typed survives the token prompt');
+    await page.click('details.pfform button[type="submit"]');
+    await page.waitForSelector('#pf-result .ok-text');
+    const id = (await page.textContent('#pf-result .ok-text')).match(/job (\S+)\)/)[1];
+    const job = await eventually(async () => {
+      const j = (await api('/api/v1/prefetch')).jobs.find((x) => x.id === id);
+      assert.ok(j && j.state === 'done', JSON.stringify(j));
+      return j;
+    }, 60000, 500);
+    assert.deepEqual(job.images, [image]);
+    const row = `table[data-t="prefetch"] tr[data-id="${id}"][data-state="done"]`;
+    await page.waitForSelector(row, { timeout: 15000 });
+    const text = await page.textContent(row);
+    assert.ok(text.includes(image) && text.includes(`${job.done} done, ${job.failed} failed of 1`), text);
+    assert.equal((await api('/api/v1/repositories?q=registry.k8s.io/shared')).total, 1, 'the image is now cached');
+    await noErrors(page);
+    await ctx.close();
   });
 
   test('a download in progress shows on the dashboard with its progress', async () => {
