@@ -34,6 +34,7 @@
 
 struct om_flight;
 struct om_events;
+struct om_mcache;
 struct om_stats;      /* admin.h: request statistics (api_admin) */
 struct om_gc;         /* gc.h */
 struct om_prefetcher; /* prefetch.h */
@@ -61,6 +62,7 @@ struct om_server {
     char *tls_cert_pem, *tls_key_pem;  /* owned, kept alive for MHD */
     struct om_events *events;          /* recent events ring (events.h) */
     struct om_pullstats *pulls;        /* batched pull statistics (pullstats.h) */
+    struct om_mcache *mcache;          /* manifest hot-path cache (mcache.h) */
     struct om_stats *stats;            /* owned by api_admin.c */
     struct om_gc *gc;                  /* owned by gc.c */
     struct om_prefetcher *prefetch;    /* owned by prefetch.c */
@@ -145,6 +147,9 @@ enum MHD_Result om_v2_referrers(struct om_req *req);
  * a cached search decision and negative entries.  Writes indexes into
  * req->route.c[] to `order`, returns the count. */
 size_t om_v2_candidates(struct om_req *req, size_t order[OM_MAX_UPSTREAMS], bool *decided);
+/* A remembered search decision for a requested name (memory, then index). */
+bool om_v2_route_lookup(struct om_server *srv, const char *name, char *up, size_t upsz,
+                        char *canonical, size_t cansz);
 /* Record the outcome of probing candidate i: found or not. */
 void om_v2_note_probe(struct om_req *req, size_t i, bool found, bool decided);
 

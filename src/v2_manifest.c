@@ -24,6 +24,7 @@
 #include "hash.h"
 #include "log.h"
 #include "manifest.h"
+#include "mcache.h"
 #include "pullstats.h"
 
 #define ACCEPT_ALL                                                         \
@@ -191,15 +192,25 @@ static resp_result respond_manifest(struct om_req *req, const om_digest *d, cons
     case NEG_SERVE:
         break;
     }
+    char *buf = NULL;
+    size_t len = 0;
+    char cached_mt[OM_MEDIA_TYPE_MAX + 1];
+    bool in_memory = om_mcache_manifest_get(srv->mcache, d, &buf, &len, cached_mt,
+                                            sizeof(cached_mt));
     if (req->head) {
-        if (!om_store_has(srv->store, d, &size))
+        free(buf);
+        if (in_memory)
+            size = len;
+        else if (!om_store_has(srv->store, d, &size))
             goto gone;
         r = om_http_head(media_type, size);
     } else {
-        char *buf = NULL;
-        size_t len = 0;
-        if (om_store_read(srv->store, d, srv->cfg->limits.max_manifest_bytes, &buf, &len) != OM_OK)
-            goto gone;
+        if (!in_memory) {
+            if (om_store_read(srv->store, d, srv->cfg->limits.max_manifest_bytes, &buf, &len) !=
+                OM_OK)
+                goto gone;
+            om_mcache_manifest_put(srv->mcache, d, buf, len, media_type);
+        }
         r = MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);
         if (r == NULL) {
             free(buf);
@@ -238,12 +249,19 @@ static bool serve_from_cache(struct om_req *req)
     struct om_server *srv = req->srv;
     if (req->p.ref.is_digest) {
         struct om_manifest_rec mr;
-        if (om_index_manifest_get(srv->index, &req->p.ref.digest, &mr) != OM_OK)
+        char *buf = NULL;
+        size_t len = 0;
+        if (om_mcache_manifest_get(srv->mcache, &req->p.ref.digest, &buf, &len, mr.media_type,
+                                   sizeof(mr.media_type))) {
+            mr.size = len;
+            free(buf);
+        } else if (om_index_manifest_get(srv->index, &req->p.ref.digest, &mr) != OM_OK) {
             return false;
+        }
         if (req->canonical[0] == '\0' && req->route.kind == OM_ROUTE_SEARCH) {
             char up[64];
-            if (om_index_route_get(srv->index, req->p.name, up, sizeof(up), req->canonical,
-                                   sizeof(req->canonical)) == OM_OK)
+            if (om_v2_route_lookup(srv, req->p.name, up, sizeof(up), req->canonical,
+                                   sizeof(req->canonical)))
                 snprintf(req->upstream, sizeof(req->upstream), "%s", up);
         }
         om_digest child;
@@ -259,14 +277,17 @@ static bool serve_from_cache(struct om_req *req)
     }
     if (req->canonical[0] == '\0') {
         char up[64];
-        if (om_index_route_get(srv->index, req->p.name, up, sizeof(up), req->canonical,
-                               sizeof(req->canonical)) != OM_OK)
+        if (!om_v2_route_lookup(srv, req->p.name, up, sizeof(up), req->canonical,
+                                sizeof(req->canonical)))
             return false;
         snprintf(req->upstream, sizeof(req->upstream), "%s", up);
     }
     struct om_tag_rec tr;
-    if (om_index_tag_get(srv->index, req->canonical, req->p.ref.tag, &tr) != OM_OK)
-        return false;
+    if (!om_mcache_tag_get(srv->mcache, req->canonical, req->p.ref.tag, &tr)) {
+        if (om_index_tag_get(srv->index, req->canonical, req->p.ref.tag, &tr) != OM_OK)
+            return false;
+        om_mcache_tag_put(srv->mcache, req->canonical, req->p.ref.tag, &tr);
+    }
     if (om_now_ms() - tr.checked_at >= (int64_t)srv->cfg->tag_ttl_ms)
         return false;
     om_digest child;
@@ -374,8 +395,14 @@ static got_kind fetch_manifest(struct om_req *req, size_t ci, const char *ref,
     om_index_manifest_put(srv->index, c->canonical, &got, res->media_type, resp.body_len, children,
                           nch, now);
     free(children);
-    if (want == NULL)
+    om_mcache_manifest_put(srv->mcache, &got, resp.body, resp.body_len, res->media_type);
+    if (want == NULL) {
         om_index_tag_put(srv->index, c->canonical, ref, &got, res->media_type, resp.body_len, now);
+        struct om_tag_rec tr = {.digest = got, .size = resp.body_len, .fetched_at = now,
+                                .checked_at = now};
+        snprintf(tr.media_type, sizeof(tr.media_type), "%s", res->media_type);
+        om_mcache_tag_put(srv->mcache, c->canonical, ref, &tr);
+    }
     res->digest = got;
     res->size = resp.body_len;
     res->status = MHD_HTTP_OK;
@@ -410,7 +437,10 @@ static bool revalidate(struct om_req *req, size_t ci, const struct om_tag_rec *t
     res->status = MHD_HTTP_OK;
     res->candidate = ci;
     if (kind == GOT_OK && strcmp(resp.docker_digest, tr->digest.str) == 0) {
-        om_index_tag_checked(srv->index, c->canonical, req->p.ref.tag, om_now_ms());
+        struct om_tag_rec fresh = *tr;
+        fresh.checked_at = om_now_ms();
+        om_index_tag_checked(srv->index, c->canonical, req->p.ref.tag, fresh.checked_at);
+        om_mcache_tag_put(srv->mcache, c->canonical, req->p.ref.tag, &fresh);
         res->cache = OM_CACHE_HIT;
         final = true;
     } else if (kind == GOT_UNAVAILABLE || kind == GOT_TOOMANY) {

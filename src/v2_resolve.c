@@ -14,6 +14,18 @@
 #include <string.h>
 
 #include "log.h"
+#include "mcache.h"
+
+bool om_v2_route_lookup(struct om_server *srv, const char *name, char *up, size_t upsz,
+                        char *canonical, size_t cansz)
+{
+    if (om_mcache_route_get(srv->mcache, name, up, upsz, canonical, cansz))
+        return true;
+    if (om_index_route_get(srv->index, name, up, upsz, canonical, cansz) != OM_OK)
+        return false;
+    om_mcache_route_put(srv->mcache, name, up, canonical);
+    return true;
+}
 
 size_t om_v2_candidates(struct om_req *req, size_t order[OM_MAX_UPSTREAMS], bool *decided)
 {
@@ -25,7 +37,7 @@ size_t om_v2_candidates(struct om_req *req, size_t order[OM_MAX_UPSTREAMS], bool
         return 1;
     }
     char up[64], canon[OM_NAME_MAX + 1];
-    if (om_index_route_get(srv->index, req->p.name, up, sizeof(up), canon, sizeof(canon)) == OM_OK) {
+    if (om_v2_route_lookup(srv, req->p.name, up, sizeof(up), canon, sizeof(canon))) {
         for (size_t i = 0; i < rt->n; i++) {
             if (strcmp(srv->cfg->upstreams[rt->c[i].upstream].name, up) == 0) {
                 order[0] = i;
@@ -54,6 +66,7 @@ void om_v2_note_probe(struct om_req *req, size_t i, bool found, bool decided)
         snprintf(req->upstream, sizeof(req->upstream), "%s", uname);
         if (!decided) {
             om_index_route_put(srv->index, req->p.name, uname, c->canonical, om_now_ms());
+            om_mcache_route_put(srv->mcache, req->p.name, uname, c->canonical);
             om_log_kv(OM_LOG_INFO, "route decided", "name", req->p.name, "upstream", uname,
                       "canonical", c->canonical, "why", "search order: first upstream that has it",
                       NULL);
