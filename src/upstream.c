@@ -387,6 +387,10 @@ static CURLcode common_setup(struct om_upstream *u, CURL *h, char *errbuf)
     SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
     SET(CURLOPT_LOW_SPEED_TIME, LOW_SPEED_TIME_S);
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
+    /* Each pooled handle keeps at most two idle connections (the upstream
+     * and its token realm), so idle upstream sockets stay bounded by the
+     * pool size rather than growing with bursts of downloads. */
+    SET(CURLOPT_MAXCONNECTS, 2L);
     SET(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);   /* proxy CONNECT answers are not ours */
     SET(CURLOPT_USERAGENT, u->user_agent);
     SET(CURLOPT_SSL_VERIFYPEER, cfg->insecure_skip_verify ? 0L : 1L);

@@ -43,6 +43,12 @@ CLIENTS = 200
 RSS_TOLERANCE = 0.25
 ASAN_RSS_TOLERANCE = 1.0
 FD_TOLERANCE = 0.25
+# Under ASan everything is slower, so more downloads overlap and libcurl's
+# handle pool (bounded: 16 idle handles per upstream, each with at most two
+# connections and a wake-up socketpair) may still be filling at the later
+# checkpoints.  Bounded growth, not a leak; the idle check below still
+# catches a leak.
+ASAN_FD_TOLERANCE = 0.6
 IDLE_SOCKET_SLACK = 200
 
 
@@ -67,8 +73,9 @@ class SoakTest(WorldTestCase):
 
         fds = res["fds"]
         self.assertIsNotNone(fds["dev"], "too few fd samples:\n%s" % text)
-        self.assertLessEqual(fds["dev"], FD_TOLERANCE,
-                             "open fds not flat within ±%d%%:\n%s" % (FD_TOLERANCE * 100, text))
+        ftol = ASAN_FD_TOLERANCE if sanitized else FD_TOLERANCE
+        self.assertLessEqual(fds["dev"], ftol,
+                             "open fds not flat within ±%d%%:\n%s" % (ftol * 100, text))
         rss = res["rss"]
         tol = ASAN_RSS_TOLERANCE if sanitized else RSS_TOLERANCE
         self.assertIsNotNone(rss["dev"], "too few RSS samples:\n%s" % text)
