@@ -307,7 +307,9 @@ static void serve_streaming(struct om_req *req, const om_digest *d, struct om_fe
             status = MHD_HTTP_PARTIAL_CONTENT;
         }
     }
-    struct MHD_Response *r = MHD_create_response_from_callback(s->len, 64 * 1024, stream_read, s,
+    /* 16 KiB a connection: the buffer every client following a download
+     * holds, so it bounds memory with many clients on one cold blob. */
+    struct MHD_Response *r = MHD_create_response_from_callback(s->len, 16 * 1024, stream_read, s,
                                                                stream_free);
     if (r == NULL) {
         stream_free(s);
