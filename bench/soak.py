@@ -13,7 +13,8 @@ Passes (exit 0) when there were 0 errors, the mirror is alive, after the
 warm-up every RSS sample and the open fds at every quiescent checkpoint
 (clients paused, nothing in flight: a sample under load also counts one
 blob fd per response in flight) are within ±tolerance of their median
-(default ±10%), and, idle again after the run: no client connection left
+(default ±10%), the file fds at those checkpoints stay the same (±2), and,
+idle again after the run: no client connection left
 open, exactly as many non-socket fds as before the run, and other sockets
 grown by at most --idle-socket-slack.  The engine is tests/e2e/lib/bench_soak.py; the CI test
 is tests/e2e/test_soak.py.
@@ -94,6 +95,9 @@ def main():
             f = res[key]
             if f["dev"] is None or f["dev"] > tol:
                 problems.append("%s not flat within ±%.0f%%: %r" % (key, tol * 100, f))
+        files = [q[7] for q in res["quiescent"] if q[0] >= res["warmup_s"]]
+        if files and max(files) - min(files) > 2:
+            problems.append("file fds at the quiescent checkpoints changed: %s" % files)
         problems += idle_problems(res, args.idle_socket_slack)
         reports = m.sanitizer_reports()
         if reports:

@@ -612,6 +612,51 @@ static int h_upstreams(struct om_cfg_ctx *c, void *obj, struct fy_node *key, str
     return rc;
 }
 
+#define REGEX_QUANTIFIERS_MAX 16
+
+/* glibc's regcomp can take gigabytes or minutes on stacked quantifiers
+ * (`a++++`, `(a)***`), whatever the pattern's length.  Refuse a quantifier
+ * that follows a quantifier, and more than a few quantifiers in all; a
+ * repository-name rewrite never needs either.  NULL when acceptable. */
+static const char *regex_too_costly(const char *re)
+{
+    unsigned count = 0;
+    bool prev_quant = false;
+    for (const char *p = re; *p != '\0'; p++) {
+        bool quant = false;
+        if (*p == '\\' && p[1] != '\0') {
+            p++;
+        } else if (*p == '*' || *p == '+' || *p == '?') {
+            quant = true;
+        } else if (*p == '{') {
+            const char *q = p + 1;
+            while ((*q >= '0' && *q <= '9') || *q == ',')
+                q++;
+            if (*q == '}' && q > p + 1) {
+                char *end;
+                for (const char *n = p + 1; n < q;) {
+                    unsigned long v = strtoul(n, &end, 10);
+                    if (end == n)
+                        end++;
+                    else if (v > 255)
+                        return "a {n,m} bound over 255";
+                    n = end;
+                }
+                quant = true;
+                p = q;
+            }
+        }
+        if (quant) {
+            if (prev_quant)
+                return "a quantifier right after a quantifier";
+            if (++count > REGEX_QUANTIFIERS_MAX)
+                return "more than 16 quantifiers";
+        }
+        prev_quant = quant;
+    }
+    return NULL;
+}
+
 /* Compile r->match (r->re is then r's to regfree on success only); check
  * that target's \N name groups that exist (route.c expands \1..\9). */
 static int finish_rewrite(struct om_cfg_ctx *c, struct om_rewrite_cfg *r, struct fy_node *item,
@@ -629,6 +674,11 @@ static int finish_rewrite(struct om_cfg_ctx *c, struct om_rewrite_cfg *r, struct
     }
     if (strlen(r->match) > REGEX_MAX) {
         om_cfg_report(c, match_v, item, "match is longer than %d bytes", REGEX_MAX);
+        goto done;
+    }
+    const char *costly = regex_too_costly(r->match);
+    if (costly != NULL) {
+        om_cfg_report(c, match_v, item, "match is too costly to compile: %s", costly);
         goto done;
     }
     if ((ec = regcomp(&r->re, r->match, REG_EXTENDED)) != 0) {

@@ -405,6 +405,47 @@ static int syntax_error(struct om_cfg_ctx *c, struct fy_diag *diag)
     return report_at(c, line, col, msg);
 }
 
+/* Offset of the first byte that is not well-formed UTF-8 (RFC 3629: no
+ * overlongs, no surrogates, ≤ U+10FFFF) or NUL; len when all is well. */
+static size_t utf8_invalid_at(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = p[i];
+        size_t n;
+        unsigned min;
+        if (c == 0)
+            return i;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 1;
+            min = 0x80;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2;
+            min = 0x800;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3;
+            min = 0x10000;
+        } else {
+            return i;
+        }
+        unsigned cp = c & (0x3fu >> n);
+        for (size_t k = 1; k <= n; k++) {
+            if (i + k >= len || (p[i + k] & 0xc0) != 0x80)
+                return i;
+            cp = (cp << 6) | (p[i + k] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return i;
+        i += n + 1;
+    }
+    return len;
+}
+
 int om_config_parse(struct om_config **out, const char *yaml, size_t len,
                     const char *name, char *err, size_t errlen)
 {
@@ -422,6 +463,21 @@ int om_config_parse(struct om_config **out, const char *yaml, size_t len,
         err[0] = '\0';
     if (len > OM_CONFIG_MAX_BYTES) {
         rc = report_at(&c, 1, 1, "config is larger than 1 MiB");
+        goto done;
+    }
+    size_t bad = utf8_invalid_at(yaml, len);
+    if (bad < len) {
+        int line = 1, col = 1;
+        for (size_t i = 0; i < bad; i++) {
+            if (yaml[i] == '\n') {
+                line++;
+                col = 1;
+            } else {
+                col++;
+            }
+        }
+        /* libfyaml 0.7.12 loops or silently stops at such a byte. */
+        rc = report_at(&c, line, col, "not UTF-8 (YAML must be UTF-8)");
         goto done;
     }
     if ((rc = om_config_default(&cfg)) != OM_OK)

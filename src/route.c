@@ -84,6 +84,11 @@ static int add_candidate(struct om_route *out, const struct om_config *cfg, size
 
     if (out->n >= OM_MAX_UPSTREAMS || u->name == NULL || rlen == 0)
         goto done;
+    /* What goes upstream must be a plain repository name: a host:port
+     * component left over (ns for one registry, a prefix naming another)
+     * is refused here, never asked of the upstream or indexed. */
+    if (!om_ref_name_valid(remote, rlen))
+        goto done;
     lib = u->is_docker_hub && memchr(remote, '/', rlen) == NULL;
     plen = lib ? strlen(LIBRARY_PREFIX) : 0;
     ulen = strlen(u->name);

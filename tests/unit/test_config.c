@@ -1406,9 +1406,62 @@ static void cleanup_tmpdir(void)
     rmdir(tmpdir);
 }
 
+/* Fuzzing findings F1-F3 (docs/fuzzing.md): bytes that are not UTF-8 are
+ * refused with their position (libfyaml would hang or silently stop), and
+ * rewrite patterns that would make regcomp explode are refused. */
+static void test_config__input_that_is_not_utf8_is_refused_with_its_position(void)
+{
+    static const struct {
+        const char *yaml;
+        size_t len;
+        const char *where;
+    } t[] = {
+        {"%\xa2", 2, "t.yaml:1:2:"},
+        {"listen: \"127.0.0.1:5000\"\n# caf\xe9\ntag_ttl: 1s\n", 41, "t.yaml:2:6:"},
+        {"tag_ttl: 1s\n\xc0\xaf\n", 14, "t.yaml:2:1:"},          /* overlong */
+        {"tag_ttl: 1s\n\xed\xa0\x80\n", 15, "t.yaml:2:1:"},     /* surrogate */
+        {"tag_ttl: 1s\n\0\n", 14, "t.yaml:2:1:"},
+    };
+    for (size_t i = 0; i < OM_ARRAY_LEN(t); i++) {
+        struct om_config *cfg = NULL;
+        char err[512] = "";
+        CHECK_EQ_INT(om_config_parse(&cfg, t[i].yaml, t[i].len, "t.yaml", err, sizeof(err)),
+                     OM_ERR_INVALID);
+        CHECK(cfg == NULL);
+        if (strncmp(err, t[i].where, strlen(t[i].where)) != 0)
+            fprintf(stderr, "case %zu: %s\n", i, err);
+        CHECK(strncmp(err, t[i].where, strlen(t[i].where)) == 0);
+    }
+    struct om_config *cfg = parse_ok("# caf\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x90\xb3\ntag_ttl: 1s\n");
+    om_config_free(cfg);
+}
+
+static void test_config__rewrite_patterns_too_costly_to_compile_are_refused(void)
+{
+    static const char *bad[] = {"^a++$", "^(a)**$", "^a*?$", "^a{2}{3}$", "^a{1000}$",
+                                "^a?b?c?d?e?f?g?h?i?j?k?l?m?n?o?p?q?$"};
+    for (size_t i = 0; i < OM_ARRAY_LEN(bad); i++) {
+        char yaml[256];
+        snprintf(yaml, sizeof(yaml), "rewrites:\n  - match: \"%s\"\n    target: quay.io/x\n",
+                 bad[i]);
+        struct om_config *cfg = NULL;
+        char err[512] = "";
+        CHECK_EQ_INT(om_config_parse(&cfg, yaml, strlen(yaml), "t.yaml", err, sizeof(err)),
+                     OM_ERR_INVALID);
+        CHECK(strstr(err, "t.yaml:2:") == err && strstr(err, "too costly") != NULL);
+    }
+    struct om_config *cfg =
+        parse_ok("rewrites:\n  - match: \"^(mirror/)?coredns(-[a-z]+)*$\"\n"
+                 "    target: registry.k8s.io/coredns/coredns\n  - match: \"^a\\\\++$\"\n"
+                 "    target: quay.io/x\n");
+    om_config_free(cfg);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_config.XXXXXX");
+    RUN(test_config__input_that_is_not_utf8_is_refused_with_its_position);
+    RUN(test_config__rewrite_patterns_too_costly_to_compile_are_refused);
     if (mkdtemp(tmpdir) == NULL) {
         perror("mkdtemp");
         return 1;

@@ -434,8 +434,24 @@ static void test_route__why_has_a_sentence_for_every_step(void)
     CHECK_EQ_STR(om_route_why_str(OM_WHY_SEARCH), "search order");
 }
 
+/* Fuzzing finding F4: a host:port first component that is not the ns
+ * upstream must not become part of a remote name. */
+static void test_route__a_host_port_component_never_reaches_an_upstream_name(void)
+{
+    struct om_config *dc = NULL;
+    CHECK_EQ_INT(om_config_default(&dc), OM_OK);
+    struct om_route r;
+    CHECK_EQ_INT(om_route_resolve(&r, dc, "localhost:5000/team/app", "docker.io"), OM_ERR_INVALID);
+    CHECK_EQ_INT(r.n, 0);
+    CHECK_EQ_INT(om_route_resolve(&r, dc, "localhost:5000/team/app", NULL), OM_ERR_NOTFOUND);
+    CHECK_EQ_INT(om_route_resolve(&r, dc, "docker.io/team/app", "docker.io"), OM_OK);
+    CHECK_EQ_STR(r.c[0].remote, "team/app");
+    om_config_free(dc);
+}
+
 int main(void)
 {
+    RUN(test_route__a_host_port_component_never_reaches_an_upstream_name);
     RUN(test_route__the_promised_routing_table);
     RUN(test_route__unused_rewrite_escape_case_is_invalid);
     RUN(test_route__names_over_255_after_library_or_prefix_are_invalid);
