@@ -2,7 +2,10 @@
 #   make          build ./build/ocimirror
 #   make run      build and serve on the embedded defaults (0.0.0.0:5000)
 #   make test     build, then run every unit and end-to-end test twice:
-#                 on the normal build and on an ASan+UBSan build
+#                 on the normal build and on an ASan+UBSan build; then a
+#                 short libFuzzer run of every parser
+#   make bench    the benchmarks (bench/README.md), with ratios to nginx and
+#                 distribution; results go to bench/out/
 #   make unit     unit tests only (fast)
 #   make install  install binary, systemd unit, default config (PREFIX=/usr/local)
 BUILD ?= build
@@ -11,7 +14,7 @@ ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?= --output-on-failure
 
-.PHONY: all build run test test-release test-asan unit install clean
+.PHONY: all build run test test-release test-asan fuzz-short bench unit install clean
 all: build
 
 build:
@@ -33,7 +36,15 @@ test-asan:
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest $(CTEST_ARGS)
 
-test: test-release test-asan
+# A short libFuzzer run of every parser target (clang; ~20 s a target).
+fuzz-short:
+	scripts/fuzz.sh short
+
+test: test-release test-asan fuzz-short
+
+# Benchmarks against distribution (proxy mode) and nginx; never pass/fail.
+bench: build
+	bench/run.sh
 
 install: build
 	cmake --install $(BUILD)
