@@ -20,6 +20,7 @@
 #   FUZZ_BUILD=DIR       build dir (default build-fuzz in the repo)
 #   FUZZ_SHORT_SECONDS   per target in "short" (default 20)
 #   OM_FUZZ_STRICT=1     known open findings abort too (see tests/fuzz/fuzz_known.h)
+#   (runs use tests/fuzz/lsan.supp: a known leak inside libfyaml)
 #   CC                   the clang to use (default clang)
 #
 # Layout under FUZZ_BUILD: fuzz_<t> binaries; corpus/<t>/ the growing
@@ -64,14 +65,15 @@ build() {
 
 # run_one TARGET SECONDS: one libFuzzer run; writes a summary line.
 run_one() {
-    local t=$1 secs=$2 bin="$BUILD/fuzz_$1" log="$BUILD/logs/$1.log" dict=() rc
+    local t=$1 secs=$2 bin="$BUILD/fuzz_$1" log="$BUILD/logs/$1.log" dict=() rc start=$SECONDS
     mkdir -p "$BUILD/corpus/$t" "$BUILD/artifacts/$t" "$BUILD/logs"
     [ -f "$DICTS/$t.dict" ] && dict=(-dict="$DICTS/$t.dict")
+    LSAN_OPTIONS="suppressions=$ROOT/tests/fuzz/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}" \
     "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len="$(max_len "$t")" \
         "${dict[@]}" -artifact_prefix="$BUILD/artifacts/$t/" -print_final_stats=1 \
         "$BUILD/corpus/$t" "$SEEDS/$t" >"$log" 2>&1
     rc=$?
-    local execs eps cov ft corpus status
+    local execs eps cov ft corpus status ran=$((SECONDS - start))
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
     cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
@@ -79,8 +81,8 @@ run_one() {
     corpus=$(find "$BUILD/corpus/$t" -type f | wc -l)
     if [ $rc -eq 0 ]; then status=ok; else status="FOUND(rc=$rc) see $log"; fi
     grep -q "known finding" "$log" && status="$status, known finding(s) warned"
-    printf '%-10s %6ss  execs=%-11s exec/s=%-7s cov=%-5s ft=%-6s corpus=%-5s %s\n' \
-        "$t" "$secs" "${execs:-?}" "${eps:-?}" "${cov:-?}" "${ft:-?}" "$corpus" "$status" \
+    printf '%-10s %5ss/%-5s execs=%-11s exec/s=%-7s cov=%-5s ft=%-6s corpus=%-5s %s\n' \
+        "$t" "$ran" "$secs" "${execs:-?}" "${eps:-?}" "${cov:-?}" "${ft:-?}" "$corpus" "$status" \
         >>"$BUILD/summary.txt"
     return $rc
 }

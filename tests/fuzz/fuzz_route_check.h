@@ -74,15 +74,6 @@ static void fuzz_route_check(const struct om_config *cfg, const char *name, cons
         FUZZ_CHECK(strnlen(c->canonical, sizeof(c->canonical)) < sizeof(c->canonical));
         snprintf(want, sizeof(want), "%s/%s", u->name, c->remote);
         FUZZ_CHECK_STREQ(c->canonical, want);
-        if (has_ns && memchr(name, ':', clen) != NULL) {
-            /* Known finding (docs/fuzzing.md; tests/fuzz/findings/route/):
-             * step 1 (ns) keeps a "host:port/" first component that is not
-             * the ns upstream as part of the remote name. */
-            FUZZ_KNOWN(om_ref_name_valid(c->remote, strlen(c->remote)),
-                       "ns + a \"host:port/\" name that is not the ns upstream gives an "
-                       "invalid remote name (route.c step 1)");
-            continue;
-        }
         FUZZ_CHECK(om_ref_name_valid(c->remote, strlen(c->remote)));
         if (strict_canonical)
             FUZZ_CHECK(om_ref_name_valid(c->canonical, strlen(c->canonical)));

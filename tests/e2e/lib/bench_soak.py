@@ -34,7 +34,7 @@ files) every `sample_every` s; and every `checkpoint_every` s a quiescent
 checkpoint: the clients finish what they are doing and wait (connections
 kept), and with nothing in flight the fds are exactly the client
 connections + the upstream handle pools + the idle files.  Samples under
-load also count one blob fd per response in flight (11 to 170 of them
+load also count one blob fd per response in flight (11 to 190 of them
 with 200 clients), so the flatness of fds is judged at the checkpoints.
 
 Also here: proc_status(pid), fd_count(pid), reset_hwm(pid) — used by
@@ -225,7 +225,8 @@ class Soak:
         self.err_lock = threading.Lock()
         self.counts = {}
         self.count_lock = threading.Lock()
-        self.samples = []          # (t, rss_kib, fds, threads, requests so far)
+        self.samples = []          # (t, rss KiB, fds, threads, requests so far,
+                                   #  client sockets, other sockets, files)
         self.n_pushed = 0
         self.stop = threading.Event()
         self.t0 = None
