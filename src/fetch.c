@@ -419,16 +419,9 @@ static void *download_main(void *arg)
         }
     }
     if (err == OM_OK) {
-        /* Verified: release the last byte to every reader now.  Making it
-         * durable (fsync + rename) is the cache's business, not the
-         * streaming client's, and must not hold the end of its body. */
-        pthread_mutex_lock(&f->mu);
-        f->total = f->written;
-        f->state = F_DONE;
-        f->ready = true;
-        pthread_cond_broadcast(&f->cond);
-        wake_all(f);
-        pthread_mutex_unlock(&f->mu);
+        /* Commit before releasing the last byte: a client whose body is
+         * complete can count on the blob being cached (and durable), and a
+         * request arriving right after is a plain hit. */
         struct om_ingest *ing = f->ing;
         f->ing = NULL;
         int cerr = om_ingest_commit(t->st, ing, &f->digest);
@@ -442,6 +435,13 @@ static void *download_main(void *arg)
             if (t->on_commit != NULL)
                 t->on_commit(t->on_commit_ud);
         }
+        pthread_mutex_lock(&f->mu);
+        f->total = f->written;
+        f->state = F_DONE;
+        f->ready = true;
+        pthread_cond_broadcast(&f->cond);
+        wake_all(f);
+        pthread_mutex_unlock(&f->mu);
         pthread_mutex_lock(&t->mu);
         t->stats.completed++;
         pthread_mutex_unlock(&t->mu);
