@@ -35,6 +35,7 @@
  * docs/ocimirror.example.yaml and the READMEs, and add test rows.
  */
 #include "config_int.h"
+#include "ref.h"
 
 #include <regex.h>
 #include <stdlib.h>
@@ -90,7 +91,11 @@ static bool name_ok(const char *s, bool alias)
 
 static const char *check_name(char *s)
 {
-    return name_ok(s, false) ? NULL : "must be a lowercase registry host name (e.g. quay.io)";
+    /* It becomes the first component of every canonical name of this
+     * upstream, so it must also be a valid name component (no "a..b"). */
+    return name_ok(s, false) && om_ref_name_valid(s, strlen(s))
+               ? NULL
+               : "must be a lowercase registry host name (e.g. quay.io)";
 }
 
 /* http:// or https://, a host, an optional path; no credentials (they go in
@@ -621,6 +626,7 @@ static int h_upstreams(struct om_cfg_ctx *c, void *obj, struct fy_node *key, str
 static const char *regex_too_costly(const char *re)
 {
     unsigned count = 0;
+    unsigned long bounds_product = 1, last_bound = 0;
     bool prev_quant = false;
     for (const char *p = re; *p != '\0'; p++) {
         bool quant = false;
@@ -634,16 +640,26 @@ static const char *regex_too_costly(const char *re)
                 q++;
             if (*q == '}' && q > p + 1) {
                 char *end;
+                last_bound = 0;
                 for (const char *n = p + 1; n < q;) {
                     unsigned long v = strtoul(n, &end, 10);
-                    if (end == n)
+                    if (end == n) {
                         end++;
-                    else if (v > 255)
-                        return "a {n,m} bound over 255";
+                    } else {
+                        if (v > 255)
+                            return "a {n,m} bound over 255";
+                        if (v > last_bound)
+                            last_bound = v;
+                    }
                     n = end;
                 }
                 quant = true;
                 p = q;
+                /* Bounds multiply when nested ((a{200}){200}): cap them all
+                 * together, which a name rewrite never comes near. */
+                bounds_product *= last_bound > 0 ? last_bound : 1;
+                if (bounds_product > 1024)
+                    return "{n,m} bounds multiplying past 1024";
             }
         }
         if (quant) {

@@ -1439,6 +1439,7 @@ static void test_config__input_that_is_not_utf8_is_refused_with_its_position(voi
 static void test_config__rewrite_patterns_too_costly_to_compile_are_refused(void)
 {
     static const char *bad[] = {"^a++$", "^(a)**$", "^a*?$", "^a{2}{3}$", "^a{1000}$",
+                                "^((a{200}){200}){200}$",
                                 "^a?b?c?d?e?f?g?h?i?j?k?l?m?n?o?p?q?$"};
     for (size_t i = 0; i < OM_ARRAY_LEN(bad); i++) {
         char yaml[256];
