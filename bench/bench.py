@@ -1197,7 +1197,10 @@ def machine_info(binary):
         "ocimirror": sh("%s version 2>&1 || %s --version 2>&1" % (binary, binary)).splitlines()[0]
         if binary else "?",
         "git": sh("git -C %s rev-parse --short HEAD" % ROOT) + (
-            " (+ uncommitted changes)" if sh("git -C %s status --porcelain -- src" % ROOT) else ""),
+            " (+ uncommitted changes)" if sh("git -C %s status --porcelain -- src" % ROOT) else "") +
+        (" at run time; the binary was built %s" % time.strftime(
+            "%Y-%m-%d %H:%M UTC", time.gmtime(os.path.getmtime(binary)))
+         if binary and os.path.exists(binary) else ""),
         "build": sh("grep -m1 CMAKE_BUILD_TYPE:STRING %s/CMakeCache.txt" % os.path.dirname(binary))
         .split("=")[-1] or "?",
         "distribution": sh("%s --version" % DIST_BIN),
@@ -1402,7 +1405,8 @@ def main():
     only = [s.strip().upper() for s in args.only.split(",") if s.strip()]
     b = Bench(args)
     res = b.res
-    res["command"] = "bench/run.sh " + " ".join(sys.argv[1:])
+    res["command"] = ("" if os.environ.get("OM_BENCH_BUILT") == "1" else
+                      "OCIMIRROR_BIN=%s " % args.bin) + "bench/run.sh " + " ".join(sys.argv[1:])
     res["machine"] = machine_info(args.bin)
     res["errors"] = []
     res["nice"] = os.nice(0)

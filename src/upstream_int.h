@@ -28,7 +28,7 @@
 #define OM_UP_ORIGIN_HOST_MAX 256
 #define OM_UP_SCOPE_MAX (OM_NAME_MAX + 32)
 #define OM_UP_TOKEN_CACHE_MAX 1024      /* scopes cached per upstream */
-#define OM_UP_EASY_POOL_MAX 16          /* idle easy handles kept per upstream */
+#define OM_UP_EASY_POOL_MAX 8           /* idle easy handles kept per upstream */
 
 /* scheme + host + port, the unit credentials are bound to. */
 struct om_up_origin {

@@ -87,9 +87,19 @@ class SoakTest(WorldTestCase):
                              "file fds at the quiescent checkpoints changed: %s\n%s" % (files, text))
         fds = res["fds"]
         self.assertIsNotNone(fds["dev"], "too few fd samples:\n%s" % text)
-        ftol = ASAN_FD_TOLERANCE if sanitized else FD_TOLERANCE
-        self.assertLessEqual(fds["dev"], ftol,
-                             "open fds not flat within ±%d%%:\n%s" % (ftol * 100, text))
+        # Upstream sockets (libcurl's handle pool: per upstream at most 8 idle
+        # handles, each with ≤ 2 connections and a wake-up socketpair) fill
+        # up as downloads overlap, at a pace set by the machine's load: they
+        # are held to that bound at every checkpoint rather than to a
+        # percentage.  A per-request leak passes the bound within seconds.
+        ini = res.get("initial")
+        self.assertIsNotNone(ini, "no idle sample before the run:\n%s" % text)
+        others = [q[6] for q in quiet]
+        self.assertLessEqual(max(others), ini[6] + IDLE_SOCKET_SLACK,
+                             "upstream sockets beyond the pool's bound: %s\n%s" % (others, text))
+        clients = [q[5] for q in quiet]
+        self.assertLessEqual(max(clients) - min(clients), FILE_FD_SLACK,
+                             "client connections at the checkpoints changed: %s\n%s" % (clients, text))
         rss = res["rss"]
         tol = ASAN_RSS_TOLERANCE if sanitized else RSS_TOLERANCE
         self.assertIsNotNone(rss["dev"], "too few RSS samples:\n%s" % text)
