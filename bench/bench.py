@@ -997,7 +997,7 @@ class Bench:
                     "are attached, minus the peak until then" % (streamed, n_clients),
                     "%+.1f MiB" % grow if ok else "—", "not growing (≤ +4 MiB)", ok and grow <= 4,
             "cold 512 MiB peaks %.1f MiB above cold 32 MiB: there every client attaches to the "
-            "download in flight (a 64 KiB buffer each), with 32 MiB most arrive after the commit "
+            "download in flight (a streaming buffer each), with 32 MiB most arrive after the commit "
             "and get sendfile" % ((c["hwm_kib"] - m["cold 32 MiB"]["hwm_kib"]) / 1024))
 
     def _rss_under_load(self, srv, url, size, n, seconds, rate):
@@ -1048,7 +1048,9 @@ class Bench:
                 "mb_per_s": got / seconds / MB}
 
     # -- P6 ----------------------------------------------------------------
-    def p6(self, n_blobs=100000, n_tags=10000, many=5000):
+    def p6(self):
+        n_blobs, n_tags = self.args.p6_blobs, self.args.p6_tags
+        many = min(5000, n_tags // 2)     # tags in the one big repository
         log("P6: generated index of %d blobs and %d tags" % (n_blobs, n_tags))
         if self.mirror.alive:
             self.mirror.stop()
@@ -1381,8 +1383,9 @@ def main():
     ap.add_argument("--update-results", action="store_true", help="replace the generated part of bench/RESULTS.md")
     ap.add_argument("--tmpdir", default=None, help="where the work dir goes (default $TMPDIR or /tmp)")
     ap.add_argument("--keep", action="store_true", help="keep the work dir")
-    ap.add_argument("--p6-blobs", type=int, default=100000)
-    ap.add_argument("--p6-tags", type=int, default=10000)
+    ap.add_argument("--p6-blobs", type=int, default=100000, help="P6: blobs in the generated store")
+    ap.add_argument("--p6-tags", type=int, default=10000,
+                    help="P6: tags (= manifests); half, at most 5000, in one repository")
     args = ap.parse_args()
     if args.quick:
         args.runs = min(args.runs, 3)

@@ -64,7 +64,7 @@ def main():
     ap.add_argument("--fd-tolerance", type=float, default=0.10)
     ap.add_argument("--idle-socket-slack", type=int, default=200,
                     help="idle non-client sockets after the run may exceed those before it by "
-                         "this many: the upstream easy-handle pools (16 handles per upstream, "
+                         "this many: the upstream easy-handle pools (8 handles per upstream, "
                          "each a wake-up socketpair and its kept connections)")
     ap.add_argument("--out", default=None, help="write the result JSON here")
     ap.add_argument("--log-level", default="warn", help="the mirror's log level")

@@ -6,15 +6,18 @@ answer is checked byte for byte (lib/bench_soak.py has the details).  The
 
 What must hold:
   - 0 errors, every kind of request happened, and the mirror is alive;
-  - open fds at the quiescent checkpoints (every 10 s the clients pause
-    with their connections open; with nothing in flight the fds are the
-    200 client connections, the upstream handle pools and the idle files):
-    the file fds constant (max - min <= FILE_FD_SLACK: a leaked blob or
-    ingest fd fails this at once), and the total within ±FD_TOLERANCE of
-    its median.  Wider than the 10-minute soak's ±10% because within the
-    first minute the upstream easy-handle pools are still filling (16
-    handles per upstream, each with a wake-up socketpair and its kept
-    connections: bounded by design);
+  - open fds at the quiescent checkpoints after the warm-up (every 10 s
+    the clients pause with their connections open; with nothing in flight
+    the fds are the 200 client connections, the upstream handle pools and
+    the idle files): the file fds constant (max - min <= FILE_FD_SLACK: a
+    leaked blob or ingest fd fails this at once), the client connections
+    constant (same slack), and the other sockets never more than
+    IDLE_SOCKET_SLACK above the idle count before the run.  Those are
+    libcurl's handle pools (at most 8 idle handles per upstream, each with
+    at most two connections and a wake-up socketpair); they fill up as
+    downloads overlap, at a pace set by the machine's load, so they are held
+    to that bound rather than to a percentage (a per-request leak passes
+    the bound within seconds);
   - RSS flat after the warm-up (WARMUP s): every sample (one a second)
     within ±RSS_TOLERANCE of the median.  Wider than the 10-minute soak's
     ±10%: a 2-core CI machine runs 200 client threads, three registries
@@ -28,8 +31,7 @@ What must hold:
     IDLE_SOCKET_SLACK (the pools above).
 Under AddressSanitizer (build-asan) the allocator's quarantine keeps
 freed memory until it holds 256 MiB: RSS is then bounded by
-ASAN_RSS_TOLERANCE, and the fd total by ASAN_FD_TOLERANCE (see below);
-errors, file fds and idle fds are checked the same way.
+ASAN_RSS_TOLERANCE; errors and fds are checked the same way.
 
 Timings are never asserted.  OM_SOAK_SECONDS overrides the duration.
 
@@ -49,14 +51,10 @@ CLIENTS = 200
 WARMUP = 20.0
 RSS_TOLERANCE = 0.25
 ASAN_RSS_TOLERANCE = 1.0
-FD_TOLERANCE = 0.30
-# Under ASan everything is slower, so more downloads overlap and libcurl's
-# handle pool (bounded: 16 idle handles per upstream, each with at most two
-# connections and a wake-up socketpair) may still be filling at the later
-# checkpoints.  Bounded growth, not a leak; the file-fd and idle checks
-# still catch a leak.
-ASAN_FD_TOLERANCE = 0.6
 FILE_FD_SLACK = 2
+# The pools: 3 upstreams x 8 idle handles x (2 connections + the 2 sockets
+# of a wake-up socketpair) = 96, with room for the handles in use at the
+# moment of the sample.
 IDLE_SOCKET_SLACK = 200
 
 
