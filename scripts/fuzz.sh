@@ -5,6 +5,12 @@
 #   scripts/fuzz.sh short              every target for 20 s (CI); fails on any crash
 #   scripts/fuzz.sh long SECONDS       every target for SECONDS (e.g. 3600 = the
 #                                      documented 1 CPU-hour per target)
+#   scripts/fuzz.sh topup CPU_SECONDS  run every target, in chunks of at most
+#                                      10 min, until the ledger says it has had
+#                                      CPU_SECONDS of CPU time in all (stop it
+#                                      any time: a chunk's CPU time is booked
+#                                      when the chunk ends; runs add up)
+#   scripts/fuzz.sh ledger             CPU seconds each target has had
 #   scripts/fuzz.sh run TARGET SECONDS one target (name without "fuzz_")
 #   scripts/fuzz.sh replay             every target over its seed corpus once
 #   scripts/fuzz.sh findings           the reproducers of open findings
@@ -26,7 +32,10 @@
 # Layout under FUZZ_BUILD: fuzz_<t> binaries; corpus/<t>/ the growing
 # working corpus (kept between runs, never written into the repo: the
 # seeds in tests/fuzz/corpus/<t>/ are only read); artifacts/<t>/ crash,
-# timeout and OOM inputs; logs/<t>.log; summary.txt one line per target.
+# timeout and OOM inputs; logs/<t>.log; summary.txt one line per target;
+# cpu-ledger.txt "target cpu-seconds" lines, one per run (user + system
+# time as the kernel counted it, so a run at low priority on a busy
+# machine books what it really got, not its wall time).
 # Exit status: 0 when no target found anything, 1 otherwise, 2 on misuse.
 set -u -o pipefail
 
@@ -68,11 +77,15 @@ run_one() {
     local t=$1 secs=$2 bin="$BUILD/fuzz_$1" log="$BUILD/logs/$1.log" dict=() rc start=$SECONDS
     mkdir -p "$BUILD/corpus/$t" "$BUILD/artifacts/$t" "$BUILD/logs"
     [ -f "$DICTS/$t.dict" ] && dict=(-dict="$DICTS/$t.dict")
-    LSAN_OPTIONS="suppressions=$ROOT/tests/fuzz/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}" \
-    "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len="$(max_len "$t")" \
+    local TIMEFORMAT='%U %S' cputimes
+    cputimes=$( { time LSAN_OPTIONS="suppressions=$ROOT/tests/fuzz/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}" \
+        "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len="$(max_len "$t")" \
         "${dict[@]}" -artifact_prefix="$BUILD/artifacts/$t/" -print_final_stats=1 \
-        "$BUILD/corpus/$t" "$SEEDS/$t" >"$log" 2>&1
-    rc=$?
+        "$BUILD/corpus/$t" "$SEEDS/$t" >"$log" 2>&1 ; echo "rc=$?" >"$log.rc"; } 2>&1 )
+    rc=$(sed -n 's/^rc=//p' "$log.rc")
+    local cpu
+    cpu=$(echo "$cputimes" | awk 'NF == 2 { printf "%d", $1 + $2 }')
+    (flock 9; echo "$t ${cpu:-0}" >>"$BUILD/cpu-ledger.txt") 9>>"$BUILD/cpu-ledger.lock"
     local execs eps cov ft corpus status ran=$((SECONDS - start))
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
@@ -81,8 +94,8 @@ run_one() {
     corpus=$(find "$BUILD/corpus/$t" -type f | wc -l)
     if [ $rc -eq 0 ]; then status=ok; else status="FOUND(rc=$rc) see $log"; fi
     grep -q "known finding" "$log" && status="$status, known finding(s) warned"
-    printf '%-10s %5ss/%-5s execs=%-11s exec/s=%-7s cov=%-5s ft=%-6s corpus=%-5s %s\n' \
-        "$t" "$ran" "$secs" "${execs:-?}" "${eps:-?}" "${cov:-?}" "${ft:-?}" "$corpus" "$status" \
+    printf '%-10s %5ss/%-5s cpu=%-5s execs=%-11s exec/s=%-7s cov=%-5s ft=%-6s corpus=%-5s %s\n' \
+        "$t" "$ran" "$secs" "${cpu:-?}" "${execs:-?}" "${eps:-?}" "${cov:-?}" "${ft:-?}" "$corpus" "$status" \
         >>"$BUILD/summary.txt"
     return $rc
 }
@@ -106,6 +119,48 @@ run_all() {
         running=$((running - 1))
     done
     sort "$BUILD/summary.txt"
+    return $failed
+}
+
+# booked TARGET: CPU seconds the ledger holds for TARGET.
+booked() {
+    awk -v t="$1" '$1 == t { s += $2 } END { printf "%d", s }' "$BUILD/cpu-ledger.txt" 2>/dev/null || echo 0
+}
+
+# topup CPU_SECONDS TARGET...: chunks of at most 600 s, JOBS at a time, the
+# target with the least CPU booked first, until every target has its share.
+topup() {
+    local want=$1 failed=0 running=() t best bestv v left
+    shift
+    : >"$BUILD/summary.txt"
+    echo "fuzz.sh: topping up $# target(s) to ${want} CPU-s each, $JOBS at a time" >&2
+    while :; do
+        # reap finished chunks
+        local still=() pt
+        for pt in "${running[@]}"; do
+            if kill -0 "${pt%%:*}" 2>/dev/null; then still+=("$pt"); else wait "${pt%%:*}" || failed=1; fi
+        done
+        running=("${still[@]}")
+        if [ ${#running[@]} -lt "$JOBS" ]; then
+            best='' bestv=$want
+            for t in "$@"; do
+                case " ${running[*]} " in *":$t "*) continue ;; esac
+                v=$(booked "$t")
+                if [ "$v" -lt "$bestv" ]; then best=$t bestv=$v; fi
+            done
+            if [ -n "$best" ]; then
+                left=$((want - bestv))
+                [ $left -gt 600 ] && left=600
+                [ $left -lt 30 ] && left=30
+                run_one "$best" "$left" &
+                running+=("$!:$best")
+                continue
+            fi
+            [ ${#running[@]} -eq 0 ] && break
+        fi
+        sleep 2
+    done
+    for t in "$@"; do printf '%-10s %6s CPU-s booked\n' "$t" "$(booked "$t")"; done
     return $failed
 }
 
@@ -172,6 +227,18 @@ case $mode in
         [ ${#sel[@]} -eq 0 ] && mapfile -t sel < <(targets)
         run_all "$secs" "${sel[@]}"
         exit $? ;;
+    topup)
+        secs=${1:-}
+        case $secs in '' | *[!0-9]*) echo "usage: fuzz.sh topup CPU_SECONDS [TARGET...]" >&2; exit 2 ;; esac
+        shift
+        build || exit $?
+        sel=("$@")
+        [ ${#sel[@]} -eq 0 ] && mapfile -t sel < <(targets)
+        topup "$secs" "${sel[@]}"
+        exit $? ;;
+    ledger)
+        for t in $(targets); do printf '%-10s %6s CPU-s\n' "$t" "$(booked "$t")"; done
+        exit 0 ;;
     run)
         [ $# -eq 2 ] || { echo "usage: fuzz.sh run TARGET SECONDS" >&2; exit 2; }
         build || exit $?

@@ -131,6 +131,16 @@ static void requests(struct mbuf *b, struct om_server *srv)
     one_u64(b, "ocimirror_http_requests_in_progress", "gauge",
             "Requests being handled now (idle keep-alive connections not counted).",
             atomic_load(&srv->connections));
+    one_u64(b, "ocimirror_http_connections_open", "gauge",
+            "Client connections open now, idle keep-alives included.",
+            om_conn_guard_open(&srv->guard));
+    one_u64(b, "ocimirror_http_connections_refused_total", "counter",
+            "Connections closed as soon as accepted: limits.max_connections were already open.",
+            atomic_load(&srv->guard.refused));
+    one_u64(b, "ocimirror_http_header_timeouts_total", "counter",
+            "Connections closed because a request head was not complete within "
+            "limits.header_timeout (or connection_timeout on a kept-alive connection).",
+            atomic_load(&srv->guard.head_timeouts));
 
     family(b, "ocimirror_cache_requests_total", "counter",
            "Manifest and blob requests by cache result: hit, miss, stale (upstream failed, "

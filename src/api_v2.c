@@ -182,12 +182,32 @@ static enum MHD_Result dispatch(struct om_req *req, const char *method)
     }
 }
 
+/* Framing a server must refuse, checked on the first call (a response
+ * queued then also ends the connection, which is what these need):
+ *   - both Content-Length and Transfer-Encoding (RFC 9112 6.3): a front
+ *     proxy may have framed the body differently, so whatever follows on
+ *     this connection could be a smuggled request;
+ *   - HTTP/1.1 without Host (RFC 9112 3.2).
+ * libmicrohttpd 0.9.75 accepts both.  NULL when the request is fine. */
+static const char *bad_framing(struct MHD_Connection *conn, const char *version)
+{
+    if (MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH) != NULL &&
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) !=
+            NULL)
+        return "request has both Content-Length and Transfer-Encoding";
+    if (version != NULL && strcmp(version, MHD_HTTP_VERSION_1_1) == 0 &&
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST) == NULL)
+        return "HTTP/1.1 request without Host";
+    return NULL;
+}
+
 enum MHD_Result om_api_handle(struct om_server *srv, struct MHD_Connection *conn,
-                              const char *url, const char *method, const char *upload_data,
-                              size_t *upload_size, void **req_cls)
+                              const char *url, const char *method, const char *version,
+                              const char *upload_data, size_t *upload_size, void **req_cls)
 {
     struct om_req *req = *req_cls;
     if (req == NULL) {
+        om_conn_guard_request_started(conn);
         req = calloc(1, sizeof(*req));
         if (req == NULL)
             return MHD_NO;
@@ -199,6 +219,12 @@ enum MHD_Result om_api_handle(struct om_server *srv, struct MHD_Connection *conn
         *req_cls = req;
         atomic_fetch_add(&srv->connections, 1);
         atomic_fetch_add(&srv->ctr.requests, 1);
+        const char *bad = bad_framing(conn, version);
+        if (bad != NULL) {
+            om_req_error(req, MHD_HTTP_BAD_REQUEST, "UNSUPPORTED", bad);
+            MHD_add_response_header(req->resp, MHD_HTTP_HEADER_CONNECTION, "close");
+            return send_resp(req);
+        }
         return MHD_YES;
     }
     if (req->phase == 2)

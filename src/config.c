@@ -117,6 +117,7 @@ static int fill_defaults(struct om_config *cfg)
         .max_url_bytes = 4 * 1024,
         .max_manifest_bytes = OM_MANIFEST_MAX_DEFAULT,
         .connection_timeout_ms = 60 * 1000,
+        .header_timeout_ms = 30 * 1000,
         .idle_timeout_ms = 300 * 1000,
         .shutdown_grace_ms = 30 * 1000,
         .threads = 0,
@@ -411,7 +412,9 @@ void om_config_dump(const struct om_config *cfg, FILE *f)
     put_size(f, "  ", "max_header_bytes", l->max_header_bytes);
     put_size(f, "  ", "max_url_bytes", l->max_url_bytes);
     put_size(f, "  ", "max_manifest_bytes", l->max_manifest_bytes);
+    fprintf(f, "  max_connections_per_ip: %u\n", l->max_connections_per_ip);
     put_ms(f, "  ", "connection_timeout", l->connection_timeout_ms);
+    put_ms(f, "  ", "header_timeout", l->header_timeout_ms);
     put_ms(f, "  ", "idle_timeout", l->idle_timeout_ms);
     put_ms(f, "  ", "shutdown_grace", l->shutdown_grace_ms);
     fprintf(f, "  threads: %u\n  max_downloads: %u\n", l->threads, l->max_downloads);

@@ -76,7 +76,10 @@ struct om_limits {
     size_t max_header_bytes;      /* default 16 KiB (all request headers) */
     size_t max_url_bytes;         /* default 4 KiB */
     size_t max_manifest_bytes;    /* default 4 MiB */
+    unsigned max_connections_per_ip; /* 0 = no per-address cap (default) */
     uint64_t connection_timeout_ms; /* no bytes moved for this long: close (60s) */
+    uint64_t header_timeout_ms;   /* a request head must be complete this long
+                                     after connect (30s; conn_guard.h) */
     uint64_t idle_timeout_ms;     /* a client waiting on upstream bytes gives up (300s) */
     uint64_t shutdown_grace_ms;   /* SIGTERM: let transfers finish this long (30s) */
     unsigned threads;             /* HTTP worker pool; 0 = number of CPUs */

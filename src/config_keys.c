@@ -15,8 +15,9 @@
  *   rewrite     match target                  (regex compiles; \N exists)
  *   retries     max backoff
  *   log         level format
- *   limits      max_connections max_header_bytes max_url_bytes
- *               max_manifest_bytes connection_timeout idle_timeout
+ *   limits      max_connections max_connections_per_ip max_header_bytes
+ *               max_url_bytes max_manifest_bytes connection_timeout
+ *               header_timeout idle_timeout
  *               shutdown_grace threads max_downloads
  *   prefetch    images platforms interval retries retry_interval
  *                                             (interval 0 or >= 1s)
@@ -402,7 +403,9 @@ static const struct om_cfg_field limits_fields[] = {
     NUM("max_header_bytes", K_SIZE, CFG(limits.max_header_bytes), 1024, 1u << 20),
     NUM("max_url_bytes", K_SIZE, CFG(limits.max_url_bytes), 256, 1u << 20),
     NUM("max_manifest_bytes", K_SIZE, CFG(limits.max_manifest_bytes), 1024, 1u << 30),
+    NUM("max_connections_per_ip", K_UINT, CFG(limits.max_connections_per_ip), 0, 1000000),
     NUM("connection_timeout", K_MS, CFG(limits.connection_timeout_ms), 1, MS_MAX),
+    NUM("header_timeout", K_MS, CFG(limits.header_timeout_ms), 1, MS_MAX),
     NUM("idle_timeout", K_MS, CFG(limits.idle_timeout_ms), 1, MS_MAX),
     NUM("shutdown_grace", K_MS, CFG(limits.shutdown_grace_ms), 0, MS_MAX),
     NUM("threads", K_UINT, CFG(limits.threads), 0, 1024),

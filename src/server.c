@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -55,16 +56,16 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                                  const char *upload_data, size_t *upload_data_size,
                                  void **req_cls)
 {
-    (void)version;
-    return om_api_handle(cls, conn, url, method, upload_data, upload_data_size, req_cls);
+    return om_api_handle(cls, conn, url, method, version, upload_data, upload_data_size, req_cls);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
+    struct om_server *srv = cls;
+    om_conn_guard_request_done(&srv->guard, conn);
     if (*req_cls != NULL)
-        om_api_completed(cls, *req_cls, toe);
+        om_api_completed(srv, *req_cls, toe);
     *req_cls = NULL;
 }
 
@@ -159,6 +160,23 @@ static void nudge_gc(void *ud)
     om_gc_nudge(ud);
 }
 
+/* Raise the soft descriptor limit to the hard one (as nginx's
+ * worker_rlimit_nofile does): every client connection costs a socket and
+ * often a store file.  Returns the soft limit in force afterwards. */
+static uint64_t raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max == RLIM_INFINITY ? 1048576 : rl.rlim_max;
+        struct rlimit nrl = {want, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &nrl) == 0)
+            rl.rlim_cur = want;
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? 1048576 : (uint64_t)rl.rlim_cur;
+}
+
 static unsigned cpu_count(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -178,6 +196,7 @@ void om_server_free(struct om_server *srv)
         om_flights_resume_all(srv);
         MHD_stop_daemon(srv->daemon);
     }
+    om_conn_guard_stop(&srv->guard);
     /* After the daemon and the jobs: no admin request or download can reach
      * them any more.  Both are no-ops when never started. */
     om_prefetch_stop(srv);
@@ -266,15 +285,27 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
     size_t mem_limit = 2 * (lim->max_header_bytes + lim->max_url_bytes) + 16384;
     unsigned threads = lim->threads ? lim->threads : cpu_count();
     unsigned timeout_s = (unsigned)((lim->connection_timeout_ms + 999) / 1000);
+    unsigned cap = om_conn_guard_cap(lim->max_connections, raise_nofile());
+    if (cap < lim->max_connections)
+        om_log(OM_LOG_WARN,
+               "limits.max_connections %u is more than the descriptor limit allows; serving at "
+               "most %u connections (raise LimitNOFILE / ulimit -n)",
+               lim->max_connections, cap);
+    if ((err = om_conn_guard_start(&srv->guard, cap, lim->header_timeout_ms,
+                                   lim->connection_timeout_ms)) != OM_OK)
+        goto fail;
     struct MHD_OptionItem opts[] = {
+        /* first, or libmicrohttpd logs what comes before it to stderr */
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_logger, NULL},
         {MHD_OPTION_SOCK_ADDR, 0, &ss},
         {MHD_OPTION_THREAD_POOL_SIZE, threads, NULL},
-        {MHD_OPTION_CONNECTION_LIMIT, lim->max_connections, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, om_conn_guard_mhd_limit(cap), NULL},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)om_conn_guard_notify, &srv->guard},
+        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, lim->max_connections_per_ip, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, NULL},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)mem_limit, NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, srv},
         {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape_identity, NULL},
-        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_logger, NULL},
         {MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL},
         {srv->tls_cert_pem ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, srv->tls_cert_pem},
         {srv->tls_key_pem ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, srv->tls_key_pem},

@@ -23,6 +23,7 @@
 #include <stdatomic.h>
 
 #include "config.h"
+#include "conn_guard.h"
 #include "events.h"
 #include "fetch.h"
 #include "index.h"
@@ -56,6 +57,7 @@ struct om_server {
     struct om_flight *flights;         /* manifest single-flight list */
     struct om_counters ctr;
     atomic_uint connections;           /* requests in progress (not idle keep-alives) */
+    struct om_conn_guard guard;        /* connection cap, request-head deadline */
     atomic_bool stopping;              /* SIGTERM seen: no new work */
     atomic_bool cancel;                /* grace over: abort upstream calls of jobs */
     int64_t started_ms;
@@ -119,8 +121,8 @@ void om_http_common_headers(struct MHD_Response *r);
 /* ---- api_v2.c ---- */
 #define OM_ADMIN_BODY_MAX (64u * 1024)
 enum MHD_Result om_api_handle(struct om_server *srv, struct MHD_Connection *conn,
-                              const char *url, const char *method, const char *upload_data,
-                              size_t *upload_size, void **req_cls);
+                              const char *url, const char *method, const char *version,
+                              const char *upload_data, size_t *upload_size, void **req_cls);
 void om_api_completed(struct om_server *srv, struct om_req *req,
                       enum MHD_RequestTerminationCode toe);
 /* Set req->resp/status to an error and return; used everywhere. */

@@ -10,17 +10,22 @@ After the row:
     every request it made succeeded with the right bytes, and each took
     less than HONEST_MAX_S seconds.
 The row "thousands of idle connections" has its own rule and its own
-mirror (max_connections 256, connection_timeout 10s): while 2000 idle
-connections are open the honest client is served, refused cleanly
-(refused, reset, closed without an answer) or left waiting in the listen
-backlog until its own timeout — never given a wrong answer — and it is
-served again within RECOVER_S of them closing.  With libmicrohttpd 0.9.75
-that recovery takes up to connection_timeout (see docs/fuzzing.md, "HTTP
-abuse findings"); the test prints how long it took.
+mirror (max_connections 256, connection_timeout 60s, the default): while
+2000 idle connections are open the honest client is served or refused
+cleanly (refused, reset, closed without an answer) — never given a wrong
+answer — and it is served again within RECOVER_S of them closing.  The
+connection guard (src/conn_guard.h) closes connections beyond
+max_connections as soon as they are accepted, so libmicrohttpd never
+reaches its own limit, where 0.9.75 could stall for a whole
+connection_timeout (docs/fuzzing.md, finding H1); the test prints how long
+recovery took.
 
-One known finding is kept as an expected failure: a request with both
-Content-Length and Transfer-Encoding does not end the connection
-(RFC 9112 6.3), so a pipelined "smuggled" request after it is answered.
+Own mirrors too for the guard's other rules: a request head must be
+complete within limits.header_timeout of connecting (slowloris, H3), while
+a kept-alive connection may idle longer; connections beyond
+max_connections are closed at once and counted in /metrics.  And a request
+with both Content-Length and Transfer-Encoding (H2) or an HTTP/1.1 request
+without Host (H4) is answered 400 and the connection closed.
 
 Rows (ROWS below): slowloris (200 connections, below the limit), one huge
 header, many headers, huge URLs, pipelined garbage
@@ -56,8 +61,8 @@ from lib.images import ACCEPT_ALL
 HONEST_MAX_S = 5.0        # each honest request, including connect
 HONEST_TIMEOUT_S = 8.0    # socket timeout of the honest client (> HONEST_MAX_S, so
                           # a slow answer is measured, not just an exception)
-RECOVER_S = 25.0          # idle-connection row: served again within this long
-                          # (> its mirror's connection_timeout of 10s)
+RECOVER_S = 5.0           # idle-connection row: served again within this long
+                          # (before the guard: up to connection_timeout, 60s)
 MAX_CONNECTIONS = 256
 IDLE_CONNECTIONS = 2000
 STATUS_RE = re.compile(rb"HTTP/1\.[01] (\d{3})")
@@ -397,11 +402,13 @@ class AbuseTest(WorldTestCase):
         raw = exchange(self.m.port, b"GET " + self.manifest_path.encode() +
                        b" HTTP/1.0\r\nAccept: " + ACCEPT_ALL.encode() + b"\r\n\r\n")
         self.assertIn(statuses(raw)[:1], ([200], [400]), raw[:300])
-        # HTTP/1.1 without Host: RFC 9112 3.2 says 400; libmicrohttpd 0.9.75
-        # in its default (lenient) client discipline answers it.  Either is
-        # harmless here (no virtual hosts); see docs/fuzzing.md.
-        raw = exchange(self.m.port, b"GET /v2/ HTTP/1.1\r\nConnection: close\r\n\r\n")
-        self.assertIn(statuses(raw)[:1], ([200], [400]), raw[:300])
+        # HTTP/1.1 without Host: RFC 9112 3.2 says 400 (finding H4), with
+        # an OCI error body, and the connection ends (a pipelined request
+        # after it is not answered)
+        raw = exchange(self.m.port, b"GET /v2/ HTTP/1.1\r\n\r\n" + req("/v2/"))
+        rs = responses(raw)
+        self.assertEqual([r[0] for r in rs], [400], raw[:600])
+        self.assertIn(b'"errors"', rs[0][2], raw[:600])
         # HTTP/0.9-style and junk versions
         for data in (b"GET /v2/\r\n\r\n", b"GET /v2/ HTTP/1.10\r\nHost: x\r\n\r\n",
                      b"GET /v2/ HTTP/2.0\r\nHost: x\r\n\r\n"):
@@ -507,19 +514,153 @@ class AbuseTest(WorldTestCase):
             grew, sent))
 
     # -- the rows with their own acceptance rule ------------------------------
+    def metric(self, m, name):
+        """The value of a counter/gauge without labels in m's /metrics."""
+        for line in m.get("/metrics").text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        self.fail("no %s in /metrics" % name)
+
+    def test_a_slow_request_head_is_cut_at_header_timeout(self):
+        """Slowloris (finding H3): connections that send a request head one
+        byte at a time, each byte well inside connection_timeout, are
+        closed once limits.header_timeout has passed since they connected;
+        the honest client is served all along."""
+        m = self.mirror(extra={"tag_ttl": "1h", "limits": {
+            "header_timeout": "2s", "connection_timeout": "30s"}})
+        self.assertEqual(m.get(self.manifest_path, {"Accept": ACCEPT_ALL}).status, 200)
+        self.assertEqual(m.get(self.blob_path).status, 200)
+        self.start_honest(m)
+        self.wait_served(time.monotonic(), 10)
+        t0 = time.monotonic()
+        socks = {}
+        for _ in range(20):
+            s = connect(m.port)
+            s.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n")
+            socks[s] = None                       # time it was cut
+        payload = b"X-Slow: " + b"a" * 40         # 48 bytes, one per 0.25 s: 12 s
+        try:
+            for i in range(len(payload)):
+                now = time.monotonic() - t0
+                for s in socks:
+                    if socks[s] is not None:
+                        continue
+                    try:
+                        s.send(payload[i:i + 1])
+                        r, _, _ = select.select([s], [], [], 0)
+                        if r and s.recv(4096) == b"":
+                            socks[s] = now
+                    except OSError:
+                        socks[s] = now
+                if all(v is not None for v in socks.values()):
+                    break
+                time.sleep(0.25)
+        finally:
+            for s in socks:
+                s.close()
+        cut = sorted(v for v in socks.values() if v is not None)
+        sys.stderr.write("\n  slow heads cut after %s s\n" % (
+            ", ".join("%.1f" % v for v in cut[:3] + cut[-3:])))
+        self.assertEqual(len(cut), 20, "slow connections still open after %.0fs" % (
+            time.monotonic() - t0))
+        self.assertGreaterEqual(cut[0], 1.5, "cut before header_timeout")
+        self.assertLess(cut[-1], 6.0, "cut long after header_timeout (2s)")
+        self.assertGreaterEqual(self.metric(m, "ocimirror_http_header_timeouts_total"), 20)
+        self.assertHonestServed(t0)
+
+    def test_a_kept_alive_connection_may_idle_past_header_timeout(self):
+        """The head deadline is for a request in the making: after a
+        response, a kept-alive connection may wait for its next request up
+        to connection_timeout (here 6s), longer than header_timeout (1s)."""
+        m = self.mirror(extra={"tag_ttl": "1h", "limits": {
+            "header_timeout": "1s", "connection_timeout": "6s"}})
+        conn = http.client.HTTPConnection("127.0.0.1", m.port, timeout=10)
+        try:
+            conn.request("GET", "/v2/")
+            r = conn.getresponse()
+            r.read()
+            self.assertEqual(r.status, 200)
+            sock = conn.sock
+            time.sleep(2.5)
+            conn.request("GET", "/v2/")
+            r = conn.getresponse()
+            r.read()
+            self.assertEqual(r.status, 200)
+            self.assertIs(conn.sock, sock, "the connection was not kept alive")
+        finally:
+            conn.close()
+        # an idle fresh connection, though, is cut at header_timeout
+        s = connect(m.port, timeout=10)
+        t = time.monotonic()
+        try:
+            self.assertEqual(s.recv(1), b"")
+        except ConnectionResetError:
+            pass
+        finally:
+            s.close()
+        self.assertLess(time.monotonic() - t, 4.0)
+
+    def test_connections_beyond_max_connections_are_closed_at_once(self):
+        """limits.max_connections 32, 100 idle connections: the 68 beyond
+        the cap are closed as soon as they are accepted (not queued, not
+        left hanging), counted in /metrics; once they go the honest client
+        is served at once."""
+        m = self.mirror(extra={"tag_ttl": "1h", "limits": {"max_connections": 32}})
+        self.assertEqual(m.get(self.manifest_path, {"Accept": ACCEPT_ALL}).status, 200)
+        self.assertEqual(m.get(self.blob_path).status, 200)
+        time.sleep(0.5)     # those connections are closed on the server side too
+        socks = []
+        try:
+            for _ in range(100):
+                socks.append(connect(m.port, timeout=5))
+            deadline = time.monotonic() + 5
+            closed = set()
+            while time.monotonic() < deadline and len(closed) < 68:
+                r, _, _ = select.select([s for s in socks if s not in closed], [], [], 0.2)
+                for s in r:
+                    try:
+                        if s.recv(4096) == b"":
+                            closed.add(s)
+                    except OSError:
+                        closed.add(s)
+            self.assertEqual(len(closed), 68, "over-limit connections not closed within 5s")
+            self.assertTrue(m.alive)
+        finally:
+            for s in socks:
+                s.close()
+        t = time.monotonic()
+        self.start_honest(m)
+        self.wait_served(t, 3)
+        self.assertEqual(statuses(exchange(m.port, req("/v2/")))[:1], [200])
+        self.assertEqual(self.metric(m, "ocimirror_http_connections_refused_total"), 68)
+
+
+    def test_max_connections_per_ip_caps_one_address(self):
+        """limits.max_connections_per_ip 4 (libmicrohttpd's per-address
+        limit): a fifth connection from 127.0.0.1 is closed at once, and
+        one of the four free again is served."""
+        m = self.mirror(extra={"limits": {"max_connections_per_ip": 4}})
+        time.sleep(0.5)     # the harness's readiness probe is closed on both sides
+        socks = [connect(m.port) for _ in range(4)]
+        try:
+            time.sleep(0.3)
+            raw = exchange(m.port, req("/v2/"), timeout=3)
+            self.assertEqual(statuses(raw), [], raw[:300])
+        finally:
+            for s in socks:
+                s.close()
+        time.sleep(0.3)
+        self.assertEqual(statuses(exchange(m.port, req("/v2/")))[:1], [200])
+
     def test_thousands_of_idle_connections(self):
         """2000 idle connections against max_connections 256, on a mirror of
-        its own (connection_timeout 10s).  While they are open the honest
-        client is served or refused cleanly — or, since libmicrohttpd stops
-        accepting at the limit and the kernel queues further connections,
-        waits in the listen backlog until its own timeout; it never gets a
-        wrong answer.  After they close it is served again within
-        RECOVER_S: libmicrohttpd 0.9.75 may not notice the freed slots until
-        its epoll timeout (connection_timeout) runs out, so recovery is
-        bounded by connection_timeout, not immediate (docs/fuzzing.md,
-        "HTTP abuse findings")."""
+        its own (default timeouts).  While they are open the honest client
+        is served or refused cleanly; it never gets a wrong answer.  After
+        they close it is served again within RECOVER_S (finding H1: before
+        the connection guard, libmicrohttpd at its own limit could stall
+        for a whole connection_timeout)."""
         m = self.mirror(extra={"tag_ttl": "1h", "limits": {
-            "max_connections": MAX_CONNECTIONS, "connection_timeout": "10s"}})
+            "max_connections": MAX_CONNECTIONS}})
         self.assertEqual(m.get(self.manifest_path, {"Accept": ACCEPT_ALL}).status, 200)
         self.assertEqual(m.get(self.blob_path).status, 200)
         self.start_honest(m)
@@ -552,19 +693,22 @@ class AbuseTest(WorldTestCase):
         self.assertTrue(m.alive)
         self.assertEqual(statuses(exchange(m.port, req("/v2/")))[:1], [200])
 
-    @unittest.expectedFailure
     def test_a_request_with_both_content_length_and_transfer_encoding_closes_the_connection(self):
         """RFC 9112 6.3: a server that processes a request carrying both
         Content-Length and Transfer-Encoding MUST close the connection after
-        responding (or reject it).  libmicrohttpd 0.9.75 goes on reading the
+        responding (or reject it).  libmicrohttpd 0.9.75 went on reading the
         connection, so what a front proxy that trusts Content-Length sees as
-        body is answered here as a second request (smuggling).  Known
-        finding; remove expectedFailure once api_v2.c refuses such requests
-        (docs/fuzzing.md)."""
+        body was answered as a second request (smuggling; finding H2).  Now:
+        400 with an OCI error, Connection: close, nothing after it."""
         smuggled = b"GET /v2/_catalog HTTP/1.1\r\nHost: x\r\n\r\n"
-        raw = exchange(self.m.port, b"GET /v2/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
-                       b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled, timeout=3)
-        self.assertLessEqual(len(statuses(raw)), 1, raw[:600])
+        for method in (b"GET", b"POST"):
+            raw = exchange(self.m.port, method + b" /v2/ HTTP/1.1\r\nHost: x\r\n"
+                           b"Content-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" +
+                           smuggled, timeout=3)
+            rs = responses(raw)
+            self.assertEqual([r[0] for r in rs], [400], raw[:600])
+            self.assertEqual(rs[0][1].get("connection", "").lower(), "close", raw[:600])
+            self.assertIn(b'"errors"', rs[0][2], raw[:600])
 
 
 def _make_row_test(name):

@@ -107,6 +107,8 @@ static void check_defaults(const struct om_config *cfg)
     CHECK_EQ_INT(cfg->limits.max_url_bytes, 4 * 1024);
     CHECK_EQ_INT(cfg->limits.max_manifest_bytes, 4 * 1024 * 1024);
     CHECK_EQ_INT(cfg->limits.connection_timeout_ms, 60 * 1000);
+    CHECK_EQ_INT(cfg->limits.header_timeout_ms, 30 * 1000);
+    CHECK_EQ_INT(cfg->limits.max_connections_per_ip, 0);
     CHECK_EQ_INT(cfg->limits.idle_timeout_ms, 300 * 1000);
     CHECK_EQ_INT(cfg->limits.shutdown_grace_ms, 30 * 1000);
     CHECK_EQ_INT(cfg->limits.threads, 0);
@@ -210,7 +212,9 @@ static const char full_fmt[] =
     "  max_header_bytes: 32KiB\n"
     "  max_url_bytes: 8192\n"
     "  max_manifest_bytes: 10MB\n"
+    "  max_connections_per_ip: 32\n"
     "  connection_timeout: 2m\n"
+    "  header_timeout: 15s\n"
     "  idle_timeout: 1h\n"
     "  shutdown_grace: 1d\n"
     "  threads: 8\n"
@@ -294,6 +298,8 @@ static void test_config__a_file_with_every_key_sets_every_field(void)
     CHECK_EQ_INT(cfg->limits.max_url_bytes, 8192);
     CHECK_EQ_INT(cfg->limits.max_manifest_bytes, 10 * 1000 * 1000);
     CHECK_EQ_INT(cfg->limits.connection_timeout_ms, 120000);
+    CHECK_EQ_INT(cfg->limits.header_timeout_ms, 15000);
+    CHECK_EQ_INT(cfg->limits.max_connections_per_ip, 32);
     CHECK_EQ_INT(cfg->limits.idle_timeout_ms, 3600000);
     CHECK_EQ_INT(cfg->limits.shutdown_grace_ms, 86400000);
     CHECK_EQ_INT(cfg->limits.threads, 8);

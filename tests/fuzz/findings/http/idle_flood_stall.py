@@ -6,7 +6,7 @@ default connection_timeout of 60s it is often tens of seconds (or the 30 s
 client timeout).  Timing dependent: run it a few times.
 
 Run from tests/e2e (needs the e2e world):
-  cd tests/e2e && OCIMIRROR_BIN=../../build/ocimirror ../../scripts/netns-run \
+  cd tests/e2e && OCIMIRROR_BIN=$PWD/../../build/ocimirror ../../scripts/netns-run \
       python3 -u ../fuzz/findings/http/idle_flood_stall.py [CONNECTIONS] [CONNECTION_TIMEOUT]
 """
 import http.client
