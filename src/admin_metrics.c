@@ -22,6 +22,9 @@
 
 #include "gc.h"
 #include "index_admin.h"
+#include "mcache.h"
+
+#include <sqlite3.h>
 
 #define METRICS_MAX (8u * 1024 * 1024)   /* far above what the series add up to */
 
@@ -131,6 +134,12 @@ static void requests(struct mbuf *b, struct om_server *srv)
     one_u64(b, "ocimirror_http_requests_in_progress", "gauge",
             "Requests being handled now (idle keep-alive connections not counted).",
             atomic_load(&srv->connections));
+    one_u64(b, "ocimirror_manifest_cache_bytes", "gauge",
+            "Bytes held by the in-memory manifest/tag/route cache (bounded at 8 MiB).",
+            om_mcache_bytes(srv->mcache));
+    one_u64(b, "ocimirror_sqlite_memory_bytes", "gauge",
+            "Heap memory SQLite holds now (page caches of the index connections).",
+            (uint64_t)sqlite3_memory_used());
     one_u64(b, "ocimirror_http_connections_open", "gauge",
             "Client connections open now, idle keep-alives included.",
             om_conn_guard_open(&srv->guard));

@@ -34,6 +34,16 @@
 
 #define BUCKETS 256
 
+/* Readers waiting for bytes are woken when this much more arrived, or this
+ * long after the last wake, whichever comes first (and at once for a
+ * download's first bytes).  libcurl hands over 16 KiB at a time: waking
+ * every reader (a libmicrohttpd resume, a thread wake-up, a pread and a
+ * send) per 16 KiB cost more CPU than the bytes themselves on a cold pull.
+ * The tick from the transfer's progress callback (at least once a second)
+ * flushes what a stalled upstream left pending. */
+#define WAKE_BYTES (256u << 10)
+#define WAKE_US 5000
+
 enum fetch_state { F_STARTING, F_STREAMING, F_DONE, F_FAILED };
 
 struct waiter {
@@ -61,6 +71,8 @@ struct om_fetch {
     int read_fd;                    /* dup of the ingest fd; owned, closed at free */
     struct waiter *waiters;         /* owned array */
     size_t n_waiters, cap_waiters;
+    uint64_t woken_bytes;           /* `written` when waiters were last woken */
+    int64_t woken_us;               /* and when (monotonic) */
 
     /* Only the download thread touches these. */
     struct om_ingest *ing;
@@ -86,6 +98,13 @@ struct om_fetch_table {
     om_fetch_cb on_commit;          /* may be NULL */
     void *on_commit_ud;
 };
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static int64_t now_ms(void)
 {
@@ -273,15 +292,35 @@ static int on_body(void *ud, const void *buf, size_t len)
         return err;
     om_hash_update(f->hash, p, len);
 
+    int64_t now = mono_us();
     pthread_mutex_lock(&f->mu);
     f->written += len;
-    wake_all(f);
+    if (f->woken_bytes == 0 || f->written - f->woken_bytes >= WAKE_BYTES ||
+        now - f->woken_us >= WAKE_US) {
+        wake_all(f);
+        f->woken_bytes = f->written;
+        f->woken_us = now;
+    }
     pthread_mutex_unlock(&f->mu);
 
     pthread_mutex_lock(&f->t->mu);
     f->t->stats.bytes_from_upstream += len;
     pthread_mutex_unlock(&f->t->mu);
     return OM_OK;
+}
+
+/* The transfer's progress tick: wake readers for bytes still pending. */
+static void on_tick(void *ud)
+{
+    struct om_fetch *f = ud;
+    int64_t now = mono_us();
+    pthread_mutex_lock(&f->mu);
+    if (f->written > f->woken_bytes && now - f->woken_us >= WAKE_US) {
+        wake_all(f);
+        f->woken_bytes = f->written;
+        f->woken_us = now;
+    }
+    pthread_mutex_unlock(&f->mu);
 }
 
 static void sleep_ms(uint64_t ms)
@@ -354,6 +393,7 @@ static int transfer(struct om_fetch *f)
             .range_from = f->written,
             .on_headers = on_headers,
             .on_body = on_body,
+            .on_tick = on_tick,
             .ud = f,
             .cancel = &f->t->cancel,
         };

@@ -55,6 +55,7 @@
 #include "gc_plan.h"
 #include "index_gc.h"
 #include "log.h"
+#include "mcache.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -676,6 +677,8 @@ static int server_run(struct om_gc *gc, struct om_gc_result *out)
         atomic_store(&gc->drift, (int64_t)counter - (int64_t)res.used_before);
     pthread_mutex_unlock(&gc->run_mu);
 
+    if (res.evicted_images > 0 || res.removed_blobs > 0)
+        om_mcache_clear(gc->srv->mcache); /* no tag served from memory past its eviction */
     if (res.evicted_images > 0)
         om_admin_note_evictions(gc->srv, res.evicted_images, res.evicted_bytes);
     pthread_mutex_lock(&gc->mu);
@@ -847,6 +850,7 @@ int om_gc_evict_image(struct om_server *srv, const char *name, const char *refer
     err = om_gc_evict_env(&e, name, reference, freed);
     pthread_mutex_unlock(&gc->run_mu);
     if (err == OM_OK) {
+        om_mcache_clear(srv->mcache);
         om_admin_note_evictions(srv, 1, *freed);
         pthread_mutex_lock(&gc->mu);
         gc->totals.evicted_images++;

@@ -168,6 +168,26 @@ void om_mcache_free(struct om_mcache *mc)
     free(mc);
 }
 
+void om_mcache_clear(struct om_mcache *mc)
+{
+    if (mc == NULL)
+        return;
+    pthread_mutex_lock(&mc->mu);
+    while (mc->tail)
+        remove_entry(mc, mc->tail);
+    pthread_mutex_unlock(&mc->mu);
+}
+
+size_t om_mcache_bytes(struct om_mcache *mc)
+{
+    if (mc == NULL)
+        return 0;
+    pthread_mutex_lock(&mc->mu);
+    size_t n = mc->bytes;
+    pthread_mutex_unlock(&mc->mu);
+    return n;
+}
+
 /* ---- manifests: value = media type, NUL, bytes ---- */
 
 static size_t key_of(char *k, size_t ksz, char kind, const char *a, const char *b)

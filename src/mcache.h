@@ -31,6 +31,12 @@ void om_mcache_tag_put(struct om_mcache *mc, const char *repo, const char *tag,
                        const struct om_tag_rec *rec);
 void om_mcache_tag_drop(struct om_mcache *mc, const char *repo, const char *tag);
 
+/* Drop everything: GC evicted images, so tag records and manifests held
+ * here may name what the index and store no longer have. */
+void om_mcache_clear(struct om_mcache *mc);
+/* Bytes held now (keys, values and per-entry overhead), for /metrics. */
+size_t om_mcache_bytes(struct om_mcache *mc);
+
 /* Search-route decisions: requested name → upstream name + canonical. */
 bool om_mcache_route_get(struct om_mcache *mc, const char *name, char *upstream, size_t upsz,
                          char *canonical, size_t cansz);

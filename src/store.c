@@ -21,7 +21,8 @@
  *                     stat + rename under the store's mutex.
  *   om_store_remove   unlink; open fds keep working (GC relies on that).
  *
- * The byte total is an atomic counter: computed by a walk at open, then
+ * The byte total is an atomic counter: computed by a walk at open (or read
+ * from the record of the last clean shutdown, see SIZE_RECORD), then
  * adjusted only by a commit that actually placed a file and a remove that
  * actually unlinked one.
  *
@@ -54,6 +55,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* om_ingest_write starts writeback every this many bytes. */
+#define INGEST_WRITEBACK_WINDOW (8u << 20)
 #define STORE_PATH_MAX 4096              /* == sizeof(struct om_ingest.path) */
 #define VERIFY_BUF (64u * 1024)          /* streaming hash buffer */
 #define INGEST_NAME_BYTES 16             /* random bytes → 32 hex chars */
@@ -63,7 +66,22 @@ struct om_store {
     char *root;                 /* owned; strdup of the caller's root */
     pthread_mutex_t mu;         /* only for the rename fallback without NOREPLACE */
     _Atomic uint64_t bytes;     /* sum of sizes of committed blobs */
+    bool attached;              /* om_store_attach: a tool beside the owner */
+    bool record_at_close;       /* owner, fully opened: write SIZE_RECORD at close */
+    atomic_bool marked_dirty;   /* attached and removed a blob: DIRTY_MARK made */
 };
+
+/* The byte total survives a clean shutdown in SIZE_RECORD, so start-up
+ * need not stat every blob (a walk of 110,000 blobs took ~0.25 s, and it
+ * grows with the store).  The owner consumes the record at open (reads it,
+ * then unlinks it durably) and writes it at close: after a crash there is
+ * no record and the store is walked.  A tool attached beside the owner
+ * (gc, fsck) that removes blobs leaves DIRTY_MARK, since the owner's total
+ * no longer matches: the next open walks, whatever the record says. */
+#define SIZE_RECORD "store.size"
+#define SIZE_RECORD_TMP "store.size.tmp"
+#define SIZE_RECORD_FMT "ocimirror store size v1 %llu\n"
+#define DIRTY_MARK "store.dirty"
 
 static int sys_err(int e)
 {
@@ -170,6 +188,73 @@ done:
     return err;
 }
 
+/* Read and durably remove SIZE_RECORD and DIRTY_MARK.  true with *total
+ * when a valid record was there and no dirty mark. */
+static bool consume_size_record(struct om_store *st, uint64_t *total)
+{
+    char path[STORE_PATH_MAX], buf[96];
+    bool ok = false, dirty = false, changed = false;
+    unsigned long long v = 0;
+
+    if (root_path(st, DIRTY_MARK, path, sizeof(path)) == OM_OK && unlink(path) == 0)
+        dirty = changed = true;
+    if (root_path(st, SIZE_RECORD, path, sizeof(path)) != OM_OK)
+        return false;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0) {
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        static const char prefix[] = "ocimirror store size v1 ";
+        if (n > (ssize_t)sizeof(prefix) && memcmp(buf, prefix, sizeof(prefix) - 1) == 0) {
+            /* digits, then exactly one newline; no sign, no overflow */
+            buf[n] = '\0';
+            const char *p = buf + sizeof(prefix) - 1;
+            ok = *p >= '0' && *p <= '9';
+            for (; ok && *p >= '0' && *p <= '9'; p++) {
+                unsigned digit = (unsigned)(*p - '0');
+                if (v > (ULLONG_MAX - digit) / 10)
+                    ok = false;
+                else
+                    v = v * 10 + digit;
+            }
+            ok = ok && p[0] == '\n' && p[1] == '\0';
+        }
+        if (unlink(path) != 0) {
+            om_log(OM_LOG_WARN, "store: cannot remove %s: %s", path, strerror(errno));
+            ok = false; /* it would outlive a crash: do not trust it either */
+        }
+        changed = true;
+    }
+    if (changed && fsync_dir(st->root) != OM_OK)
+        ok = false;
+    if (dirty)
+        om_log(OM_LOG_INFO, "store: a tool removed blobs since the last shutdown; counting");
+    *total = v;
+    return ok && !dirty;
+}
+
+/* Write SIZE_RECORD (tmp + fsync + rename); failures only cost the next
+ * start a walk. */
+static void write_size_record(struct om_store *st)
+{
+    char tmp[STORE_PATH_MAX], dst[STORE_PATH_MAX], buf[96];
+    if (root_path(st, SIZE_RECORD_TMP, tmp, sizeof(tmp)) != OM_OK ||
+        root_path(st, SIZE_RECORD, dst, sizeof(dst)) != OM_OK)
+        return;
+    int n = snprintf(buf, sizeof(buf), SIZE_RECORD_FMT,
+                     (unsigned long long)atomic_load(&st->bytes));
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    bool ok = fd >= 0 && write(fd, buf, (size_t)n) == n && fsync(fd) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (ok && rename(tmp, dst) == 0) {
+        (void)fsync_dir(st->root);
+        return;
+    }
+    om_log(OM_LOG_WARN, "store: cannot record the store size in %s: %s", dst, strerror(errno));
+    unlink(tmp);
+}
+
 static int sum_bytes(void *ud, const om_digest *d, uint64_t size)
 {
     (void)d;
@@ -201,6 +286,7 @@ static int store_open(struct om_store **out, const char *root, bool attach)
     }
     pthread_mutex_init(&st->mu, NULL);
     atomic_init(&st->bytes, 0);
+    atomic_init(&st->marked_dirty, false);
 
     if (attach) {
         struct stat sb;
@@ -221,12 +307,18 @@ static int store_open(struct om_store **out, const char *root, bool attach)
         if ((err = clean_ingest(st)) != OM_OK)
             goto done;
     }
-    err = om_store_walk(st, sum_bytes, &total);
-    if (err != OM_OK)
-        goto done;
+    st->attached = attach;
+    bool recorded = !attach && consume_size_record(st, &total);
+    if (!recorded) {
+        total = 0;
+        err = om_store_walk(st, sum_bytes, &total);
+        if (err != OM_OK)
+            goto done;
+    }
     atomic_store(&st->bytes, total);
-    om_log(OM_LOG_INFO, "store: opened %s (%llu bytes committed)", root,
-           (unsigned long long)total);
+    om_log(OM_LOG_INFO, "store: opened %s (%llu bytes committed%s)", root,
+           (unsigned long long)total, recorded ? ", as recorded at the last shutdown" : "");
+    st->record_at_close = !attach;
     *out = st;
     st = NULL;
 done:
@@ -248,6 +340,8 @@ void om_store_close(struct om_store *st)
 {
     if (st == NULL)
         return;
+    if (st->record_at_close)
+        write_size_record(st);
     if (st->root != NULL)
         pthread_mutex_destroy(&st->mu);
     free(st->root);
@@ -339,6 +433,17 @@ int om_ingest_write(struct om_ingest *in, const void *buf, size_t len)
         len -= (size_t)n;
         in->size += (uint64_t)n;
     }
+    /* Start writeback of each full window as the download goes, so the
+     * commit's fsync finds little left to write: the client's last byte
+     * waits for that fsync (a 512 MiB blob's worth of dirty pages took
+     * most of a second to flush at the end).  Asynchronous: it only
+     * queues the I/O.  An error here is not one for the download; fsync
+     * at commit reports what matters. */
+    if (in->size - in->synced >= INGEST_WRITEBACK_WINDOW) {
+        (void)sync_file_range(in->fd, (off64_t)in->synced, (off64_t)(in->size - in->synced),
+                              SYNC_FILE_RANGE_WRITE);
+        in->synced = in->size;
+    }
 done:
     return err;
 }
@@ -353,6 +458,8 @@ int om_ingest_truncate(struct om_ingest *in, uint64_t size)
         return sys_err(e);
     }
     in->size = size;
+    if (in->synced > size)
+        in->synced = size;
     return OM_OK;
 }
 
@@ -613,6 +720,18 @@ int om_store_remove(struct om_store *st, const om_digest *d)
         goto done;
     }
     atomic_fetch_sub(&st->bytes, (uint64_t)sb.st_size);
+    if (st->attached && !atomic_exchange(&st->marked_dirty, true)) {
+        char mark[STORE_PATH_MAX];
+        int fd = -1;
+        if (root_path(st, DIRTY_MARK, mark, sizeof(mark)) == OM_OK)
+            fd = open(mark, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0 || fsync(fd) != 0 || fsync_dir(st->root) != OM_OK)
+            om_log(OM_LOG_WARN, "store: cannot leave %s: the server's size total may be off "
+                   "(delete %s/" SIZE_RECORD " while it is stopped to have it recounted)",
+                   mark, st->root);
+        if (fd >= 0)
+            close(fd);
+    }
 done:
     return err;
 }

@@ -30,6 +30,7 @@ struct om_ingest {
     int fd;                 /* O_RDWR; writers use write()/pwrite(); readers dup() it */
     char path[4096];
     uint64_t size;          /* bytes written so far (maintained by om_ingest_write) */
+    uint64_t synced;        /* bytes handed to writeback so far (om_ingest_write) */
 };
 
 /* Open (creating directories) and clean stale ingest files. *out owned by

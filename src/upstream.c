@@ -367,6 +367,8 @@ static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, cu
         c->cancelled = true;
         return 1;
     }
+    if (c->req->on_tick != NULL)
+        c->req->on_tick(c->req->ud);
     return 0;
 }
 

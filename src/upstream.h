@@ -75,6 +75,10 @@ struct om_up_req {
      *    caller resumes with range_from), so a sink never sees two starts.
      *  - max_body == 0 means OM_MANIFEST_MAX_DEFAULT.
      *  - Non-2xx bodies over 64 KiB are cut at 64 KiB (not an error). */
+    /* Called from libcurl's progress callback during a streamed transfer
+     * (often while bytes flow, at least once a second while stalled), so
+     * an on_body sink that batches work can flush it.  May be NULL. */
+    void (*on_tick)(void *ud);
     void *ud;
     const atomic_bool *cancel;      /* when set, the transfer is aborted (OM_ERR_TIMEOUT
                                        is returned); may be NULL */

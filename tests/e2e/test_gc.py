@@ -178,7 +178,12 @@ class GCTest(WorldTestCase):
     # -- the quota in the background -----------------------------------------
     def test_least_recently_pulled_image_is_evicted_and_shared_base_layers_stay(self):
         A, B, C, D = self.A, self.B, self.C, self.D
-        m = self.mirror(extra=self.quota())
+        # tag_ttl 1h: B's tag record and manifest are still fresh in the
+        # mirror's memory (mcache) when GC evicts B; eviction must drop them,
+        # or B's return below is served from memory and never stored again.
+        extra = self.quota()
+        extra["tag_ttl"] = "1h"
+        m = self.mirror(extra=extra)
         self.pull_in_lru_order(m)
         t0 = time.monotonic()
         self.assertTrue(wait_until(lambda: not stored(m, B.digest), 20),

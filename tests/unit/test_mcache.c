@@ -95,10 +95,38 @@ static void test_mcache__tags_and_routes_round_trip_and_replace(void)
     om_mcache_free(mc);
 }
 
+static void test_mcache__clear_empties_every_kind_and_bytes_say_so(void)
+{
+    struct om_mcache *mc = NULL;
+    CHECK_EQ_INT(om_mcache_new(&mc, 1 << 20), OM_OK);
+    CHECK_EQ_INT(om_mcache_bytes(mc), 0);
+    om_digest d = dg(7);
+    om_mcache_manifest_put(mc, &d, "{}", 2, "application/x");
+    struct om_tag_rec rec = {0};
+    om_mcache_tag_put(mc, "library/alpine", "3.19", &rec);
+    om_mcache_route_put(mc, "alpine", "docker.io", "docker.io/library/alpine");
+    CHECK(om_mcache_bytes(mc) > 0);
+    om_mcache_clear(mc);
+    CHECK_EQ_INT(om_mcache_bytes(mc), 0);
+    char *buf = NULL, mt[64], up[64], can[256];
+    size_t len = 0;
+    CHECK(!om_mcache_manifest_get(mc, &d, &buf, &len, mt, sizeof(mt)));
+    CHECK(!om_mcache_tag_get(mc, "library/alpine", "3.19", &rec));
+    CHECK(!om_mcache_route_get(mc, "alpine", up, sizeof(up), can, sizeof(can)));
+    /* and it works on after */
+    om_mcache_manifest_put(mc, &d, "{}", 2, "application/x");
+    CHECK(om_mcache_manifest_get(mc, &d, &buf, &len, mt, sizeof(mt)));
+    free(buf);
+    om_mcache_clear(NULL);
+    CHECK_EQ_INT(om_mcache_bytes(NULL), 0);
+    om_mcache_free(mc);
+}
+
 int main(void)
 {
     RUN(test_mcache__manifest_round_trip_is_a_copy);
     RUN(test_mcache__least_recently_used_goes_first);
     RUN(test_mcache__tags_and_routes_round_trip_and_replace);
+    RUN(test_mcache__clear_empties_every_kind_and_bytes_say_so);
     return test_done();
 }

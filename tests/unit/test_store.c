@@ -452,6 +452,111 @@ static void test_store__reopen_removes_stale_ingest_and_recounts_bytes(void)
     fx_teardown(&fx);
 }
 
+static bool exists_in_root(const struct fixture *fx, const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", fx->root, name);
+    return access(path, F_OK) == 0;
+}
+
+static void write_in_root(const struct fixture *fx, const char *name, const char *text)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", fx->root, name);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f != NULL) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+static void test_store__a_clean_close_records_the_size_and_open_consumes_it(void)
+{
+    struct fixture fx = {0};
+    om_digest d = digest_of("counted once");
+
+    CHECK(fx_setup(&fx));
+    CHECK(!exists_in_root(&fx, "store.size"));
+    CHECK_EQ_INT(om_store_put(fx.st, &d, "counted once", 12), OM_OK);
+    om_store_close(fx.st);
+    fx.st = NULL;
+    CHECK(exists_in_root(&fx, "store.size"));
+    CHECK(!exists_in_root(&fx, "store.size.tmp"));
+
+    /* The record is what the next open believes (proved by a lie in it),
+     * and it is gone while the store is open: a crash now means a walk. */
+    write_in_root(&fx, "store.size", "ocimirror store size v1 777\n");
+    CHECK_EQ_INT(om_store_open(&fx.st, fx.root), OM_OK);
+    CHECK_EQ_INT(om_store_bytes(fx.st), 777);
+    CHECK(!exists_in_root(&fx, "store.size"));
+    om_store_close(fx.st);
+    fx.st = NULL;
+
+    /* No record (a crash): walked. */
+    char path[256];
+    snprintf(path, sizeof(path), "%s/store.size", fx.root);
+    CHECK_EQ_INT(unlink(path), 0);
+    CHECK_EQ_INT(om_store_open(&fx.st, fx.root), OM_OK);
+    CHECK_EQ_INT(om_store_bytes(fx.st), 12);
+    fx_teardown(&fx);
+}
+
+static void test_store__a_damaged_size_record_is_ignored(void)
+{
+    static const char *const bad[] = {
+        "", "ocimirror store size v1 \n", "ocimirror store size v1 12", "ocimirror store size v1 -5\n",
+        "ocimirror store size v2 12\n", "garbage\n", "ocimirror store size v1 12x\n",
+        "ocimirror store size v1 99999999999999999999999\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct fixture fx = {0};
+        om_digest d = digest_of("twelve bytes");
+        CHECK(fx_setup(&fx));
+        CHECK_EQ_INT(om_store_put(fx.st, &d, "twelve bytes", 12), OM_OK);
+        om_store_close(fx.st);
+        fx.st = NULL;
+        write_in_root(&fx, "store.size", bad[i]);
+        CHECK_EQ_INT(om_store_open(&fx.st, fx.root), OM_OK);
+        if (om_store_bytes(fx.st) != 12)
+            fprintf(stderr, "  record %zu: \"%s\" was believed\n", i, bad[i]);
+        CHECK_EQ_INT(om_store_bytes(fx.st), 12);
+        CHECK(!exists_in_root(&fx, "store.size"));
+        fx_teardown(&fx);
+    }
+}
+
+static void test_store__a_tool_that_removes_blobs_makes_the_next_open_recount(void)
+{
+    struct fixture fx = {0};
+    om_digest a = digest_of("blob a"), b = digest_of("blob b!");
+    struct om_store *tool = NULL;
+
+    CHECK(fx_setup(&fx));
+    CHECK_EQ_INT(om_store_put(fx.st, &a, "blob a", 6), OM_OK);
+    CHECK_EQ_INT(om_store_put(fx.st, &b, "blob b!", 7), OM_OK);
+    /* `ocimirror gc` beside the running server removes one */
+    CHECK_EQ_INT(om_store_attach(&tool, fx.root), OM_OK);
+    CHECK_EQ_INT(om_store_remove(tool, &a), OM_OK);
+    om_store_close(tool);
+    CHECK(exists_in_root(&fx, "store.dirty"));
+    /* the server, not knowing, records its stale total at shutdown */
+    CHECK_EQ_INT(om_store_bytes(fx.st), 13);
+    om_store_close(fx.st);
+    fx.st = NULL;
+    CHECK(exists_in_root(&fx, "store.size"));
+    CHECK_EQ_INT(om_store_open(&fx.st, fx.root), OM_OK);
+    CHECK_EQ_INT(om_store_bytes(fx.st), 7);
+    CHECK(!exists_in_root(&fx, "store.dirty"));
+    CHECK(!exists_in_root(&fx, "store.size"));
+    /* an attached tool neither reads nor writes the record */
+    CHECK_EQ_INT(om_store_attach(&tool, fx.root), OM_OK);
+    CHECK_EQ_INT(om_store_bytes(tool), 7);
+    om_store_close(tool);
+    CHECK(!exists_in_root(&fx, "store.size"));
+    fx_teardown(&fx);
+}
+
 static void test_store__changed_bytes_on_disk_fail_verify(void)
 {
     struct fixture fx = {0};
@@ -580,6 +685,9 @@ int main(void)
     RUN(test_store__remove_deletes_and_updates_the_total);
     RUN(test_store__walk_lists_blobs_and_ignores_strangers);
     RUN(test_store__reopen_removes_stale_ingest_and_recounts_bytes);
+    RUN(test_store__a_clean_close_records_the_size_and_open_consumes_it);
+    RUN(test_store__a_damaged_size_record_is_ignored);
+    RUN(test_store__a_tool_that_removes_blobs_makes_the_next_open_recount);
     RUN(test_store__changed_bytes_on_disk_fail_verify);
     RUN(test_store__verify_streams_a_large_blob);
     RUN(test_store__a_full_disk_is_nospace);
