@@ -576,9 +576,12 @@ def wrk(url, headers=(), duration=5, conns=64, threads=2):
     return res
 
 
-def upstream_bytes(log_path, offset, settle=0.7):
+def upstream_bytes(log_path, offset, settle=0.7, repo=None):
     """(GET requests, body bytes) the upstream logged for /v2/.../blobs|manifests
-    since byte `offset` of its access log."""
+    since byte `offset` of its access log; only of /v2/<repo>/ when repo is
+    given.  (The upstream logs a request when it ends: a transfer of another
+    phase still running — distribution's proxy goes on storing a blob after
+    its client has it — would otherwise be booked to this one.)"""
     time.sleep(settle)
     rx = re.compile(r'"(GET|HEAD) (\S+) HTTP/[0-9.]+" (\d{3}) (\d+|-)')
     n = 0
@@ -589,6 +592,8 @@ def upstream_bytes(log_path, offset, settle=0.7):
         for line in f.read().decode(errors="replace").splitlines():
             m = rx.search(line)
             if not m or not re.search(r"/(blobs|manifests)/", m.group(2)):
+                continue
+            if repo is not None and not m.group(2).startswith("/v2/%s/" % repo):
                 continue
             if m.group(1) == "HEAD":
                 heads += 1
@@ -848,7 +853,7 @@ class Bench:
                 h = self.perf_start("p3-mirror-20cold") if (name == "ocimirror" and run == 0) else None
                 rows[name]["cold"].append(self._concurrent_pulls(srv.url, n_clients))
                 self.perf_stop(h)
-                gets, nbytes, heads = upstream_bytes(self.up.log_path, off)
+                gets, nbytes, heads = upstream_bytes(self.up.log_path, off, repo=self.thirty.repo)
                 rows[name]["up_bytes"].append(nbytes)
                 rows[name]["up_gets"].append(gets)
                 rows[name]["up_heads"].append(heads)
