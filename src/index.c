@@ -347,10 +347,7 @@ void om_index_close(struct om_index *ix)
 {
     if (ix == NULL)
         return;
-    for (int i = 0; i < S__COUNT; i++)
-        sqlite3_finalize(ix->stmt[i]);
-    if (ix->db != NULL && sqlite3_close(ix->db) != SQLITE_OK)
-        om_log(OM_LOG_ERROR, "index: close: %s", sqlite3_errmsg(ix->db));
+    om_index__close_db(ix->db, ix->stmt, S__COUNT, "index");
     if (ix->log_fd >= 0)
         close(ix->log_fd);
     pthread_mutex_destroy(&ix->mu);

@@ -108,25 +108,6 @@ static int open_err(sqlite3 *db, int rc, const char *what, char *why, size_t why
     return om_index__sql_err(db, rc, what);
 }
 
-/* Run a PRAGMA that answers one row; copy the first column as text. */
-static int pragma_row(sqlite3 *db, const char *sql, char *out, size_t outsz)
-{
-    sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
-    out[0] = '\0';
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(s);
-        if (rc == SQLITE_ROW) {
-            const unsigned char *v = sqlite3_column_text(s, 0);
-            snprintf(out, outsz, "%s", v != NULL ? (const char *)v : "");
-            rc = SQLITE_OK;
-        } else if (rc == SQLITE_DONE) {
-            rc = SQLITE_OK;
-        }
-    }
-    sqlite3_finalize(s);
-    return rc;
-}
 
 int om_index_fsck_open(struct om_index_fsck **out, const char *root, char *why, size_t whysz)
 {
@@ -162,7 +143,7 @@ int om_index_fsck_open(struct om_index_fsck **out, const char *root, char *why, 
     sqlite3_extended_result_codes(x->db, 0);
     rc = sqlite3_busy_timeout(x->db, FSCK_BUSY_TIMEOUT_MS);
     if (rc == SQLITE_OK)
-        rc = pragma_row(x->db, "PRAGMA quick_check", answer, sizeof(answer));
+        rc = om_index__pragma_text(x->db, "PRAGMA quick_check", answer, sizeof(answer));
     if (rc != SQLITE_OK) {
         err = open_err(x->db, rc, "PRAGMA quick_check", why, whysz);
         goto done;
@@ -174,7 +155,7 @@ int om_index_fsck_open(struct om_index_fsck **out, const char *root, char *why, 
         err = OM_ERR_DIGEST;
         goto done;
     }
-    if ((rc = pragma_row(x->db, "PRAGMA user_version", answer, sizeof(answer))) != SQLITE_OK) {
+    if ((rc = om_index__pragma_text(x->db, "PRAGMA user_version", answer, sizeof(answer))) != SQLITE_OK) {
         err = open_err(x->db, rc, "PRAGMA user_version", why, whysz);
         goto done;
     }
@@ -206,10 +187,7 @@ void om_index_fsck_close(struct om_index_fsck *x)
 {
     if (x == NULL)
         return;
-    for (int i = 0; i < Q__COUNT; i++)
-        sqlite3_finalize(x->q[i]);
-    if (x->db != NULL && sqlite3_close(x->db) != SQLITE_OK)
-        om_log(OM_LOG_ERROR, "index fsck: close: %s", sqlite3_errmsg(x->db));
+    om_index__close_db(x->db, x->q, Q__COUNT, "index fsck");
     free(x);
 }
 

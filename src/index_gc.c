@@ -246,10 +246,7 @@ void om_index_gc_close(struct om_gc_db *db)
 {
     if (db == NULL)
         return;
-    for (int i = 0; i < G__COUNT; i++)
-        sqlite3_finalize(db->stmt[i]);
-    if (db->db != NULL && sqlite3_close(db->db) != SQLITE_OK)
-        om_log(OM_LOG_ERROR, "gc: close index.db: %s", sqlite3_errmsg(db->db));
+    om_index__close_db(db->db, db->stmt, G__COUNT, "gc");
     if (db->log_fd >= 0)
         close(db->log_fd);
     free(db);

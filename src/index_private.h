@@ -1,5 +1,6 @@
-/* index_private.h — shared between index.c and index_rebuild.c only; no
- * other module includes this (they use index.h). */
+/* index_private.h — shared by the modules that open index.db themselves
+ * (index.c, index_rebuild.c, index_gc.c, index_fsck.c); everything else
+ * uses index.h. */
 #ifndef OM_INDEX_PRIVATE_H
 #define OM_INDEX_PRIVATE_H
 
@@ -29,6 +30,15 @@ bool om_index__digest_ok(const om_digest *d);
  * help (not a database, corrupt, unknown schema version) or not (busy,
  * disk full, out of memory, cannot create).  *dbp owned by the caller. */
 int om_index__db_open(const char *path, sqlite3 **dbp, bool *corrupt, bool *fresh);
+
+/* Run a statement that answers one row (a PRAGMA such as journal_mode,
+ * quick_check, user_version) and copy its first column as text into out
+ * ("" when there is no row).  Returns the SQLite result code. */
+int om_index__pragma_text(sqlite3 *db, const char *sql, char *out, size_t outsz);
+
+/* Finalize n prepared statements (NULLs allowed) and close db (may be
+ * NULL); a close that fails is logged with `who`. */
+void om_index__close_db(sqlite3 *db, sqlite3_stmt **stmts, size_t n, const char *who);
 
 /* Rename path (+ its -wal) to <path>.corrupt-<unix time>[.N] and remove
  * its -shm, so a stale WAL can never be replayed into a fresh database. */

@@ -109,7 +109,7 @@ static bool rc_is_corrupt(int rc)
 
 /* Run a PRAGMA that answers one text row (journal_mode, quick_check) and
  * copy that answer into out. */
-static int pragma_text(sqlite3 *db, const char *sql, char *out, size_t outsz, int *rc_out)
+int om_index__pragma_text(sqlite3 *db, const char *sql, char *out, size_t outsz)
 {
     sqlite3_stmt *s = NULL;
     int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
@@ -125,8 +125,21 @@ static int pragma_text(sqlite3 *db, const char *sql, char *out, size_t outsz, in
         }
     }
     sqlite3_finalize(s);
-    *rc_out = rc;
-    return rc == SQLITE_OK ? OM_OK : OM_ERR_IO;
+    return rc;
+}
+
+void om_index__close_db(sqlite3 *db, sqlite3_stmt **stmts, size_t n, const char *who)
+{
+    for (size_t i = 0; i < n; i++)
+        sqlite3_finalize(stmts[i]);
+    if (db != NULL && sqlite3_close(db) != SQLITE_OK)
+        om_log(OM_LOG_ERROR, "%s: close index.db: %s", who, sqlite3_errmsg(db));
+}
+
+static int pragma_text(sqlite3 *db, const char *sql, char *out, size_t outsz, int *rc_out)
+{
+    *rc_out = om_index__pragma_text(db, sql, out, outsz);
+    return *rc_out == SQLITE_OK ? OM_OK : OM_ERR_IO;
 }
 
 static int pragma_int(sqlite3 *db, const char *sql, int64_t *out, int *rc_out)
