@@ -196,7 +196,10 @@
     try { body = text ? JSON.parse(text) : null; } catch (e) { body = null; }
     if (!r.ok) {
       const e0 = body && Array.isArray(body.errors) && body.errors[0] ? body.errors[0] : {};
-      if (r.status === 401) showAuth();
+      // Only when the token this request carried is still the one in use:
+      // a request sent before the user entered a token must not reopen the
+      // prompt when its 401 arrives after they did.
+      if (r.status === 401 && (getSaved('session', 'om.token') || null) === (token || null)) showAuth();
       throw new ApiError(r.status, e0.code || 'HTTP_' + r.status, e0.message || r.statusText || String(r.status));
     }
     if (body === null || typeof body !== 'object') throw new ApiError(r.status, 'BAD_JSON', t('err.badjson'));
