@@ -22,13 +22,6 @@ struct om_conn_slot {
     atomic_uint_fast64_t deadline_us;
 };
 
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 unsigned om_conn_guard_cap(unsigned max_connections, uint64_t nofile)
 {
     /* A client may hold its socket and one store file; half of what is
@@ -67,7 +60,7 @@ static void *reaper(void *arg)
             break;
         if (rc != ETIMEDOUT && rc != 0)
             continue;
-        uint64_t now = mono_us();
+        uint64_t now = (uint64_t)om_now_us();
         unsigned closed = 0;
         for (struct om_conn_slot *s = g->head; s != NULL; s = s->next) {
             uint64_t d = atomic_load(&s->deadline_us);
@@ -103,11 +96,7 @@ int om_conn_guard_start(struct om_conn_guard *g, unsigned max_open, uint64_t hea
     atomic_init(&g->head_timeouts, 0);
     if (pthread_mutex_init(&g->mu, NULL) != 0)
         return OM_ERR_NOMEM;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    int rc = pthread_cond_init(&g->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    if (rc != 0) {
+    if (pthread_cond_init(&g->cv, NULL) != 0) {
         pthread_mutex_destroy(&g->mu);
         return OM_ERR_NOMEM;
     }
@@ -156,7 +145,7 @@ void om_conn_guard_notify(void *cls, struct MHD_Connection *conn, void **socket_
             return;
         }
         s->fd = ci->connect_fd;
-        atomic_init(&s->deadline_us, mono_us() + g->header_timeout_us);
+        atomic_init(&s->deadline_us, (uint64_t)om_now_us() + g->header_timeout_us);
         pthread_mutex_lock(&g->mu);
         s->next = g->head;
         if (g->head != NULL)
@@ -209,7 +198,7 @@ void om_conn_guard_request_done(struct om_conn_guard *g, struct MHD_Connection *
 {
     struct om_conn_slot *s = slot_of(conn);
     if (s != NULL)
-        atomic_store(&s->deadline_us, mono_us() + g->keepalive_timeout_us);
+        atomic_store(&s->deadline_us, (uint64_t)om_now_us() + g->keepalive_timeout_us);
 }
 
 unsigned om_conn_guard_open(struct om_conn_guard *g)

@@ -99,13 +99,6 @@ struct om_fetch_table {
     void *on_commit_ud;
 };
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static int64_t now_ms(void)
 {
     struct timespec ts;
@@ -292,7 +285,7 @@ static int on_body(void *ud, const void *buf, size_t len)
         return err;
     om_hash_update(f->hash, p, len);
 
-    int64_t now = mono_us();
+    int64_t now = om_now_us();
     pthread_mutex_lock(&f->mu);
     f->written += len;
     if (f->woken_bytes == 0 || f->written - f->woken_bytes >= WAKE_BYTES ||
@@ -313,7 +306,7 @@ static int on_body(void *ud, const void *buf, size_t len)
 static void on_tick(void *ud)
 {
     struct om_fetch *f = ud;
-    int64_t now = mono_us();
+    int64_t now = om_now_us();
     pthread_mutex_lock(&f->mu);
     if (f->written > f->woken_bytes && now - f->woken_us >= WAKE_US) {
         wake_all(f);

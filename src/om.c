@@ -4,6 +4,8 @@
  * "unknown error", which a unit test catches. */
 #include "om.h"
 
+#include <time.h>
+
 const char *om_strerror(int err)
 {
     const char *s = "unknown error";
@@ -24,4 +26,11 @@ const char *om_strerror(int err)
     case OM_ERR_TIMEOUT: s = "timed out"; break;
     }
     return s;
+}
+
+int64_t om_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }

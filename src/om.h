@@ -39,4 +39,7 @@ const char *om_strerror(int err);
 
 #define OM_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
+/* Monotonic clock in microseconds (durations and deadlines, never dates). */
+int64_t om_now_us(void);
+
 #endif

@@ -100,7 +100,6 @@ struct om_req {
 };
 
 int64_t om_now_ms(void);
-int64_t om_now_us(void);
 
 /* Start serving (does not block). */
 int om_server_start(struct om_server **out, const struct om_config *cfg);
