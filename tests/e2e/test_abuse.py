@@ -521,6 +521,40 @@ class AbuseTest(WorldTestCase):
                 return float(line.split()[1])
         self.fail("no %s in /metrics" % name)
 
+    def assert_over_limit_closed(self, m, n_open, n_closed):
+        """Open n_open idle connections to m (after the warm-up requests'
+        connections are gone): exactly n_closed of them must be closed by the
+        server within 5 s, m stays up, and /metrics must count exactly those
+        refusals; then, all closed, the honest client must be served within
+        3 s."""
+        time.sleep(0.5)     # the warm-up connections are closed on the server side too
+        socks = []
+        try:
+            for _ in range(n_open):
+                socks.append(connect(m.port, timeout=5))
+            deadline = time.monotonic() + 5
+            closed = set()
+            while time.monotonic() < deadline and len(closed) < n_closed:
+                r, _, _ = select.select([s for s in socks if s not in closed], [], [], 0.2)
+                for s in r:
+                    try:
+                        if s.recv(4096) == b"":
+                            closed.add(s)
+                    except OSError:
+                        closed.add(s)
+            self.assertEqual(len(closed), n_closed, "over-limit connections not closed within 5s")
+            self.assertTrue(m.alive)
+        finally:
+            for s in socks:
+                s.close()
+        # Counted before the honest client comes: connecting while the server
+        # has not yet seen all those closes, it could be refused too.
+        time.sleep(0.5)
+        self.assertEqual(self.metric(m, "ocimirror_http_connections_refused_total"), n_closed)
+        t = time.monotonic()
+        self.start_honest(m)
+        self.wait_served(t, 3)
+
     def test_a_slow_request_head_is_cut_at_header_timeout(self):
         """Slowloris (finding H3): connections that send a request head one
         byte at a time, each byte well inside connection_timeout, are
@@ -608,32 +642,24 @@ class AbuseTest(WorldTestCase):
         m = self.mirror(extra={"tag_ttl": "1h", "limits": {"max_connections": 32}})
         self.assertEqual(m.get(self.manifest_path, {"Accept": ACCEPT_ALL}).status, 200)
         self.assertEqual(m.get(self.blob_path).status, 200)
-        time.sleep(0.5)     # those connections are closed on the server side too
-        socks = []
-        try:
-            for _ in range(100):
-                socks.append(connect(m.port, timeout=5))
-            deadline = time.monotonic() + 5
-            closed = set()
-            while time.monotonic() < deadline and len(closed) < 68:
-                r, _, _ = select.select([s for s in socks if s not in closed], [], [], 0.2)
-                for s in r:
-                    try:
-                        if s.recv(4096) == b"":
-                            closed.add(s)
-                    except OSError:
-                        closed.add(s)
-            self.assertEqual(len(closed), 68, "over-limit connections not closed within 5s")
-            self.assertTrue(m.alive)
-        finally:
-            for s in socks:
-                s.close()
-        t = time.monotonic()
-        self.start_honest(m)
-        self.wait_served(t, 3)
+        self.assert_over_limit_closed(m, 100, 68)
         self.assertEqual(statuses(exchange(m.port, req("/v2/")))[:1], [200])
-        self.assertEqual(self.metric(m, "ocimirror_http_connections_refused_total"), 68)
 
+    def test_max_connections_is_capped_to_the_descriptor_limit(self):
+        """Started with a hard descriptor limit of 320 (prlimit; the soft one
+        cannot be raised past it), the default max_connections 4096 could
+        not be honoured: the mirror says so at start-up and serves at most
+        (320 - 128) / 3 = 64 connections — of 100 idle ones the 36 beyond
+        are closed at once, never an EMFILE stall — and the honest client
+        is served once they go."""
+        m = self.mirror(extra={"tag_ttl": "1h"}, argv_prefix=["prlimit", "--nofile=320:320", "--"])
+        with open("/proc/%d/limits" % m.pid) as f:
+            self.assertIn("320", [l for l in f if l.startswith("Max open files")][0])
+        with open(m.log_path, errors="replace") as f:
+            self.assertIn("serving at most 64 connections", f.read())
+        self.assertEqual(m.get(self.manifest_path, {"Accept": ACCEPT_ALL}).status, 200)
+        self.assertEqual(m.get(self.blob_path).status, 200)
+        self.assert_over_limit_closed(m, 100, 36)
 
     def test_max_connections_per_ip_caps_one_address(self):
         """limits.max_connections_per_ip 4 (libmicrohttpd's per-address

@@ -526,6 +526,38 @@ static void test_store__a_damaged_size_record_is_ignored(void)
     }
 }
 
+/* The error paths of the record: a directory named store.size can be
+ * neither read, removed nor replaced.  Open must not trust it (it would
+ * outlive a crash) and walk; close must fail to write the record without
+ * leaving its temporary file; the blob stays readable throughout. */
+static void test_store__a_size_record_that_cannot_be_removed_or_written_costs_a_walk(void)
+{
+    struct fixture fx = {0};
+    om_digest d = digest_of("walked again");
+    char path[256];
+
+    CHECK(fx_setup(&fx));
+    CHECK_EQ_INT(om_store_put(fx.st, &d, "walked again", 12), OM_OK);
+    om_store_close(fx.st);
+    fx.st = NULL;
+    snprintf(path, sizeof(path), "%s/store.size", fx.root);
+    CHECK_EQ_INT(unlink(path), 0);
+    CHECK_EQ_INT(mkdir(path, 0755), 0);
+    CHECK_EQ_INT(om_store_open(&fx.st, fx.root), OM_OK);
+    CHECK_EQ_INT(om_store_bytes(fx.st), 12);
+    CHECK(om_store_has(fx.st, &d, NULL));
+    om_store_close(fx.st);
+    fx.st = NULL;
+    CHECK(!exists_in_root(&fx, "store.size.tmp"));
+    /* still the directory, still not believed */
+    CHECK_EQ_INT(om_store_open(&fx.st, fx.root), OM_OK);
+    CHECK_EQ_INT(om_store_bytes(fx.st), 12);
+    om_store_close(fx.st);
+    fx.st = NULL;
+    CHECK_EQ_INT(rmdir(path), 0);
+    fx_teardown(&fx);
+}
+
 static void test_store__a_tool_that_removes_blobs_makes_the_next_open_recount(void)
 {
     struct fixture fx = {0};
@@ -687,6 +719,7 @@ int main(void)
     RUN(test_store__reopen_removes_stale_ingest_and_recounts_bytes);
     RUN(test_store__a_clean_close_records_the_size_and_open_consumes_it);
     RUN(test_store__a_damaged_size_record_is_ignored);
+    RUN(test_store__a_size_record_that_cannot_be_removed_or_written_costs_a_walk);
     RUN(test_store__a_tool_that_removes_blobs_makes_the_next_open_recount);
     RUN(test_store__changed_bytes_on_disk_fail_verify);
     RUN(test_store__verify_streams_a_large_blob);

@@ -175,9 +175,11 @@ class Mirror:
 
     config: a dict written as YAML; its `listen` is filled in with a free
     port on 127.0.0.1 when absent.  tls: serve HTTPS (config must then
-    carry tls.cert/key) and verify it with ca_file."""
+    carry tls.cert/key) and verify it with ca_file.  argv_prefix: a command
+    that execs the mirror (e.g. prlimit), so the pid stays the mirror's."""
 
-    def __init__(self, config, workdir, log_path, ca_file=None, tls=False, binary=None):
+    def __init__(self, config, workdir, log_path, ca_file=None, tls=False, binary=None,
+                 argv_prefix=()):
         self.workdir = workdir
         os.makedirs(workdir, exist_ok=True)
         # listen first: the file reads better that way
@@ -187,6 +189,7 @@ class Mirror:
         self.ca_file = ca_file
         self.log_path = log_path
         self.binary = binary or mirror_bin()
+        self.argv_prefix = list(argv_prefix)
         self.config_path = os.path.join(workdir, "ocimirror.yaml")
         self.proc = None
         self.starts = 0
@@ -240,7 +243,7 @@ class Mirror:
                     self.starts, self.binary, self.config_path, self.host_port)).encode())
                 logf.flush()
                 self.proc = subprocess.Popen(
-                    [self.binary, "serve", "-c", self.config_path],
+                    self.argv_prefix + [self.binary, "serve", "-c", self.config_path],
                     stdout=logf, stderr=logf, stdin=subprocess.DEVNULL,
                     cwd=self.workdir, start_new_session=True)
             err = self._wait_ready(timeout)

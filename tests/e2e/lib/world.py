@@ -247,7 +247,7 @@ class World:
         return deep_merge(cfg, extra or {})
 
     def mirror(self, upstream_url=None, extra=None, tls=False, storage=None, start=True,
-               binary=None):
+               binary=None, argv_prefix=()):
         """Start ocimirror against the world's registries (see the module doc)."""
         n = len(self.mirrors) + 1
         workdir = os.path.join(self.dir, "mirror-%d" % n)
@@ -255,7 +255,7 @@ class World:
         storage = storage or os.path.join(workdir, "storage")
         cfg = self.mirror_config(upstream_url, extra, storage, tls)
         m = Mirror(cfg, workdir, os.path.join(self.log_dir, "mirror-%d.log" % n),
-                   ca_file=self.ca_file, tls=tls, binary=binary)
+                   ca_file=self.ca_file, tls=tls, binary=binary, argv_prefix=argv_prefix)
         self.mirrors.append(m)
         if start:
             m.start()
