@@ -51,7 +51,7 @@ DICTS=$ROOT/tests/fuzz/dict
 # practice, so the fuzzer does not waste time on sizes the server refuses.
 max_len() {
     case $1 in
-        manifest) echo 65536 ;;
+        manifest | image_config) echo 65536 ;;
         config) echo 16384 ;;
         token) echo 16384 ;;
         *) echo 4096 ;;

@@ -31,6 +31,7 @@
 #include "ref.h"
 
 #include <string.h>
+#include <strings.h>
 
 /* ---- character classes (ASCII, locale independent) ------------------ */
 
@@ -579,4 +580,78 @@ done:
     if (err != OM_OK && out != NULL && outsz > 0)
         out[0] = '\0';
     return err;
+}
+
+static const char *skip_blanks(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    return p;
+}
+
+/* Whether the parameters [p, end) of one link-value hold rel="next" (or
+ * rel=next, or "next" among rel's space-separated values), any case. */
+static bool link_rel_is_next(const char *p, const char *end)
+{
+    const char *semi;
+    while ((semi = memchr(p, ';', (size_t)(end - p))) != NULL) {
+        p = skip_blanks(semi + 1, end);
+        if ((size_t)(end - p) <= 3 || strncasecmp(p, "rel", 3) != 0)
+            continue;
+        p = skip_blanks(p + 3, end);
+        if (p == end || *p != '=')
+            continue;
+        p = skip_blanks(p + 1, end);
+        bool quoted = p < end && *p == '"';
+        const char *v = p + quoted, *vend = v;
+        while (vend < end && (quoted ? *vend != '"' : (*vend != ';' && *vend != ',' && *vend != ' ')))
+            vend++;
+        for (const char *w = v; w < vend;) {
+            const char *we = memchr(w, ' ', (size_t)(vend - w));
+            if (we == NULL)
+                we = vend;
+            if (we - w == 4 && strncasecmp(w, "next", 4) == 0)
+                return true;
+            w = we + 1;
+        }
+        p = vend;
+    }
+    return false;
+}
+
+int om_link_next(char *out, size_t outsz, const char *link, const char *base)
+{
+    const char *p = link;
+    size_t blen = base != NULL ? strlen(base) : 0;
+
+    if (out == NULL || outsz == 0)
+        return OM_ERR_TOOBIG;
+    out[0] = '\0';
+    if (link == NULL || blen == 0)
+        return OM_ERR_INVALID;
+    while ((p = strchr(p, '<')) != NULL) {
+        const char *target = p + 1, *gt = strchr(target, '>');
+        if (gt == NULL)
+            break;
+        /* this link-value's parameters end where the next one starts */
+        const char *params_end = strchr(gt, '<');
+        if (params_end == NULL)
+            params_end = gt + strlen(gt);
+        if (link_rel_is_next(gt + 1, params_end)) {
+            size_t n = (size_t)(gt - target);
+            if (n < blen || memcmp(target, base, blen) != 0 || (n > blen && target[blen] != '?'))
+                return OM_ERR_INVALID;
+            for (size_t k = 0; k < n; k++)
+                if ((unsigned char)target[k] <= 0x20 || (unsigned char)target[k] >= 0x7f ||
+                    target[k] == '#')
+                    return OM_ERR_INVALID;
+            if (n >= outsz)
+                return OM_ERR_TOOBIG;
+            memcpy(out, target, n);
+            out[n] = '\0';
+            return OM_OK;
+        }
+        p = gt + 1;
+    }
+    return OM_ERR_INVALID;
 }

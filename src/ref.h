@@ -125,4 +125,14 @@ int om_url_decode(char *out, size_t outsz, const char *s, size_t len);
  * OM_ERR_TOOBIG if it does not fit; on error out is "". */
 int om_url_encode(char *out, size_t outsz, const char *s, size_t len);
 
+/* The next page of a paged list from an upstream's Link header (RFC 8288):
+ * the target of the first link-value whose rel names "next", e.g.
+ * `</v2/library/alpine/tags/list?last=3.19&n=100>; rel="next"`.  Taken
+ * only when it stays on the list being paged: base itself or base + "?"
+ * and a query, a path (no scheme or host: relative, as distribution, Docker
+ * Hub and quay send it), visible ASCII without '#'.  OM_OK with the target
+ * in out; OM_ERR_INVALID when there is no such link; OM_ERR_TOOBIG when it
+ * does not fit.  On error out is "". */
+int om_link_next(char *out, size_t outsz, const char *link, const char *base);
+
 #endif

@@ -174,29 +174,15 @@ static bool list_cached_tags(struct om_req *req, const char *canonical, long n, 
 #define TAG_PAGES_MAX 64
 #define TAG_BYTES_MAX (16u << 20)
 
-/* "<path>; rel="next"" → path, only when it stays on the upstream's /v2/. */
-static bool next_page(const char *link, char *out, size_t outsz)
-{
-    const char *lt = strchr(link, '<');
-    const char *gt = lt ? strchr(lt, '>') : NULL;
-    if (lt == NULL || gt == NULL || strstr(gt, "next") == NULL)
-        return false;
-    size_t n = (size_t)(gt - lt - 1);
-    if (n >= outsz || n < 4 || strncmp(lt + 1, "/v2/", 4) != 0)
-        return false;
-    memcpy(out, lt + 1, n);
-    out[n] = '\0';
-    return true;
-}
-
 /* The upstream's whole tag list, all pages (bounded), into *tags (a new
  * reference, always set).  Returns the HTTP status of the first page (0
  * when unreachable, 502 when its answer is not a tag list). */
 static long fetch_all_tags(struct om_req *req, const struct om_route_candidate *c, json_t **tags)
 {
     struct om_server *srv = req->srv;
-    char path[2048];
-    snprintf(path, sizeof(path), "/v2/%s/tags/list", c->remote);
+    char base[2048], path[2048];
+    snprintf(base, sizeof(base), "/v2/%s/tags/list", c->remote);
+    snprintf(path, sizeof(path), "%s", base);
     json_t *all = json_array();
     long first = 0;
     size_t bytes = 0;
@@ -221,7 +207,7 @@ static long fetch_all_tags(struct om_req *req, const struct om_route_candidate *
                 json_array_append(all, v);
         }
         bytes += resp.body_len;
-        bool more = st == 200 && next_page(resp.link, path, sizeof(path));
+        bool more = st == 200 && om_link_next(path, sizeof(path), resp.link, base) == OM_OK;
         json_decref(doc);
         om_up_resp_clear(&resp);
         if (!more)

@@ -348,6 +348,29 @@ class UpstreamSecurityTest(unittest.TestCase):
         self.assertIn(UPSTREAM, ups, r)
         self.assertEqual(ups[UPSTREAM].get("ratelimit_remaining"), 57, ups[UPSTREAM])
 
+    def test_an_upstream_tag_list_is_paged_only_within_itself(self):
+        """The upstream pages its tag list with Link rel="next" (as
+        distribution 3, Docker Hub and quay do): the mirror follows it and
+        merges the pages, but a next link that leaves the repository's list
+        (here: another repository's tags) is not followed."""
+        reg = self.registry()
+        reg.add_image("team/app", "v1")
+
+        def pager(q):
+            if "last" not in q:
+                return ["v1", "b"], '</v2/team/app/tags/list?last=b&n=2>; rel="next"'
+            if q["last"] == "b":
+                return ["c", "d"], '</v2/team/secret/tags/list?last=d>; rel="next"'
+            return ["never"], None
+        reg.tag_lists["team/app"] = pager
+        reg.tag_lists["team/secret"] = lambda q: (["secret"], None)
+        m = self.mirror(reg)
+        r = m.get("/v2/%s/team/app/tags/list" % UPSTREAM)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(sorted(r.json().get("tags") or []), ["b", "c", "d", "v1"], r)
+        asked = [q.path for q in reg.requests(r"/tags/list", "GET")]
+        self.assertEqual(asked, ["/v2/team/app/tags/list", "/v2/team/app/tags/list?last=b&n=2"])
+
     # -- which hosts are contacted -------------------------------------------
     def test_a_name_cannot_make_the_mirror_contact_an_unconfigured_host(self):
         """Names and ?ns= values that name 127.0.0.1:PORT or localhost:PORT,

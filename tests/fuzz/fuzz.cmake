@@ -16,7 +16,7 @@
 #
 # Every libFuzzer binary links the pure modules (parsers with no I/O beyond
 # reading a config's secret files), instrumented for coverage:
-set(OM_FUZZ_PURE_SOURCES ref.c authparse.c manifest.c route.c om.c
+set(OM_FUZZ_PURE_SOURCES ref.c authparse.c manifest.c route.c om.c image_config.c
     config.c config_keys.c config_value.c config_yaml.c)
 
 set(OM_FUZZ_DIR ${CMAKE_CURRENT_LIST_DIR})

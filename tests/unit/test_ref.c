@@ -720,6 +720,63 @@ static void test_ref__url_decode_table(void)
     CHECK_EQ_INT(om_url_decode(out, sizeof(out), "a\0b", 3), OM_ERR_INVALID);
 }
 
+static void test_ref__link_next_table(void)
+{
+    static const char base[] = "/v2/library/alpine/tags/list";
+    static const struct {
+        const char *link;
+        int err;
+        const char *out;
+    } cases[] = {
+        /* what distribution 3, Docker Hub and quay send */
+        {"</v2/library/alpine/tags/list?last=3.19&n=100>; rel=\"next\"", OM_OK,
+         "/v2/library/alpine/tags/list?last=3.19&n=100"},
+        {"</v2/library/alpine/tags/list?n=2&last=b>; rel=next", OM_OK,
+         "/v2/library/alpine/tags/list?n=2&last=b"},
+        {"</v2/library/alpine/tags/list>;rel = \"NEXT\"", OM_OK, "/v2/library/alpine/tags/list"},
+        {"</v2/library/alpine/tags/list?last=a>; title=\"x\"; rel=\"prev next\"", OM_OK,
+         "/v2/library/alpine/tags/list?last=a"},
+        /* the first link-value with rel next counts */
+        {"</v2/library/alpine/tags/list?p=1>; rel=\"prev\", </v2/library/alpine/tags/list?p=3>; "
+         "rel=\"next\"", OM_OK, "/v2/library/alpine/tags/list?p=3"},
+        /* no next */
+        {"", OM_ERR_INVALID, ""},
+        {"</v2/library/alpine/tags/list?p=1>; rel=\"prev\"", OM_ERR_INVALID, ""},
+        {"</v2/library/alpine/tags/list?p=1>", OM_ERR_INVALID, ""},
+        {"</v2/library/alpine/tags/list?p=1>; rel=\"nextpage\"", OM_ERR_INVALID, ""},
+        {"</v2/library/alpine/tags/list?p=1>; title=\"next\"", OM_ERR_INVALID, ""},
+        {"</v2/library/alpine/tags/list?p=1; rel=\"next\"", OM_ERR_INVALID, ""},
+        {"next", OM_ERR_INVALID, ""},
+        /* leaves the list being paged, or not a plain path */
+        {"</v2/library/other/tags/list?last=a>; rel=\"next\"", OM_ERR_INVALID, ""},
+        {"</v2/library/alpine/tags/listing>; rel=\"next\"", OM_ERR_INVALID, ""},
+        {"</v2/library/alpine/tags/list/../../../../admin>; rel=\"next\"", OM_ERR_INVALID, ""},
+        {"<https://evil.example/v2/library/alpine/tags/list?last=a>; rel=\"next\"", OM_ERR_INVALID, ""},
+        {"</v2/library/alpine/tags/list?last=a b>; rel=\"next\"", OM_ERR_INVALID, ""},
+        {"</v2/library/alpine/tags/list?last=a\tb>; rel=\"next\"", OM_ERR_INVALID, ""},
+        {"</v2/library/alpine/tags/list?last=a#frag>; rel=\"next\"", OM_ERR_INVALID, ""},
+        {"</v2/library/alpine/tags/list?last=\xc3\xa9>; rel=\"next\"", OM_ERR_INVALID, ""},
+        {"</v2/library/alpine/tags/lis>; rel=\"next\"", OM_ERR_INVALID, ""},
+    };
+    char out[128];
+    for (size_t i = 0; i < OM_ARRAY_LEN(cases); i++) {
+        snprintf(out, sizeof(out), "junk");
+        int err = om_link_next(out, sizeof(out), cases[i].link, base);
+        if (err != cases[i].err)
+            fprintf(stderr, "  case %zu: %s\n", i, cases[i].link);
+        CHECK_EQ_INT(err, cases[i].err);
+        CHECK_EQ_STR(out, cases[i].out);
+    }
+    /* too small a buffer, no base, no link */
+    char small[28]; /* the target is 28 bytes: no room for its NUL */
+    CHECK_EQ_INT(om_link_next(small, sizeof(small), "</v2/library/alpine/tags/list>; rel=next", base),
+                 OM_ERR_TOOBIG);
+    CHECK_EQ_STR(small, "");
+    CHECK_EQ_INT(om_link_next(out, sizeof(out), "</v2/x/tags/list?a>; rel=next", NULL), OM_ERR_INVALID);
+    CHECK_EQ_INT(om_link_next(out, sizeof(out), NULL, base), OM_ERR_INVALID);
+    CHECK_EQ_INT(om_link_next(out, 0, "</v2/x>; rel=next", "/v2/x"), OM_ERR_TOOBIG);
+}
+
 static void test_ref__url_decode_respects_output_size(void)
 {
     char out[4];
@@ -840,6 +897,7 @@ int main(void)
     RUN(test_ref__v2_tags_path_truncated_prefixes);
     RUN(test_ref__url_decode_table);
     RUN(test_ref__url_decode_respects_output_size);
+    RUN(test_ref__link_next_table);
     RUN(test_ref__url_decode_truncated_prefixes);
     RUN(test_ref__url_encode_keeps_only_unreserved);
     return test_done();

@@ -204,6 +204,8 @@ class FakeRegistry(FakeServer):
     auth: {repo prefix: ('basic', user, password) | ('bearer', FakeTokenService)}
     blob_location: None or f(digest) -> Location for a 307 on blob GETs
     manifest_headers: extra (name, value)s on manifest answers
+    tag_lists: {repo: f(query dict) -> (tags, Link header value or None)}
+    for GET /v2/<repo>/tags/list (a repo not in it: 404 NAME_UNKNOWN)
     script(method, path_re, times, status, headers): answer status instead,
     `times` times (0 = always); checked before anything else."""
 
@@ -213,6 +215,7 @@ class FakeRegistry(FakeServer):
         self.auth = {}
         self.blob_location = None
         self.manifest_headers = []      # extra (name, value)s on manifest answers
+        self.tag_lists = {}             # repo -> pager, see the class doc
         self._scripts = []
 
     def add_image(self, repo, tag, **kw):
@@ -265,6 +268,9 @@ class FakeRegistry(FakeServer):
         path = req.path.split("?", 1)[0]
         if path == "/v2/":
             return (200, [("Docker-Distribution-API-Version", "registry/2.0")], b"{}")
+        m = re.match(r"^/v2/(.+)/tags/list$", path)
+        if m:
+            return self._tag_list(m.group(1), req)
         m = re.match(r"^/v2/(.+)/(manifests|blobs)/([^/]+)$", path)
         if not m:
             return _error(404, "NAME_UNKNOWN", "no such route")
@@ -285,6 +291,18 @@ class FakeRegistry(FakeServer):
                 return (200, [("Content-Type", "application/octet-stream"),
                               ("Docker-Content-Digest", ref)], img.blobs[ref])
         return _error(404, "BLOB_UNKNOWN", "blob unknown")
+
+    def _tag_list(self, repo, req):
+        denied = self._challenge(repo, req)
+        if denied is not None:
+            return denied
+        pager = self.tag_lists.get(repo)
+        if pager is None:
+            return _error(404, "NAME_UNKNOWN", "repository name not known to registry")
+        query = {k: v[0] for k, v in parse_qs(req.path.partition("?")[2]).items()}
+        tags, link = pager(query)
+        headers = [("Content-Type", "application/json")] + ([("Link", link)] if link else [])
+        return 200, headers, json.dumps({"name": repo, "tags": tags}).encode()
 
 
 class FakeTokenService(FakeServer):
