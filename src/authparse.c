@@ -24,6 +24,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -460,6 +461,43 @@ int64_t om_up_content_length_parse(const char *v)
         result = n;
 done:
     return result;
+}
+
+/* 1..18 digits at *p (advanced past them) into *out; false otherwise. */
+static bool range_number(const char **p, uint64_t *out)
+{
+    uint64_t n = 0;
+    size_t digits = 0;
+    for (; **p >= '0' && **p <= '9'; (*p)++, digits++) {
+        if (digits >= 18)
+            return false;
+        n = n * 10 + (uint64_t)(**p - '0');
+    }
+    *out = n;
+    return digits > 0;
+}
+
+bool om_up_content_range_parse(const char *v, uint64_t *first, uint64_t *last, uint64_t *total,
+                               bool *total_known)
+{
+    uint64_t a, b, t = 0;
+    bool known = true;
+    if (v == NULL || strncasecmp(v, "bytes ", 6) != 0)
+        return false;
+    v += 6;
+    if (!range_number(&v, &a) || *v++ != '-' || !range_number(&v, &b) || *v++ != '/')
+        return false;
+    if (v[0] == '*' && v[1] == '\0')
+        known = false;
+    else if (!range_number(&v, &t) || *v != '\0')
+        return false;
+    if (a > b || (known && b >= t))
+        return false;
+    *first = a;
+    *last = b;
+    *total = t;
+    *total_known = known;
+    return true;
 }
 
 bool om_up_header_safe(const char *s)

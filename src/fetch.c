@@ -207,20 +207,11 @@ static void fail(struct om_fetch *f, int err, long status)
 /* Content-Range: bytes <first>-<last>/<total|*> → first and total. */
 static bool parse_content_range(const char *s, uint64_t *first, uint64_t *total)
 {
-    unsigned long long a, b;
-    char tot[32];
-    if (sscanf(s, "bytes %llu-%llu/%31s", &a, &b, tot) != 3)
+    uint64_t last, t;
+    bool known;
+    if (!om_up_content_range_parse(s, first, &last, &t, &known))
         return false;
-    *first = a;
-    *total = OM_FETCH_SIZE_UNKNOWN;
-    if (tot[0] != '*') {
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(tot, &end, 10);
-        if (errno != 0 || *end != '\0')
-            return false;
-        *total = v;
-    }
+    *total = known ? t : OM_FETCH_SIZE_UNKNOWN;
     return true;
 }
 

@@ -140,4 +140,12 @@ long om_retry_after_parse(const char *s, long now_s);
  * invalid.  (Added with the implementation; implemented in authparse.c.) */
 long om_ratelimit_remaining_parse(const char *s);
 
+/* Content-Range of a 206 (RFC 9110 14.4): "bytes <first>-<last>/<total>",
+ * total a number or "*" (*total_known false), "bytes" in any case, nothing
+ * else around it; numbers of 1..18 digits, first <= last, last < total
+ * when known.  false (outputs untouched) when v is NULL or anything else.
+ * Implemented in authparse.c. */
+bool om_up_content_range_parse(const char *v, uint64_t *first, uint64_t *last, uint64_t *total,
+                               bool *total_known);
+
 #endif

@@ -1,8 +1,9 @@
 /* fuzz_retry.c — the small header parsers of the upstream client
  * (src/authparse.c): Retry-After (om_retry_after_parse), Docker Hub's
  * ratelimit-remaining (om_ratelimit_remaining_parse), Content-Length
- * (om_up_content_length_parse) and the header-safety check
- * (om_up_header_safe).  All take a NUL-terminated header value.
+ * (om_up_content_length_parse), Content-Range (om_up_content_range_parse,
+ * since session 3) and the header-safety check (om_up_header_safe).  All
+ * take a NUL-terminated header value.
  *
  * Input: 8 bytes of "now" (little endian; the low 5 bytes are used),
  * then the header value (cut at its first NUL, as libcurl would).
@@ -14,13 +15,47 @@
  *   - ratelimit-remaining is -1 or the leading decimal number (< 10^10);
  *   - Content-Length is -1 or the number the string spells, and only a
  *     string of 1..18 digits has one;
+ *   - Content-Range is accepted exactly when it is "bytes" (any case) SP
+ *     digits "-" digits "/" (digits | "*") with 1..18 digits each, first <=
+ *     last < total; then the numbers are the ones spelt, and printing them
+ *     back and parsing again gives the same;
  *   - om_up_header_safe is false exactly when there is a control character
  *     other than HTAB (CR, LF, NUL-free by construction).
  */
+#include <strings.h>
+
 #include "fuzz_common.h"
 #include "upstream_int.h"
 
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* 1..18 digits at s + *i (advanced), into *v. */
+static bool digits_at(const char *s, size_t *i, uint64_t *v)
+{
+    size_t d = strspn(s + *i, "0123456789");
+    if (d < 1 || d > 18)
+        return false;
+    *v = 0;
+    for (size_t k = 0; k < d; k++)
+        *v = *v * 10 + (uint64_t)(s[*i + k] - '0');
+    *i += d;
+    return true;
+}
+
+/* The Content-Range grammar, read a second way. */
+static bool content_range_oracle(const char *s, uint64_t *a, uint64_t *b, uint64_t *t, bool *known)
+{
+    size_t i = 6;
+    if (strlen(s) < 6 || strncasecmp(s, "bytes ", 6) != 0)
+        return false;
+    if (!digits_at(s, &i, a) || s[i++] != '-' || !digits_at(s, &i, b) || s[i++] != '/')
+        return false;
+    *known = strcmp(s + i, "*") != 0;
+    *t = 0;
+    if (*known && (!digits_at(s, &i, t) || s[i] != '\0'))
+        return false;
+    return *a <= *b && (!*known || *b < *t);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -98,6 +133,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (size_t k = 0; k < d; k++)
                 want = want * 10 + (s[k] - '0');
             FUZZ_CHECK(v == want);
+        }
+    }
+
+    /* Content-Range */
+    {
+        uint64_t a = 1, b = 2, t = 3, oa, ob, ot;
+        bool known = false, oknown;
+        bool ok = om_up_content_range_parse(s, &a, &b, &t, &known);
+        FUZZ_CHECK(ok == content_range_oracle(s, &oa, &ob, &ot, &oknown));
+        if (!ok) {
+            FUZZ_CHECK(a == 1 && b == 2 && t == 3 && !known);
+        } else {
+            FUZZ_CHECK(a == oa && b == ob && known == oknown && (!known || t == ot));
+            char again[96];
+            if (known)
+                snprintf(again, sizeof(again), "bytes %llu-%llu/%llu", (unsigned long long)a,
+                         (unsigned long long)b, (unsigned long long)t);
+            else
+                snprintf(again, sizeof(again), "bytes %llu-%llu/*", (unsigned long long)a,
+                         (unsigned long long)b);
+            uint64_t a2, b2, t2;
+            bool k2;
+            FUZZ_CHECK(om_up_content_range_parse(again, &a2, &b2, &t2, &k2));
+            FUZZ_CHECK(a2 == a && b2 == b && k2 == known && (!known || t2 == t));
         }
     }
 

@@ -427,6 +427,60 @@ static void test_upstream__content_length_table_and_truncated_prefixes(void)
     }
 }
 
+static void test_upstream__content_range_is_parsed_strictly(void)
+{
+    static const struct {
+        const char *in;
+        bool ok;
+        uint64_t first, last, total;
+        bool known;
+    } cases[] = {
+        {"bytes 0-99/100", true, 0, 99, 100, true},
+        {"bytes 4194304-536870911/536870912", true, 4194304, 536870911, 536870912, true},
+        {"BYTES 5-5/6", true, 5, 5, 6, true},
+        {"bytes 7-9/*", true, 7, 9, 0, false},
+        {"bytes 0-0/1", true, 0, 0, 1, true},
+        {"bytes 999999999999999999-999999999999999999/*", true, 999999999999999999ull,
+         999999999999999999ull, 0, false},
+        /* refused */
+        {"", false, 0, 0, 0, false},
+        {"bytes", false, 0, 0, 0, false},
+        {"bytes ", false, 0, 0, 0, false},
+        {"bytes 0-99/99", false, 0, 0, 0, false},      /* last beyond the end */
+        {"bytes 10-9/100", false, 0, 0, 0, false},     /* first after last */
+        {"bytes -1-99/100", false, 0, 0, 0, false},    /* sscanf's %llu took this */
+        {"bytes +1-99/100", false, 0, 0, 0, false},
+        {"bytes  1-99/100", false, 0, 0, 0, false},
+        {"bytes 1 -99/100", false, 0, 0, 0, false},
+        {"bytes 1-99/-100", false, 0, 0, 0, false},    /* strtoull took this as 2^64-100 */
+        {"bytes 1-99/100 ", false, 0, 0, 0, false},
+        {"bytes 1-99/100x", false, 0, 0, 0, false},
+        {"bytes 1-99/**", false, 0, 0, 0, false},
+        {"bytes 1-/100", false, 0, 0, 0, false},
+        {"bytes */100", false, 0, 0, 0, false},        /* a 416's form, not a 206's */
+        {"items 1-2/3", false, 0, 0, 0, false},
+        {"bytes 1000000000000000000-1000000000000000000/*", false, 0, 0, 0, false},
+        {"bytes=1-2/3", false, 0, 0, 0, false},
+    };
+    for (size_t i = 0; i < OM_ARRAY_LEN(cases); i++) {
+        uint64_t first = 42, last = 42, total = 42;
+        bool known = true;
+        bool ok = om_up_content_range_parse(cases[i].in, &first, &last, &total, &known);
+        if (ok != cases[i].ok)
+            fprintf(stderr, "  case %zu: \"%s\"\n", i, cases[i].in);
+        CHECK(ok == cases[i].ok);
+        if (cases[i].ok) {
+            CHECK(first == cases[i].first && last == cases[i].last && known == cases[i].known);
+            CHECK(!known || total == cases[i].total);
+        } else {
+            CHECK(first == 42 && last == 42 && total == 42 && known);
+        }
+    }
+    uint64_t a, b, t;
+    bool k;
+    CHECK(!om_up_content_range_parse(NULL, &a, &b, &t, &k));
+}
+
 static void test_upstream__header_safe_refuses_what_could_end_a_header(void)
 {
     CHECK(om_up_header_safe("application/vnd.oci.image.index.v1+json, */*"));
@@ -831,6 +885,7 @@ int main(void)
     RUN(test_upstream__retry_after_http_dates);
     RUN(test_upstream__ratelimit_remaining);
     RUN(test_upstream__content_length_table_and_truncated_prefixes);
+    RUN(test_upstream__content_range_is_parsed_strictly);
     RUN(test_upstream__header_safe_refuses_what_could_end_a_header);
     RUN(test_upstream__backoff_honours_retry_after_then_jitters_a_doubling_window);
     RUN(test_upstream__only_network_errors_are_retried);
