@@ -464,6 +464,22 @@ static void set_error(struct mresult *res, unsigned status, const char *code, co
         snprintf(res->message, sizeof(res->message), "%s", msg);
 }
 
+/* The answer's message when upstreams fail: the first failure in full (the
+ * upstream the name most likely meant: search order), then the names of the
+ * others that failed, so that it is plain that all of them were tried. */
+static void note_failure(struct mresult *res, unsigned *n_failed, const char *msg,
+                         const char *upstream)
+{
+    if ((*n_failed)++ == 0) {
+        snprintf(res->message, sizeof(res->message), "%s", msg);
+        return;
+    }
+    size_t len = strlen(res->message);
+    if (len + 1 < sizeof(res->message))
+        snprintf(res->message + len, sizeof(res->message) - len, "%s%s",
+                 *n_failed == 2 ? "; also failed: " : ", ", upstream);
+}
+
 static void resolve_and_fetch(struct om_req *req, struct mresult *res)
 {
     struct om_server *srv = req->srv;
@@ -471,6 +487,7 @@ static void resolve_and_fetch(struct om_req *req, struct mresult *res)
     bool decided = false;
     size_t n = om_v2_candidates(req, order, &decided);
     bool any_unavailable = false, any_toomany = false;
+    unsigned n_failed = 0;
     bool have_stale = false;
     struct mresult stale = {0};
     const char *ref = om_reference_str(&req->p.ref);
@@ -514,14 +531,14 @@ static void resolve_and_fetch(struct om_req *req, struct mresult *res)
             break;
         case GOT_TOOMANY:
             any_toomany = true;
-            snprintf(res->message, sizeof(res->message), "%s", attempt.message);
+            note_failure(res, &n_failed, attempt.message, srv->cfg->upstreams[c->upstream].name);
             break;
         case GOT_BAD:
             set_error(res, MHD_HTTP_BAD_GATEWAY, "MANIFEST_INVALID", attempt.message);
             return;
         case GOT_UNAVAILABLE:
             any_unavailable = true;
-            snprintf(res->message, sizeof(res->message), "%s", attempt.message);
+            note_failure(res, &n_failed, attempt.message, srv->cfg->upstreams[c->upstream].name);
             break;
         }
         if (decided || have_stale)

@@ -371,6 +371,32 @@ class UpstreamSecurityTest(unittest.TestCase):
         asked = [q.path for q in reg.requests(r"/tags/list", "GET")]
         self.assertEqual(asked, ["/v2/team/app/tags/list", "/v2/team/app/tags/list?last=b&n=2"])
 
+    def test_when_every_upstream_fails_the_error_names_the_first_and_lists_the_rest(self):
+        """A name searched on three upstreams, none of them reachable (two
+        refuse connections, one answers 503): 503 UNAVAILABLE whose message
+        gives the first upstream's error in full and names the other two,
+        not just the last one tried."""
+        reg = self.registry()
+        reg.script("GET", r"/manifests/", 0, 503)
+        dead = []
+        for _ in range(2):
+            c = self.fake(ConnCounter())
+            dead.append(c.port)
+            c.stop()            # its port now refuses connections
+        ups = [{"name": "first.example", "url": "https://127.0.0.1:%d" % dead[0],
+                "ca_file": self.ca.ca_file},
+               {"name": "second.example", "url": "https://127.0.0.1:%d" % dead[1],
+                "ca_file": self.ca.ca_file},
+               {"name": UPSTREAM, "url": reg.url, "ca_file": self.ca.ca_file}]
+        m = self.mirror(reg, extra={"upstreams": ups,
+                                    "search_order": ["first.example", "second.example", UPSTREAM]})
+        r = m.get("/v2/team/app/manifests/v1", {"Accept": ACCEPT})
+        errs = self.assertErrorJSON(r, (503,))
+        msg = errs[0]["message"]
+        self.assertEqual(errs[0]["code"], "UNAVAILABLE", r)
+        self.assertTrue(msg.startswith("upstream first.example: "), msg)
+        self.assertIn("also failed: second.example, %s" % UPSTREAM, msg)
+
     # -- which hosts are contacted -------------------------------------------
     def test_a_name_cannot_make_the_mirror_contact_an_unconfigured_host(self):
         """Names and ?ns= values that name 127.0.0.1:PORT or localhost:PORT,
