@@ -444,25 +444,6 @@ done:
 
 /* ---- small parsers private to the upstream client (upstream_int.h) ---- */
 
-int64_t om_up_content_length_parse(const char *v)
-{
-    int64_t n = 0;
-    int64_t result = -1;
-    size_t digits = 0;
-
-    if (v == NULL)
-        goto done;
-    for (; *v >= '0' && *v <= '9'; v++, digits++) {
-        if (digits >= 18)
-            goto done;              /* beyond any blob; keeps n in range */
-        n = n * 10 + (*v - '0');
-    }
-    if (digits > 0 && *v == '\0')
-        result = n;
-done:
-    return result;
-}
-
 /* 1..18 digits at *p (advanced past them) into *out; false otherwise. */
 static bool range_number(const char **p, uint64_t *out)
 {
@@ -476,6 +457,14 @@ static bool range_number(const char **p, uint64_t *out)
     *out = n;
     return digits > 0;
 }
+
+int64_t om_up_content_length_parse(const char *v)
+{
+    uint64_t n;
+    /* at most 18 digits: beyond any blob, and n stays in range */
+    return v != NULL && range_number(&v, &n) && *v == '\0' ? (int64_t)n : -1;
+}
+
 
 bool om_up_content_range_parse(const char *v, uint64_t *first, uint64_t *last, uint64_t *total,
                                bool *total_known)
