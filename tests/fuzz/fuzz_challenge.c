@@ -17,7 +17,7 @@
 #include <ctype.h>
 
 #include "fuzz_common.h"
-#include "upstream.h"
+#include "upstream/upstream.h"
 
 static bool tchar(unsigned char c)
 {

@@ -26,7 +26,7 @@
  */
 #include <stdio.h>
 
-#include "config.h"
+#include "core/config.h"
 #include "fuzz_route_check.h"
 
 static const char *const names[] = {

@@ -18,7 +18,7 @@
 #include <jansson.h>
 
 #include "fuzz_common.h"
-#include "image_config.h"
+#include "core/image_config.h"
 
 static void check_str(const char *got, const json_t *obj, const char *key)
 {

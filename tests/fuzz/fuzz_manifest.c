@@ -20,7 +20,7 @@
  *     is the one asked for (or that plus "/v8" for ".../arm64").
  */
 #include "fuzz_common.h"
-#include "manifest.h"
+#include "core/manifest.h"
 
 static const char *const content_types[] = {
     NULL,

@@ -14,7 +14,7 @@
  *     same size gives the same ranges (the parse is a fixed point).
  */
 #include "fuzz_common.h"
-#include "ref.h"
+#include "core/ref.h"
 
 static bool ows(char c) { return c == ' ' || c == '\t'; }
 static bool digit(char c) { return c >= '0' && c <= '9'; }

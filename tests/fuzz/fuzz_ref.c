@@ -12,7 +12,7 @@
 #include <regex.h>
 
 #include "fuzz_common.h"
-#include "ref.h"
+#include "core/ref.h"
 
 /* PROTOCOL.md's grammar, anchored. */
 #define NAME_RE "^[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*$"

@@ -25,7 +25,7 @@
 #include <strings.h>
 
 #include "fuzz_common.h"
-#include "upstream_int.h"
+#include "upstream/upstream_int.h"
 
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 

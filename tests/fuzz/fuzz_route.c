@@ -10,7 +10,7 @@
  * but only valid ones — what the server passes — are held to the
  * invariants in fuzz_route_check.h.
  */
-#include "config.h"
+#include "core/config.h"
 #include "fuzz_route_check.h"
 
 /* Not a real deployment: a config that reaches every branch of route.c. */

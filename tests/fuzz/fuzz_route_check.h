@@ -27,8 +27,8 @@
 
 #include "fuzz_common.h"
 #include "fuzz_known.h"
-#include "ref.h"
-#include "route.h"
+#include "core/ref.h"
+#include "core/route.h"
 
 static bool frc_looks_like_host(const char *s, size_t len)
 {

@@ -15,7 +15,7 @@
 #include <jansson.h>
 
 #include "fuzz_common.h"
-#include "upstream.h"
+#include "upstream/upstream.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -21,7 +21,7 @@
  *     encoded input + `>; rel="next"` gives exactly that page.
  */
 #include "fuzz_common.h"
-#include "ref.h"
+#include "core/ref.h"
 
 #define BIG 65536
 

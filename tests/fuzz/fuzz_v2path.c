@@ -17,7 +17,7 @@
  *     only for manifests.
  */
 #include "fuzz_common.h"
-#include "ref.h"
+#include "core/ref.h"
 
 /* What the router and the index may rely on, whatever grammar ref.c uses. */
 static bool name_sane(const char *n)

@@ -1,0 +1,988 @@
+/* gc.c — keeping the cache inside its quota: eviction of the least
+ * recently pulled images, orphan and stale-ingest cleanup (see gc.h for the
+ * API, docs/gc.md for the user's view).
+ *
+ * One run (om_gc_run_env), the same for the background thread, POST
+ * /api/v1/gc and `ocimirror gc`:
+ *   1. Snapshot the index (index_gc.c: nodes, edges, images, LRU keys).
+ *   2. Walk the store: the real usage (the byte total of the store module
+ *      is only a running counter, and another process — `ocimirror gc`
+ *      beside the server — may have removed files), each node's file size,
+ *      and the files the index does not know ("strays").
+ *   3. Plan (gc_plan.c): orphans and old strays always; eviction when usage
+ *      is above the high water mark, least recently used image first, down
+ *      to the low water mark.
+ *   4. Execute, one index transaction per image (index_gc.c re-checks each
+ *      step on the live rows), then unlink the files whose rows went.
+ *   5. Remove ingest files nobody wrote to for OM_GC_INGEST_STALE_MS.
+ *
+ * Why this never removes content being downloaded or served:
+ *   - A download in progress lives in ingest/<random> and is renamed into
+ *     blobs/ only when complete and verified; GC removes only committed
+ *     files and ingest files idle for an hour (a live download writes
+ *     continuously and the connection timeout kills stalled ones).
+ *   - A committed file is removed by unlink(2).  A client being served
+ *     holds an open descriptor (sendfile from the content file, or the
+ *     download's dup()'d ingest descriptor that survives the rename), and
+ *     an unlinked file stays readable through open descriptors until the
+ *     last one closes: the transfer finishes with the right bytes.  The
+ *     space is reclaimed then.
+ *   - The grace period (min(10 min, gc_interval)): nothing touched more
+ *     recently is removed and no image used more recently is evicted.  This
+ *     covers the windows in which content is in the store but not (yet)
+ *     referenced: a blob committed before its manifest is recorded, a
+ *     layer fetched right after its manifest, a blob pulled by digest.
+ *   - Everything is re-checked in the index transaction that deletes it: an
+ *     image a client pulled after the snapshot is skipped; a blob a newly
+ *     recorded manifest lists is kept.  What remains is a window of
+ *     microseconds between the index commit and the unlink, in which a
+ *     concurrent re-fetch can find the file "already present"; the index
+ *     then names a missing file and the next request fetches it again
+ *     (v2_manifest.c already treats a vanished manifest as a miss).
+ *
+ * The server side: struct om_gc (srv->gc) holds GC's own index connection
+ * (serialised by run_mu: one run at a time), the thread, the last result
+ * and totals.  The thread sleeps gc_interval or until om_gc_nudge() sees
+ * usage above the high mark (spaced at least GC_MIN_GAP_MS apart).  The
+ * store's running counter drifts when another process removes files;
+ * `drift` (counter − walked bytes at the last run) corrects the nudge test.
+ */
+#include "cache/gc.h"
+#include "cache/pullstats.h"
+
+#include "admin/admin.h"
+#include "cache/gc_plan.h"
+#include "cache/index_gc.h"
+#include "cache/mcache.h"
+#include "cli/cli.h"
+#include "core/log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define GC_PATH_MAX 4096
+#define GC_MIN_GAP_MS 10000          /* nudged runs at most this often (or gc_interval) */
+#define GC_ORPHAN_BATCH 256          /* orphan rows deleted per transaction */
+#define GC_STOP_WAIT_STEP_MS 10
+
+struct om_gc {
+    struct om_server *srv;
+    pthread_mutex_t mu;              /* guards stop, nudged, last, has_last, totals */
+    pthread_cond_t cond;             /* CLOCK_MONOTONIC; wakes the thread */
+    bool stop, nudged, has_last;
+    struct om_gc_result last;
+    struct om_gc_totals totals;
+    atomic_bool abort;               /* set by om_gc_stop: a run ends early */
+    atomic_bool closed;              /* om_gc_stop began: entry points refuse */
+    atomic_uint users;               /* callers inside run_now/evict/nudge */
+    pthread_t thread;
+    bool thread_started;
+    pthread_mutex_t run_mu;          /* one run at a time; guards db */
+    struct om_gc_db *db;             /* owned */
+    _Atomic int64_t drift;           /* om_store_bytes() − walked bytes */
+    uint64_t high_bytes;             /* set at start, then read-only */
+};
+
+/* ---- small helpers ----------------------------------------------------- */
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t file_changed_ms(const struct stat *sb)
+{
+    int64_t m = (int64_t)sb->st_mtim.tv_sec * 1000 + sb->st_mtim.tv_nsec / 1000000;
+    int64_t c = (int64_t)sb->st_ctim.tv_sec * 1000 + sb->st_ctim.tv_nsec / 1000000;
+    return m > c ? m : c; /* ctime moves on rename: the commit time */
+}
+
+/* pct % of n without overflow. */
+static uint64_t percent_of(uint64_t n, unsigned pct)
+{
+    return n / 100 * pct + n % 100 * pct / 100;
+}
+
+/* "1.5 MiB" into buf. */
+static const char *human(uint64_t n, char *buf, size_t len)
+{
+    static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    double v = (double)n;
+    size_t u = 0;
+    while (v >= 1024 && u + 1 < OM_ARRAY_LEN(unit)) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, len, "%" PRIu64 " B", n);
+    else
+        snprintf(buf, len, "%.1f %s", v, unit[u]);
+    return buf;
+}
+
+static bool aborted(const struct om_gc_env *e)
+{
+    return (e->abort != NULL && atomic_load(e->abort)) ||
+           (e->abort2 != NULL && atomic_load(e->abort2));
+}
+
+uint64_t om_gc_grace_ms(const struct om_config *cfg)
+{
+    return cfg->gc_interval_ms < OM_GC_GRACE_MAX_MS ? cfg->gc_interval_ms : OM_GC_GRACE_MAX_MS;
+}
+
+/* ---- step 2: the store walk ------------------------------------------- */
+
+struct walk_ud {
+    struct om_gc_graph *g;
+    struct om_store *st;
+    uint64_t used;
+    int err;
+};
+
+static int walk_cb(void *ud, const om_digest *d, uint64_t size)
+{
+    struct walk_ud *w = ud;
+    long i = om_gc_graph_find(w->g, d->str);
+    struct om_gc_stray *s;
+    struct stat sb;
+    int fd = -1;
+
+    w->used += size;
+    if (i >= 0) {
+        w->g->nodes[i].present = true;
+        w->g->nodes[i].size = size;
+        return 0;
+    }
+    /* Unknown to the index: its age decides (a commit whose index row is
+     * not written yet is seconds old). */
+    if (om_store_open_blob(w->st, d, &fd, NULL) != OM_OK)
+        return 0; /* removed meanwhile */
+    if (fstat(fd, &sb) == 0) {
+        if ((w->err = om_gc_graph_add_stray(w->g, &s)) == OM_OK) {
+            s->digest = *d;
+            s->size = size;
+            s->changed = file_changed_ms(&sb);
+        }
+    }
+    close(fd);
+    return w->err != OM_OK ? 1 : 0;
+}
+
+/* ---- step 4: executing the plan --------------------------------------- */
+
+/* Remove a committed object, adding its size to *bytes when it went. */
+static bool remove_object(const struct om_gc_env *e, const om_digest *d, uint64_t *bytes)
+{
+    uint64_t size = 0;
+    if (!om_store_has(e->store, d, &size) || om_store_remove(e->store, d) != OM_OK)
+        return false; /* already gone (another GC), or an error logged by the store */
+    *bytes += size;
+    return true;
+}
+
+struct victim_done {
+    bool touched;
+    uint64_t objects, bytes;
+};
+
+/* Delete the index rows of `nodes` (parent first) for the image rooted at
+ * root, then the files of those whose rows went. */
+static int execute(const struct om_gc_env *e, const struct om_gc_evict_req *req,
+                   struct victim_done *done)
+{
+    struct om_gc_evict_out out;
+    bool *deleted = NULL;
+    int err;
+
+    memset(done, 0, sizeof(*done));
+    if (req->n_nodes > 0 &&
+        (deleted = calloc(req->n_nodes, sizeof(*deleted))) == NULL) /* freed below */
+        return OM_ERR_NOMEM;
+    err = om_index_gc_evict(e->db, req, deleted, &out);
+    if (err == OM_OK) {
+        done->touched = out.touched;
+        for (size_t i = 0; i < req->n_nodes; i++) {
+            if (deleted[i] && remove_object(e, &req->nodes[i], &done->bytes))
+                done->objects++;
+        }
+    }
+    free(deleted);
+    return err;
+}
+
+/* The digests of plan->freed[first..first+n), malloc'd (caller frees). */
+static om_digest *digests_of(const struct om_gc_graph *g, const uint32_t *idx, size_t n)
+{
+    om_digest *v = calloc(n ? n : 1, sizeof(*v)); /* owned by the caller */
+    if (v != NULL) {
+        for (size_t i = 0; i < n; i++)
+            v[i] = g->nodes[idx[i]].digest;
+    }
+    return v;
+}
+
+static void note_eviction(const struct om_gc_env *e, const struct om_gc_image *im,
+                          const om_digest *root, const struct victim_done *vd, int64_t now,
+                          const char *why)
+{
+    char name[OM_NAME_MAX + OM_TAG_MAX + 2], size[32], idle[32], msg[256], objs[24];
+    int64_t idle_s = im->last_used > 0 && now > im->last_used ? (now - im->last_used) / 1000 : 0;
+
+    snprintf(name, sizeof(name), "%s%s%s", im->repo[0] ? im->repo : "(no repository)",
+             im->tag[0] ? ":" : "", im->tag);
+    snprintf(idle, sizeof(idle), "%" PRId64, idle_s);
+    snprintf(objs, sizeof(objs), "%" PRIu64, vd->objects);
+    human(vd->bytes, size, sizeof(size));
+    snprintf(msg, sizeof(msg), "evicted %s (%s; idle %" PRId64 " s): %" PRIu64 " objects, %s",
+             name, why, idle_s, vd->objects, size);
+    if (!e->dry_run) {
+        if (e->events != NULL)
+            om_events_add(e->events, OM_EV_EVICT, im->repo, root->str, vd->bytes, msg);
+        om_log_kv(OM_LOG_INFO, "gc: image evicted", "image", name, "digest", root->str, "why",
+                  why, "idle_s", idle, "objects", objs, "freed", size, NULL);
+    }
+    if (e->report != NULL)
+        fprintf(e->report, "%s %s %s  %" PRIu64 " objects, %s (idle %" PRId64 " s)\n",
+                e->dry_run ? "would evict" : "evicted", name, root->str, vd->objects, size,
+                idle_s);
+}
+
+static int run_victims(const struct om_gc_env *e, const struct om_gc_graph *g,
+                       const struct om_gc_plan *plan, int64_t now, int64_t cutoff,
+                       struct om_gc_result *res)
+{
+    int err = OM_OK;
+
+    for (size_t k = 0; k < plan->n_victims && !aborted(e); k++) {
+        const struct om_gc_victim *v = &plan->victims[k];
+        const struct om_gc_image *im = &g->images[v->image];
+        const om_digest *root = &g->nodes[im->root].digest;
+        struct victim_done vd = {0};
+        om_digest *nodes = NULL;
+
+        if (e->dry_run) {
+            vd.objects = v->n;
+            vd.bytes = v->bytes;
+            note_eviction(e, im, root, &vd, now, "least recently used");
+            res->evicted_images++;
+            res->removed_blobs += vd.objects;
+            res->evicted_bytes += vd.bytes;
+            continue;
+        }
+        if ((nodes = digests_of(g, plan->freed + v->first, v->n)) == NULL) {
+            err = OM_ERR_NOMEM;
+            break;
+        }
+        struct om_gc_evict_req req = {
+            .root = root, .expect_last_used = im->last_used, .nodes = nodes,
+            .n_nodes = v->n, .cutoff = cutoff, .now = now,
+        };
+        err = execute(e, &req, &vd);
+        free(nodes);
+        if (err != OM_OK)
+            break;
+        if (vd.touched) {
+            res->skipped_touched++;
+            om_log_kv(OM_LOG_DEBUG, "gc: image used while GC ran; kept", "repo", im->repo,
+                      "digest", root->str, NULL);
+            continue;
+        }
+        note_eviction(e, im, root, &vd, now, "least recently used");
+        res->evicted_images++;
+        res->removed_blobs += vd.objects;
+        res->evicted_bytes += vd.bytes;
+    }
+    return err;
+}
+
+static int run_orphans(const struct om_gc_env *e, const struct om_gc_graph *g,
+                       const struct om_gc_plan *plan, int64_t now, int64_t cutoff,
+                       struct om_gc_result *res)
+{
+    char size[32];
+    int err = OM_OK;
+
+    for (size_t k = 0; k < plan->n_orphans && err == OM_OK && !aborted(e);
+         k += GC_ORPHAN_BATCH) {
+        size_t n = plan->n_orphans - k < GC_ORPHAN_BATCH ? plan->n_orphans - k : GC_ORPHAN_BATCH;
+        struct victim_done vd = {0};
+        om_digest *nodes = NULL;
+
+        if (e->dry_run) {
+            for (size_t i = 0; i < n; i++) {
+                const struct om_gc_node *nd = &g->nodes[plan->orphans[k + i]];
+                if (e->report != NULL)
+                    fprintf(e->report, "would remove orphan %s  %s\n", nd->digest.str,
+                            human(nd->size, size, sizeof(size)));
+            }
+            res->orphan_blobs += n;
+            continue;
+        }
+        if ((nodes = digests_of(g, plan->orphans + k, n)) == NULL) {
+            err = OM_ERR_NOMEM;
+            break;
+        }
+        struct om_gc_evict_req req = {.nodes = nodes, .n_nodes = n, .cutoff = cutoff, .now = now};
+        err = execute(e, &req, &vd);
+        free(nodes);
+        res->orphan_blobs += vd.objects;
+        res->orphan_bytes += vd.bytes;
+    }
+    if (e->dry_run)
+        res->orphan_bytes = plan->orphan_bytes;
+    return err;
+}
+
+/* Files the index does not know, old enough: re-checked one by one (the
+ * index may have recorded one since the snapshot). */
+static int run_strays(const struct om_gc_env *e, const struct om_gc_graph *g,
+                      const struct om_gc_plan *plan, int64_t cutoff, struct om_gc_result *res)
+{
+    char size[32];
+    int err = OM_OK;
+
+    for (size_t k = 0; k < plan->n_strays && !aborted(e); k++) {
+        const struct om_gc_stray *s = &g->strays[plan->strays[k]];
+        struct stat sb;
+        bool known = true, old = false;
+        int fd = -1;
+
+        if (e->dry_run) {
+            res->orphan_blobs++;
+            res->orphan_bytes += s->size;
+            if (e->report != NULL)
+                fprintf(e->report, "would remove unindexed %s  %s\n", s->digest.str,
+                        human(s->size, size, sizeof(size)));
+            continue;
+        }
+        if ((err = om_index_gc_known(e->db, &s->digest, &known)) != OM_OK)
+            break;
+        if (known)
+            continue;
+        if (om_store_open_blob(e->store, &s->digest, &fd, NULL) == OM_OK) {
+            old = fstat(fd, &sb) == 0 && file_changed_ms(&sb) < cutoff;
+            close(fd);
+        }
+        uint64_t bytes = 0;
+        if (old && remove_object(e, &s->digest, &bytes)) {
+            res->orphan_blobs++;
+            res->orphan_bytes += bytes;
+            om_log_kv(OM_LOG_DEBUG, "gc: removed a stored object the index does not know",
+                      "digest", s->digest.str, NULL);
+        }
+    }
+    return err;
+}
+
+/* ---- step 5: stale ingest files ---------------------------------------- */
+
+static int clean_ingest(const struct om_gc_env *e, int64_t now, struct om_gc_result *res)
+{
+    char path[GC_PATH_MAX], size[32];
+    DIR *dir = NULL;
+    int err = OM_OK;
+    int n = snprintf(path, sizeof(path), "%s/ingest", om_store_root(e->store));
+
+    if (n < 0 || (size_t)n >= sizeof(path))
+        return OM_ERR_TOOBIG;
+    if ((dir = opendir(path)) == NULL) {
+        if (errno != ENOENT) {
+            om_log(OM_LOG_WARN, "gc: cannot read %s: %s", path, strerror(errno));
+            err = OM_ERR_IO;
+        }
+        goto done;
+    }
+    for (struct dirent *de; (de = readdir(dir)) != NULL && !aborted(e);) {
+        struct stat sb;
+        int64_t mtime;
+        if (de->d_name[0] == '.')
+            continue;
+        if (fstatat(dirfd(dir), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+            !S_ISREG(sb.st_mode))
+            continue;
+        /* mtime only: a download in progress writes continuously. */
+        mtime = (int64_t)sb.st_mtim.tv_sec * 1000 + sb.st_mtim.tv_nsec / 1000000;
+        if (now - mtime < OM_GC_INGEST_STALE_MS)
+            continue;
+        if (!e->dry_run && unlinkat(dirfd(dir), de->d_name, 0) != 0) {
+            if (errno != ENOENT)
+                om_log(OM_LOG_WARN, "gc: cannot remove %s/%s: %s", path, de->d_name,
+                       strerror(errno));
+            continue;
+        }
+        res->removed_ingest++;
+        res->ingest_bytes += (uint64_t)sb.st_size;
+        if (e->report != NULL)
+            fprintf(e->report, "%s stale ingest file %s  %s (idle %" PRId64 " min)\n",
+                    e->dry_run ? "would remove" : "removed", de->d_name,
+                    human((uint64_t)sb.st_size, size, sizeof(size)), (now - mtime) / 60000);
+    }
+done:
+    if (dir != NULL)
+        closedir(dir);
+    return err;
+}
+
+/* ---- one run ------------------------------------------------------------ */
+
+static void summary(const struct om_gc_env *e, const struct om_gc_result *r, int err)
+{
+    char used[32], after[32], freed[32], max[32], ev[24], rb[24], ing[24], fb[24];
+    bool did = r->evicted_images + r->removed_blobs + r->removed_ingest > 0;
+
+    human(r->used_before, used, sizeof(used));
+    human(r->used_after, after, sizeof(after));
+    human(r->freed_bytes, freed, sizeof(freed));
+    if (r->max_size)
+        human(r->max_size, max, sizeof(max));
+    else
+        snprintf(max, sizeof(max), "unlimited");
+    snprintf(ev, sizeof(ev), "%" PRIu64, r->evicted_images);
+    snprintf(rb, sizeof(rb), "%" PRIu64, r->removed_blobs);
+    snprintf(ing, sizeof(ing), "%" PRIu64, r->removed_ingest);
+    snprintf(fb, sizeof(fb), "%" PRIu64, r->freed_bytes);
+    om_log_kv(err != OM_OK ? OM_LOG_WARN : did && !e->dry_run ? OM_LOG_INFO : OM_LOG_DEBUG,
+              e->dry_run ? "gc: dry run finished" : "gc: run finished",
+              "result", err != OM_OK ? om_strerror(err) : "ok", "evicted_images", ev,
+              "removed_blobs", rb, "freed_bytes", fb, "removed_ingest", ing, "used", used,
+              "now", after, "max", max, NULL);
+    if (e->events != NULL && !e->dry_run && (did || err != OM_OK)) {
+        char msg[256];
+        snprintf(msg, sizeof(msg),
+                 "gc%s: evicted %" PRIu64 " images, removed %" PRIu64
+                 " objects and %" PRIu64 " stale ingest files; %s → %s of %s",
+                 err != OM_OK ? " (failed)" : "", r->evicted_images, r->removed_blobs,
+                 r->removed_ingest, used, after, max);
+        om_events_add(e->events, OM_EV_GC, NULL, NULL, r->freed_bytes, msg);
+    }
+    if (e->report != NULL) {
+        fprintf(e->report,
+                "%s: %" PRIu64 " images evicted, %" PRIu64 " objects removed (%s), "
+                "%" PRIu64 " stale ingest files removed; used %s → %s of %s",
+                e->dry_run ? "dry run" : "gc", r->evicted_images, r->removed_blobs, freed,
+                r->removed_ingest, used, after, max);
+        if (r->max_size) {
+            char hi[32], lo[32];
+            fprintf(e->report, " (high %s, low %s)", human(r->high_bytes, hi, sizeof(hi)),
+                    human(r->low_bytes, lo, sizeof(lo)));
+        }
+        fprintf(e->report, "\n");
+        if (r->kept_recent > 0)
+            fprintf(e->report, "%" PRIu64 " images kept: used within the grace period\n",
+                    r->kept_recent);
+        fprintf(e->report,
+                "evicted_images=%" PRIu64 " removed_blobs=%" PRIu64 " freed_bytes=%" PRIu64
+                " used_before=%" PRIu64 " used_after=%" PRIu64 " removed_ingest=%" PRIu64
+                " dry_run=%s\n",
+                r->evicted_images, r->removed_blobs, r->freed_bytes, r->used_before,
+                r->used_after, r->removed_ingest, e->dry_run ? "true" : "false");
+    }
+}
+
+int om_gc_run_env(const struct om_gc_env *e, struct om_gc_result *res)
+{
+    const struct om_config *cfg = e->cfg;
+    struct om_gc_graph g = {0};
+    struct om_gc_plan plan = {0};
+    struct walk_ud w = {.g = &g, .st = e->store};
+    int64_t now = e->now ? e->now : wall_ms();
+    int64_t cutoff = now - (int64_t)om_gc_grace_ms(cfg);
+    int64_t t0 = mono_ms();
+    int err, walk;
+
+    memset(res, 0, sizeof(*res));
+    res->dry_run = e->dry_run;
+    res->started_ms = now;
+    res->max_size = cfg->storage_max_size;
+    if (cfg->storage_max_size) {
+        res->high_bytes = percent_of(cfg->storage_max_size, cfg->storage_high_water);
+        res->low_bytes = percent_of(cfg->storage_max_size, cfg->storage_low_water);
+    }
+    if ((err = om_index_gc_load(e->db, &g)) != OM_OK)
+        goto done;
+    walk = om_store_walk(e->store, walk_cb, &w);
+    if (w.err != OM_OK || walk < 0) {
+        err = w.err != OM_OK ? w.err : walk;
+        goto done;
+    }
+    res->used_before = w.used;
+    struct om_gc_plan_params p = {
+        .used = w.used,
+        .evict_above = cfg->storage_max_size ? res->high_bytes : UINT64_MAX,
+        .evict_to = res->low_bytes,
+        .cutoff = cutoff,
+    };
+    if ((err = om_gc_plan_make(&g, &p, &plan)) != OM_OK)
+        goto done;
+    res->kept_recent = plan.n_kept_recent;
+    if (plan.n_kept_recent > 0 && plan.used_after > p.evict_to)
+        om_log(OM_LOG_WARN, "gc: still over the quota after this run: the %zu images left were"
+               " all used within the last %" PRIu64 " ms; keeping them", plan.n_kept_recent,
+               om_gc_grace_ms(cfg));
+    if ((err = run_victims(e, &g, &plan, now, cutoff, res)) != OM_OK)
+        goto done;
+    if ((err = run_orphans(e, &g, &plan, now, cutoff, res)) != OM_OK)
+        goto done;
+    if ((err = run_strays(e, &g, &plan, cutoff, res)) != OM_OK)
+        goto done;
+    err = clean_ingest(e, now, res);
+done:
+    res->removed_blobs += res->orphan_blobs;
+    res->freed_bytes = res->evicted_bytes + res->orphan_bytes;
+    res->used_after = res->used_before > res->freed_bytes ? res->used_before - res->freed_bytes : 0;
+    res->duration_ms = mono_ms() - t0;
+    summary(e, res, err);
+    om_gc_plan_free(&plan);
+    om_gc_graph_free(&g);
+    return err;
+}
+
+int om_gc_evict_env(const struct om_gc_env *e, const char *name, const char *reference,
+                    uint64_t *freed)
+{
+    struct om_gc_graph g = {0};
+    struct om_gc_plan plan = {0};
+    struct walk_ud w = {.g = &g, .st = e->store};
+    struct victim_done vd = {0};
+    om_digest root, *nodes = NULL;
+    bool is_tag = false;
+    long image = -1, r;
+    int64_t now = e->now ? e->now : wall_ms();
+    int err, walk;
+
+    *freed = 0;
+    if ((err = om_index_gc_resolve(e->db, name, reference, &root, &is_tag)) != OM_OK)
+        goto done;
+    if ((err = om_index_gc_load(e->db, &g)) != OM_OK)
+        goto done;
+    walk = om_store_walk(e->store, walk_cb, &w);
+    if (w.err != OM_OK || walk < 0) {
+        err = w.err != OM_OK ? w.err : walk;
+        goto done;
+    }
+    if ((r = om_gc_graph_find(&g, root.str)) < 0) {
+        err = OM_ERR_NOTFOUND;
+        goto done;
+    }
+    for (size_t i = 0; i < g.n_images && image < 0; i++) {
+        if (g.images[i].root == (uint32_t)r)
+            image = (long)i;
+    }
+    if (image < 0) {
+        /* Part of another image (a platform manifest of a cached index): it
+         * stands alone for this request; what that image uses stays. */
+        struct om_gc_image *im;
+        if ((err = om_gc_graph_add_image(&g, &im)) != OM_OK)
+            goto done;
+        im->root = (uint32_t)r;
+        image = (long)(g.n_images - 1);
+    }
+    /* The request's own name in messages, not the snapshot's pick. */
+    snprintf(g.images[image].repo, sizeof(g.images[image].repo), "%s", name);
+    snprintf(g.images[image].tag, sizeof(g.images[image].tag), "%s", is_tag ? reference : "");
+    if ((err = om_gc_plan_one(&g, (uint32_t)image, INT64_MAX, &plan)) != OM_OK)
+        goto done;
+    const struct om_gc_victim *v = &plan.victims[0];
+    if (e->dry_run) {
+        vd.objects = v->n;
+        vd.bytes = v->bytes;
+    } else {
+        if ((nodes = digests_of(&g, plan.freed + v->first, v->n)) == NULL) {
+            err = OM_ERR_NOMEM;
+            goto done;
+        }
+        struct om_gc_evict_req req = {
+            .root = &root, .expect_last_used = INT64_MAX, .repo = name,
+            .tag = is_tag ? reference : NULL, .nodes = nodes, .n_nodes = v->n,
+            .cutoff = INT64_MAX, .now = now,
+        };
+        if ((err = execute(e, &req, &vd)) != OM_OK)
+            goto done;
+    }
+    note_eviction(e, &g.images[image], &root, &vd, now, "evicted on request");
+    *freed = vd.bytes;
+done:
+    free(nodes);
+    om_gc_plan_free(&plan);
+    om_gc_graph_free(&g);
+    return err;
+}
+
+/* ---- the server side ---------------------------------------------------- */
+
+/* Enter/leave an entry point; refuses once om_gc_stop began. */
+static struct om_gc *gc_enter(struct om_server *srv)
+{
+    struct om_gc *gc = srv->gc;
+    if (gc == NULL || atomic_load(&gc->closed))
+        return NULL;
+    atomic_fetch_add(&gc->users, 1);
+    if (atomic_load(&gc->closed)) {
+        atomic_fetch_sub(&gc->users, 1);
+        return NULL;
+    }
+    return gc;
+}
+
+static void gc_leave(struct om_gc *gc)
+{
+    atomic_fetch_sub(&gc->users, 1);
+}
+
+static void server_env(struct om_gc *gc, struct om_gc_env *e)
+{
+    struct om_server *srv = gc->srv;
+    memset(e, 0, sizeof(*e));
+    e->cfg = srv->cfg;
+    e->store = srv->store;
+    e->db = gc->db;
+    e->events = srv->events;
+    e->abort = &gc->abort;
+    e->abort2 = &srv->cancel;
+}
+
+/* One run under run_mu; records the result.  The caller is gc's thread or
+ * inside gc_enter. */
+static int server_run(struct om_gc *gc, struct om_gc_result *out)
+{
+    struct om_gc_env e;
+    struct om_gc_result res;
+    int err;
+
+    pthread_mutex_lock(&gc->run_mu);
+    /* Least recently pulled first: the pulls noted in memory must be in the
+     * index before it is read. */
+    om_pullstats_flush(gc->srv->pulls);
+    server_env(gc, &e);
+    uint64_t counter = om_store_bytes(gc->srv->store);
+    err = om_gc_run_env(&e, &res);
+    if (err == OM_OK)
+        atomic_store(&gc->drift, (int64_t)counter - (int64_t)res.used_before);
+    pthread_mutex_unlock(&gc->run_mu);
+
+    if (res.evicted_images > 0 || res.removed_blobs > 0)
+        om_mcache_clear(gc->srv->mcache); /* no tag served from memory past its eviction */
+    if (res.evicted_images > 0)
+        om_admin_note_evictions(gc->srv, res.evicted_images, res.evicted_bytes);
+    pthread_mutex_lock(&gc->mu);
+    gc->last = res;
+    gc->has_last = true;
+    gc->totals.runs++;
+    gc->totals.evicted_images += res.evicted_images;
+    gc->totals.removed_blobs += res.removed_blobs;
+    gc->totals.freed_bytes += res.freed_bytes;
+    gc->totals.removed_ingest += res.removed_ingest;
+    gc->totals.errors += err != OM_OK;
+    gc->totals.last_run_ms = res.started_ms;
+    pthread_mutex_unlock(&gc->mu);
+    if (out != NULL)
+        *out = res;
+    return err;
+}
+
+static void deadline_ts(int64_t mono, struct timespec *ts)
+{
+    ts->tv_sec = (time_t)(mono / 1000);
+    ts->tv_nsec = (long)(mono % 1000) * 1000000L;
+}
+
+static void *gc_thread(void *arg)
+{
+    struct om_gc *gc = arg;
+    int64_t interval = (int64_t)gc->srv->cfg->gc_interval_ms;
+    int64_t gap = interval < GC_MIN_GAP_MS ? interval : GC_MIN_GAP_MS;
+    int64_t last = mono_ms() - gap, next = mono_ms() + interval;
+
+    pthread_mutex_lock(&gc->mu);
+    for (;;) {
+        int64_t now = mono_ms(), wake;
+        struct timespec ts;
+        if (gc->stop)
+            break;
+        if (now >= next || (gc->nudged && now >= last + gap)) {
+            gc->nudged = false;
+            pthread_mutex_unlock(&gc->mu);
+            (void)server_run(gc, NULL); /* logged and recorded inside */
+            last = mono_ms();
+            next = last + interval;
+            pthread_mutex_lock(&gc->mu);
+            continue;
+        }
+        wake = gc->nudged && last + gap < next ? last + gap : next;
+        deadline_ts(wake, &ts);
+        pthread_cond_timedwait(&gc->cond, &gc->mu, &ts);
+    }
+    pthread_mutex_unlock(&gc->mu);
+    return NULL;
+}
+
+static void gc_free(struct om_gc *gc)
+{
+    if (gc == NULL)
+        return;
+    om_index_gc_close(gc->db);
+    pthread_cond_destroy(&gc->cond);
+    pthread_mutex_destroy(&gc->mu);
+    pthread_mutex_destroy(&gc->run_mu);
+    free(gc);
+}
+
+int om_gc_start(struct om_server *srv)
+{
+    const struct om_config *cfg = srv->cfg;
+    struct om_gc *gc = NULL;
+    pthread_condattr_t ca;
+    int err = OM_OK;
+
+    gc = calloc(1, sizeof(*gc)); /* owned by srv->gc; freed by om_gc_stop */
+    if (gc == NULL)
+        return OM_ERR_NOMEM;
+    gc->srv = srv;
+    pthread_mutex_init(&gc->mu, NULL);
+    pthread_mutex_init(&gc->run_mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&gc->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    atomic_init(&gc->abort, false);
+    atomic_init(&gc->closed, false);
+    atomic_init(&gc->users, 0);
+    atomic_init(&gc->drift, 0);
+    if (cfg->storage_max_size)
+        gc->high_bytes = percent_of(cfg->storage_max_size, cfg->storage_high_water);
+    if ((err = om_index_gc_open(&gc->db, om_store_root(srv->store))) != OM_OK) {
+        om_log(OM_LOG_ERROR, "gc: cannot open the index: %s", om_strerror(err));
+        goto done;
+    }
+    if (pthread_create(&gc->thread, NULL, gc_thread, gc) != 0) {
+        om_log(OM_LOG_ERROR, "gc: cannot start its thread");
+        err = OM_ERR_NOMEM;
+        goto done;
+    }
+    gc->thread_started = true;
+    srv->gc = gc;
+    gc = NULL;
+    {
+        char max[32], iv[32], grace[32];
+        if (cfg->storage_max_size)
+            human(cfg->storage_max_size, max, sizeof(max));
+        else
+            snprintf(max, sizeof(max), "unlimited");
+        om_format_duration_ms(cfg->gc_interval_ms, iv, sizeof(iv));
+        om_format_duration_ms(om_gc_grace_ms(cfg), grace, sizeof(grace));
+        om_log_kv(OM_LOG_INFO, "gc: started", "max_size", max, "interval", iv, "grace", grace,
+                  NULL);
+    }
+    om_gc_nudge(srv); /* already over the quota (a smaller max_size)? */
+done:
+    gc_free(gc);
+    return err;
+}
+
+void om_gc_stop(struct om_server *srv)
+{
+    struct om_gc *gc = srv->gc;
+
+    if (gc == NULL)
+        return;
+    atomic_store(&gc->closed, true);
+    atomic_store(&gc->abort, true);
+    pthread_mutex_lock(&gc->mu);
+    gc->stop = true;
+    pthread_cond_signal(&gc->cond);
+    pthread_mutex_unlock(&gc->mu);
+    if (gc->thread_started)
+        pthread_join(gc->thread, NULL);
+    /* Callers inside an entry point finish soon: their run sees abort. */
+    while (atomic_load(&gc->users) > 0) {
+        struct timespec ts = {0, GC_STOP_WAIT_STEP_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    srv->gc = NULL;
+    gc_free(gc);
+}
+
+int om_gc_run_now(struct om_server *srv, struct om_gc_result *out)
+{
+    struct om_gc *gc = gc_enter(srv);
+    int err;
+
+    if (gc == NULL)
+        return OM_ERR_INVALID;
+    err = server_run(gc, out);
+    gc_leave(gc);
+    return err;
+}
+
+int om_gc_evict_image(struct om_server *srv, const char *name, const char *reference,
+                      uint64_t *freed)
+{
+    struct om_gc *gc = gc_enter(srv);
+    struct om_gc_env e;
+    int err;
+
+    *freed = 0;
+    if (gc == NULL)
+        return OM_ERR_INVALID;
+    if (name == NULL || reference == NULL) {
+        gc_leave(gc);
+        return OM_ERR_INVALID;
+    }
+    pthread_mutex_lock(&gc->run_mu);
+    server_env(gc, &e);
+    err = om_gc_evict_env(&e, name, reference, freed);
+    pthread_mutex_unlock(&gc->run_mu);
+    if (err == OM_OK) {
+        om_mcache_clear(srv->mcache);
+        om_admin_note_evictions(srv, 1, *freed);
+        pthread_mutex_lock(&gc->mu);
+        gc->totals.evicted_images++;
+        gc->totals.freed_bytes += *freed;
+        pthread_mutex_unlock(&gc->mu);
+    }
+    gc_leave(gc);
+    return err;
+}
+
+void om_gc_nudge(struct om_server *srv)
+{
+    struct om_gc *gc;
+
+    if (srv->cfg->storage_max_size == 0 || (gc = gc_enter(srv)) == NULL)
+        return;
+    int64_t used = (int64_t)om_store_bytes(srv->store) - atomic_load(&gc->drift);
+    if (used > (int64_t)gc->high_bytes) {
+        pthread_mutex_lock(&gc->mu);
+        if (!gc->nudged) {
+            gc->nudged = true;
+            pthread_cond_signal(&gc->cond);
+        }
+        pthread_mutex_unlock(&gc->mu);
+    }
+    gc_leave(gc);
+}
+
+int om_gc_status(struct om_server *srv, struct om_gc_result *last, struct om_gc_totals *totals)
+{
+    struct om_gc *gc = gc_enter(srv);
+    int err = OM_OK;
+
+    if (gc == NULL) {
+        if (last != NULL)
+            memset(last, 0, sizeof(*last));
+        if (totals != NULL)
+            memset(totals, 0, sizeof(*totals));
+        return OM_ERR_NOTFOUND;
+    }
+    pthread_mutex_lock(&gc->mu);
+    if (last != NULL)
+        *last = gc->last;
+    if (totals != NULL)
+        *totals = gc->totals;
+    if (!gc->has_last)
+        err = OM_ERR_NOTFOUND;
+    pthread_mutex_unlock(&gc->mu);
+    gc_leave(gc);
+    return err;
+}
+
+/* ---- `ocimirror gc` ----------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ocimirror gc [-c FILE] [--storage DIR] [--dry-run]\n"
+            "Apply the storage quota now: evict the least recently pulled images while\n"
+            "usage is above storage.high_water%% of storage.max_size, down to low_water%%;\n"
+            "remove orphaned blobs and stale ingest files.  Safe while a server runs on\n"
+            "the same storage.  --dry-run only prints what would be removed.\n"
+            "Exit status: 0 done, 1 error, 2 usage.\n");
+}
+
+int om_cmd_gc(int argc, char **argv)
+{
+    const char *config = NULL, *storage = NULL;
+    struct om_config *cfg = NULL;
+    struct om_store *st = NULL;
+    struct om_index *ix = NULL;
+    struct om_gc_db *db = NULL;
+    struct om_gc_result res;
+    bool dry_run = false, rebuilt = false;
+    int rc = 0, err;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--dry-run") == 0 || strcmp(a, "-n") == 0) {
+            dry_run = true;
+        } else if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc) {
+            config = argv[++i];
+        } else if (strcmp(a, "--storage") == 0 && i + 1 < argc) {
+            storage = argv[++i];
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "ocimirror gc: unexpected argument '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (om_cli_load_config(config, NULL, storage, &cfg) != 0)
+        return 1;
+    /* The report is the output; library warnings and errors go to stderr. */
+    om_log_setup(cfg->log_level == OM_LOG_DEBUG ? OM_LOG_DEBUG : OM_LOG_WARN, OM_LOG_TEXT);
+    if ((err = om_store_attach(&st, cfg->storage_path)) != OM_OK) {
+        fprintf(stderr, "ocimirror gc: %s: %s\n", cfg->storage_path,
+                err == OM_ERR_NOTFOUND ? "no storage there" : om_strerror(err));
+        rc = 1;
+        goto done;
+    }
+    /* Checks index.db (and rebuilds it if missing or corrupt, as the server
+     * would at start); GC then uses a connection of its own. */
+    if ((err = om_index_open(&ix, st, &rebuilt)) != OM_OK) {
+        fprintf(stderr, "ocimirror gc: cannot open the index in %s: %s\n", cfg->storage_path,
+                om_strerror(err));
+        rc = 1;
+        goto done;
+    }
+    if (rebuilt)
+        printf("index.db was missing or corrupt and has been rebuilt from the store\n");
+    om_index_close(ix);
+    ix = NULL;
+    if ((err = om_index_gc_open(&db, cfg->storage_path)) != OM_OK) {
+        fprintf(stderr, "ocimirror gc: cannot open the index in %s: %s\n", cfg->storage_path,
+                om_strerror(err));
+        rc = 1;
+        goto done;
+    }
+    struct om_gc_env e = {.cfg = cfg, .store = st, .db = db, .report = stdout,
+                          .dry_run = dry_run};
+    if ((err = om_gc_run_env(&e, &res)) != OM_OK) {
+        fprintf(stderr, "ocimirror gc: %s\n", om_strerror(err));
+        rc = 1;
+    }
+done:
+    fflush(stdout);
+    om_index_gc_close(db);
+    om_index_close(ix);
+    om_store_close(st);
+    om_config_free(cfg);
+    return rc;
+}

@@ -1,0 +1,109 @@
+/* gc.h — eviction to the storage quota (least recently pulled image
+ * first), orphan and stale-ingest cleanup; in the background and on demand.
+ * Implemented in gc.c (the runs, the thread, the command), gc_plan.c (which
+ * images and objects to remove) and index_gc.c (the index side).
+ * docs/gc.md is the user's description. */
+#ifndef OM_GC_H
+#define OM_GC_H
+
+#include <stdio.h>
+
+#include "http/req.h"
+
+/* Objects not touched for this long may be removed (orphans, strays, the
+ * freed content of an evicted image), and an image used this recently is
+ * never evicted: min(10 min, gc_interval). */
+#define OM_GC_GRACE_MAX_MS (10 * 60 * 1000)
+/* Ingest files not written to for this long belong to no live download. */
+#define OM_GC_INGEST_STALE_MS (60 * 60 * 1000)
+
+/* What one run did (or, with dry_run, would do). */
+struct om_gc_result {
+    bool dry_run;
+    int64_t started_ms;           /* Unix ms */
+    int64_t duration_ms;
+    uint64_t max_size;            /* the quota (0 = unlimited) */
+    uint64_t high_bytes, low_bytes; /* the water marks in bytes (0 without quota) */
+    uint64_t used_before;         /* bytes of committed content at the start */
+    uint64_t used_after;          /* ... at the end (projected for a dry run) */
+    uint64_t evicted_images;      /* images whose tags/manifests were removed */
+    uint64_t removed_blobs;       /* store objects removed (manifests included) */
+    uint64_t freed_bytes;         /* bytes of those objects */
+    uint64_t evicted_bytes;       /* ... of which freed by evictions */
+    uint64_t orphan_blobs, orphan_bytes; /* ... of which no image held */
+    uint64_t removed_ingest, ingest_bytes; /* stale ingest files removed */
+    uint64_t kept_recent;         /* images spared: used within the grace period */
+    uint64_t skipped_touched;     /* images a client used while GC ran: spared */
+};
+
+/* Cumulative figures of a running server (for the admin API / metrics). */
+struct om_gc_totals {
+    uint64_t runs, evicted_images, removed_blobs, freed_bytes, removed_ingest, errors;
+    int64_t last_run_ms;          /* 0 = never */
+};
+
+/* Start/stop the background GC thread.  It runs every gc_interval: orphans
+ * and stale ingest files always, eviction when storage.max_size is set.
+ * om_gc_stop ends a run in progress early, waits for callers already inside
+ * om_gc_run_now/om_gc_evict_image/om_gc_nudge/om_gc_status, and frees
+ * srv->gc; it is safe when om_gc_start failed or never ran.  Call it once
+ * nothing can START such a call any more (after the HTTP daemon, the job
+ * pool and the download threads stopped) and before srv->events and the
+ * admin statistics are freed. */
+int om_gc_start(struct om_server *srv);
+void om_gc_stop(struct om_server *srv);
+
+/* Run GC now, in the calling thread (waits for a run in progress first);
+ * the same rules as the background run.  For POST /api/v1/gc.  out may be
+ * NULL.  OM_ERR_INVALID if GC is not started. */
+int om_gc_run_now(struct om_server *srv, struct om_gc_result *out);
+
+/* Remove one image: `name` is the canonical repository name
+ * ("docker.io/library/alpine"), `reference` a tag or a digest.  A tag: that
+ * tag goes; a digest: every tag of `name` naming it.  Its manifests and
+ * blobs go too unless another cached image (or another tag) still uses
+ * them; the grace period does not protect them (the operator asked).
+ * *freed = bytes removed from the store.  OM_ERR_NOTFOUND if the
+ * repository has no such tag/digest, OM_ERR_INVALID for a bad reference.
+ * For POST /api/v1/evict. */
+int om_gc_evict_image(struct om_server *srv, const char *name, const char *reference,
+                      uint64_t *freed);
+
+/* Cheap hook for the write path (after a blob or manifest commit): wakes
+ * the GC thread when usage is above the high water mark.  A few atomic
+ * loads when below; safe from any thread, and a no-op without a quota or
+ * before om_gc_start. */
+void om_gc_nudge(struct om_server *srv);
+
+/* The last run's result and the totals since start (either may be NULL).
+ * OM_ERR_NOTFOUND before the first run (totals are still filled). */
+int om_gc_status(struct om_server *srv, struct om_gc_result *last, struct om_gc_totals *totals);
+
+/* The grace period for this config (see OM_GC_GRACE_MAX_MS). */
+uint64_t om_gc_grace_ms(const struct om_config *cfg);
+
+/* ---- the engine under the entry points (the command, the thread, tests) */
+
+struct om_gc_db; /* index_gc.h */
+
+struct om_gc_env {
+    const struct om_config *cfg;  /* storage_max_size, water marks, gc_interval */
+    struct om_store *store;
+    struct om_gc_db *db;
+    struct om_events *events;     /* evictions and runs are recorded here; NULL: not */
+    FILE *report;                 /* one line per action (the command); NULL: none */
+    bool dry_run;
+    int64_t now;                  /* Unix ms; 0 = read the clock */
+    const atomic_bool *abort;     /* checked between steps; NULL = never */
+    const atomic_bool *abort2;    /* a second such flag (the server's cancel) */
+};
+
+/* One GC run: snapshot the index, walk the store, plan (gc_plan.h), then
+ * evict, remove orphans and strays, clean stale ingest files.  out is
+ * filled also on error (what was done until then). */
+int om_gc_run_env(const struct om_gc_env *e, struct om_gc_result *out);
+/* One image (see om_gc_evict_image). */
+int om_gc_evict_env(const struct om_gc_env *e, const char *name, const char *reference,
+                    uint64_t *freed);
+
+#endif

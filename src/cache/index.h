@@ -1,0 +1,144 @@
+/* index.h — the metadata index: SQLite in WAL mode at <storage>/index.db.
+ *
+ * What it holds (the store holds the bytes):
+ *   repos      canonical repository names seen (the _catalog)
+ *   tags       (repo, tag) → digest, media type, size, fetched_at, checked_at,
+ *              last_pulled, pull_count
+ *   manifests  digest → media type, size; (repo, digest) membership;
+ *              manifest → child digests (config, layers, platform manifests)
+ *   blobs      digest → size, last access; (repo, digest) membership
+ *   routes     requested name → chosen upstream + canonical name (search
+ *              decisions) and negative entries (name, upstream) until a time
+ *   referrers  (repo, digest) → cached referrers index JSON + fetched_at
+ *
+ * Every tag change is also appended to <storage>/tags.log (one JSON object a
+ * line) so that a lost or corrupt index.db can be rebuilt from the store:
+ * manifests are found by parsing stored blobs, tags by replaying the log.
+ * om_index_open() runs `PRAGMA quick_check`; on failure it moves the bad
+ * file aside (index.db.corrupt-<time>), rebuilds, and logs a warning.
+ *
+ * Thread-safe: one connection guarded by the index's mutex; every call is
+ * short.  Times are Unix milliseconds.  Strings returned in structs are
+ * copied into fixed buffers, so nothing returned needs freeing unless said.
+ */
+#ifndef OM_INDEX_H
+#define OM_INDEX_H
+
+#include "cache/store.h"
+#include "core/om.h"
+#include "core/ref.h"
+
+struct om_index;
+
+#define OM_MEDIA_TYPE_MAX 255
+
+struct om_tag_rec {
+    om_digest digest;
+    char media_type[OM_MEDIA_TYPE_MAX + 1];
+    uint64_t size;
+    int64_t fetched_at;   /* when this digest was stored for the tag */
+    int64_t checked_at;   /* last time the upstream confirmed it (or fetched_at) */
+};
+
+struct om_manifest_rec {
+    char media_type[OM_MEDIA_TYPE_MAX + 1];
+    uint64_t size;
+};
+
+/* Open or create; rebuild from the store when missing or corrupt
+ * (*rebuilt set to true then, may be NULL).  *out owned by the caller. */
+int om_index_open(struct om_index **out, struct om_store *st, bool *rebuilt);
+void om_index_close(struct om_index *ix);
+
+/* Drop the database and rebuild from the store + tags.log (also used by
+ * om_index_open).  Sets *n_manifests and *n_tags when non-NULL.  One
+ * transaction: on failure the old content stays.  Every other call waits
+ * while it runs (it reads every stored object of at most 4 MiB). */
+int om_index_rebuild(struct om_index *ix, size_t *n_manifests, size_t *n_tags);
+
+/* ---- tags ---- */
+int om_index_tag_get(struct om_index *ix, const char *repo, const char *tag,
+                     struct om_tag_rec *out);            /* OM_ERR_NOTFOUND */
+/* Insert or replace; sets fetched_at = checked_at = now; appends tags.log. */
+int om_index_tag_put(struct om_index *ix, const char *repo, const char *tag,
+                     const om_digest *d, const char *media_type, uint64_t size,
+                     int64_t now);
+/* The upstream confirmed the same digest: checked_at = now. */
+int om_index_tag_checked(struct om_index *ix, const char *repo, const char *tag, int64_t now);
+/* Tags of repo in lexical (byte) order, strictly after `last` (NULL = from
+ * the start), at most n (n < 0 = no limit).  fn returns non-zero to stop,
+ * and that value is returned.  OM_ERR_NOTFOUND when the repository is not
+ * known at all (a known repository without tags lists nothing and returns
+ * OM_OK).  fn runs under the index mutex: it must not call the index. */
+typedef int (*om_index_str_fn)(void *ud, const char *s);
+int om_index_tags_list(struct om_index *ix, const char *repo, const char *last,
+                       long n, om_index_str_fn fn, void *ud);
+
+/* ---- manifests ---- */
+int om_index_manifest_get(struct om_index *ix, const om_digest *d,
+                          struct om_manifest_rec *out);  /* OM_ERR_NOTFOUND */
+/* Record a stored manifest, that it belongs to repo (may be NULL: no
+ * membership), and its children. */
+int om_index_manifest_put(struct om_index *ix, const char *repo, const om_digest *d,
+                          const char *media_type, uint64_t size,
+                          const om_digest *children, size_t n_children, int64_t now);
+
+/* ---- blobs ---- */
+int om_index_blob_put(struct om_index *ix, const char *repo, const om_digest *d,
+                      uint64_t size, int64_t now);
+/* A client pulled this content (manifest or blob): last access + pull count.
+ * tag may be NULL (repo is only used with a tag).  OM_ERR_NOTFOUND when the
+ * digest is neither a known manifest nor a known blob. */
+int om_index_note_pull(struct om_index *ix, const char *repo, const char *tag,
+                       const om_digest *d, int64_t now);
+
+/* Many pull notes in one transaction (the pull statistics are batched in
+ * memory and flushed every few seconds: one write per flush, not one per
+ * request).  Sets notes[i].found when the digest is a known manifest or
+ * blob. */
+struct om_pull_note {
+    char repo[OM_NAME_MAX + 1];   /* with tag */
+    char tag[OM_TAG_MAX + 1];     /* "" = pulled by digest */
+    om_digest digest;
+    int64_t t_ms;                 /* latest pull */
+    uint32_t count;
+    bool found;
+};
+int om_index_note_pulls(struct om_index *ix, struct om_pull_note *notes, size_t n);
+
+/* ---- catalog ---- */
+/* Repository names, paged and called back exactly like om_index_tags_list. */
+int om_index_catalog(struct om_index *ix, const char *last, long n,
+                     om_index_str_fn fn, void *ud);
+
+/* ---- route decisions ---- */
+/* canonical_out receives the canonical name; upstream_out the upstream name.
+ * OM_ERR_NOTFOUND if no decision is cached; OM_ERR_TOOBIG if a buffer is
+ * too small. */
+int om_index_route_get(struct om_index *ix, const char *name, char *upstream_out,
+                       size_t upstream_sz, char *canonical_out, size_t canonical_sz);
+int om_index_route_put(struct om_index *ix, const char *name, const char *upstream,
+                       const char *canonical, int64_t now);
+/* Negative cache: "name is not on upstream" until `until` (exclusive: at
+ * now >= until the entry has expired and is deleted). */
+bool om_index_negative_get(struct om_index *ix, const char *name, const char *upstream,
+                           int64_t now);
+int om_index_negative_put(struct om_index *ix, const char *name, const char *upstream,
+                          int64_t until);
+
+/* ---- referrers ---- */
+/* *json malloc'd, caller frees (NUL-terminated, the NUL not counted in
+ * *len).  fetched_at may be NULL.  At most 4 MiB: a larger put is
+ * OM_ERR_TOOBIG. */
+int om_index_referrers_get(struct om_index *ix, const char *repo, const om_digest *d,
+                           char **json, size_t *len, int64_t *fetched_at);
+int om_index_referrers_put(struct om_index *ix, const char *repo, const om_digest *d,
+                           const char *json, size_t len, int64_t now);
+
+/* ---- counts (for logs, admin API later) ---- */
+struct om_index_counts {
+    uint64_t repos, tags, manifests, blobs, blob_bytes;
+};
+int om_index_counts(struct om_index *ix, struct om_index_counts *out);
+
+#endif

@@ -1,0 +1,725 @@
+/* index_rebuild.c — the index database's life cycle: open and check it,
+ * create its schema, move a bad one aside, and rebuild it from the store
+ * and tags.log.  index.c holds the queries.
+ *
+ * Opening (om_index__db_open): PRAGMA busy_timeout (another process holding
+ * a lock is waited for, not a failure), journal_mode=WAL (readers never
+ * block the writer; a crash loses at most the last transactions),
+ * synchronous=NORMAL (no fsync per commit: the store is the truth and the
+ * index can be rebuilt), then PRAGMA quick_check and the schema version in
+ * PRAGMA user_version: 0 = new file, create SCHEMA_V1; SCHEMA_VERSION = ok;
+ * anything else is treated like corruption (a newer build's database is
+ * kept aside, not destroyed).  If you change the schema, bump
+ * SCHEMA_VERSION and add a migration step in om_index__db_open().
+ *
+ * Rebuild (om_index__rebuild_db), used by om_index_open() (missing, empty
+ * or corrupt index.db) and om_index_rebuild(): ONE transaction on the
+ * caller's connection, so either the rebuilt index replaces the old content
+ * completely or nothing changes.  The index mutex is held throughout (callers wait).
+ *
+ * Steps:
+ *   1. Empty every table.
+ *   2. Walk the store.  A blob of at most 4 MiB whose first non-blank byte
+ *      is '{' is parsed with jansson; it is a manifest when it is a JSON
+ *      object that (a) says what it is — a string "mediaType" or
+ *      "schemaVersion": 2 — and (b) has manifest structure — a "manifests"
+ *      array (index / manifest list), a "config" object or "layers" array
+ *      (image manifest) or a "blobs" array (the old OCI artifact manifest).
+ *      Requiring both keeps image configs (which have a "config" object but
+ *      no mediaType/schemaVersion) and bare descriptors (mediaType only)
+ *      out.  Its media type is "mediaType", or inferred: "manifests" → OCI
+ *      image index, else OCI image manifest.  Its children are the digests
+ *      of config, layers[], manifests[] and blobs[] (never "subject": that
+ *      points the other way).  Everything else is recorded as a blob.
+ *   3. Replay tags.log in order; for each (repo, tag) the last line wins.  A
+ *      line that does not parse (a torn last line, a damaged line) or fails
+ *      validation is skipped.  A tag whose digest is not in the store is
+ *      dropped (and an earlier line for the same tag no longer applies).  A
+ *      tagged digest that step 2 did not recognise as a manifest becomes one
+ *      with the log's media type.  [added for gc.c] A deletion record
+ *      {"repo","tag","digest","deleted":true,"t"} (written by index_gc.c
+ *      when GC evicts an image) removes the tag if it still names that
+ *      digest, and the repository with its last tag.
+ *   4. Repository membership: every manifest and blob reachable from a tag
+ *      (tag → index → platform manifests → config/layers) joins the tag's
+ *      repository.  Nothing else can be recovered: content pulled only by
+ *      digest has no repository after a rebuild (see index.c).
+ *
+ * Times: manifests and blobs get created_at = last_access = the rebuild
+ * time; tags get fetched_at = checked_at = the log line's "t".
+ */
+#include "cache/index_private.h"
+
+#include "core/log.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PEEK_BYTES 64 /* enough to skip leading blanks before '{' */
+#define SCHEMA_VERSION 1
+#define BUSY_TIMEOUT_MS 5000
+#define IX_STR_(x) #x
+#define IX_STR(x) IX_STR_(x)
+
+
+/* ---- opening and checking the database -------------------------------- */
+
+/* Schema version 1.  WITHOUT ROWID: every table is looked up by its key. */
+static const char SCHEMA_V1[] =
+    "CREATE TABLE repos(name TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE tags(repo TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL,"
+    " media_type TEXT NOT NULL, size INTEGER NOT NULL, fetched_at INTEGER NOT NULL,"
+    " checked_at INTEGER NOT NULL, last_pulled INTEGER NOT NULL DEFAULT 0,"
+    " pull_count INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(repo, tag)) WITHOUT ROWID;"
+    "CREATE INDEX tags_digest ON tags(digest);"
+    "CREATE TABLE manifests(digest TEXT PRIMARY KEY NOT NULL, media_type TEXT NOT NULL,"
+    " size INTEGER NOT NULL, created_at INTEGER NOT NULL, last_access INTEGER NOT NULL,"
+    " pull_count INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+    "CREATE TABLE manifest_repos(repo TEXT NOT NULL, digest TEXT NOT NULL,"
+    " PRIMARY KEY(repo, digest)) WITHOUT ROWID;"
+    "CREATE INDEX manifest_repos_digest ON manifest_repos(digest);"
+    "CREATE TABLE manifest_children(parent TEXT NOT NULL, child TEXT NOT NULL,"
+    " PRIMARY KEY(parent, child)) WITHOUT ROWID;"
+    "CREATE INDEX manifest_children_child ON manifest_children(child);"
+    "CREATE TABLE blobs(digest TEXT PRIMARY KEY NOT NULL, size INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL, last_access INTEGER NOT NULL,"
+    " pull_count INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+    "CREATE TABLE blob_repos(repo TEXT NOT NULL, digest TEXT NOT NULL,"
+    " PRIMARY KEY(repo, digest)) WITHOUT ROWID;"
+    "CREATE INDEX blob_repos_digest ON blob_repos(digest);"
+    "CREATE TABLE routes(name TEXT PRIMARY KEY NOT NULL, upstream TEXT NOT NULL,"
+    " canonical TEXT NOT NULL, decided_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE negative(name TEXT NOT NULL, upstream TEXT NOT NULL,"
+    " expires_at INTEGER NOT NULL, PRIMARY KEY(name, upstream)) WITHOUT ROWID;"
+    "CREATE TABLE referrers(repo TEXT NOT NULL, digest TEXT NOT NULL, json BLOB NOT NULL,"
+    " fetched_at INTEGER NOT NULL, PRIMARY KEY(repo, digest)) WITHOUT ROWID;";
+
+static bool rc_is_corrupt(int rc)
+{
+    rc &= 0xff;
+    return rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT || rc == SQLITE_CANTOPEN;
+}
+
+/* Run a PRAGMA that answers one text row (journal_mode, quick_check) and
+ * copy that answer into out. */
+int om_index__pragma_text(sqlite3 *db, const char *sql, char *out, size_t outsz)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+    out[0] = '\0';
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            const unsigned char *v = sqlite3_column_text(s, 0);
+            snprintf(out, outsz, "%s", v != NULL ? (const char *)v : "");
+            rc = SQLITE_OK;
+        } else if (rc == SQLITE_DONE) {
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
+void om_index__close_db(sqlite3 *db, sqlite3_stmt **stmts, size_t n, const char *who)
+{
+    for (size_t i = 0; i < n; i++)
+        sqlite3_finalize(stmts[i]);
+    if (db != NULL && sqlite3_close(db) != SQLITE_OK)
+        om_log(OM_LOG_ERROR, "%s: close index.db: %s", who, sqlite3_errmsg(db));
+}
+
+static int pragma_text(sqlite3 *db, const char *sql, char *out, size_t outsz, int *rc_out)
+{
+    *rc_out = om_index__pragma_text(db, sql, out, outsz);
+    return *rc_out == SQLITE_OK ? OM_OK : OM_ERR_IO;
+}
+
+static int pragma_int(sqlite3 *db, const char *sql, int64_t *out, int *rc_out)
+{
+    char buf[32];
+    int err = pragma_text(db, sql, buf, sizeof(buf), rc_out);
+    *out = strtoll(buf, NULL, 10);
+    return err;
+}
+
+int om_index__db_open(const char *path, sqlite3 **dbp, bool *corrupt, bool *fresh)
+{
+    char answer[256];
+    int64_t version = 0;
+    int rc = SQLITE_OK, err = OM_OK;
+    const char *what = "open";
+    struct stat sb;
+    bool existed = stat(path, &sb) == 0;
+
+    *corrupt = false;
+    *fresh = false;
+    rc = sqlite3_open_v2(path, dbp,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK)
+        goto fail;
+    sqlite3_extended_result_codes(*dbp, 0);
+    what = "PRAGMA busy_timeout";
+    if ((rc = sqlite3_exec(*dbp, "PRAGMA busy_timeout=" IX_STR(BUSY_TIMEOUT_MS), NULL, NULL,
+                           NULL)) != SQLITE_OK)
+        goto fail;
+    what = "PRAGMA journal_mode";
+    if (pragma_text(*dbp, "PRAGMA journal_mode=WAL", answer, sizeof(answer), &rc) != OM_OK)
+        goto fail;
+    if (strcmp(answer, "wal") != 0)
+        om_log(OM_LOG_WARN, "index: %s: journal mode is %s, not wal", path, answer);
+    what = "PRAGMA synchronous";
+    if ((rc = sqlite3_exec(*dbp, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL)) != SQLITE_OK)
+        goto fail;
+    what = "PRAGMA quick_check";
+    if (pragma_text(*dbp, "PRAGMA quick_check", answer, sizeof(answer), &rc) != OM_OK)
+        goto fail;
+    if (strcmp(answer, "ok") != 0) {
+        for (char *c = answer; *c != '\0'; c++)
+            *c = *c == '\n' ? ' ' : *c; /* one log line */
+        om_log(OM_LOG_WARN, "index: %s: quick_check says: %s", path, answer);
+        *corrupt = true;
+        err = OM_ERR_IO;
+        goto close;
+    }
+    what = "PRAGMA user_version";
+    if (pragma_int(*dbp, "PRAGMA user_version", &version, &rc) != OM_OK)
+        goto fail;
+    if (version == 0) {
+        /* New (missing or empty) database: create the schema atomically. */
+        char *msg = NULL;
+        rc = sqlite3_exec(*dbp, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(*dbp, SCHEMA_V1, NULL, NULL, &msg);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(*dbp, "PRAGMA user_version=" IX_STR(SCHEMA_VERSION), NULL,
+                              NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(*dbp, "COMMIT", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            om_log(OM_LOG_ERROR, "index: creating schema: %s", msg != NULL ? msg : "");
+            sqlite3_exec(*dbp, "ROLLBACK", NULL, NULL, NULL);
+        }
+        sqlite3_free(msg);
+        what = "create schema";
+        if (rc != SQLITE_OK)
+            goto fail;
+        *fresh = true;
+    } else if (version != SCHEMA_VERSION) {
+        om_log(OM_LOG_WARN, "index: %s has schema version %lld, this build knows %d",
+               path, (long long)version, SCHEMA_VERSION);
+        *corrupt = true;
+        err = OM_ERR_IO;
+        goto close;
+    }
+    goto done;
+fail:
+    /* "Cannot open" is corruption only for a file that exists (a missing
+     * directory or a permission problem is not fixed by moving it). */
+    *corrupt = rc_is_corrupt(rc) && ((rc & 0xff) != SQLITE_CANTOPEN || existed);
+    err = om_index__sql_err(*dbp, rc, what);
+close:
+    sqlite3_close(*dbp);
+    *dbp = NULL;
+done:
+    return err;
+}
+
+int om_index__move_aside(const char *path)
+{
+    char dst[PATH_MAX + 64], src[PATH_MAX + 8], dst_wal[PATH_MAX + 72];
+    struct stat sb;
+    long long t = (long long)time(NULL);
+    int err = OM_OK;
+
+    for (int i = 0;; i++) {
+        if (i == 0)
+            snprintf(dst, sizeof(dst), "%s.corrupt-%lld", path, t);
+        else
+            snprintf(dst, sizeof(dst), "%s.corrupt-%lld.%d", path, t, i);
+        if (lstat(dst, &sb) != 0)
+            break;
+        if (i == 100) {
+            err = OM_ERR_IO;
+            goto done;
+        }
+    }
+    if (rename(path, dst) != 0 && errno != ENOENT) {
+        om_log(OM_LOG_ERROR, "index: rename %s: %s", path, strerror(errno));
+        err = OM_ERR_IO;
+        goto done;
+    }
+    snprintf(src, sizeof(src), "%s-wal", path);
+    snprintf(dst_wal, sizeof(dst_wal), "%s-wal", dst);
+    if (rename(src, dst_wal) != 0 && errno != ENOENT) {
+        om_log(OM_LOG_ERROR, "index: rename %s: %s", src, strerror(errno));
+        err = OM_ERR_IO;
+        goto done;
+    }
+    snprintf(src, sizeof(src), "%s-shm", path);
+    if (unlink(src) != 0 && errno != ENOENT) {
+        om_log(OM_LOG_ERROR, "index: unlink %s: %s", src, strerror(errno));
+        err = OM_ERR_IO;
+        goto done;
+    }
+    om_log(OM_LOG_WARN, "index: %s was unusable; moved to %s, rebuilding from the store",
+           path, dst);
+done:
+    return err;
+}
+
+/* ---- rebuild ------------------------------------------------------------ */
+
+static const char OCI_INDEX[] = "application/vnd.oci.image.index.v1+json";
+static const char OCI_MANIFEST[] = "application/vnd.oci.image.manifest.v1+json";
+
+enum rb_stmt {
+    R_MANIFEST_INS, R_CHILD_INS, R_BLOB_INS, R_REPO_ADD, R_TAG_PUT, R_TAG_DEL,
+    R_MANIFEST_FROM_TAG, R_BLOB_DEL, R_COUNT_MANIFESTS, R_COUNT_TAGS, R_COUNT_BLOBS,
+    R_TAG_DEL_IF, R_REPO_DEL_EMPTY, /* [added for gc.c] deletion records */
+    R__COUNT
+};
+
+static const char *const RB_SQL[R__COUNT] = {
+    [R_MANIFEST_INS] = "INSERT OR REPLACE INTO manifests(digest, media_type, size, created_at,"
+                       " last_access) VALUES(?1, ?2, ?3, ?4, ?4)",
+    [R_CHILD_INS] = "INSERT OR IGNORE INTO manifest_children(parent, child) VALUES(?1, ?2)",
+    [R_BLOB_INS] = "INSERT OR REPLACE INTO blobs(digest, size, created_at, last_access)"
+                   " VALUES(?1, ?2, ?3, ?3)",
+    [R_REPO_ADD] = "INSERT OR IGNORE INTO repos(name) VALUES(?1)",
+    [R_TAG_PUT] = "INSERT OR REPLACE INTO tags(repo, tag, digest, media_type, size, fetched_at,"
+                  " checked_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+    [R_TAG_DEL] = "DELETE FROM tags WHERE repo = ?1 AND tag = ?2",
+    [R_MANIFEST_FROM_TAG] = "INSERT OR IGNORE INTO manifests(digest, media_type, size,"
+                            " created_at, last_access) VALUES(?1, ?2, ?3, ?4, ?4)",
+    [R_BLOB_DEL] = "DELETE FROM blobs WHERE digest = ?1",
+    [R_COUNT_MANIFESTS] = "SELECT count(*) FROM manifests",
+    [R_COUNT_TAGS] = "SELECT count(*) FROM tags",
+    [R_COUNT_BLOBS] = "SELECT count(*) FROM blobs",
+    [R_TAG_DEL_IF] = "DELETE FROM tags WHERE repo = ?1 AND tag = ?2 AND digest = ?3",
+    [R_REPO_DEL_EMPTY] = "DELETE FROM repos WHERE name = ?1"
+                         " AND NOT EXISTS(SELECT 1 FROM tags WHERE repo = ?1)",
+};
+
+static const char CLEAR_SQL[] =
+    "DELETE FROM repos; DELETE FROM tags; DELETE FROM manifests;"
+    "DELETE FROM manifest_repos; DELETE FROM manifest_children; DELETE FROM blobs;"
+    "DELETE FROM blob_repos; DELETE FROM routes; DELETE FROM negative;"
+    "DELETE FROM referrers;";
+
+/* UNION (not UNION ALL) makes the recursion stop on cycles. */
+#define REACH_CTE                                                                  \
+    "WITH RECURSIVE reach(repo, d) AS (SELECT repo, digest FROM tags"              \
+    " UNION SELECT reach.repo, c.child FROM reach"                                 \
+    " JOIN manifest_children c ON c.parent = reach.d) "
+static const char MEMBERSHIP_SQL[] =
+    REACH_CTE "INSERT OR IGNORE INTO manifest_repos(repo, digest)"
+    " SELECT repo, d FROM reach WHERE d IN (SELECT digest FROM manifests);"
+    REACH_CTE "INSERT OR IGNORE INTO blob_repos(repo, digest)"
+    " SELECT repo, d FROM reach WHERE d IN (SELECT digest FROM blobs);";
+
+struct rb {
+    sqlite3 *db;
+    struct om_store *st;
+    int64_t now;
+    sqlite3_stmt *s[R__COUNT];  /* owned; finalized at the end */
+    char *buf;                  /* owned scratch: OM_INDEX_MANIFEST_PARSE_MAX + 1 */
+    int err;                    /* first fatal error inside the walk */
+    size_t lines_bad, tags_dropped;
+};
+
+static int rb_run(struct rb *rb, enum rb_stmt id)
+{
+    sqlite3_stmt *s = rb->s[id];
+    int rc = sqlite3_step(s);
+    int err = (rc == SQLITE_DONE || rc == SQLITE_ROW) ? OM_OK
+                                                     : om_index__sql_err(rb->db, rc, RB_SQL[id]);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return err;
+}
+
+static int rb_count(struct rb *rb, enum rb_stmt id, size_t *out)
+{
+    sqlite3_stmt *s = rb->s[id];
+    int rc = sqlite3_step(s);
+    int err = OM_OK;
+    if (rc == SQLITE_ROW)
+        *out = (size_t)sqlite3_column_int64(s, 0);
+    else
+        err = om_index__sql_err(rb->db, rc, RB_SQL[id]);
+    sqlite3_reset(s);
+    return err;
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+    sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+}
+
+/* pread exactly len bytes at offset 0. */
+static bool read_all(int fd, char *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(fd, buf + got, len - got, (off_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        got += (size_t)n;
+    }
+    return true;
+}
+
+/* Parse the blob as JSON when it looks like a JSON object.  *out is NULL
+ * when it does not; a new reference otherwise (caller decrefs). */
+static int load_json(struct rb *rb, const om_digest *d, uint64_t size, json_t **out)
+{
+    size_t peek = size < PEEK_BYTES ? (size_t)size : PEEK_BYTES, i = 0;
+    int fd = -1, err;
+
+    *out = NULL;
+    if ((err = om_store_open_blob(rb->st, d, &fd, NULL)) != OM_OK) {
+        /* Removed while we walk, or unreadable: it stays a plain blob. */
+        err = err == OM_ERR_NOMEM ? err : OM_OK;
+        goto done;
+    }
+    if (!read_all(fd, rb->buf, peek))
+        goto done;
+    while (i < peek && (rb->buf[i] == ' ' || rb->buf[i] == '\t' || rb->buf[i] == '\r' ||
+                        rb->buf[i] == '\n'))
+        i++;
+    if (i == peek || rb->buf[i] != '{')
+        goto done;
+    if (!read_all(fd, rb->buf, (size_t)size))
+        goto done;
+    *out = json_loadb(rb->buf, (size_t)size, 0, NULL);
+done:
+    if (fd >= 0)
+        close(fd);
+    return err;
+}
+
+/* The media type when j is a manifest (see the file comment), else NULL.
+ * The returned string belongs to j. */
+static const char *manifest_type(json_t *j)
+{
+    if (!json_is_object(j))
+        return NULL;
+    json_t *mt = json_object_get(j, "mediaType");
+    json_t *sv = json_object_get(j, "schemaVersion");
+    bool has_manifests = json_is_array(json_object_get(j, "manifests"));
+    bool has_image = json_is_object(json_object_get(j, "config")) ||
+                     json_is_array(json_object_get(j, "layers"));
+    bool has_blobs = json_is_array(json_object_get(j, "blobs"));
+    bool typed = json_is_string(mt) || (json_is_integer(sv) && json_integer_value(sv) == 2);
+
+    if (!typed || !(has_manifests || has_image || has_blobs))
+        return NULL;
+    if (json_is_string(mt) && json_string_length(mt) > 0 &&
+        om_index__media_type_ok(json_string_value(mt)))
+        return json_string_value(mt);
+    return has_manifests ? OCI_INDEX : OCI_MANIFEST;
+}
+
+static int add_child(struct rb *rb, const om_digest *parent, json_t *desc)
+{
+    json_t *dj = json_is_object(desc) ? json_object_get(desc, "digest") : NULL;
+    om_digest child;
+
+    if (!json_is_string(dj) ||
+        om_digest_parse(&child, json_string_value(dj), json_string_length(dj)) != OM_OK)
+        return OM_OK; /* not a sha256 descriptor: nothing we could store */
+    bind_text(rb->s[R_CHILD_INS], 1, parent->str);
+    bind_text(rb->s[R_CHILD_INS], 2, child.str);
+    return rb_run(rb, R_CHILD_INS);
+}
+
+static int record_manifest(struct rb *rb, const om_digest *d, uint64_t size, const char *mt,
+                           json_t *j)
+{
+    static const char *const lists[] = {"layers", "manifests", "blobs"};
+    sqlite3_stmt *s = rb->s[R_MANIFEST_INS];
+    int err;
+
+    bind_text(s, 1, d->str);
+    bind_text(s, 2, mt);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)size);
+    sqlite3_bind_int64(s, 4, rb->now);
+    if ((err = rb_run(rb, R_MANIFEST_INS)) != OM_OK)
+        goto done;
+    if ((err = add_child(rb, d, json_object_get(j, "config"))) != OM_OK)
+        goto done;
+    for (size_t l = 0; l < OM_ARRAY_LEN(lists); l++) {
+        json_t *arr = json_object_get(j, lists[l]);
+        size_t i;
+        json_t *desc;
+        if (!json_is_array(arr))
+            continue;
+        json_array_foreach(arr, i, desc) {
+            if ((err = add_child(rb, d, desc)) != OM_OK)
+                goto done;
+        }
+    }
+done:
+    return err;
+}
+
+/* om_store_walk callback: classify one stored object. */
+static int rb_blob(void *ud, const om_digest *d, uint64_t size)
+{
+    struct rb *rb = ud;
+    json_t *j = NULL;
+    const char *mt = NULL;
+    int err = OM_OK;
+
+    if (size >= 2 && size <= OM_INDEX_MANIFEST_PARSE_MAX) {
+        if ((err = load_json(rb, d, size, &j)) != OM_OK)
+            goto done;
+        mt = manifest_type(j);
+    }
+    if (mt != NULL) {
+        err = record_manifest(rb, d, size, mt, j);
+    } else {
+        sqlite3_stmt *s = rb->s[R_BLOB_INS];
+        bind_text(s, 1, d->str);
+        sqlite3_bind_int64(s, 2, (sqlite3_int64)size);
+        sqlite3_bind_int64(s, 3, rb->now);
+        err = rb_run(rb, R_BLOB_INS);
+    }
+done:
+    json_decref(j);
+    if (err != OM_OK) {
+        rb->err = err;
+        return 1; /* stop the walk */
+    }
+    return 0;
+}
+
+/* Read one line (without its '\n') into buf, keeping at most cap bytes.
+ * Returns false at end of file with nothing read. */
+static bool read_line(FILE *f, char *buf, size_t cap, size_t *len, bool *overlong,
+                      bool *terminated)
+{
+    size_t n = 0;
+    int c;
+
+    *overlong = false;
+    *terminated = false;
+    while ((c = getc_unlocked(f)) != EOF) {
+        if (c == '\n') {
+            *terminated = true;
+            break;
+        }
+        if (n < cap)
+            buf[n++] = (char)c;
+        else
+            *overlong = true;
+    }
+    *len = n;
+    return n > 0 || *terminated || *overlong;
+}
+
+/* [added for gc.c] Apply a deletion record (see the file comment).  The
+ * digest condition matters: a put of a new digest for the same tag that
+ * raced with GC's delete may be logged before the deletion record, and it
+ * must survive the replay as it survived in the database. */
+static int apply_delete(struct rb *rb, json_t *j)
+{
+    const char *repo = NULL, *tag = NULL, *dg = NULL;
+    om_digest d;
+    int err = OM_OK;
+
+    if (json_unpack(j, "{s:s, s:s, s:s}", "repo", &repo, "tag", &tag, "digest", &dg) != 0 ||
+        !om_index__repo_ok(repo) || !om_index__tag_ok(tag) ||
+        om_digest_parse(&d, dg, strlen(dg)) != OM_OK) {
+        rb->lines_bad++;
+        goto done;
+    }
+    bind_text(rb->s[R_TAG_DEL_IF], 1, repo);
+    bind_text(rb->s[R_TAG_DEL_IF], 2, tag);
+    bind_text(rb->s[R_TAG_DEL_IF], 3, d.str);
+    if ((err = rb_run(rb, R_TAG_DEL_IF)) != OM_OK)
+        goto done;
+    bind_text(rb->s[R_REPO_DEL_EMPTY], 1, repo);
+    err = rb_run(rb, R_REPO_DEL_EMPTY);
+done:
+    return err;
+}
+
+/* Apply one parsed tags.log record.  Bad records count in rb->lines_bad. */
+static int apply_line(struct rb *rb, json_t *j)
+{
+    const char *repo = NULL, *tag = NULL, *dg = NULL, *mt = NULL;
+    json_int_t size = 0, t = 0;
+    uint64_t stored = 0;
+    om_digest d;
+    sqlite3_stmt *s;
+    int err = OM_OK;
+
+    if (json_is_true(json_object_get(j, "deleted"))) { /* [added for gc.c] */
+        err = apply_delete(rb, j);
+        goto done;
+    }
+    if (json_unpack(j, "{s:s, s:s, s:s, s:s, s:I, s:I}", "repo", &repo, "tag", &tag, "digest",
+                    &dg, "media_type", &mt, "size", &size, "t", &t) != 0 ||
+        !om_index__repo_ok(repo) || !om_index__tag_ok(tag) ||
+        om_digest_parse(&d, dg, strlen(dg)) != OM_OK || !om_index__media_type_ok(mt) ||
+        size < 0) {
+        rb->lines_bad++;
+        goto done;
+    }
+    if (!om_store_has(rb->st, &d, &stored)) {
+        /* Last line wins, and this one names content we no longer have. */
+        bind_text(rb->s[R_TAG_DEL], 1, repo);
+        bind_text(rb->s[R_TAG_DEL], 2, tag);
+        err = rb_run(rb, R_TAG_DEL);
+        rb->tags_dropped++;
+        goto done;
+    }
+    bind_text(rb->s[R_REPO_ADD], 1, repo);
+    if ((err = rb_run(rb, R_REPO_ADD)) != OM_OK)
+        goto done;
+    s = rb->s[R_TAG_PUT];
+    bind_text(s, 1, repo);
+    bind_text(s, 2, tag);
+    bind_text(s, 3, d.str);
+    bind_text(s, 4, mt);
+    sqlite3_bind_int64(s, 5, (sqlite3_int64)stored);
+    sqlite3_bind_int64(s, 6, (sqlite3_int64)t);
+    if ((err = rb_run(rb, R_TAG_PUT)) != OM_OK)
+        goto done;
+    s = rb->s[R_MANIFEST_FROM_TAG];
+    bind_text(s, 1, d.str);
+    bind_text(s, 2, mt);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)stored);
+    sqlite3_bind_int64(s, 4, rb->now);
+    if ((err = rb_run(rb, R_MANIFEST_FROM_TAG)) != OM_OK)
+        goto done;
+    bind_text(rb->s[R_BLOB_DEL], 1, d.str);
+    err = rb_run(rb, R_BLOB_DEL);
+done:
+    return err;
+}
+
+static int replay_log(struct rb *rb, const char *log_path)
+{
+    char line[OM_INDEX_LOG_LINE_MAX];
+    size_t len = 0, lineno = 0;
+    bool overlong, terminated;
+    int err = OM_OK;
+    FILE *f = fopen(log_path, "re");
+
+    if (f == NULL) {
+        if (errno != ENOENT) {
+            om_log(OM_LOG_ERROR, "index: open %s: %s", log_path, strerror(errno));
+            err = OM_ERR_IO;
+        }
+        goto done;
+    }
+    while (read_line(f, line, sizeof(line), &len, &overlong, &terminated)) {
+        json_t *j;
+        lineno++;
+        if (len == 0 && !overlong)
+            continue; /* blank: written after a torn line */
+        j = overlong ? NULL : json_loadb(line, len, 0, NULL);
+        if (j == NULL) {
+            if (!terminated)
+                om_log(OM_LOG_INFO, "index: %s: ignoring torn last line %zu", log_path, lineno);
+            else
+                om_log(OM_LOG_WARN, "index: %s: ignoring damaged line %zu", log_path, lineno);
+            rb->lines_bad++;
+            continue;
+        }
+        err = apply_line(rb, j);
+        json_decref(j);
+        if (err != OM_OK)
+            goto done;
+    }
+    if (ferror(f)) {
+        om_log(OM_LOG_ERROR, "index: read %s failed", log_path);
+        err = OM_ERR_IO;
+    }
+done:
+    if (f != NULL)
+        fclose(f);
+    return err;
+}
+
+int om_index__rebuild_db(sqlite3 *db, struct om_store *st, const char *log_path,
+                         int64_t now, size_t *n_manifests, size_t *n_tags)
+{
+    struct rb rb = {.db = db, .st = st, .now = now};
+    size_t nm = 0, nt = 0, nb = 0;
+    bool in_tx = false;
+    int rc, err = OM_OK, walk;
+
+    if (n_manifests != NULL)
+        *n_manifests = 0;
+    if (n_tags != NULL)
+        *n_tags = 0;
+    if ((rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL)) != SQLITE_OK) {
+        err = om_index__sql_err(db, rc, "rebuild begin");
+        goto done;
+    }
+    in_tx = true;
+    if ((rc = sqlite3_exec(db, CLEAR_SQL, NULL, NULL, NULL)) != SQLITE_OK) {
+        err = om_index__sql_err(db, rc, "rebuild clear");
+        goto done;
+    }
+    for (int i = 0; i < R__COUNT; i++) {
+        if ((rc = sqlite3_prepare_v2(db, RB_SQL[i], -1, &rb.s[i], NULL)) != SQLITE_OK) {
+            err = om_index__sql_err(db, rc, RB_SQL[i]);
+            goto done;
+        }
+    }
+    rb.buf = malloc(OM_INDEX_MANIFEST_PARSE_MAX + 1); /* freed below */
+    if (rb.buf == NULL) {
+        err = OM_ERR_NOMEM;
+        goto done;
+    }
+
+    walk = om_store_walk(st, rb_blob, &rb);
+    if (rb.err != OM_OK || walk < 0) {
+        err = rb.err != OM_OK ? rb.err : walk;
+        goto done;
+    }
+    if ((err = replay_log(&rb, log_path)) != OM_OK)
+        goto done;
+    if ((rc = sqlite3_exec(db, MEMBERSHIP_SQL, NULL, NULL, NULL)) != SQLITE_OK) {
+        err = om_index__sql_err(db, rc, "rebuild membership");
+        goto done;
+    }
+    if ((err = rb_count(&rb, R_COUNT_MANIFESTS, &nm)) != OM_OK ||
+        (err = rb_count(&rb, R_COUNT_TAGS, &nt)) != OM_OK ||
+        (err = rb_count(&rb, R_COUNT_BLOBS, &nb)) != OM_OK)
+        goto done;
+    if ((rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK) {
+        err = om_index__sql_err(db, rc, "rebuild commit");
+        goto done;
+    }
+    in_tx = false;
+    if (n_manifests != NULL)
+        *n_manifests = nm;
+    if (n_tags != NULL)
+        *n_tags = nt;
+    om_log(OM_LOG_INFO,
+           "index: rebuilt from the store: %zu manifests, %zu blobs, %zu tags"
+           " (%zu tags.log lines ignored, %zu tags dropped: content gone)",
+           nm, nb, nt, rb.lines_bad, rb.tags_dropped);
+done:
+    for (int i = 0; i < R__COUNT; i++)
+        sqlite3_finalize(rb.s[i]);
+    free(rb.buf);
+    if (in_tx)
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return err;
+}

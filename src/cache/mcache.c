@@ -1,0 +1,290 @@
+/* mcache.c — see mcache.h.  A chained hash table (power-of-two buckets,
+ * FNV-1a over the key) whose entries also sit on one LRU list.  Keys carry
+ * a one-letter kind prefix ("m" manifest, "t" tag, "r" route) so the three
+ * kinds share one table and one byte budget. */
+#include "cache/mcache.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BUCKETS 8192
+#define OVERHEAD 96   /* per entry, counted against the budget */
+
+struct entry {
+    struct entry *hnext;            /* bucket chain */
+    struct entry *prev, *next;      /* LRU list, most recent at head */
+    uint32_t hash;
+    size_t klen, vlen;
+    char *key;                      /* owned; points into the same allocation */
+    char *val;
+};
+
+struct om_mcache {
+    pthread_mutex_t mu;
+    struct entry *buckets[BUCKETS];
+    struct entry *head, *tail;
+    size_t bytes, max_bytes;
+};
+
+static uint32_t fnv(const char *k, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)k[i]) * 16777619u;
+    return h;
+}
+
+static void lru_unlink(struct om_mcache *mc, struct entry *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        mc->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        mc->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void lru_push(struct om_mcache *mc, struct entry *e)
+{
+    e->next = mc->head;
+    e->prev = NULL;
+    if (mc->head)
+        mc->head->prev = e;
+    mc->head = e;
+    if (mc->tail == NULL)
+        mc->tail = e;
+}
+
+static struct entry *find(struct om_mcache *mc, const char *k, size_t klen, uint32_t h)
+{
+    for (struct entry *e = mc->buckets[h & (BUCKETS - 1)]; e; e = e->hnext)
+        if (e->hash == h && e->klen == klen && memcmp(e->key, k, klen) == 0)
+            return e;
+    return NULL;
+}
+
+static void remove_entry(struct om_mcache *mc, struct entry *e)
+{
+    struct entry **pp = &mc->buckets[e->hash & (BUCKETS - 1)];
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    lru_unlink(mc, e);
+    mc->bytes -= e->klen + e->vlen + OVERHEAD;
+    free(e);
+}
+
+static void put(struct om_mcache *mc, const char *k, size_t klen, const void *v, size_t vlen)
+{
+    size_t cost = klen + vlen + OVERHEAD;
+    if (cost > mc->max_bytes / 8)
+        return; /* one entry may not push out most of the cache */
+    struct entry *n = malloc(sizeof(*n) + klen + vlen);
+    if (n == NULL)
+        return;
+    memset(n, 0, sizeof(*n));
+    n->key = (char *)(n + 1);
+    n->val = n->key + klen;
+    n->klen = klen;
+    n->vlen = vlen;
+    n->hash = fnv(k, klen);
+    memcpy(n->key, k, klen);
+    memcpy(n->val, v, vlen);
+    pthread_mutex_lock(&mc->mu);
+    struct entry *old = find(mc, k, klen, n->hash);
+    if (old)
+        remove_entry(mc, old);
+    while (mc->bytes + cost > mc->max_bytes && mc->tail)
+        remove_entry(mc, mc->tail);
+    n->hnext = mc->buckets[n->hash & (BUCKETS - 1)];
+    mc->buckets[n->hash & (BUCKETS - 1)] = n;
+    lru_push(mc, n);
+    mc->bytes += cost;
+    pthread_mutex_unlock(&mc->mu);
+}
+
+/* Copy the value out (≤ cap bytes, or malloc'd when *heap is non-NULL). */
+static bool get(struct om_mcache *mc, const char *k, size_t klen, void *out, size_t cap,
+                char **heap, size_t *vlen)
+{
+    uint32_t h = fnv(k, klen);
+    bool hit = false;
+    pthread_mutex_lock(&mc->mu);
+    struct entry *e = find(mc, k, klen, h);
+    if (e != NULL) {
+        if (heap != NULL) {
+            *heap = malloc(e->vlen ? e->vlen : 1);
+            if (*heap != NULL) {
+                memcpy(*heap, e->val, e->vlen);
+                hit = true;
+            }
+        } else if (e->vlen <= cap) {
+            memcpy(out, e->val, e->vlen);
+            hit = true;
+        }
+        if (hit) {
+            *vlen = e->vlen;
+            lru_unlink(mc, e);
+            lru_push(mc, e);
+        }
+    }
+    pthread_mutex_unlock(&mc->mu);
+    return hit;
+}
+
+static void drop(struct om_mcache *mc, const char *k, size_t klen)
+{
+    uint32_t h = fnv(k, klen);
+    pthread_mutex_lock(&mc->mu);
+    struct entry *e = find(mc, k, klen, h);
+    if (e != NULL)
+        remove_entry(mc, e);
+    pthread_mutex_unlock(&mc->mu);
+}
+
+int om_mcache_new(struct om_mcache **out, size_t max_bytes)
+{
+    struct om_mcache *mc = calloc(1, sizeof(*mc));
+    if (mc == NULL)
+        return OM_ERR_NOMEM;
+    pthread_mutex_init(&mc->mu, NULL);
+    mc->max_bytes = max_bytes;
+    *out = mc;
+    return OM_OK;
+}
+
+void om_mcache_free(struct om_mcache *mc)
+{
+    if (mc == NULL)
+        return;
+    while (mc->tail)
+        remove_entry(mc, mc->tail);
+    pthread_mutex_destroy(&mc->mu);
+    free(mc);
+}
+
+void om_mcache_clear(struct om_mcache *mc)
+{
+    if (mc == NULL)
+        return;
+    pthread_mutex_lock(&mc->mu);
+    while (mc->tail)
+        remove_entry(mc, mc->tail);
+    pthread_mutex_unlock(&mc->mu);
+}
+
+size_t om_mcache_bytes(struct om_mcache *mc)
+{
+    if (mc == NULL)
+        return 0;
+    pthread_mutex_lock(&mc->mu);
+    size_t n = mc->bytes;
+    pthread_mutex_unlock(&mc->mu);
+    return n;
+}
+
+/* ---- manifests: value = media type, NUL, bytes ---- */
+
+static size_t key_of(char *k, size_t ksz, char kind, const char *a, const char *b)
+{
+    int n = snprintf(k, ksz, "%c%s\n%s", kind, a, b ? b : "");
+    return n > 0 && (size_t)n < ksz ? (size_t)n : 0;
+}
+
+bool om_mcache_manifest_get(struct om_mcache *mc, const om_digest *d, char **buf, size_t *len,
+                            char *media_type, size_t mtsz)
+{
+    char k[OM_DIGEST_MAX + 4];
+    size_t klen = key_of(k, sizeof(k), 'm', d->str, NULL);
+    char *v = NULL;
+    size_t vlen = 0;
+    if (mc == NULL || klen == 0 || !get(mc, k, klen, NULL, 0, &v, &vlen))
+        return false;
+    size_t mtl = strnlen(v, vlen);
+    if (mtl >= vlen || mtl >= mtsz) {
+        free(v);
+        return false;
+    }
+    memcpy(media_type, v, mtl + 1);
+    *len = vlen - mtl - 1;
+    memmove(v, v + mtl + 1, *len);
+    *buf = v;
+    return true;
+}
+
+void om_mcache_manifest_put(struct om_mcache *mc, const om_digest *d, const char *buf, size_t len,
+                            const char *media_type)
+{
+    char k[OM_DIGEST_MAX + 4];
+    size_t klen = key_of(k, sizeof(k), 'm', d->str, NULL);
+    size_t mtl = strlen(media_type);
+    if (mc == NULL || klen == 0 || len > (1u << 20))
+        return;
+    char *v = malloc(mtl + 1 + len);
+    if (v == NULL)
+        return;
+    memcpy(v, media_type, mtl + 1);
+    memcpy(v + mtl + 1, buf, len);
+    put(mc, k, klen, v, mtl + 1 + len);
+    free(v);
+}
+
+/* ---- tags: value = struct om_tag_rec ---- */
+
+bool om_mcache_tag_get(struct om_mcache *mc, const char *repo, const char *tag,
+                       struct om_tag_rec *out)
+{
+    char k[OM_NAME_MAX + OM_TAG_MAX + 4];
+    size_t klen = key_of(k, sizeof(k), 't', repo, tag), vlen = 0;
+    return mc != NULL && klen != 0 && get(mc, k, klen, out, sizeof(*out), NULL, &vlen) &&
+           vlen == sizeof(*out);
+}
+
+void om_mcache_tag_put(struct om_mcache *mc, const char *repo, const char *tag,
+                       const struct om_tag_rec *rec)
+{
+    char k[OM_NAME_MAX + OM_TAG_MAX + 4];
+    size_t klen = key_of(k, sizeof(k), 't', repo, tag);
+    if (mc != NULL && klen != 0)
+        put(mc, k, klen, rec, sizeof(*rec));
+}
+
+void om_mcache_tag_drop(struct om_mcache *mc, const char *repo, const char *tag)
+{
+    char k[OM_NAME_MAX + OM_TAG_MAX + 4];
+    size_t klen = key_of(k, sizeof(k), 't', repo, tag);
+    if (mc != NULL && klen != 0)
+        drop(mc, k, klen);
+}
+
+/* ---- routes: value = upstream, NUL, canonical, NUL ---- */
+
+bool om_mcache_route_get(struct om_mcache *mc, const char *name, char *upstream, size_t upsz,
+                         char *canonical, size_t cansz)
+{
+    char k[OM_NAME_MAX + 4], v[64 + OM_NAME_MAX + 2];
+    size_t klen = key_of(k, sizeof(k), 'r', name, NULL), vlen = 0;
+    if (mc == NULL || klen == 0 || !get(mc, k, klen, v, sizeof(v), NULL, &vlen))
+        return false;
+    size_t ul = strnlen(v, vlen);
+    if (ul + 1 >= vlen || ul >= upsz || strnlen(v + ul + 1, vlen - ul - 1) >= cansz)
+        return false;
+    memcpy(upstream, v, ul + 1);
+    snprintf(canonical, cansz, "%s", v + ul + 1);
+    return true;
+}
+
+void om_mcache_route_put(struct om_mcache *mc, const char *name, const char *upstream,
+                         const char *canonical)
+{
+    char k[OM_NAME_MAX + 4], v[64 + OM_NAME_MAX + 2];
+    size_t klen = key_of(k, sizeof(k), 'r', name, NULL);
+    int n = snprintf(v, sizeof(v), "%s%c%s", upstream, '\0', canonical);
+    if (mc != NULL && klen != 0 && n > 0 && (size_t)n < sizeof(v))
+        put(mc, k, klen, v, (size_t)n + 1);
+}

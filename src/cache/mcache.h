@@ -1,0 +1,46 @@
+/* mcache.h — a small in-memory LRU cache for the manifest hot path: the
+ * bytes of recently served manifests (by digest: immutable, never stale),
+ * tag records (canonical repo + tag → digest, media type, size, checked
+ * time) and search-route decisions.  It spares a cache hit the index
+ * queries and the file read; the index and the store stay the truth, and
+ * everything here is refilled from them on a miss.
+ *
+ * Bounded by bytes (keys + values + overhead); least recently used entries
+ * go first.  Thread-safe: one mutex, O(1) operations.  Values are copied in
+ * and out, so nothing returned aliases the cache. */
+#ifndef OM_MCACHE_H
+#define OM_MCACHE_H
+
+#include "cache/index.h"
+
+struct om_mcache;
+
+int om_mcache_new(struct om_mcache **out, size_t max_bytes);
+void om_mcache_free(struct om_mcache *mc);
+
+/* Manifest bytes.  *buf is a malloc'd copy (caller frees). */
+bool om_mcache_manifest_get(struct om_mcache *mc, const om_digest *d, char **buf, size_t *len,
+                            char *media_type, size_t mtsz);
+void om_mcache_manifest_put(struct om_mcache *mc, const om_digest *d, const char *buf, size_t len,
+                            const char *media_type);
+
+/* Tag records. */
+bool om_mcache_tag_get(struct om_mcache *mc, const char *repo, const char *tag,
+                       struct om_tag_rec *out);
+void om_mcache_tag_put(struct om_mcache *mc, const char *repo, const char *tag,
+                       const struct om_tag_rec *rec);
+void om_mcache_tag_drop(struct om_mcache *mc, const char *repo, const char *tag);
+
+/* Drop everything: GC evicted images, so tag records and manifests held
+ * here may name what the index and store no longer have. */
+void om_mcache_clear(struct om_mcache *mc);
+/* Bytes held now (keys, values and per-entry overhead), for /metrics. */
+size_t om_mcache_bytes(struct om_mcache *mc);
+
+/* Search-route decisions: requested name → upstream name + canonical. */
+bool om_mcache_route_get(struct om_mcache *mc, const char *name, char *upstream, size_t upsz,
+                         char *canonical, size_t cansz);
+void om_mcache_route_put(struct om_mcache *mc, const char *name, const char *upstream,
+                         const char *canonical);
+
+#endif

@@ -1,0 +1,99 @@
+/* store.h — the content-addressed store on a local filesystem.
+ *
+ * Layout under the storage root:
+ *   blobs/sha256/<2 hex>/<64 hex>   committed content (blobs and manifests)
+ *   ingest/<random>                 downloads in progress
+ *   index.db                        (owned by index.c, not by this module)
+ *   tags.log                        (owned by index.c)
+ * Every path is derived from a validated om_digest, never a client string.
+ *
+ * Commit is atomic: write the ingest file, fsync it, rename into blobs/,
+ * fsync the directory.  A committed file is never modified; removal (GC) is
+ * unlink, and open fds keep working.  At open, leftover ingest files of a
+ * previous run are removed.
+ *
+ * Thread-safe: all functions may be called from any thread concurrently.
+ * The S3-compatible backend planned later implements this same interface
+ * (store_s3.c); callers must not assume more than it says here.
+ */
+#ifndef OM_STORE_H
+#define OM_STORE_H
+
+#include "core/om.h"
+#include "core/ref.h"
+
+struct om_store;
+
+/* An ingest file being written. Owned by whoever began it until commit or
+ * abort, which free it. */
+struct om_ingest {
+    int fd;                 /* O_RDWR; writers use write()/pwrite(); readers dup() it */
+    char path[4096];
+    uint64_t size;          /* bytes written so far (maintained by om_ingest_write) */
+    uint64_t synced;        /* bytes handed to writeback so far (om_ingest_write) */
+};
+
+/* Open (creating directories) and clean stale ingest files. *out owned by
+ * the caller (om_store_close). */
+int om_store_open(struct om_store **out, const char *root);
+void om_store_close(struct om_store *st);
+/* [added for gc.c, `ocimirror gc`] Open an EXISTING storage root for a tool
+ * that may run beside a server: like om_store_open, but it creates nothing
+ * and leaves ingest/ alone (the server's downloads live there).
+ * OM_ERR_NOTFOUND if <root>/blobs/sha256 does not exist.  *out owned by the
+ * caller (om_store_close). */
+int om_store_attach(struct om_store **out, const char *root);
+const char *om_store_root(const struct om_store *st);
+
+/* Begin a new ingest file. */
+int om_ingest_begin(struct om_store *st, struct om_ingest **out);
+/* Append len bytes (loops over short writes). OM_ERR_NOSPACE on ENOSPC/EDQUOT,
+ * OM_ERR_IO otherwise. */
+int om_ingest_write(struct om_ingest *in, const void *buf, size_t len);
+/* Reserve disk space for a blob of `size` bytes before any is written, so a
+ * full disk is found before a client is promised a body (OM_ERR_NOSPACE).
+ * OM_OK when the filesystem cannot reserve in advance. */
+int om_ingest_reserve(struct om_ingest *in, uint64_t size);
+/* Truncate to `size` bytes (used when a resumed download restarts). */
+int om_ingest_truncate(struct om_ingest *in, uint64_t size);
+/* fsync + rename to blobs/sha256/..; the caller has verified the digest.
+ * If the blob already exists, the ingest file is discarded and OM_OK is
+ * returned.  Frees `in` in every case (fd closed). */
+int om_ingest_commit(struct om_store *st, struct om_ingest *in, const om_digest *d);
+/* Close and unlink; frees `in`. NULL is a no-op. */
+void om_ingest_abort(struct om_ingest *in);
+
+/* Write a whole small object (a manifest) verifying its sha256 equals d.
+ * OM_ERR_DIGEST on mismatch. */
+int om_store_put(struct om_store *st, const om_digest *d, const void *buf, size_t len);
+
+/* Does the blob exist? Sets *size when non-NULL. */
+bool om_store_has(struct om_store *st, const om_digest *d, uint64_t *size);
+
+/* Open a committed blob read-only for sendfile. *fd belongs to the caller.
+ * OM_ERR_NOTFOUND if absent. */
+int om_store_open_blob(struct om_store *st, const om_digest *d, int *fd, uint64_t *size);
+
+/* Read a whole blob of at most `max` bytes into a malloc'd buffer (caller
+ * frees).  OM_ERR_TOOBIG if larger. Does not verify the digest.  The buffer
+ * has one extra byte, a NUL at (*buf)[*len], so text can be parsed in place. */
+int om_store_read(struct om_store *st, const om_digest *d, size_t max, char **buf, size_t *len);
+
+/* Remove a committed blob (GC). OM_ERR_NOTFOUND if absent. */
+int om_store_remove(struct om_store *st, const om_digest *d);
+
+/* Call fn for every committed blob (in no particular order); stop early
+ * when fn returns non-zero and return that value.  Files under blobs/ whose
+ * names are not valid digests (in the matching fan-out directory) are
+ * skipped.  OM_ERR_IO if blobs/sha256 cannot be read. */
+typedef int (*om_store_walk_fn)(void *ud, const om_digest *d, uint64_t size);
+int om_store_walk(struct om_store *st, om_store_walk_fn fn, void *ud);
+
+/* Recompute the sha256 of a committed blob: OM_OK, OM_ERR_DIGEST, OM_ERR_IO,
+ * OM_ERR_NOTFOUND if absent. */
+int om_store_verify(struct om_store *st, const om_digest *d);
+
+/* Bytes used by committed blobs (kept as a running total). */
+uint64_t om_store_bytes(struct om_store *st);
+
+#endif

@@ -1,0 +1,195 @@
+/* config.h — the YAML config file plus embedded defaults → one immutable
+ * `struct om_config`.
+ *
+ * Lifecycle: om_config_load() (file) or om_config_default() (no file) builds
+ * the struct; command-line overrides are applied by the caller with
+ * om_config_set_listen()/om_config_set_storage() before the server starts;
+ * after that nothing writes to it and every thread reads it freely;
+ * om_config_free() releases it at exit.
+ *
+ * Key names (operators' configs and outside test suites depend on them):
+ *   listen: "0.0.0.0:5000"            address:port, "[::]:5000" for IPv6
+ *   tls: {cert: FILE, key: FILE}
+ *   public_url: "https://mirror.example"   how clients reach us (unset)
+ *   admin: {token: SECRET | token_file: FILE, protect_reads: false}
+ *   storage: {path: DIR, max_size: "0", high_water: 90, low_water: 80,
+ *             gc_interval: "10m"}
+ *   upstreams: [{name, url, aliases: [..], ca_file, insecure_skip_verify,
+ *                username, password | password_file, proxy}]
+ *   search_order: [upstream name or alias, ...]
+ *   rewrites: [{match: REGEX, target: STRING}]   \1..\9 in target = groups
+ *   tag_ttl: "5m"    negative_ttl: "1m"          durations: ms s m h d
+ *   retries: {max: 3, backoff: "500ms"}
+ *   log: {level: debug|info|warn|error, format: text|json}
+ *   limits: {max_connections, max_header_bytes, max_url_bytes,
+ *            max_manifest_bytes, connection_timeout, idle_timeout,
+ *            shutdown_grace, threads, max_downloads}
+ *   prefetch: {images: [REF, ...], platforms: ["linux/amd64", ...],
+ *              interval: "6h", retries: 3, retry_interval: "5m"}
+ * Unknown keys and bad values are errors naming file:line:column.
+ *
+ * If you add a key: follow the list at the top of config_keys.c (a row in
+ * its table, a default in config.c's fill_defaults(), a line in
+ * om_config_dump(), docs/ocimirror.example.yaml, the READMEs, test rows).
+ */
+#ifndef OM_CONFIG_H
+#define OM_CONFIG_H
+
+#include <regex.h>
+#include <stdio.h>
+#include "core/om.h"
+
+#define OM_MAX_UPSTREAMS 32
+#define OM_MAX_ALIASES 16
+#define OM_MAX_REWRITES 64
+#define OM_MAX_PREFETCH_IMAGES 256      /* prefetch.images entries */
+#define OM_PREFETCH_IMAGE_MAX 512       /* bytes in one prefetch image reference */
+#define OM_MAX_PREFETCH_PLATFORMS 32    /* prefetch.platforms entries */
+#define OM_PREFETCH_PLATFORM_MAX 64     /* bytes in one "os/arch/variant" */
+
+struct om_upstream_cfg {
+    char *name;             /* "docker.io": the canonical-name prefix */
+    char *url;              /* "https://registry-1.docker.io" (no trailing /) */
+    char *aliases[OM_MAX_ALIASES];
+    size_t n_aliases;
+    char *ca_file;          /* extra CA bundle, NULL = system store */
+    bool insecure_skip_verify;
+    char *username;
+    char *password;         /* from password or the contents of password_file */
+    char *password_file;
+    char *proxy;            /* NULL = libcurl default (https_proxy/no_proxy env) */
+    bool is_docker_hub;     /* one-component names get "library/" (derived:
+                               name or an alias is docker.io) */
+};
+
+struct om_rewrite_cfg {
+    char *match;            /* the regex source, anchored by the user */
+    char *target;           /* may contain \1..\9 */
+    regex_t re;             /* compiled REG_EXTENDED */
+};
+
+typedef enum { OM_LOG_DEBUG, OM_LOG_INFO, OM_LOG_WARN, OM_LOG_ERROR } om_log_level;
+typedef enum { OM_LOG_TEXT, OM_LOG_JSON } om_log_format;
+
+struct om_limits {
+    unsigned max_connections;     /* default 4096 */
+    size_t max_header_bytes;      /* default 16 KiB (all request headers) */
+    size_t max_url_bytes;         /* default 4 KiB */
+    size_t max_manifest_bytes;    /* default 4 MiB */
+    unsigned max_connections_per_ip; /* 0 = no per-address cap (default) */
+    uint64_t connection_timeout_ms; /* no bytes moved for this long: close (60s) */
+    uint64_t header_timeout_ms;   /* a request head must be complete this long
+                                     after connect (30s; conn_guard.h) */
+    uint64_t idle_timeout_ms;     /* a client waiting on upstream bytes gives up (300s) */
+    uint64_t shutdown_grace_ms;   /* SIGTERM: let transfers finish this long (30s) */
+    unsigned threads;             /* HTTP worker pool; 0 = number of CPUs */
+    unsigned max_downloads;       /* concurrent upstream transfers (64) */
+};
+
+struct om_config {
+    char *listen;                 /* "0.0.0.0:5000" */
+    char *tls_cert, *tls_key;     /* both or neither */
+    char *public_url;             /* how clients reach this mirror, e.g.
+                                     "https://mirror.example" (http/https, no
+                                     path, no trailing /); NULL = unset: use
+                                     the request's Host */
+    char *admin_token;            /* bearer token for the admin API (admin.token
+                                     or the trimmed contents of admin.token_file);
+                                     NULL = none: POSTs answer 403.  Secret:
+                                     never logged, dumped as "<redacted>" */
+    char *admin_token_file;       /* the file admin_token was read from, or NULL */
+    bool admin_protect_reads;     /* admin GETs need the token too (false);
+                                     true needs a token */
+    char *storage_path;           /* "./ocimirror-data" */
+    uint64_t storage_max_size;    /* bytes the cache may use; 0 = unlimited (0) */
+    unsigned storage_high_water;  /* GC starts above this % of max_size (90) */
+    unsigned storage_low_water;   /* ... and evicts down to this % (80);
+                                     < high_water when max_size != 0 */
+    uint64_t gc_interval_ms;      /* how often GC checks usage; >= 1s (10 min) */
+    struct om_upstream_cfg upstreams[OM_MAX_UPSTREAMS];
+    size_t n_upstreams;
+    size_t search_order[OM_MAX_UPSTREAMS];  /* indexes into upstreams[] */
+    size_t n_search_order;
+    struct om_rewrite_cfg rewrites[OM_MAX_REWRITES];
+    size_t n_rewrites;
+    uint64_t tag_ttl_ms;          /* default 5 min */
+    uint64_t negative_ttl_ms;     /* default 1 min */
+    unsigned retries_max;         /* total tries, default 3 */
+    uint64_t retries_backoff_ms;  /* first backoff, doubles, with jitter; 500ms */
+    om_log_level log_level;
+    om_log_format log_format;
+    struct om_limits limits;
+    /* prefetch: images pulled (all listed platforms) at start-up and then
+     * every prefetch_interval_ms.  Fixed arrays, like aliases[]: entries
+     * 0..n-1 are strdup'd strings the struct owns. */
+    char *prefetch_images[OM_MAX_PREFETCH_IMAGES]; /* references as a client
+                                     writes them ("nginx:1.25",
+                                     "quay.io/x/y@sha256:..."); none by default */
+    size_t n_prefetch_images;
+    char *prefetch_platforms[OM_MAX_PREFETCH_PLATFORMS]; /* "os/arch" or
+                                     "os/arch/variant", lowercase; default
+                                     "linux/amd64", "linux/arm64"; never empty */
+    size_t n_prefetch_platforms;
+    uint64_t prefetch_interval_ms; /* background re-sync period; 0 = only at
+                                     start-up; else >= 1s (6 h) */
+    unsigned prefetch_retries;    /* tries per image per round, 1..100 (3) */
+    uint64_t prefetch_retry_interval_ms; /* wait between those tries (5 min) */
+    char *source;                 /* file path, or "<embedded defaults>" */
+};
+
+/* Build the embedded defaults: listen 0.0.0.0:5000, storage ./ocimirror-data,
+ * upstreams docker.io (https://registry-1.docker.io; aliases docker.io,
+ * index.docker.io, registry-1.docker.io), registry.k8s.io (alias k8s.gcr.io),
+ * gcr.io, quay.io, ghcr.io; search order in that sequence; rewrite
+ * ^coredns$ → registry.k8s.io/coredns/coredns.
+ * *out belongs to the caller (om_config_free). */
+int om_config_default(struct om_config **out);
+
+/* Load a YAML file.  Keys not given take the defaults above, except that a
+ * file with `upstreams` replaces the default upstream list entirely (and
+ * search_order then defaults to the file's upstream order), and a file with
+ * `rewrites` replaces the default rewrites.  On error returns OM_ERR_INVALID
+ * (or OM_ERR_IO) and writes "FILE:LINE:COL: message" into err. */
+int om_config_load(struct om_config **out, const char *path, char *err, size_t errlen);
+
+/* Parse YAML from memory (tests, fuzzing).  `name` is used in messages. */
+int om_config_parse(struct om_config **out, const char *yaml, size_t len,
+                    const char *name, char *err, size_t errlen);
+
+int om_config_set_listen(struct om_config *cfg, const char *listen);
+int om_config_set_storage(struct om_config *cfg, const char *path);
+
+/* Print the effective config as YAML; passwords and the admin token are
+ * printed as "<redacted>" (a password_file / token_file as its path). */
+void om_config_dump(const struct om_config *cfg, FILE *f);
+
+void om_config_free(struct om_config *cfg);
+
+/* Find an upstream by name or alias (case-insensitive); NULL if none. */
+const struct om_upstream_cfg *om_config_upstream_find(const struct om_config *cfg,
+                                                      const char *name, size_t len);
+
+/* Parse helpers, exposed for unit tests and other modules.
+ * Durations: "250ms", "2s", "5m", "1h", "1d", or a bare integer = seconds.
+ * Sizes: "512", "64KiB", "4MiB", "50GiB", "1TiB", "10GB" (SI). */
+int om_parse_duration_ms(const char *s, uint64_t *out);
+int om_parse_size(const char *s, uint64_t *out);
+
+/* Added after the first version (backwards-compatible):
+ *
+ * om_parse_listen: "host:port", "[v6addr]:port" or ":port" → host without
+ * brackets (NUL-terminated, must fit in hostlen; "" = every address) and
+ * port 1..65535.  A bare IPv6 address needs brackets.  OM_ERR_INVALID if not.
+ *
+ * om_format_duration_ms / om_format_size: the exact inverse of the parsers
+ * ("5m", "500ms", "4MiB", "1000"), never rounded, so what they print reads
+ * back as the same number.  buf gets at least 24 bytes to be safe. */
+int om_parse_listen(const char *s, char *host, size_t hostlen, unsigned *port);
+void om_format_duration_ms(uint64_t ms, char *buf, size_t len);
+void om_format_size(uint64_t n, char *buf, size_t len);
+
+#define OM_CONFIG_MAX_BYTES (1024 * 1024)   /* config file size limit */
+#define OM_PASSWORD_FILE_MAX 4096           /* password_file size limit */
+#define OM_ADMIN_TOKEN_FILE_MAX 4096        /* admin.token_file size limit */
+
+#endif

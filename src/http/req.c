@@ -1,0 +1,38 @@
+/* req.c — what every endpoint does with its request context: set an
+ * error answer, queue the answer, hand a finished job's answer back to the
+ * dispatcher (http/req.h). */
+#include "http/req.h"
+
+void om_req_error(struct om_req *req, unsigned status, const char *code, const char *message)
+{
+    if (req->resp != NULL)
+        MHD_destroy_response(req->resp);
+    req->resp = om_http_error(code, message, NULL);
+    req->status = status;
+    req->err_code = code;
+}
+
+enum MHD_Result om_req_send(struct om_req *req)
+{
+    enum MHD_Result r = MHD_NO;
+    if (req->resp != NULL) {
+        r = MHD_queue_response(req->conn, req->status, req->resp);
+        MHD_destroy_response(req->resp);
+        req->resp = NULL;
+    }
+    return r;
+}
+
+enum MHD_Result om_req_send_error(struct om_req *req, unsigned status, const char *code,
+                                 const char *message)
+{
+    om_req_error(req, status, code, message);
+    return om_req_send(req);
+}
+
+void om_req_job_done(struct om_req *req)
+{
+    req->phase = 2;
+    MHD_resume_connection(req->conn);
+}
+

@@ -1,0 +1,265 @@
+/* api_v2.c — the request handler: limits, path parsing, routing, dispatch
+ * to the endpoint modules (v2_manifest.c, v2_blob.c, v2_lists.c), the
+ * job/suspend protocol, and the one log line per request.
+ *
+ * The handler protocol (HTTP-SERVER-NOTES.md traps 1 and 5):
+ *   call 1: create the om_req, set *req_cls, return — queueing on the first
+ *           call would turn keep-alive off;
+ *   call 2: validate and route; answer from the cache at once, or suspend
+ *           the connection and hand the request to a job (phase 1);
+ *   call 3 (after the job's resume): queue the response the job built.
+ * A request is freed in om_api_completed(), which libmicrohttpd calls once
+ * per request whatever happened, and which writes the log line.
+ */
+#include "server/server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin/admin.h"
+#include "admin/ui.h"
+#include "core/log.h"
+#include "v2/v2.h"
+
+static const char *cache_str(om_cache_result c)
+{
+    switch (c) {
+    case OM_CACHE_HIT: return "hit";
+    case OM_CACHE_MISS: return "miss";
+    case OM_CACHE_STALE: return "stale";
+    case OM_CACHE_COALESCED: return "coalesced";
+    default: return "-";
+    }
+}
+
+struct header_sum {
+    size_t bytes;
+};
+
+static enum MHD_Result sum_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    (void)kind;
+    struct header_sum *s = cls;
+    s->bytes += strlen(key) + (value ? strlen(value) : 0) + 4;
+    return MHD_YES;
+}
+
+static enum MHD_Result handle_base(struct om_req *req)
+{
+    static const char body[] = "{}";
+    req->resp = om_http_body("application/json", body, 2);
+    req->status = MHD_HTTP_OK;
+    req->bytes = 2;
+    return om_req_send(req);
+}
+
+static enum MHD_Result handle_healthz(struct om_req *req)
+{
+    static const char body[] = "ok\n";
+    req->resp = om_http_body("text/plain", body, 3);
+    req->status = atomic_load(&req->srv->stopping) ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK;
+    return om_req_send(req);
+}
+
+static enum MHD_Result dispatch(struct om_req *req, const char *method)
+{
+    struct om_server *srv = req->srv;
+    const struct om_limits *lim = &srv->cfg->limits;
+
+    /* libmicrohttpd hands over the path without its query: count both. */
+    size_t url_len = strlen(req->url);
+    struct header_sum qs = {0};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, sum_header, &qs);
+    if (url_len + qs.bytes > lim->max_url_bytes)
+        return om_req_send_error(req, MHD_HTTP_URI_TOO_LONG, "UNSUPPORTED", "request URL too long");
+    struct header_sum hs = {0};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, sum_header, &hs);
+    if (hs.bytes > lim->max_header_bytes)
+        return om_req_send_error(req, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, "UNSUPPORTED",
+                          "request headers too large");
+
+    if (strcmp(req->url, "/healthz") == 0)
+        return handle_healthz(req);
+    if (strncmp(req->url, "/api/", 5) == 0 || strcmp(req->url, "/metrics") == 0)
+        return om_admin_handle(req);
+
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return om_req_send_error(req, MHD_HTTP_METHOD_NOT_ALLOWED, "UNSUPPORTED",
+                          "this registry is a read-only mirror");
+    req->head = (method[0] == 'H');
+    if (strcmp(req->url, "/v2") != 0 && strncmp(req->url, "/v2/", 4) != 0)
+        return om_ui_handle(req);
+
+    om_v2_fault fault = OM_V2F_NONE;
+    if (om_v2_path_parse(&req->p, req->url, url_len, &fault) != OM_OK) {
+        switch (fault) {
+        case OM_V2F_NAME:
+            return om_req_send_error(req, MHD_HTTP_BAD_REQUEST, "NAME_INVALID", "invalid repository name");
+        case OM_V2F_TAG:
+            return om_req_send_error(req, MHD_HTTP_NOT_FOUND, "MANIFEST_UNKNOWN",
+                              "manifest unknown: invalid reference");
+        case OM_V2F_DIGEST:
+            return om_req_send_error(req, MHD_HTTP_BAD_REQUEST, "DIGEST_INVALID", "invalid digest");
+        default:
+            return om_req_send_error(req, MHD_HTTP_NOT_FOUND, "NOT_FOUND", "no such endpoint");
+        }
+    }
+
+    const char *ns = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "ns");
+    if (ns != NULL && om_url_decode(req->ns, sizeof(req->ns), ns, strlen(ns)) != OM_OK)
+        return om_req_send_error(req, MHD_HTTP_BAD_REQUEST, "NAME_INVALID", "invalid ns parameter");
+
+    switch (req->p.kind) {
+    case OM_V2_BASE:
+        return handle_base(req);
+    case OM_V2_CATALOG:
+        return om_v2_catalog(req);
+    case OM_V2_UPLOAD:
+        return om_req_send_error(req, MHD_HTTP_METHOD_NOT_ALLOWED, "UNSUPPORTED",
+                          "this registry is a read-only mirror");
+    default:
+        break;
+    }
+
+    int err = om_route_resolve(&req->route, srv->cfg, req->p.name, req->ns[0] ? req->ns : NULL);
+    if (err == OM_ERR_NOTFOUND)
+        return om_req_send_error(req, MHD_HTTP_NOT_FOUND, "NAME_UNKNOWN",
+                          "repository name not known to registry: no configured upstream for it");
+    if (err != OM_OK)
+        return om_req_send_error(req, MHD_HTTP_BAD_REQUEST, "NAME_INVALID", "invalid repository name");
+    if (req->route.kind == OM_ROUTE_FIXED) {
+        snprintf(req->canonical, sizeof(req->canonical), "%s", req->route.c[0].canonical);
+        snprintf(req->upstream, sizeof(req->upstream), "%s",
+                 srv->cfg->upstreams[req->route.c[0].upstream].name);
+    }
+
+    switch (req->p.kind) {
+    case OM_V2_MANIFEST:
+        return om_v2_manifest(req);
+    case OM_V2_BLOB:
+        return om_v2_blob(req);
+    case OM_V2_TAGS:
+        return om_v2_tags(req);
+    case OM_V2_REFERRERS:
+        return om_v2_referrers(req);
+    default:
+        return om_req_send_error(req, MHD_HTTP_NOT_FOUND, "NOT_FOUND", "no such endpoint");
+    }
+}
+
+/* Framing a server must refuse, checked on the first call (a response
+ * queued then also ends the connection, which is what these need):
+ *   - both Content-Length and Transfer-Encoding (RFC 9112 6.3): a front
+ *     proxy may have framed the body differently, so whatever follows on
+ *     this connection could be a smuggled request;
+ *   - HTTP/1.1 without Host (RFC 9112 3.2).
+ * libmicrohttpd 0.9.75 accepts both.  NULL when the request is fine. */
+static const char *bad_framing(struct MHD_Connection *conn, const char *version)
+{
+    if (MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH) != NULL &&
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) !=
+            NULL)
+        return "request has both Content-Length and Transfer-Encoding";
+    if (version != NULL && strcmp(version, MHD_HTTP_VERSION_1_1) == 0 &&
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST) == NULL)
+        return "HTTP/1.1 request without Host";
+    return NULL;
+}
+
+enum MHD_Result om_api_handle(struct om_server *srv, struct MHD_Connection *conn,
+                              const char *url, const char *method, const char *version,
+                              const char *upload_data, size_t *upload_size, void **req_cls)
+{
+    struct om_req *req = *req_cls;
+    if (req == NULL) {
+        om_conn_guard_request_started(conn);
+        req = calloc(1, sizeof(*req));
+        if (req == NULL)
+            return MHD_NO;
+        req->srv = srv;
+        req->conn = conn;
+        req->url = url;
+        req->method = method;
+        req->t0_us = om_now_us();
+        *req_cls = req;
+        atomic_fetch_add(&srv->connections, 1);
+        atomic_fetch_add(&srv->ctr.requests, 1);
+        const char *bad = bad_framing(conn, version);
+        if (bad != NULL) {
+            om_req_error(req, MHD_HTTP_BAD_REQUEST, "UNSUPPORTED", bad);
+            MHD_add_response_header(req->resp, MHD_HTTP_HEADER_CONNECTION, "close");
+            return om_req_send(req);
+        }
+        return MHD_YES;
+    }
+    if (req->phase == 2)
+        return om_req_send(req);
+    if (req->phase == 1)
+        return MHD_YES; /* spurious call while a job runs; stay put */
+    if (*upload_size > 0) {
+        /* An admin POST keeps its (small) body; a push body we will never
+         * accept is read and dropped (bounded) and answered 405 on the final
+         * call.  Queueing while libmicrohttpd still holds unread upload data
+         * makes it drop the connection instead. */
+        req->upload_seen += *upload_size;
+        if (strncmp(url, "/api/", 5) == 0 && req->upload_seen <= OM_ADMIN_BODY_MAX) {
+            char *b = realloc(req->body, req->body_len + *upload_size + 1);
+            if (b == NULL)
+                return MHD_NO;
+            memcpy(b + req->body_len, upload_data, *upload_size);
+            req->body = b;
+            req->body_len += *upload_size;
+            req->body[req->body_len] = '\0';
+        }
+        *upload_size = 0;
+        return req->upload_seen > (1u << 20) ? MHD_NO : MHD_YES;
+    }
+    if (req->status != 0)
+        return MHD_YES;
+    return dispatch(req, method);
+}
+
+void om_api_completed(struct om_server *srv, struct om_req *req,
+                      enum MHD_RequestTerminationCode toe)
+{
+    if (req->resp != NULL)
+        MHD_destroy_response(req->resp);
+    bool ok = (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    switch (req->cache) {
+    case OM_CACHE_HIT: atomic_fetch_add(&srv->ctr.hits, 1); break;
+    case OM_CACHE_MISS: atomic_fetch_add(&srv->ctr.misses, 1); break;
+    case OM_CACHE_STALE: atomic_fetch_add(&srv->ctr.stale, 1); break;
+    case OM_CACHE_COALESCED: atomic_fetch_add(&srv->ctr.coalesced, 1); break;
+    default: break;
+    }
+    if (req->status >= 500 || !ok)
+        atomic_fetch_add(&srv->ctr.errors, 1);
+    if (ok && req->bytes > 0 && !req->head) {
+        if (req->cache == OM_CACHE_HIT || req->cache == OM_CACHE_STALE)
+            atomic_fetch_add(&srv->ctr.bytes_from_cache, req->bytes);
+        else if (req->cache == OM_CACHE_MISS || req->cache == OM_CACHE_COALESCED)
+            atomic_fetch_add(&srv->ctr.bytes_from_upstream, req->bytes);
+    }
+    /* Health probes (load balancers, the systemd watchdog) every few
+     * seconds would drown the request log: debug level only. */
+    om_log_level lvl = strcmp(req->url ? req->url : "", "/healthz") == 0 ? OM_LOG_DEBUG
+                                                                          : OM_LOG_INFO;
+    if (om_log_enabled(lvl)) {
+        char status[8], bytes[24], dur[24];
+        snprintf(status, sizeof(status), "%u", req->status);
+        snprintf(bytes, sizeof(bytes), "%llu", (unsigned long long)(ok ? req->bytes : 0));
+        snprintf(dur, sizeof(dur), "%.3f", (double)(om_now_us() - req->t0_us) / 1000.0);
+        om_log_kv(lvl, "request", "method", req->method, "path",
+                  req->url ? req->url : "", "ns", req->ns, "status", status, "bytes", bytes,
+                  "ms", dur, "cache", cache_str(req->cache), "upstream", req->upstream, "repo",
+                  req->canonical, "route",
+                  req->canonical[0] ? om_route_why_str(req->route.why) : "", "error", req->err_code ? req->err_code : "", "outcome",
+                  ok ? "ok" : "aborted", NULL);
+    }
+    om_admin_note_request(srv, req, ok);
+    atomic_fetch_sub(&srv->connections, 1);
+    free(req->body);
+    free(req);
+}

@@ -1,0 +1,360 @@
+/* server.c — build the server context, start libmicrohttpd, run until a
+ * signal, shut down gracefully.  See server.h for the threading model.
+ *
+ * libmicrohttpd settings and why (HTTP-SERVER-NOTES.md):
+ *   MHD_USE_EPOLL_INTERNAL_THREAD + THREAD_POOL_SIZE: measured on par with
+ *     nginx; suspend/resume works only in this mode, not thread-per-conn.
+ *   MHD_ALLOW_SUSPEND_RESUME: clients waiting on a job or on download bytes
+ *     are suspended, costing no thread and no CPU.
+ *   UNESCAPE_CALLBACK = identity: the path reaches the router verbatim, so
+ *     "%2e%2e" and "%00" are rejected as invalid names instead of being
+ *     decoded into something else first.
+ *   CONNECTION_MEMORY_LIMIT: bounds what one connection can make us hold
+ *     (headers + URL), which with the connection limit bounds memory.
+ *   CONNECTION_TIMEOUT: a client that moves no bytes for that long is
+ *     dropped, so a slow client cannot hold a connection forever.
+ */
+#include "server/server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "admin/admin.h"
+#include "cache/gc.h"
+#include "cache/mcache.h"
+#include "cache/pullstats.h"
+#include "core/log.h"
+#include "prefetch/prefetch.h"
+#include "server/sdnotify.h"
+#include "v2/v2.h"
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_data_size,
+                                 void **req_cls)
+{
+    return om_api_handle(cls, conn, url, method, version, upload_data, upload_data_size, req_cls);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct om_server *srv = cls;
+    om_conn_guard_request_done(&srv->guard, conn);
+    if (*req_cls != NULL)
+        om_api_completed(srv, *req_cls, toe);
+    *req_cls = NULL;
+}
+
+static size_t unescape_identity(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char buf[512];
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    size_t n = strlen(buf);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    om_log_kv(OM_LOG_DEBUG, "http", "detail", buf, NULL);
+}
+
+/* Read a whole (small) file; *out malloc'd and NUL-terminated. */
+static int read_small_file(const char *path, size_t max, char **out)
+{
+    int err = OM_ERR_IO;
+    char *buf = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0)
+        goto done;
+    if ((uint64_t)sb.st_size > max) {
+        err = OM_ERR_TOOBIG;
+        goto done;
+    }
+    buf = malloc((size_t)sb.st_size + 1);
+    if (buf == NULL) {
+        err = OM_ERR_NOMEM;
+        goto done;
+    }
+    size_t got = 0;
+    while (got < (size_t)sb.st_size) {
+        ssize_t r = read(fd, buf + got, (size_t)sb.st_size - got);
+        if (r <= 0)
+            goto done;
+        got += (size_t)r;
+    }
+    buf[got] = '\0';
+    *out = buf;
+    buf = NULL;
+    err = OM_OK;
+done:
+    free(buf);
+    if (fd >= 0)
+        close(fd);
+    return err;
+}
+
+/* "host:port", "[v6]:port" or ":port" → a socket address. */
+static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len)
+{
+    char host[256];
+    const char *port;
+    if (listen[0] == '[') {
+        const char *rb = strchr(listen, ']');
+        if (rb == NULL || rb[1] != ':' || (size_t)(rb - listen - 1) >= sizeof(host))
+            return OM_ERR_INVALID;
+        memcpy(host, listen + 1, (size_t)(rb - listen - 1));
+        host[rb - listen - 1] = '\0';
+        port = rb + 2;
+    } else {
+        const char *colon = strrchr(listen, ':');
+        if (colon == NULL || (size_t)(colon - listen) >= sizeof(host))
+            return OM_ERR_INVALID;
+        memcpy(host, listen, (size_t)(colon - listen));
+        host[colon - listen] = '\0';
+        port = colon + 1;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(host[0] ? host : NULL, port, &hints, &res) != 0 || res == NULL)
+        return OM_ERR_INVALID;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return OM_OK;
+}
+
+/* A committed blob may push usage over the quota's high water mark. */
+static void nudge_gc(void *ud)
+{
+    om_gc_nudge(ud);
+}
+
+/* Raise the soft descriptor limit to the hard one (as nginx's
+ * worker_rlimit_nofile does): every client connection costs a socket and
+ * often a store file.  Returns the soft limit in force afterwards. */
+static uint64_t raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max == RLIM_INFINITY ? 1048576 : rl.rlim_max;
+        struct rlimit nrl = {want, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &nrl) == 0)
+            rl.rlim_cur = want;
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? 1048576 : (uint64_t)rl.rlim_cur;
+}
+
+static unsigned cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
+
+void om_server_free(struct om_server *srv)
+{
+    if (srv == NULL)
+        return;
+    atomic_store(&srv->cancel, true);
+    if (srv->fetch != NULL)
+        om_fetch_table_cancel_all(srv->fetch);
+    if (srv->jobs != NULL)
+        om_jobs_stop(srv->jobs);
+    if (srv->daemon != NULL) {
+        om_flights_resume_all(srv);
+        MHD_stop_daemon(srv->daemon);
+    }
+    om_conn_guard_stop(&srv->guard);
+    /* After the daemon and the jobs: no admin request or download can reach
+     * them any more.  Both are no-ops when never started. */
+    om_prefetch_stop(srv);
+    om_gc_stop(srv);
+    om_admin_free(srv);
+    om_pullstats_stop(srv->pulls);
+    om_mcache_free(srv->mcache);
+    om_events_free(srv->events);
+    om_fetch_table_free(srv->fetch);
+    for (size_t i = 0; i < OM_MAX_UPSTREAMS; i++)
+        om_upstream_free(srv->up[i]);
+    om_index_close(srv->index);
+    om_store_close(srv->store);
+    pthread_mutex_destroy(&srv->flights_mu);
+    free(srv->tls_cert_pem);
+    free(srv->tls_key_pem);
+    free(srv);
+}
+
+int om_server_start(struct om_server **out, const struct om_config *cfg)
+{
+    int err;
+    struct om_server *srv = calloc(1, sizeof(*srv));
+    if (srv == NULL)
+        return OM_ERR_NOMEM;
+    srv->cfg = cfg;
+    srv->started_ms = om_now_ms();
+    pthread_mutex_init(&srv->flights_mu, NULL);
+
+    if ((err = om_store_open(&srv->store, cfg->storage_path)) != OM_OK) {
+        om_log(OM_LOG_ERROR, "cannot open storage %s: %s", cfg->storage_path, om_strerror(err));
+        goto fail;
+    }
+    bool rebuilt = false;
+    if ((err = om_index_open(&srv->index, srv->store, &rebuilt)) != OM_OK) {
+        om_log(OM_LOG_ERROR, "cannot open index in %s: %s", cfg->storage_path, om_strerror(err));
+        goto fail;
+    }
+    if (rebuilt)
+        om_log_kv(OM_LOG_WARN, "index was missing or corrupt and has been rebuilt from the store",
+                  "storage", cfg->storage_path, NULL);
+    for (size_t i = 0; i < cfg->n_upstreams; i++) {
+        if ((err = om_upstream_new(&srv->up[i], cfg, i)) != OM_OK) {
+            om_log(OM_LOG_ERROR, "upstream %s: %s", cfg->upstreams[i].name, om_strerror(err));
+            goto fail;
+        }
+    }
+    if ((err = om_events_new(&srv->events)) != OM_OK)
+        goto fail;
+    if ((err = om_pullstats_start(&srv->pulls, srv->index, srv->store, 2000)) != OM_OK)
+        goto fail;
+    if ((err = om_mcache_new(&srv->mcache, 8u << 20)) != OM_OK)
+        goto fail;
+    if ((err = om_fetch_table_new(&srv->fetch, cfg, srv->store, srv->index)) != OM_OK)
+        goto fail;
+    om_fetch_set_events(srv->fetch, srv->events);
+    om_fetch_set_commit_hook(srv->fetch, nudge_gc, srv);
+    if ((err = om_admin_init(srv)) != OM_OK)
+        goto fail;
+    unsigned job_threads = cfg->limits.max_downloads ? cfg->limits.max_downloads / 2 : 32;
+    if (job_threads < 8)
+        job_threads = 8;
+    if ((err = om_jobs_start(&srv->jobs, job_threads, 16384)) != OM_OK)
+        goto fail;
+
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    if (parse_listen(cfg->listen, &ss, &sslen) != OM_OK) {
+        om_log(OM_LOG_ERROR, "bad listen address %s", cfg->listen);
+        err = OM_ERR_INVALID;
+        goto fail;
+    }
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    if (cfg->tls_cert != NULL) {
+        if (read_small_file(cfg->tls_cert, 1 << 20, &srv->tls_cert_pem) != OM_OK ||
+            read_small_file(cfg->tls_key, 1 << 20, &srv->tls_key_pem) != OM_OK) {
+            om_log(OM_LOG_ERROR, "cannot read tls.cert/tls.key");
+            err = OM_ERR_IO;
+            goto fail;
+        }
+        flags |= MHD_USE_TLS;
+    }
+    const struct om_limits *lim = &cfg->limits;
+    size_t mem_limit = 2 * (lim->max_header_bytes + lim->max_url_bytes) + 16384;
+    unsigned threads = lim->threads ? lim->threads : cpu_count();
+    unsigned timeout_s = (unsigned)((lim->connection_timeout_ms + 999) / 1000);
+    unsigned cap = om_conn_guard_cap(lim->max_connections, raise_nofile());
+    if (cap < lim->max_connections)
+        om_log(OM_LOG_WARN,
+               "limits.max_connections %u is more than the descriptor limit allows; serving at "
+               "most %u connections (raise LimitNOFILE / ulimit -n)",
+               lim->max_connections, cap);
+    if ((err = om_conn_guard_start(&srv->guard, cap, lim->header_timeout_ms,
+                                   lim->connection_timeout_ms)) != OM_OK)
+        goto fail;
+    struct MHD_OptionItem opts[] = {
+        /* first, or libmicrohttpd logs what comes before it to stderr */
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_logger, NULL},
+        {MHD_OPTION_SOCK_ADDR, 0, &ss},
+        {MHD_OPTION_THREAD_POOL_SIZE, threads, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, om_conn_guard_mhd_limit(cap), NULL},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)om_conn_guard_notify, &srv->guard},
+        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, lim->max_connections_per_ip, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)mem_limit, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, srv},
+        {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape_identity, NULL},
+        {MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL},
+        {srv->tls_cert_pem ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, srv->tls_cert_pem},
+        {srv->tls_key_pem ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, srv->tls_key_pem},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_access, srv, MHD_OPTION_ARRAY, opts,
+                                   MHD_OPTION_END);
+    if (srv->daemon == NULL) {
+        om_log(OM_LOG_ERROR, "cannot listen on %s (%s)", cfg->listen, strerror(errno));
+        err = OM_ERR_IO;
+        goto fail;
+    }
+    if ((err = om_gc_start(srv)) != OM_OK || (err = om_prefetch_start(srv)) != OM_OK) {
+        om_log(OM_LOG_ERROR, "cannot start background tasks: %s", om_strerror(err));
+        goto fail;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    char port[16];
+    snprintf(port, sizeof(port), "%u", di ? (unsigned)di->port : 0);
+    om_log_kv(OM_LOG_INFO, "listening", "listen", cfg->listen, "port", port, "tls",
+              srv->tls_cert_pem ? "on" : "off", "storage", cfg->storage_path, "config",
+              cfg->source, NULL);
+    *out = srv;
+    return OM_OK;
+fail:
+    om_server_free(srv);
+    return err;
+}
+
+void om_server_run_until_signal(struct om_server *srv)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    int sig = 0;
+    for (;;) {
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            /* Logs go to stderr; rotation is the supervisor's job.  Nothing
+             * to reopen. */
+            om_log(OM_LOG_INFO, "SIGHUP: nothing to reload (logs go to stderr)");
+            continue;
+        }
+        break;
+    }
+    om_sd_stopping();                 /* systemd STOPPING=1 (sdnotify.h) */
+    om_log_kv(OM_LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "TERM" : "INT", NULL);
+    atomic_store(&srv->stopping, true);
+    MHD_socket lfd = MHD_quiesce_daemon(srv->daemon);
+    if (lfd != MHD_INVALID_SOCKET)
+        close(lfd);
+    int64_t deadline = om_now_ms() + (int64_t)srv->cfg->limits.shutdown_grace_ms;
+    while (atomic_load(&srv->connections) > 0 && om_now_ms() < deadline) {
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (atomic_load(&srv->connections) > 0)
+        om_log(OM_LOG_WARN, "grace period over with %u requests in flight; aborting them",
+               (unsigned)atomic_load(&srv->connections));
+    om_server_free(srv);
+    om_log(OM_LOG_INFO, "stopped");
+}

@@ -1,0 +1,36 @@
+/* v2.h — the OCI pull API's endpoints (/v2/<name>/manifests|blobs|tags,
+ * /v2/_catalog, referrers).  The dispatcher (server/dispatch.c) has parsed
+ * and routed the path into req->p/req->route and calls one of these on the
+ * HTTP thread; each answers from the cache at once or suspends the
+ * connection and hands the work to a job (http/req.h). */
+#ifndef OM_V2_H
+#define OM_V2_H
+
+#include "http/req.h"
+
+/* ---- v2_manifest.c ---- */
+/* Handle a manifest request: answer from cache or start/join a flight.
+ * Returns MHD_YES after either queueing or suspending. */
+enum MHD_Result om_v2_manifest(struct om_req *req);
+void om_flights_resume_all(struct om_server *srv);
+
+/* ---- v2_blob.c ---- */
+enum MHD_Result om_v2_blob(struct om_req *req);
+
+/* ---- v2_lists.c ---- */
+enum MHD_Result om_v2_tags(struct om_req *req);
+enum MHD_Result om_v2_catalog(struct om_req *req);
+enum MHD_Result om_v2_referrers(struct om_req *req);
+
+/* ---- v2_resolve.c: find which upstream serves a name (may block) ---- */
+/* For job threads: the candidates of req->route to try, in order, honouring
+ * a cached search decision and negative entries.  Writes indexes into
+ * req->route.c[] to `order`, returns the count. */
+size_t om_v2_candidates(struct om_req *req, size_t order[OM_MAX_UPSTREAMS], bool *decided);
+/* A remembered search decision for a requested name (memory, then index). */
+bool om_v2_route_lookup(struct om_server *srv, const char *name, char *up, size_t upsz,
+                        char *canonical, size_t cansz);
+/* Record the outcome of probing candidate i: found or not. */
+void om_v2_note_probe(struct om_req *req, size_t i, bool found, bool decided);
+
+#endif

@@ -1,0 +1,442 @@
+/* v2_blob.c — HEAD/GET /v2/<name>/blobs/<digest>.
+ *
+ * Cached: answered in the HTTP thread with sendfile from the content file
+ * (MHD_create_response_from_fd_at_offset64: no user-space copy), for the
+ * whole blob, one range (206), or several ranges (206 multipart/byteranges,
+ * read with pread; rare, so no sendfile there).
+ *
+ * Not cached: a job finds the upstream (route decision, or a HEAD probe in
+ * search order), joins or starts the single download of that digest
+ * (fetch.c) and waits for its first answer; then the client streams from
+ * the growing ingest file through a content reader that suspends the
+ * connection when it has caught up with the download and is resumed when
+ * bytes land.  A Range on an uncached blob is answered 206 from that same
+ * download as soon as its bytes exist.
+ */
+#include "v2/v2.h"
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "cache/pullstats.h"
+#include "core/log.h"
+
+#define BLOB_TYPE "application/octet-stream"
+
+static void blob_headers(struct MHD_Response *r, const om_digest *d)
+{
+    char etag[OM_DIGEST_MAX + 3];
+    MHD_add_response_header(r, "Docker-Content-Digest", d->str);
+    snprintf(etag, sizeof(etag), "\"%s\"", d->str);
+    MHD_add_response_header(r, "Etag", etag);
+    MHD_add_response_header(r, "Accept-Ranges", "bytes");
+    MHD_add_response_header(r, "Cache-Control", "max-age=31536000");
+}
+
+static void content_range(struct MHD_Response *r, uint64_t first, uint64_t last, uint64_t size)
+{
+    char v[96];
+    snprintf(v, sizeof(v), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, first, last, size);
+    MHD_add_response_header(r, "Content-Range", v);
+}
+
+static enum MHD_Result queue(struct om_req *req)
+{
+    enum MHD_Result r = MHD_queue_response(req->conn, req->status, req->resp);
+    MHD_destroy_response(req->resp);
+    req->resp = NULL;
+    return r;
+}
+
+static void set_resp(struct om_req *req, struct MHD_Response *r, unsigned status, uint64_t bytes)
+{
+    if (r == NULL) {
+        om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "out of memory");
+        return;
+    }
+    om_http_common_headers(r);
+    req->resp = r;
+    req->status = status;
+    req->bytes = bytes;
+}
+
+static void range_not_satisfiable(struct om_req *req, uint64_t size)
+{
+    om_req_error(req, MHD_HTTP_RANGE_NOT_SATISFIABLE, "UNSUPPORTED",
+                 "requested range not satisfiable");
+    char v[64];
+    snprintf(v, sizeof(v), "bytes */%" PRIu64, size);
+    MHD_add_response_header(req->resp, "Content-Range", v);
+}
+
+/* ---- multipart/byteranges over a cached file ------------------------ */
+
+struct multipart {
+    int fd;                               /* owned */
+    uint64_t size;                        /* of the blob */
+    size_t n;
+    om_byte_range r[OM_RANGE_MAX];
+    char head[OM_RANGE_MAX][160];         /* part headers */
+    size_t head_len[OM_RANGE_MAX];
+    char tail[64];
+    size_t tail_len;
+    uint64_t total;
+};
+
+static ssize_t multipart_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct multipart *m = cls;
+    uint64_t off = 0;
+    for (size_t i = 0; i <= m->n; i++) {
+        const char *h = i < m->n ? m->head[i] : m->tail;
+        uint64_t hl = i < m->n ? m->head_len[i] : m->tail_len;
+        if (pos < off + hl) {
+            size_t k = (size_t)(off + hl - pos);
+            if (k > max)
+                k = max;
+            memcpy(buf, h + (pos - off), k);
+            return (ssize_t)k;
+        }
+        off += hl;
+        if (i == m->n)
+            break;
+        uint64_t dl = m->r[i].last - m->r[i].first + 1;
+        if (pos < off + dl) {
+            uint64_t k = off + dl - pos;
+            if (k > max)
+                k = max;
+            ssize_t got = pread(m->fd, buf, (size_t)k, (off_t)(m->r[i].first + (pos - off)));
+            return got > 0 ? got : MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+        off += dl;
+    }
+    return MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+static void multipart_free(void *cls)
+{
+    struct multipart *m = cls;
+    close(m->fd);
+    free(m);
+}
+
+/* Takes ownership of fd. */
+static struct MHD_Response *multipart_response(int fd, uint64_t size, const om_range_set *rs,
+                                               char *ctype, size_t ctype_sz, uint64_t *total)
+{
+    struct multipart *m = calloc(1, sizeof(*m));
+    if (m == NULL) {
+        close(fd);
+        return NULL;
+    }
+    m->fd = fd;
+    m->size = size;
+    m->n = rs->n;
+    uint64_t rnd = 0;
+    if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        rnd = (uint64_t)fd * 0x9e3779b97f4a7c15ull;
+    char boundary[40];
+    snprintf(boundary, sizeof(boundary), "ocimirror%016" PRIx64, rnd);
+    m->total = 0;
+    for (size_t i = 0; i < rs->n; i++) {
+        m->r[i] = rs->r[i];
+        int k = snprintf(m->head[i], sizeof(m->head[i]),
+                         "\r\n--%s\r\nContent-Type: " BLOB_TYPE
+                         "\r\nContent-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64 "\r\n\r\n",
+                         boundary, rs->r[i].first, rs->r[i].last, size);
+        m->head_len[i] = (size_t)k;
+        m->total += (uint64_t)k + rs->r[i].last - rs->r[i].first + 1;
+    }
+    m->tail_len = (size_t)snprintf(m->tail, sizeof(m->tail), "\r\n--%s--\r\n", boundary);
+    m->total += m->tail_len;
+    snprintf(ctype, ctype_sz, "multipart/byteranges; boundary=%s", boundary);
+    *total = m->total;
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(m->total, 64 * 1024, multipart_read, m, multipart_free);
+    if (r == NULL)
+        multipart_free(m);
+    return r;
+}
+
+/* ---- cached blobs --------------------------------------------------- */
+
+/* Answer from the store.  False (no response set) when the blob vanished
+ * since the caller saw it (GC evicted it in between): fetch it instead. */
+static bool serve_cached(struct om_req *req, const om_digest *d, uint64_t size)
+{
+    struct om_server *srv = req->srv;
+    if (req->head) {
+        struct MHD_Response *r = om_http_head(BLOB_TYPE, size);
+        if (r != NULL)
+            blob_headers(r, d);
+        set_resp(req, r, MHD_HTTP_OK, 0);
+        req->cache = OM_CACHE_HIT;
+        return true;
+    }
+    int fd = -1;
+    if (om_store_open_blob(srv->store, d, &fd, &size) != OM_OK)
+        return false;
+    req->cache = OM_CACHE_HIT;
+    const char *range = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Range");
+    om_range_set rs;
+    int rerr = range ? om_range_parse(&rs, range, strlen(range), size) : OM_ERR_INVALID;
+    if (rerr == OM_ERR_NOTFOUND) {
+        close(fd);
+        range_not_satisfiable(req, size);
+        return true;
+    }
+    struct MHD_Response *r;
+    if (rerr == OM_OK && rs.n == 1) {
+        uint64_t len = rs.r[0].last - rs.r[0].first + 1;
+        r = MHD_create_response_from_fd_at_offset64(len, fd, rs.r[0].first);
+        if (r != NULL) {
+            MHD_add_response_header(r, "Content-Type", BLOB_TYPE);
+            content_range(r, rs.r[0].first, rs.r[0].last, size);
+            blob_headers(r, d);
+        } else {
+            close(fd);
+        }
+        set_resp(req, r, MHD_HTTP_PARTIAL_CONTENT, len);
+    } else if (rerr == OM_OK) {
+        char ctype[96];
+        uint64_t total = 0;
+        r = multipart_response(fd, size, &rs, ctype, sizeof(ctype), &total);
+        if (r != NULL) {
+            MHD_add_response_header(r, "Content-Type", ctype);
+            blob_headers(r, d);
+        }
+        set_resp(req, r, MHD_HTTP_PARTIAL_CONTENT, total);
+    } else {
+        r = MHD_create_response_from_fd64(size, fd);
+        if (r != NULL) {
+            MHD_add_response_header(r, "Content-Type", BLOB_TYPE);
+            blob_headers(r, d);
+        } else {
+            close(fd);
+        }
+        set_resp(req, r, MHD_HTTP_OK, size);
+        if (req->canonical[0] != '\0')
+            om_pullstats_note(srv->pulls, req->canonical, NULL, d, om_now_ms());
+    }
+    return true;
+}
+
+/* ---- streaming from a download -------------------------------------- */
+
+struct stream {
+    struct om_fetch *f;              /* reference owned */
+    struct MHD_Connection *conn;
+    int fd;                          /* the fetch's, not owned */
+    uint64_t start;                  /* first byte of the blob to send */
+    uint64_t len;                    /* bytes to send, or MHD_SIZE_UNKNOWN */
+};
+
+static void stream_suspend(void *ud)
+{
+    struct stream *s = ud;
+    MHD_suspend_connection(s->conn);
+}
+
+static void stream_wake(void *ud)
+{
+    struct stream *s = ud;
+    MHD_resume_connection(s->conn);
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct stream *s = cls;
+    if (s->len != MHD_SIZE_UNKNOWN && pos >= s->len)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (s->len != MHD_SIZE_UNKNOWN && max > s->len - pos)
+        max = (size_t)(s->len - pos);
+    uint64_t at = s->start + pos;
+    ssize_t n = om_fetch_poll(s->f, at, max, stream_suspend, stream_wake, s);
+    if (n == OM_FETCH_WAIT)
+        return 0;
+    if (n == OM_FETCH_EOF)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (n < 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    ssize_t got = pread(s->fd, buf, (size_t)n, (off_t)at);
+    return got > 0 ? got : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void stream_free(void *cls)
+{
+    struct stream *s = cls;
+    om_fetch_unwait(s->f, s);
+    om_fetch_release(s->f);
+    free(s);
+}
+
+/* Takes the reference f. */
+static void serve_streaming(struct om_req *req, const om_digest *d, struct om_fetch *f,
+                            uint64_t total)
+{
+    struct stream *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        om_fetch_release(f);
+        om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "out of memory");
+        return;
+    }
+    s->f = f;
+    s->conn = req->conn;
+    s->fd = om_fetch_fd(f);
+    s->start = 0;
+    s->len = total == OM_FETCH_SIZE_UNKNOWN ? MHD_SIZE_UNKNOWN : total;
+    unsigned status = MHD_HTTP_OK;
+
+    const char *range = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Range");
+    om_range_set rs;
+    if (range != NULL && total != OM_FETCH_SIZE_UNKNOWN) {
+        int rerr = om_range_parse(&rs, range, strlen(range), total);
+        if (rerr == OM_ERR_NOTFOUND) {
+            stream_free(s);
+            range_not_satisfiable(req, total);
+            return;
+        }
+        if (rerr == OM_OK && rs.n == 1) { /* several ranges: the whole blob, 200 */
+            s->start = rs.r[0].first;
+            s->len = rs.r[0].last - rs.r[0].first + 1;
+            status = MHD_HTTP_PARTIAL_CONTENT;
+        }
+    }
+    /* 16 KiB a connection: the buffer every client following a download
+     * holds, so it bounds memory with many clients on one cold blob. */
+    struct MHD_Response *r = MHD_create_response_from_callback(s->len, 16 * 1024, stream_read, s,
+                                                               stream_free);
+    if (r == NULL) {
+        stream_free(s);
+        om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "out of memory");
+        return;
+    }
+    MHD_add_response_header(r, "Content-Type", BLOB_TYPE);
+    blob_headers(r, d);
+    if (status == MHD_HTTP_PARTIAL_CONTENT)
+        content_range(r, s->start, s->start + s->len - 1, total);
+    set_resp(req, r, status, s->len == MHD_SIZE_UNKNOWN ? 0 : s->len);
+}
+
+/* ---- the job for uncached blobs ------------------------------------- */
+
+/* HEAD the blob on candidate ci. Returns the HTTP status (0 = unreachable)
+ * and its size. */
+static long head_blob(struct om_req *req, size_t ci, int64_t *size)
+{
+    struct om_server *srv = req->srv;
+    const struct om_route_candidate *c = &req->route.c[ci];
+    char path[OM_NAME_MAX + OM_DIGEST_MAX + 32];
+    snprintf(path, sizeof(path), "/v2/%s/blobs/%s", c->remote, req->p.ref.digest.str);
+    struct om_up_req ur = {.method = "HEAD", .path = path, .scope_repo = c->remote,
+                           .max_body = 65536, .cancel = &srv->cancel};
+    struct om_up_resp resp;
+    int err = om_upstream_do(srv->up[c->upstream], &ur, &resp);
+    long st = err == OM_OK ? resp.status : 0;
+    *size = resp.content_length;
+    om_up_resp_clear(&resp);
+    return st;
+}
+
+static void blob_job(void *arg)
+{
+    struct om_req *req = arg;
+    struct om_server *srv = req->srv;
+    const om_digest *d = &req->p.ref.digest;
+    size_t order[OM_MAX_UPSTREAMS];
+    bool decided = false;
+    size_t n = om_v2_candidates(req, order, &decided);
+    bool unavailable = false;
+    size_t chosen = SIZE_MAX;
+    int64_t head_size = -1;
+
+    if (decided && n == 1 && !req->head) {
+        chosen = order[0];
+    } else {
+        for (size_t k = 0; k < n && chosen == SIZE_MAX; k++) {
+            long st = head_blob(req, order[k], &head_size);
+            if (st == 200)
+                chosen = order[k];
+            else if (st == 0 || st >= 500 || st == 429)
+                unavailable = true;
+            else if (!decided)
+                om_v2_note_probe(req, order[k], false, decided);
+        }
+    }
+    if (chosen == SIZE_MAX) {
+        if (unavailable)
+            om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "upstream unavailable");
+        else
+            om_req_error(req, MHD_HTTP_NOT_FOUND, "BLOB_UNKNOWN", "blob unknown to registry");
+        goto done;
+    }
+    const struct om_route_candidate *c = &req->route.c[chosen];
+    snprintf(req->canonical, sizeof(req->canonical), "%s", c->canonical);
+    snprintf(req->upstream, sizeof(req->upstream), "%s", srv->cfg->upstreams[c->upstream].name);
+
+    if (req->head) {
+        struct MHD_Response *r = om_http_head(BLOB_TYPE, head_size >= 0 ? (uint64_t)head_size : 0);
+        if (r != NULL)
+            blob_headers(r, d);
+        set_resp(req, r, MHD_HTTP_OK, 0);
+        req->cache = OM_CACHE_MISS;
+        goto done;
+    }
+
+    /* It may have been committed while this job waited in the queue. */
+    uint64_t size = 0;
+    if (om_store_has(srv->store, d, &size) && serve_cached(req, d, size))
+        goto done;
+    struct om_fetch_src src = {srv->up[c->upstream], c->remote, c->canonical};
+    struct om_fetch *f = NULL;
+    bool joined = false;
+    int err = om_fetch_get(srv->fetch, d, &src, &f, &joined);
+    if (err != OM_OK) {
+        om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", om_strerror(err));
+        goto done;
+    }
+    uint64_t total = 0;
+    long status = 0;
+    err = om_fetch_wait_ready(f, srv->cfg->limits.idle_timeout_ms, &total, &status);
+    if (err != OM_OK) {
+        om_fetch_release(f);
+        if (status == 404 || status == 401 || status == 403)
+            om_req_error(req, MHD_HTTP_NOT_FOUND, "BLOB_UNKNOWN", "blob unknown to registry");
+        else if (status == 429)
+            om_req_error(req, MHD_HTTP_TOO_MANY_REQUESTS, "TOOMANYREQUESTS", "upstream rate limit");
+        else if (err == OM_ERR_DIGEST)
+            om_req_error(req, MHD_HTTP_BAD_GATEWAY, "BLOB_UNKNOWN",
+                         "upstream sent bytes that do not match the digest");
+        else if (err == OM_ERR_NOSPACE || err == OM_ERR_IO)
+            om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                         "the mirror's storage is full or failing");
+        else
+            om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "upstream unavailable");
+        goto done;
+    }
+    req->cache = joined ? OM_CACHE_COALESCED : OM_CACHE_MISS;
+    serve_streaming(req, d, f, total);
+done:
+    om_req_job_done(req);
+}
+
+enum MHD_Result om_v2_blob(struct om_req *req)
+{
+    struct om_server *srv = req->srv;
+    uint64_t size = 0;
+    if (om_store_has(srv->store, &req->p.ref.digest, &size) &&
+        serve_cached(req, &req->p.ref.digest, size))
+        return queue(req);
+    req->phase = 1;
+    MHD_suspend_connection(req->conn);
+    if (om_jobs_submit(srv->jobs, blob_job, req) != OM_OK) {
+        om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "mirror overloaded");
+        om_req_job_done(req);
+    }
+    return MHD_YES;
+}
