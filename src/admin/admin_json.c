@@ -7,7 +7,7 @@
  * jansson and serialised once; strings from outside (upstream error text,
  * names) go through om_json_str so a stray byte can never make jansson drop
  * a field.  Query arguments arrive raw (the server installs an identity
- * unescape callback, see server.c), so they are percent-decoded here with
+ * unescape callback, see server/server.c), so they are percent-decoded here with
  * om_url_decode and bounded by the caller's buffer.
  */
 #include "admin/admin_int.h"

@@ -135,7 +135,7 @@ void om_stats_note(struct om_stats *s, const struct om_req *req, bool completed_
     unsigned st = req->status < OM_STATS_STATUS_MAX ? req->status : 0;
     bool hit = req->cache == OM_CACHE_HIT || req->cache == OM_CACHE_STALE;
     bool miss = req->cache == OM_CACHE_MISS || req->cache == OM_CACHE_COALESCED;
-    /* Bytes count as api_v2.c counts srv->ctr.bytes_*: completed GETs. */
+    /* Bytes count as server/dispatch.c counts srv->ctr.bytes_*: completed GETs. */
     uint64_t bytes = completed_ok && !req->head ? req->bytes : 0;
     struct om_stats_minute *m;
 

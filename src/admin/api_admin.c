@@ -279,7 +279,7 @@ static enum MHD_Result handle_stats(struct om_req *req, const char *rest)
     om_json_set(doc, "cache_bytes", cache_bytes);
     om_json_set(doc, "hit_ratio", json_pack("{s:o, s:o}", "since_start", ratio(h + sta, h + sta + mi + co),
                                             "last_hour", ratio(hour_hits, hour_hits + hour_misses)));
-    /* From our per-result byte counters, not srv->ctr.bytes_*: api_v2.c
+    /* From our per-result byte counters, not srv->ctr.bytes_*: server/dispatch.c
      * counts every non-cache body there (admin and /v2/ JSON too) as
      * "from upstream". */
     om_json_set(doc, "bytes_served",

@@ -7,7 +7,7 @@
  * talks only to the admin JSON API (/api/v1/..., docs/admin-api.md).
  *
  * Paths: "/" and "/ui/" answer index.html, "/ui/<file>" answers that file,
- * anything else that reaches us (api_v2.c sends every GET/HEAD outside
+ * anything else that reaches us (server/dispatch.c sends every GET/HEAD outside
  * /v2/, /api/, /metrics and /healthz here) is a 404 — so a mistyped asset
  * path is an error, not the index page.
  *

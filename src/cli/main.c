@@ -6,7 +6,7 @@
  *   ocimirror version
  *
  * Signals are blocked in every thread before any is started, and taken
- * synchronously with sigwait() by the main thread (server.c), so no
+ * synchronously with sigwait() by the main thread (server/server.c), so no
  * handler ever runs in a libmicrohttpd, curl or job thread.
  */
 #include <curl/curl.h>

@@ -1,6 +1,10 @@
-/* api_v2.c — the request handler: limits, path parsing, routing, dispatch
- * to the endpoint modules (v2_manifest.c, v2_blob.c, v2_lists.c), the
- * job/suspend protocol, and the one log line per request.
+/* dispatch.c — the request handler: limits, path parsing, routing, dispatch
+ * to the endpoints (v2/v2_manifest.c, v2/v2_blob.c, v2/v2_lists.c, admin/,
+ * the UI), the job/suspend protocol, and the one log line per request.
+ *
+ * The dispatcher sits above every endpoint and is the only file that names
+ * them; the endpoints reach back only into http/req.h (om_req_error,
+ * om_req_send, om_req_job_done), never into this file.
  *
  * The handler protocol (HTTP-SERVER-NOTES.md traps 1 and 5):
  *   call 1: create the om_req, set *req_cls, return — queueing on the first

@@ -14,7 +14,7 @@ mirror (max_connections 256, connection_timeout 60s, the default): while
 2000 idle connections are open the honest client is served or refused
 cleanly (refused, reset, closed without an answer) — never given a wrong
 answer — and it is served again within RECOVER_S of them closing.  The
-connection guard (src/conn_guard.h) closes connections beyond
+connection guard (src/http/conn_guard.h) closes connections beyond
 max_connections as soon as they are accepted, so libmicrohttpd never
 reaches its own limit, where 0.9.75 could stall for a whole
 connection_timeout (docs/fuzzing.md, finding H1); the test prints how long

@@ -71,7 +71,7 @@ class ClientsTest(WorldTestCase):
 
     def mirror_requests(self, m, path_re):
         """The request events of the mirror's JSON log whose path matches
-        path_re (fields method, path, ns, status: see src/api_v2.c)."""
+        path_re (fields method, path, ns, status: see src/server/dispatch.c)."""
         events = [e for e in m.log_json() if e.get("msg") == "request" and "path" in e]
         self.assertTrue(events, "the mirror logged no request events:\n" + m.log_tail(3000))
         return [e for e in events if re.search(path_re, e["path"])]

@@ -4,7 +4,7 @@
  * targets are built from groups of the client's name.
  *
  * Input: the name, then optionally a NUL and the raw ?ns= value, which goes
- * through om_url_decode first exactly as api_v2.c does (a value that does
+ * through om_url_decode first exactly as server/dispatch.c does (a value that does
  * not decode is answered 400 there and never routed).  Names that are not
  * valid repository names are routed too (the function must not crash),
  * but only valid ones — what the server passes — are held to the
@@ -75,7 +75,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_split(data, size, &a, &alen, &b, &blen);
     name = fuzz_strdup(a, alen);
     raw_ns = fuzz_memdup(b, blen);
-    /* as api_v2.c: ns present (after a NUL) is decoded into a 256-byte
+    /* as server/dispatch.c: ns present (after a NUL) is decoded into a 256-byte
      * buffer, a failure is a 400 and nothing is routed */
     have_ns = size > 0 && memchr(data, 0, size) != NULL;
     if (have_ns && om_url_decode(ns, sizeof(ns), raw_ns, blen) != OM_OK)

@@ -49,7 +49,7 @@ static void fuzz_route_check(const struct om_config *cfg, const char *name, cons
     memset(&r, 0x5a, sizeof(r));
     rc = om_route_resolve(&r, cfg, name, ns);
     FUZZ_CHECK(rc == OM_OK || rc == OM_ERR_NOTFOUND || rc == OM_ERR_INVALID);
-    /* api_v2.c routes what om_v2_path_parse accepted: a name, or
+    /* server/dispatch.c routes what om_v2_path_parse accepted: a name, or
      * "host:port/" + a name (om_ref_request_name_valid). */
     if (!om_ref_request_name_valid(name, nlen))
         return; /* outside the contract: only "no crash" applies */
