@@ -1,11 +1,16 @@
 /* config_int.h — private to the config module; nothing outside
- * src/config*.c includes this.
+ * src/core/config*.c includes this.
  *
- *   config.c        the struct: defaults, load a file, overrides, dump, free
- *   config_yaml.c   YAML mechanics: libfyaml, positions, error messages, the
- *                   table-driven mapping walker, om_config_parse()
- *   config_keys.c   what each key means: the field tables and the checks
- *   config_value.c  pure value parsers (durations, sizes, listen)
+ *   config.c            the struct: defaults, load a file, overrides, dump,
+ *                       free
+ *   config_yaml.c       YAML mechanics: libfyaml, positions, error messages,
+ *                       the table-driven mapping walker, om_config_parse()
+ *   config_keys.c       what each key means: the top-level table, the server
+ *                       side (listen, tls, admin, storage, limits, log,
+ *                       retries, prefetch) and the checks across its keys
+ *   config_upstreams.c  where images come from: upstreams, rewrites,
+ *                       search_order
+ *   config_value.c      pure value parsers (durations, sizes, listen)
  */
 #ifndef OM_CONFIG_INT_H
 #define OM_CONFIG_INT_H
@@ -50,6 +55,16 @@ struct om_cfg_field {
     const char *(*check)(char *value);
 };
 
+/* Writing table rows (config_keys.c, config_upstreams.c): where a value
+ * goes in its struct, and one row of each common shape. */
+#define CFG(m) offsetof(struct om_config, m)
+#define UP(m) offsetof(struct om_upstream_cfg, m)
+#define RW(m) offsetof(struct om_rewrite_cfg, m)
+#define STR(k, o, chk) {.key = (k), .kind = K_STR, .off = (o), .check = (chk)}
+#define OPTSTR(k, o) {.key = (k), .kind = K_OPTSTR, .off = (o)}
+#define NUM(k, kd, o, lo, hi) {.key = (k), .kind = (kd), .off = (o), .min = (lo), .max = (hi)}
+#define FN(k, f) {.key = (k), .kind = K_FN, .fn = (f)}
+
 /* --- config_yaml.c --- */
 
 /* Record the first error as "NAME:LINE:COL: message" at n's position (or
@@ -82,6 +97,27 @@ int om_cfg_want_seq(struct om_cfg_ctx *c, struct fy_node *key, struct fy_node *v
 
 extern const struct om_cfg_field om_cfg_top_fields[];
 extern const size_t om_cfg_n_top_fields;
+/* Does s hold a blank or a control character (never valid in names, URLs,
+ * addresses, tokens)? */
+bool om_cfg_has_ctl(const char *s);
+/* *out = the contents of file `path` (at most max bytes, not empty, no NUL),
+ * trailing CR/LF cut; with `trim_blanks` also blanks at both ends, and no
+ * blank or control character may remain.  *out is the caller's (wipe it
+ * before free: a secret).  `what` names the key in messages; errors point
+ * at `at`. */
+int om_cfg_read_secret(struct om_cfg_ctx *c, const char *path, size_t max, const char *what,
+                       bool trim_blanks, struct fy_node *at, char **out);
+
+/* --- config_upstreams.c --- */
+
+/* The values of the top-level keys upstreams, rewrites and search_order
+ * (om_cfg_fn handlers for om_cfg_top_fields; obj is the struct om_config).
+ * search_order is only checked to be a list here and resolved by
+ * om_cfg_finish_search_order. */
+int om_cfg_h_upstreams(struct om_cfg_ctx *c, void *obj, struct fy_node *key, struct fy_node *v);
+int om_cfg_h_rewrites(struct om_cfg_ctx *c, void *obj, struct fy_node *key, struct fy_node *v);
+int om_cfg_h_search_order(struct om_cfg_ctx *c, void *obj, struct fy_node *key,
+                          struct fy_node *v);
 /* After the whole document: resolve search_order (or default it). */
 int om_cfg_finish_search_order(struct om_cfg_ctx *c, struct om_config *cfg);
 

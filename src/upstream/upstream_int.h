@@ -1,12 +1,14 @@
 /* upstream_int.h — private to the upstream client: shared by upstream.c
- * (transfers: the hop loop, retries, statistics, the easy-handle pool) and
- * upstream_auth.c (credentials: origins and the redirect rule that keeps
- * credentials at home, challenges, Basic, the bearer-token cache with its
- * single-flight fetch).  Nothing
+ * (the upstream object and its requests: lifecycle, the easy-handle pool,
+ * the hop loop, retries, statistics), upstream_hop.c (one hop on the wire:
+ * the handle's options and the libcurl callbacks that classify the response
+ * and take its body) and upstream_auth.c (credentials: origins and the
+ * redirect rule that keeps credentials at home, challenges, Basic, the
+ * bearer-token cache with its single-flight fetch).  Nothing
  * else includes this but authparse.c (for two small parsers); the
  * module's contract is upstream.h.
  *
- * Names shared between the two files carry the om_up_ prefix; everything
+ * Names shared between the files carry the om_up_ prefix; everything
  * else stays static in its file.  If you add a per-hop field to struct
  * om_up_call, reset it at the top of run_hop() in upstream.c.
  */
@@ -81,7 +83,7 @@ enum om_up_disp { OM_UP_D_NONE, OM_UP_D_FINAL, OM_UP_D_REDIRECT, OM_UP_D_AUTH, O
 enum om_up_auth_mode { OM_UP_AUTH_NONE, OM_UP_AUTH_BEARER, OM_UP_AUTH_BASIC };
 
 /* One logical request (om_upstream_do), or the small one a token fetch
- * makes: the header and body callbacks of upstream.c work on either. */
+ * makes: the header and body callbacks of upstream_hop.c work on either. */
 struct om_up_call {
     struct om_upstream *u;
     const struct om_up_req *req;
@@ -165,12 +167,25 @@ static inline bool om_up_is_cancelled(const atomic_bool *cancel)
     return cancel != NULL && atomic_load(cancel);
 }
 
-/* ---- upstream.c: transfer plumbing ---- */
+/* ---- upstream_hop.c: one hop on the wire ---- */
 
 /* The value of header `name` (index-th) of the current response on h, or
  * NULL; points into libcurl's storage, valid until the next call on h. */
 const char *om_up_resp_header(CURL *h, const char *name, size_t index);
 size_t om_up_resp_header_count(CURL *h, const char *name);
+/* Reset the per-response fields of r before a hop (frees the body). */
+void om_up_resp_reset_hop(struct om_up_resp *r);
+/* Classify the current response once its headers are complete (c->disp);
+ * a FINAL one goes to on_headers before any body byte.  OM_ERR_TOOBIG when
+ * a buffered 2xx announces more than c->max_body, or on_headers' error. */
+int om_up_headers_complete(struct om_up_call *c);
+/* Set up c->h for one hop to url (the current URL), its callbacks working
+ * on c.  *hdrs gets the header list, owned by the caller
+ * (curl_slist_free_all after the transfer). */
+int om_up_hop_setup(struct om_up_call *c, const char *url, struct curl_slist **hdrs);
+
+/* ---- upstream.c: the pool and the hop loop ---- */
+
 /* An easy handle owned by the caller until om_up_pool_put (which takes it
  * back, or frees it); NULL on OOM. */
 CURL *om_up_pool_get(struct om_upstream *u);
