@@ -5,7 +5,8 @@
  * Why a separate file: these functions see bytes an upstream (or a token
  * service it names) sends, so they are unit tested with tables and every
  * truncated prefix, and fuzzed; keeping them apart from the libcurl plumbing
- * in upstream.c lets the tests and fuzzers link them without a network.
+ * in upstream.c and upstream_hop.c lets the tests and fuzzers link them
+ * without a network.
  *
  * Also here, declared in upstream_int.h and tested the same way: the
  * Content-Length parser, the check that keeps a string from ending a request

@@ -80,7 +80,7 @@ static void fuzz_route_check(const struct om_config *cfg, const char *name, cons
         else
             FUZZ_KNOWN(om_ref_name_valid(c->canonical, strlen(c->canonical)),
                        "config accepts an upstream name that is not a repository-name "
-                       "component (config_keys.c name_ok)");
+                       "component (config_upstreams.c name_ok)");
         if (u->is_docker_hub)
             FUZZ_CHECK(strchr(c->remote, '/') != NULL);
         for (size_t j = 0; j < i; j++)
