@@ -1,4 +1,6 @@
-/* store.c — the content-addressed store on a local filesystem (see store.h).
+/* store_fs.c — the filesystem backend of the content store: files under a
+ * local root (store.h is the interface callers see, store_backend.h the
+ * contract every backend keeps; this file keeps it as follows).
  *
  * Layout (all paths built here from a digest that is re-validated with
  * om_digest_parse on every call, so a damaged om_digest can never name a
@@ -6,20 +8,22 @@
  *   <root>/blobs/sha256/<2 hex>/<64 hex>
  *   <root>/ingest/<32 random hex>
  *
- * Lifecycle of an object:
- *   om_ingest_begin   creates ingest/<random> with O_EXCL (mode 0644); the
- *                     name comes from getrandom(2) so concurrent downloads,
- *                     and stale files of a crashed run, never collide.
- *   om_ingest_write   pwrite() at in->size, so readers that dup() the fd and
- *                     move the shared file offset cannot misplace bytes, and
- *                     a truncate + rewrite never leaves a hole.
- *   om_ingest_commit  fsync(file) → renameat2(RENAME_NOREPLACE) into blobs/
+ * Lifecycle of an object (the operations of fs_ops, called through
+ * store.c's om_ingest_* / om_store_*):
+ *   fs_ingest_begin   an ingest file in <root>/ingest (store_ingest.c: a
+ *                     random O_EXCL name; written with pwrite at in->size,
+ *                     so readers that dup() the fd cannot misplace bytes).
+ *   fs_ingest_commit  fsync(file) → renameat2(RENAME_NOREPLACE) into blobs/
  *                     → fsync(fan-out dir).  NOREPLACE makes "already there"
  *                     an atomic answer (EEXIST) instead of a stat/rename race,
  *                     so two commits of one digest count its bytes once.  On
  *                     filesystems without renameat2 flags we fall back to
- *                     stat + rename under the store's mutex.
- *   om_store_remove   unlink; open fds keep working (GC relies on that).
+ *                     stat + rename under the store's mutex.  Nothing is
+ *                     visible under blobs/ before the rename: that is the
+ *                     atomic commit, and "exists" means a regular file there.
+ *   fs_remove         unlink; open fds keep working (GC relies on that).
+ * open_blob hands out an fd of the committed file itself
+ * (OM_STORE_CAN_SENDFILE).
  *
  * The byte total is an atomic counter: computed by a walk at open (or read
  * from the record of the last clean shutdown, see SIZE_RECORD), then
@@ -28,20 +32,27 @@
  *
  * Stale ingest files are removed at open: only one process owns a storage
  * root, and nothing of a previous run can still be writing to them.
- * [added for gc.c] om_store_attach() is the exception: a tool running beside
- * the server (`ocimirror gc`) creates nothing and leaves ingest/ alone.
+ * [added for gc.c] om_store_attach() (om_store_fs_open with attach) is the
+ * exception: a tool running beside the server (`ocimirror gc`) creates
+ * nothing and leaves ingest/ alone.
+ *
+ * Thread safety: the only shared mutable state is the byte total and the
+ * dirty flag (atomics) and the rename fallback (mu); everything else is
+ * the filesystem's, whose rename and unlink are atomic.
  *
  * Errors: ENOSPC/EDQUOT → OM_ERR_NOSPACE, ENOENT on a blob → OM_ERR_NOTFOUND,
- * other system errors → OM_ERR_IO, each logged once where it happens.
+ * other system errors → OM_ERR_IO (om_store_sys_err), each logged once
+ * where it happens.
  *
  * If you add a second layout version (e.g. sha512), update digest_path(),
  * walk_fanout() and the open-time checks together.
  */
 #include "cache/store.h"
 
-#include "core/hash.h"
+#include "cache/store_backend.h"
 #include "core/log.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -51,18 +62,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* om_ingest_write starts writeback every this many bytes. */
-#define INGEST_WRITEBACK_WINDOW (8u << 20)
 #define STORE_PATH_MAX 4096              /* == sizeof(struct om_ingest.path) */
-#define VERIFY_BUF (64u * 1024)          /* streaming hash buffer */
-#define INGEST_NAME_BYTES 16             /* random bytes → 32 hex chars */
-#define INGEST_CREATE_TRIES 8            /* O_EXCL collisions before giving up */
 
-struct om_store {
+/* An fs store: the head every store starts with, then the backend's own. */
+struct om_store_fs {
+    struct om_store base;       /* first: base.ops == &fs_ops */
     char *root;                 /* owned; strdup of the caller's root */
     pthread_mutex_t mu;         /* only for the rename fallback without NOREPLACE */
     _Atomic uint64_t bytes;     /* sum of sizes of committed blobs */
@@ -83,13 +90,23 @@ struct om_store {
 #define SIZE_RECORD_FMT "ocimirror store size v1 %llu\n"
 #define DIRTY_MARK "store.dirty"
 
-static int sys_err(int e)
+static const struct om_store_ops fs_ops;
+
+/* The fs store behind a store handed to an operation of fs_ops. */
+static struct om_store_fs *fs_of(struct om_store *st)
 {
-    return (e == ENOSPC || e == EDQUOT) ? OM_ERR_NOSPACE : OM_ERR_IO;
+    assert(st == NULL || st->ops == &fs_ops);
+    return (struct om_store_fs *)st; /* base is the first member */
+}
+
+static const struct om_store_fs *fs_of_const(const struct om_store *st)
+{
+    assert(st == NULL || st->ops == &fs_ops);
+    return (const struct om_store_fs *)st;
 }
 
 /* "<root>/<rel>" into out; OM_ERR_TOOBIG if it does not fit. */
-static int root_path(const struct om_store *st, const char *rel, char *out, size_t outsz)
+static int root_path(const struct om_store_fs *st, const char *rel, char *out, size_t outsz)
 {
     int n = snprintf(out, outsz, "%s/%s", st->root, rel);
     return (n < 0 || (size_t)n >= outsz) ? OM_ERR_TOOBIG : OM_OK;
@@ -97,7 +114,7 @@ static int root_path(const struct om_store *st, const char *rel, char *out, size
 
 /* Re-validate d and build "<root>/blobs/sha256/<2>/<64>" (and, when dir is
  * non-NULL, the fan-out directory "<root>/blobs/sha256/<2>"). */
-static int digest_path(const struct om_store *st, const om_digest *d, char *out,
+static int digest_path(const struct om_store_fs *st, const om_digest *d, char *out,
                        size_t outsz, char *dir, size_t dirsz)
 {
     om_digest check;
@@ -137,7 +154,7 @@ static int mkdir_ok(const char *path, bool *created)
     }
     int e = errno;
     om_log(OM_LOG_ERROR, "store: mkdir %s: %s", path, strerror(e));
-    return sys_err(e);
+    return om_store_sys_err(e);
 }
 
 /* Make a directory entry durable (new file, rename, new subdirectory). */
@@ -148,7 +165,7 @@ static int fsync_dir(const char *path)
     if (fd < 0 || fsync(fd) != 0) {
         int e = errno;
         om_log(OM_LOG_ERROR, "store: fsync dir %s: %s", path, strerror(e));
-        err = sys_err(e);
+        err = om_store_sys_err(e);
     }
     if (fd >= 0)
         close(fd);
@@ -156,7 +173,7 @@ static int fsync_dir(const char *path)
 }
 
 /* Remove every regular file in <root>/ingest: downloads of a previous run. */
-static int clean_ingest(struct om_store *st)
+static int clean_ingest(struct om_store_fs *st)
 {
     char path[STORE_PATH_MAX];
     DIR *dir = NULL;
@@ -190,7 +207,7 @@ done:
 
 /* Read and durably remove SIZE_RECORD and DIRTY_MARK.  true with *total
  * when a valid record was there and no dirty mark. */
-static bool consume_size_record(struct om_store *st, uint64_t *total)
+static bool consume_size_record(struct om_store_fs *st, uint64_t *total)
 {
     char path[STORE_PATH_MAX], buf[96];
     bool ok = false, dirty = false, changed = false;
@@ -235,7 +252,7 @@ static bool consume_size_record(struct om_store *st, uint64_t *total)
 
 /* Write SIZE_RECORD (tmp + fsync + rename); failures only cost the next
  * start a walk. */
-static void write_size_record(struct om_store *st)
+static void write_size_record(struct om_store_fs *st)
 {
     char tmp[STORE_PATH_MAX], dst[STORE_PATH_MAX], buf[96];
     if (root_path(st, SIZE_RECORD_TMP, tmp, sizeof(tmp)) != OM_OK ||
@@ -262,12 +279,15 @@ static int sum_bytes(void *ud, const om_digest *d, uint64_t size)
     return 0;
 }
 
+static int fs_walk(struct om_store *base, om_store_walk_fn fn, void *ud);
+static void fs_free(struct om_store_fs *st);
+
 /* attach: [added for gc.c] om_store_attach()'s mode — create nothing, keep
  * ingest/ (a server beside us owns it). */
-static int store_open(struct om_store **out, const char *root, bool attach)
+int om_store_fs_open(struct om_store **out, const char *root, bool attach)
 {
     static const char *const dirs[] = {"blobs", "blobs/sha256", "ingest"};
-    struct om_store *st = NULL;
+    struct om_store_fs *st = NULL;
     char path[STORE_PATH_MAX];
     uint64_t total = 0;
     int err = OM_OK;
@@ -284,6 +304,7 @@ static int store_open(struct om_store **out, const char *root, bool attach)
         err = OM_ERR_NOMEM;
         goto done;
     }
+    st->base.ops = &fs_ops;
     pthread_mutex_init(&st->mu, NULL);
     atomic_init(&st->bytes, 0);
     atomic_init(&st->marked_dirty, false);
@@ -311,7 +332,7 @@ static int store_open(struct om_store **out, const char *root, bool attach)
     bool recorded = !attach && consume_size_record(st, &total);
     if (!recorded) {
         total = 0;
-        err = om_store_walk(st, sum_bytes, &total);
+        err = fs_walk(&st->base, sum_bytes, &total);
         if (err != OM_OK)
             goto done;
     }
@@ -319,24 +340,16 @@ static int store_open(struct om_store **out, const char *root, bool attach)
     om_log(OM_LOG_INFO, "store: opened %s (%llu bytes committed%s)", root,
            (unsigned long long)total, recorded ? ", as recorded at the last shutdown" : "");
     st->record_at_close = !attach;
-    *out = st;
+    *out = &st->base;
     st = NULL;
 done:
-    om_store_close(st);
+    fs_free(st);
     return err;
 }
 
-int om_store_open(struct om_store **out, const char *root)
-{
-    return store_open(out, root, false);
-}
-
-int om_store_attach(struct om_store **out, const char *root)
-{
-    return store_open(out, root, true);
-}
-
-void om_store_close(struct om_store *st)
+/* Write the size record if this is the owner, then free; NULL is a no-op
+ * (also a store that failed half way through opening). */
+static void fs_free(struct om_store_fs *st)
 {
     if (st == NULL)
         return;
@@ -348,157 +361,38 @@ void om_store_close(struct om_store *st)
     free(st);
 }
 
-const char *om_store_root(const struct om_store *st)
+static void fs_close(struct om_store *base)
 {
-    return st->root;
+    fs_free(fs_of(base));
 }
 
-/* ---- ingest ------------------------------------------------------------ */
-
-int om_ingest_begin(struct om_store *st, struct om_ingest **out)
+static const char *fs_root(const struct om_store *base)
 {
-    static const char hexd[] = "0123456789abcdef";
-    struct om_ingest *in = NULL;
-    unsigned char rnd[INGEST_NAME_BYTES];
-    char name[2 * INGEST_NAME_BYTES + 1];
-    int err = OM_OK;
+    return fs_of_const(base)->root;
+}
+
+/* ---- ingest (the file itself: store_ingest.c) --------------------------- */
+
+static int fs_ingest_begin(struct om_store *base, struct om_ingest **out)
+{
+    char dir[STORE_PATH_MAX];
+    int err;
 
     *out = NULL;
-    in = calloc(1, sizeof(*in)); /* owned by the caller until commit/abort */
-    if (in == NULL) {
-        err = OM_ERR_NOMEM;
+    if ((err = root_path(fs_of(base), "ingest", dir, sizeof(dir))) != OM_OK)
         goto done;
-    }
-    in->fd = -1;
-    for (int tries = 0; in->fd < 0; tries++) {
-        if (tries == INGEST_CREATE_TRIES) {
-            om_log(OM_LOG_ERROR, "store: cannot create an ingest file in %s/ingest", st->root);
-            err = OM_ERR_IO;
-            goto done;
-        }
-        ssize_t got;
-        do {
-            got = getrandom(rnd, sizeof(rnd), 0);
-        } while (got < 0 && errno == EINTR);
-        if (got != (ssize_t)sizeof(rnd)) {
-            om_log(OM_LOG_ERROR, "store: getrandom: %s", strerror(errno));
-            err = OM_ERR_IO;
-            goto done;
-        }
-        for (size_t i = 0; i < sizeof(rnd); i++) {
-            name[2 * i] = hexd[rnd[i] >> 4];
-            name[2 * i + 1] = hexd[rnd[i] & 15];
-        }
-        name[sizeof(name) - 1] = '\0';
-        int n = snprintf(in->path, sizeof(in->path), "%s/ingest/%s", st->root, name);
-        if (n < 0 || (size_t)n >= sizeof(in->path)) {
-            err = OM_ERR_TOOBIG;
-            goto done;
-        }
-        in->fd = open(in->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-        if (in->fd < 0 && errno != EEXIST) {
-            int e = errno;
-            om_log(OM_LOG_ERROR, "store: create %s: %s", in->path, strerror(e));
-            err = sys_err(e);
-            goto done;
-        }
-    }
-    *out = in;
-    in = NULL;
-done:
-    free(in); /* only reached non-NULL before the file exists */
-    return err;
-}
-
-int om_ingest_write(struct om_ingest *in, const void *buf, size_t len)
-{
-    const char *p = buf;
-    int err = OM_OK;
-
-    while (len > 0) {
-        ssize_t n = pwrite(in->fd, p, len, (off_t)in->size);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            int e = errno;
-            om_log(OM_LOG_ERROR, "store: write %s: %s", in->path, strerror(e));
-            err = sys_err(e);
-            goto done;
-        }
-        if (n == 0) { /* not expected for regular files; avoid spinning */
-            err = OM_ERR_IO;
-            goto done;
-        }
-        p += n;
-        len -= (size_t)n;
-        in->size += (uint64_t)n;
-    }
-    /* Start writeback of each full window as the download goes, so the
-     * commit's fsync finds little left to write: the client's last byte
-     * waits for that fsync (a 512 MiB blob's worth of dirty pages took
-     * most of a second to flush at the end).  Asynchronous: it only
-     * queues the I/O.  An error here is not one for the download; fsync
-     * at commit reports what matters. */
-    if (in->size - in->synced >= INGEST_WRITEBACK_WINDOW) {
-        (void)sync_file_range(in->fd, (off64_t)in->synced, (off64_t)(in->size - in->synced),
-                              SYNC_FILE_RANGE_WRITE);
-        in->synced = in->size;
-    }
+    err = om_ingest_file_begin(out, dir);
 done:
     return err;
 }
 
-int om_ingest_truncate(struct om_ingest *in, uint64_t size)
+static void fs_ingest_abort(struct om_ingest *in)
 {
-    if (size > (uint64_t)INT64_MAX)
-        return OM_ERR_INVALID;
-    if (ftruncate(in->fd, (off_t)size) != 0) {
-        int e = errno;
-        om_log(OM_LOG_ERROR, "store: truncate %s: %s", in->path, strerror(e));
-        return sys_err(e);
-    }
-    in->size = size;
-    if (in->synced > size)
-        in->synced = size;
-    return OM_OK;
-}
-
-int om_ingest_reserve(struct om_ingest *in, uint64_t size)
-{
-    if (size == 0 || size > (uint64_t)INT64_MAX)
-        return OM_OK;
-    /* KEEP_SIZE: the blocks are taken but the file still reads as what was
-     * written, which is what readers of a growing ingest file rely on. */
-    if (fallocate(in->fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)size) != 0) {
-        int e = errno;
-        if (e == EOPNOTSUPP || e == ENOSYS)
-            return OM_OK; /* the filesystem cannot tell in advance: find out while writing */
-        om_log(OM_LOG_WARN, "store: reserve %llu bytes for %s: %s", (unsigned long long)size,
-               in->path, strerror(e));
-        return sys_err(e);
-    }
-    return OM_OK;
-}
-
-/* Close, optionally unlink (not after its name moved into blobs/), free. */
-static void ingest_free(struct om_ingest *in, bool unlink_file)
-{
-    if (in == NULL)
-        return;
-    if (in->fd >= 0)
-        close(in->fd);
-    if (unlink_file && unlink(in->path) != 0 && errno != ENOENT)
-        om_log(OM_LOG_WARN, "store: unlink %s: %s", in->path, strerror(errno));
-    free(in);
-}
-
-void om_ingest_abort(struct om_ingest *in)
-{
-    ingest_free(in, true);
+    om_ingest_file_free(in, true);
 }
 
 /* Place src at dst unless dst exists.  *placed says which happened. */
-static int place_noreplace(struct om_store *st, const char *src, const char *dst, bool *placed)
+static int place_noreplace(struct om_store_fs *st, const char *src, const char *dst, bool *placed)
 {
     int err = OM_OK;
     struct stat sb;
@@ -513,7 +407,7 @@ static int place_noreplace(struct om_store *st, const char *src, const char *dst
     if (errno != EINVAL && errno != ENOSYS) {
         int e = errno;
         om_log(OM_LOG_ERROR, "store: rename %s → %s: %s", src, dst, strerror(e));
-        err = sys_err(e);
+        err = om_store_sys_err(e);
         goto done;
     }
     /* The filesystem has no RENAME_NOREPLACE: serialise check + rename. */
@@ -525,28 +419,27 @@ static int place_noreplace(struct om_store *st, const char *src, const char *dst
     } else {
         int e = errno;
         om_log(OM_LOG_ERROR, "store: rename %s → %s: %s", src, dst, strerror(e));
-        err = sys_err(e);
+        err = om_store_sys_err(e);
     }
     pthread_mutex_unlock(&st->mu);
 done:
     return err;
 }
 
-int om_ingest_commit(struct om_store *st, struct om_ingest *in, const om_digest *d)
+static int fs_ingest_commit(struct om_store *base, struct om_ingest *in, const om_digest *d)
 {
+    struct om_store_fs *st = fs_of(base);
     char dst[STORE_PATH_MAX], dir[STORE_PATH_MAX], parent[STORE_PATH_MAX];
     struct stat sb;
     bool created = false, placed = false;
     int err;
 
-    if (in == NULL)
-        return OM_ERR_INVALID;
     if ((err = digest_path(st, d, dst, sizeof(dst), dir, sizeof(dir))) != OM_OK)
         goto done;
     if (fsync(in->fd) != 0 || fstat(in->fd, &sb) != 0) {
         int e = errno;
         om_log(OM_LOG_ERROR, "store: fsync %s: %s", in->path, strerror(e));
-        err = sys_err(e);
+        err = om_store_sys_err(e);
         goto done;
     }
     if ((err = mkdir_ok(dir, &created)) != OM_OK)
@@ -567,39 +460,15 @@ int om_ingest_commit(struct om_store *st, struct om_ingest *in, const om_digest 
 done:
     /* Frees `in` in every case; its file is unlinked unless it now lives
      * in blobs/. */
-    ingest_free(in, !placed);
-    return err;
-}
-
-int om_store_put(struct om_store *st, const om_digest *d, const void *buf, size_t len)
-{
-    struct om_ingest *in = NULL;
-    om_digest got;
-    int err;
-
-    if ((err = om_hash_buf(buf, len, &got)) != OM_OK)
-        goto done;
-    if (d == NULL || strcmp(got.str, d->str) != 0) {
-        err = OM_ERR_DIGEST;
-        goto done;
-    }
-    if (om_store_has(st, d, NULL))
-        goto done;
-    if ((err = om_ingest_begin(st, &in)) != OM_OK)
-        goto done;
-    if ((err = om_ingest_write(in, buf, len)) != OM_OK)
-        goto done;
-    err = om_ingest_commit(st, in, d);
-    in = NULL; /* freed by commit */
-done:
-    om_ingest_abort(in);
+    om_ingest_file_free(in, !placed);
     return err;
 }
 
 /* ---- reading ----------------------------------------------------------- */
 
-bool om_store_has(struct om_store *st, const om_digest *d, uint64_t *size)
+static bool fs_has(struct om_store *base, const om_digest *d, uint64_t *size)
 {
+    const struct om_store_fs *st = fs_of(base);
     char path[STORE_PATH_MAX];
     struct stat sb;
 
@@ -612,8 +481,9 @@ bool om_store_has(struct om_store *st, const om_digest *d, uint64_t *size)
     return true;
 }
 
-int om_store_open_blob(struct om_store *st, const om_digest *d, int *fd, uint64_t *size)
+static int fs_open_blob(struct om_store *base, const om_digest *d, int *fd, uint64_t *size)
 {
+    const struct om_store_fs *st = fs_of(base);
     char path[STORE_PATH_MAX];
     struct stat sb;
     int err, f = -1;
@@ -646,59 +516,9 @@ done:
     return err;
 }
 
-/* pread exactly len bytes from offset 0; a short file is an I/O error. */
-static int read_full(int fd, char *buf, size_t len)
+static int fs_remove(struct om_store *base, const om_digest *d)
 {
-    size_t got = 0;
-    while (got < len) {
-        ssize_t n = pread(fd, buf + got, len - got, (off_t)got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return OM_ERR_IO;
-        got += (size_t)n;
-    }
-    return OM_OK;
-}
-
-int om_store_read(struct om_store *st, const om_digest *d, size_t max, char **buf, size_t *len)
-{
-    char *b = NULL;
-    uint64_t size = 0;
-    int fd = -1, err;
-
-    *buf = NULL;
-    *len = 0;
-    if ((err = om_store_open_blob(st, d, &fd, &size)) != OM_OK)
-        goto done;
-    if (size > max || size >= SIZE_MAX) {
-        err = OM_ERR_TOOBIG;
-        goto done;
-    }
-    /* One spare byte: the buffer is NUL-terminated for callers that parse
-     * text (manifests), which costs nothing and avoids a copy there. */
-    b = malloc((size_t)size + 1); /* owned by the caller via *buf */
-    if (b == NULL) {
-        err = OM_ERR_NOMEM;
-        goto done;
-    }
-    if ((err = read_full(fd, b, (size_t)size)) != OM_OK) {
-        om_log(OM_LOG_ERROR, "store: read %s: short read or error", d->str);
-        goto done;
-    }
-    b[size] = '\0';
-    *buf = b;
-    *len = (size_t)size;
-    b = NULL;
-done:
-    free(b);
-    if (fd >= 0)
-        close(fd);
-    return err;
-}
-
-int om_store_remove(struct om_store *st, const om_digest *d)
-{
+    struct om_store_fs *st = fs_of(base);
     char path[STORE_PATH_MAX];
     struct stat sb;
     int err;
@@ -785,8 +605,9 @@ done:
     return ret;
 }
 
-int om_store_walk(struct om_store *st, om_store_walk_fn fn, void *ud)
+static int fs_walk(struct om_store *base, om_store_walk_fn fn, void *ud)
 {
+    const struct om_store_fs *st = fs_of(base);
     char path[STORE_PATH_MAX];
     DIR *dir = NULL;
     int ret;
@@ -816,50 +637,26 @@ done:
     return ret;
 }
 
-int om_store_verify(struct om_store *st, const om_digest *d)
+static uint64_t fs_bytes(struct om_store *base)
 {
-    char *buf = NULL;
-    om_hash *h = NULL;
-    om_digest got;
-    uint64_t size = 0;
-    int fd = -1, err;
-
-    if ((err = om_store_open_blob(st, d, &fd, &size)) != OM_OK)
-        goto done;
-    buf = malloc(VERIFY_BUF); /* freed below */
-    h = om_hash_new();        /* freed below */
-    if (buf == NULL || h == NULL) {
-        err = OM_ERR_NOMEM;
-        goto done;
-    }
-    for (;;) {
-        ssize_t n = read(fd, buf, VERIFY_BUF);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            om_log(OM_LOG_ERROR, "store: read %s: %s", d->str, strerror(errno));
-            err = OM_ERR_IO;
-            goto done;
-        }
-        if (n == 0)
-            break;
-        om_hash_update(h, buf, (size_t)n);
-    }
-    om_hash_final(h, &got);
-    if (strcmp(got.str, d->str) != 0) {
-        om_log(OM_LOG_WARN, "store: %s fails verification (content hashes to %s)", d->str,
-               got.str);
-        err = OM_ERR_DIGEST;
-    }
-done:
-    om_hash_free(h);
-    free(buf);
-    if (fd >= 0)
-        close(fd);
-    return err;
+    return atomic_load(&fs_of(base)->bytes);
 }
 
-uint64_t om_store_bytes(struct om_store *st)
-{
-    return atomic_load(&st->bytes);
-}
+static const struct om_store_ops fs_ops = {
+    .version = OM_STORE_OPS_VERSION,
+    .name = "fs",
+    .caps = OM_STORE_CAN_SENDFILE,
+    .close = fs_close,
+    .root = fs_root,
+    .ingest_begin = fs_ingest_begin,
+    .ingest_write = om_ingest_file_write,
+    .ingest_reserve = om_ingest_file_reserve,
+    .ingest_truncate = om_ingest_file_truncate,
+    .ingest_commit = fs_ingest_commit,
+    .ingest_abort = fs_ingest_abort,
+    .has = fs_has,
+    .open_blob = fs_open_blob,
+    .remove = fs_remove,
+    .walk = fs_walk,
+    .bytes = fs_bytes,
+};
