@@ -1,6 +1,13 @@
-/* store.h — the content-addressed store on a local filesystem.
+/* store.h — the content-addressed store: blobs and manifests by digest.
  *
- * Layout under the storage root:
+ * One interface, one file per backend (store_backend.h says what every
+ * backend guarantees; store.c dispatches):
+ *   store_fs.c   files under a local root — the only backend today
+ *   store_s3.c   (planned) an S3-compatible bucket, same interface
+ * Callers must not assume more than this header says, and ask what a
+ * backend can do (om_store_caps) instead of which backend it is.
+ *
+ * Layout of the fs backend under the storage root:
  *   blobs/sha256/<2 hex>/<64 hex>   committed content (blobs and manifests)
  *   ingest/<random>                 downloads in progress
  *   index.db                        (owned by index.c, not by this module)
@@ -13,8 +20,10 @@
  * previous run are removed.
  *
  * Thread-safe: all functions may be called from any thread concurrently.
- * The S3-compatible backend planned later implements this same interface
- * (store_s3.c); callers must not assume more than it says here.
+ *
+ * If you add a function here, add its operation to struct om_store_ops
+ * (store_backend.h) and every backend, or write it once in store.c on top
+ * of the existing ones (as om_store_put, om_store_read, om_store_verify).
  */
 #ifndef OM_STORE_H
 #define OM_STORE_H
@@ -22,16 +31,20 @@
 #include "core/om.h"
 #include "core/ref.h"
 
-struct om_store;
+struct om_store; /* opaque to callers; store_backend.h for backends */
 
 /* An ingest file being written. Owned by whoever began it until commit or
- * abort, which free it. */
+ * abort, which free it.  It is always a local file, whatever the backend. */
 struct om_ingest {
     int fd;                 /* O_RDWR; writers use write()/pwrite(); readers dup() it */
     char path[4096];
     uint64_t size;          /* bytes written so far (maintained by om_ingest_write) */
     uint64_t synced;        /* bytes handed to writeback so far (om_ingest_write) */
+    struct om_store *st;    /* borrowed: the store it was begun on (set by om_ingest_begin) */
 };
+
+/* What a backend can do (om_store_caps), asked instead of its name. */
+#define OM_STORE_CAN_SENDFILE 0x1u /* open_blob's fd reads the committed object in place */
 
 /* Open (creating directories) and clean stale ingest files. *out owned by
  * the caller (om_store_close). */
@@ -44,8 +57,11 @@ void om_store_close(struct om_store *st);
  * caller (om_store_close). */
 int om_store_attach(struct om_store **out, const char *root);
 const char *om_store_root(const struct om_store *st);
+/* OM_STORE_CAN_* bits of st's backend. */
+unsigned om_store_caps(const struct om_store *st);
 
-/* Begin a new ingest file. */
+/* Begin a new ingest file.  *out owned by the caller until
+ * om_ingest_commit or om_ingest_abort; st must outlive it. */
 int om_ingest_begin(struct om_store *st, struct om_ingest **out);
 /* Append len bytes (loops over short writes). OM_ERR_NOSPACE on ENOSPC/EDQUOT,
  * OM_ERR_IO otherwise. */
@@ -57,6 +73,7 @@ int om_ingest_reserve(struct om_ingest *in, uint64_t size);
 /* Truncate to `size` bytes (used when a resumed download restarts). */
 int om_ingest_truncate(struct om_ingest *in, uint64_t size);
 /* fsync + rename to blobs/sha256/..; the caller has verified the digest.
+ * st is the store the ingest was begun on.
  * If the blob already exists, the ingest file is discarded and OM_OK is
  * returned.  Frees `in` in every case (fd closed). */
 int om_ingest_commit(struct om_store *st, struct om_ingest *in, const om_digest *d);

@@ -1,0 +1,121 @@
+/* store_backend.h — what a content-store backend implements (for backend
+ * authors and for store.c; callers use store.h only).
+ *
+ * A store is a struct whose first member is `struct om_store`, which points
+ * at the backend's `struct om_store_ops` (the SQLite sqlite3_vfs /
+ * sqlite3_io_methods pattern).  store.c turns every public om_store_* and
+ * om_ingest_* call into a call through st->ops (or in->st->ops); the
+ * operations that need no backend of their own (om_store_put, om_store_read,
+ * om_store_verify) are written once in store.c on top of the others.
+ *
+ * Backends:
+ *   store_fs.c   files under a local root (the only one today)
+ *   store_s3.c   (planned) objects in an S3-compatible bucket
+ * and what they share: store_ingest.c, the local ingest file.
+ * A backend is chosen at start by store.c (om_store_open / om_store_attach).
+ * A wrapper backend (one that forwards to another store's ops, e.g. to inject
+ * faults in tests) is a backend like any other.
+ *
+ * Every backend guarantees, and callers rely on nothing more:
+ *   - Atomic commit: an object is either absent or complete, with the digest
+ *     the caller verified; it is never visible half written.  Two commits of
+ *     one digest race safely: one places it, the other drops its ingest and
+ *     also returns OM_OK, and the object's bytes are counted once.
+ *   - "Exists" (has, open_blob, walk) means committed; ingests in progress
+ *     are never visible through them.  A committed object is never modified.
+ *   - remove makes an object absent for new lookups; a reader that already
+ *     opened it reads it to the end (GC relies on that).
+ *   - An ingest is a local file: in->fd is O_RDWR and readers may dup() it
+ *     and read while it grows (fetch.c does).  A remote backend spools
+ *     locally and uploads at commit.
+ *   - Digests are re-validated (om_digest_parse) before they name anything:
+ *     a damaged om_digest is OM_ERR_INVALID (false for has), never a path or
+ *     a key.
+ *   - Errors: OM_ERR_NOSPACE (full), OM_ERR_NOTFOUND (absent), OM_ERR_IO
+ *     (anything else of the system), each logged once where it happens.
+ *   - Thread safety: every operation may be called from any thread at once,
+ *     except that one ingest has one user at a time and close comes after
+ *     every other call on the store (and after every ingest of it ended).
+ *
+ * If you add an operation: append it to struct om_store_ops (after a
+ * version bump if it is optional, so old tables stay valid), implement it in
+ * every backend (or leave it NULL and give it a capability bit in store.h),
+ * and add its dispatcher in store.c.
+ */
+#ifndef OM_STORE_BACKEND_H
+#define OM_STORE_BACKEND_H
+
+#include "cache/store.h"
+#include "core/om.h"
+#include "core/ref.h"
+
+#define OM_STORE_OPS_VERSION 1
+
+/* The head of every store.  A backend's struct starts with it; ops is set
+ * once at open and never changes. */
+struct om_store {
+    const struct om_store_ops *ops; /* borrowed: a static table of the backend */
+};
+
+/* Each operation has the contract of the public function of the same name
+ * in store.h, with the NULL checks done by store.c: st and in are never NULL
+ * here.  The dispatcher owns in->st (it sets it after ingest_begin):
+ * backend operations find their own state through st or their own fields
+ * of the ingest, never through in->st, so a wrapper can sit in front. */
+struct om_store_ops {
+    int version;      /* OM_STORE_OPS_VERSION the table was written for */
+    const char *name; /* "fs", "s3": for logs and tests */
+    unsigned caps;    /* OM_STORE_CAN_* (store.h) */
+
+    /* Flush what the backend keeps for the next open and free st. */
+    void (*close)(struct om_store *st);
+    /* The local directory the store was opened on (index.db and tags.log
+     * live there, whatever the backend).  Owned by st. */
+    const char *(*root)(const struct om_store *st);
+
+    int (*ingest_begin)(struct om_store *st, struct om_ingest **out);
+    int (*ingest_write)(struct om_ingest *in, const void *buf, size_t len);
+    int (*ingest_reserve)(struct om_ingest *in, uint64_t size);
+    int (*ingest_truncate)(struct om_ingest *in, uint64_t size);
+    /* Frees `in` in every case, like om_ingest_commit. */
+    int (*ingest_commit)(struct om_store *st, struct om_ingest *in, const om_digest *d);
+    /* Frees `in`. */
+    void (*ingest_abort)(struct om_ingest *in);
+
+    bool (*has)(struct om_store *st, const om_digest *d, uint64_t *size);
+    /* *fd belongs to the caller. */
+    int (*open_blob)(struct om_store *st, const om_digest *d, int *fd, uint64_t *size);
+    int (*remove)(struct om_store *st, const om_digest *d);
+    int (*walk)(struct om_store *st, om_store_walk_fn fn, void *ud);
+    uint64_t (*bytes)(struct om_store *st);
+};
+
+/* ---- for every backend: the ingest file (store_ingest.c) -------------- */
+
+/* ENOSPC/EDQUOT → OM_ERR_NOSPACE, any other errno → OM_ERR_IO: the one
+ * errno translation of the store. */
+int om_store_sys_err(int e);
+
+/* Create a fresh ingest file in the existing directory `dir` (a backend's
+ * spool).  *out owned by the caller (om_ingest_file_free, usually through
+ * the backend's commit or abort); its st is left NULL for the dispatcher. */
+int om_ingest_file_begin(struct om_ingest **out, const char *dir);
+/* The ingest_write, ingest_reserve and ingest_truncate operations, as
+ * om_ingest_write / om_ingest_reserve / om_ingest_truncate describe them;
+ * a backend may put them in its table as they are. */
+int om_ingest_file_write(struct om_ingest *in, const void *buf, size_t len);
+int om_ingest_file_reserve(struct om_ingest *in, uint64_t size);
+int om_ingest_file_truncate(struct om_ingest *in, uint64_t size);
+/* Close, unlink when unlink_file (not after a commit moved its name away),
+ * free `in`.  NULL is a no-op. */
+void om_ingest_file_free(struct om_ingest *in, bool unlink_file);
+
+/* ---- the backends (chosen by store.c) ---------------------------------- */
+
+/* store_fs.c: a store of files under `root`.  attach=false is
+ * om_store_open (create the layout, empty ingest/, own the root);
+ * attach=true is om_store_attach (an existing root, beside its owner).
+ * *out owned by the caller (om_store_close). */
+int om_store_fs_open(struct om_store **out, const char *root, bool attach);
+
+#endif
