@@ -8,8 +8,9 @@
  *
  * Written here on top of the operations, the same for every backend:
  *   om_store_put     verify the digest, skip if present, ingest + commit
- *   om_store_read    open_blob + pread into a NUL-terminated buffer
- *   om_store_verify  open_blob + streaming SHA-256
+ *   om_store_read    open_blob + pread (or the ranged read of a backend
+ *                    without local files) into a NUL-terminated buffer
+ *   om_store_verify  the same reads, hashed as they come
  *
  * The backend is chosen in om_store_open / om_store_attach: the filesystem
  * (store_fs.c) is the only one today.  If you add a backend, choose it there
@@ -112,6 +113,10 @@ int om_store_put(struct om_store *st, const om_digest *d, const void *buf, size_
     }
     if (om_store_has(st, d, NULL))
         goto done;
+    if (st->ops->put != NULL) {
+        err = st->ops->put(st, d, buf, len);
+        goto done;
+    }
     if ((err = om_ingest_begin(st, &in)) != OM_OK)
         goto done;
     if ((err = om_ingest_write(in, buf, len)) != OM_OK)
@@ -132,22 +137,70 @@ bool om_store_has(struct om_store *st, const om_digest *d, uint64_t *size)
 
 int om_store_open_blob(struct om_store *st, const om_digest *d, int *fd, uint64_t *size)
 {
+    *fd = -1;
+    if (st->ops->open_blob == NULL)
+        return OM_ERR_INVALID;
     return st->ops->open_blob(st, d, fd, size);
 }
 
-/* pread exactly len bytes from offset 0; a short file is an I/O error. */
-static int read_full(int fd, char *buf, size_t len)
+int om_store_read_at(struct om_store *st, const om_digest *d, uint64_t off, void *buf,
+                     size_t len, size_t *got)
 {
-    size_t got = 0;
-    while (got < len) {
-        ssize_t n = pread(fd, buf + got, len - got, (off_t)got);
+    *got = 0;
+    return st->ops->read_at(st, d, off, buf, len, got);
+}
+
+int om_store_presign_get(struct om_store *st, const om_digest *d, unsigned ttl_s, char *url,
+                         size_t urlsz)
+{
+    if (urlsz > 0)
+        url[0] = '\0';
+    if (st->ops->presign_get == NULL || !(st->ops->caps & OM_STORE_CAN_PRESIGN))
+        return OM_ERR_INVALID;
+    return st->ops->presign_get(st, d, ttl_s, url, urlsz);
+}
+
+/* Read up to len bytes at off: pread on fd when the backend gave one
+ * (fd >= 0), else its ranged read.  *got = 0 at the end. */
+static int read_some(struct om_store *st, const om_digest *d, int fd, uint64_t off, char *buf,
+                     size_t len, size_t *got)
+{
+    *got = 0;
+    if (fd < 0)
+        return om_store_read_at(st, d, off, buf, len, got);
+    for (;;) {
+        ssize_t n = pread(fd, buf, len, (off_t)off);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0)
+        if (n < 0) {
+            om_log(OM_LOG_ERROR, "store: read %s: %s", d->str, strerror(errno));
             return OM_ERR_IO;
-        got += (size_t)n;
+        }
+        *got = (size_t)n;
+        return OM_OK;
+    }
+}
+
+/* Read exactly len bytes from offset 0; a short object is an I/O error. */
+static int read_full(struct om_store *st, const om_digest *d, int fd, char *buf, size_t len)
+{
+    size_t got = 0, n = 0;
+    while (got < len) {
+        if (read_some(st, d, fd, got, buf + got, len - got, &n) != OM_OK || n == 0)
+            return OM_ERR_IO;
+        got += n;
     }
     return OM_OK;
+}
+
+/* The object's fd when the backend has local files (*fd = -1 otherwise)
+ * and its size. */
+static int open_for_read(struct om_store *st, const om_digest *d, int *fd, uint64_t *size)
+{
+    *fd = -1;
+    if (st->ops->open_blob != NULL)
+        return st->ops->open_blob(st, d, fd, size);
+    return om_store_has(st, d, size) ? OM_OK : OM_ERR_NOTFOUND;
 }
 
 int om_store_read(struct om_store *st, const om_digest *d, size_t max, char **buf, size_t *len)
@@ -158,7 +211,7 @@ int om_store_read(struct om_store *st, const om_digest *d, size_t max, char **bu
 
     *buf = NULL;
     *len = 0;
-    if ((err = om_store_open_blob(st, d, &fd, &size)) != OM_OK)
+    if ((err = open_for_read(st, d, &fd, &size)) != OM_OK)
         goto done;
     if (size > max || size >= SIZE_MAX) {
         err = OM_ERR_TOOBIG;
@@ -171,7 +224,7 @@ int om_store_read(struct om_store *st, const om_digest *d, size_t max, char **bu
         err = OM_ERR_NOMEM;
         goto done;
     }
-    if ((err = read_full(fd, b, (size_t)size)) != OM_OK) {
+    if ((err = read_full(st, d, fd, b, (size_t)size)) != OM_OK) {
         om_log(OM_LOG_ERROR, "store: read %s: short read or error", d->str);
         goto done;
     }
@@ -201,10 +254,10 @@ int om_store_verify(struct om_store *st, const om_digest *d)
     char *buf = NULL;
     om_hash *h = NULL;
     om_digest got;
-    uint64_t size = 0;
+    uint64_t size = 0, off = 0;
     int fd = -1, err;
 
-    if ((err = om_store_open_blob(st, d, &fd, &size)) != OM_OK)
+    if ((err = open_for_read(st, d, &fd, &size)) != OM_OK)
         goto done;
     buf = malloc(VERIFY_BUF); /* freed below */
     h = om_hash_new();        /* freed below */
@@ -213,17 +266,13 @@ int om_store_verify(struct om_store *st, const om_digest *d)
         goto done;
     }
     for (;;) {
-        ssize_t n = read(fd, buf, VERIFY_BUF);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            om_log(OM_LOG_ERROR, "store: read %s: %s", d->str, strerror(errno));
-            err = OM_ERR_IO;
+        size_t n = 0;
+        if ((err = read_some(st, d, fd, off, buf, VERIFY_BUF, &n)) != OM_OK)
             goto done;
-        }
         if (n == 0)
             break;
-        om_hash_update(h, buf, (size_t)n);
+        om_hash_update(h, buf, n);
+        off += n;
     }
     om_hash_final(h, &got);
     if (strcmp(got.str, d->str) != 0) {

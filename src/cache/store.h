@@ -45,6 +45,7 @@ struct om_ingest {
 
 /* What a backend can do (om_store_caps), asked instead of its name. */
 #define OM_STORE_CAN_SENDFILE 0x1u /* open_blob's fd reads the committed object in place */
+#define OM_STORE_CAN_PRESIGN 0x2u  /* om_store_presign_get gives a URL clients can follow */
 
 /* Open (creating directories) and clean stale ingest files. *out owned by
  * the caller (om_store_close). */
@@ -88,8 +89,22 @@ int om_store_put(struct om_store *st, const om_digest *d, const void *buf, size_
 bool om_store_has(struct om_store *st, const om_digest *d, uint64_t *size);
 
 /* Open a committed blob read-only for sendfile. *fd belongs to the caller.
- * OM_ERR_NOTFOUND if absent. */
+ * OM_ERR_NOTFOUND if absent; OM_ERR_INVALID when the backend has no local
+ * files (no OM_STORE_CAN_SENDFILE: use om_store_read_at). */
 int om_store_open_blob(struct om_store *st, const om_digest *d, int *fd, uint64_t *size);
+
+/* Read up to len bytes of a committed blob at offset off into buf; *got is
+ * what was read (less than len only at the end of the object).  Every
+ * backend.  OM_ERR_NOTFOUND if absent, OM_ERR_IO on a read error. */
+int om_store_read_at(struct om_store *st, const om_digest *d, uint64_t off, void *buf,
+                     size_t len, size_t *got);
+
+/* A URL that fetches the committed blob without credentials for ttl_s
+ * seconds (written NUL-terminated into url).  OM_ERR_INVALID when the
+ * backend cannot presign (no OM_STORE_CAN_PRESIGN: ask om_store_caps
+ * first), OM_ERR_TOOBIG when urlsz is too small. */
+int om_store_presign_get(struct om_store *st, const om_digest *d, unsigned ttl_s, char *url,
+                         size_t urlsz);
 
 /* Read a whole blob of at most `max` bytes into a malloc'd buffer (caller
  * frees).  OM_ERR_TOOBIG if larger. Does not verify the digest.  The buffer

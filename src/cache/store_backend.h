@@ -83,11 +83,25 @@ struct om_store_ops {
     void (*ingest_abort)(struct om_ingest *in);
 
     bool (*has)(struct om_store *st, const om_digest *d, uint64_t *size);
-    /* *fd belongs to the caller. */
+    /* *fd belongs to the caller.  NULL when the backend's objects are not
+     * local files (no OM_STORE_CAN_SENDFILE): callers then read_at. */
     int (*open_blob)(struct om_store *st, const om_digest *d, int *fd, uint64_t *size);
+    /* Every backend: a ranged read of a committed object (fs: pread; an
+     * object store: a ranged GET). */
+    int (*read_at)(struct om_store *st, const om_digest *d, uint64_t off, void *buf, size_t len,
+                   size_t *got);
     int (*remove)(struct om_store *st, const om_digest *d);
     int (*walk)(struct om_store *st, om_store_walk_fn fn, void *ud);
     uint64_t (*bytes)(struct om_store *st);
+
+    /* Optional (NULL = not offered). */
+    /* A whole small object in one request; NULL: store.c writes it through
+     * ingest_begin/write/commit.  The digest is verified by store.c. */
+    int (*put)(struct om_store *st, const om_digest *d, const void *buf, size_t len);
+    /* A URL that GETs the committed object without credentials until
+     * ttl_s from now (OM_STORE_CAN_PRESIGN). */
+    int (*presign_get)(struct om_store *st, const om_digest *d, unsigned ttl_s, char *url,
+                       size_t urlsz);
 };
 
 /* ---- for every backend: the ingest file (store_ingest.c) -------------- */

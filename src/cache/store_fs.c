@@ -516,6 +516,29 @@ done:
     return err;
 }
 
+static int fs_read_at(struct om_store *base, const om_digest *d, uint64_t off, void *buf,
+                      size_t len, size_t *got)
+{
+    int fd = -1, err;
+    if ((err = fs_open_blob(base, d, &fd, NULL)) != OM_OK)
+        return err;
+    while (*got < len) {
+        ssize_t n = pread(fd, (char *)buf + *got, len - *got, (off_t)(off + *got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            om_log(OM_LOG_ERROR, "store: read %s: %s", d->str, strerror(errno));
+            err = OM_ERR_IO;
+            break;
+        }
+        if (n == 0)
+            break;
+        *got += (size_t)n;
+    }
+    close(fd);
+    return err;
+}
+
 static int fs_remove(struct om_store *base, const om_digest *d)
 {
     struct om_store_fs *st = fs_of(base);
@@ -656,6 +679,7 @@ static const struct om_store_ops fs_ops = {
     .ingest_abort = fs_ingest_abort,
     .has = fs_has,
     .open_blob = fs_open_blob,
+    .read_at = fs_read_at,
     .remove = fs_remove,
     .walk = fs_walk,
     .bytes = fs_bytes,

@@ -23,7 +23,7 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
 
 /* ---- the wrapper ------------------------------------------------------- */
 
-enum fault_op { F_NONE, F_BEGIN, F_WRITE, F_COMMIT, F_HAS, F_OPEN_BLOB, F_REMOVE };
+enum fault_op { F_NONE, F_BEGIN, F_WRITE, F_COMMIT, F_HAS, F_OPEN_BLOB, F_READ_AT, F_REMOVE };
 
 /* One wrapper at a time (the tests are sequential): its state is global, so
  * the ingest operations, which get no store, find it without in->st. */
@@ -117,6 +117,15 @@ static int faulty_open_blob(struct om_store *st, const om_digest *d, int *fd, ui
     return g_faulty.inner->ops->open_blob(g_faulty.inner, d, fd, size);
 }
 
+static int faulty_read_at(struct om_store *st, const om_digest *d, uint64_t off, void *buf,
+                          size_t len, size_t *got)
+{
+    (void)st;
+    if (fails(F_READ_AT))
+        return g_faulty.fail_err;
+    return g_faulty.inner->ops->read_at(g_faulty.inner, d, off, buf, len, got);
+}
+
 static int faulty_remove(struct om_store *st, const om_digest *d)
 {
     (void)st;
@@ -152,6 +161,28 @@ static const struct om_store_ops faulty_ops = {
     .ingest_abort = faulty_ingest_abort,
     .has = faulty_has,
     .open_blob = faulty_open_blob,
+    .read_at = faulty_read_at,
+    .remove = faulty_remove,
+    .walk = faulty_walk,
+    .bytes = faulty_bytes,
+};
+
+/* The same wrapper shaped like an object store: no local files to open
+ * (open_blob NULL), every read a ranged read. */
+static const struct om_store_ops objects_ops = {
+    .version = OM_STORE_OPS_VERSION,
+    .name = "objects",
+    .caps = 0,
+    .close = faulty_close,
+    .root = faulty_root,
+    .ingest_begin = faulty_ingest_begin,
+    .ingest_write = faulty_ingest_write,
+    .ingest_reserve = faulty_ingest_reserve,
+    .ingest_truncate = faulty_ingest_truncate,
+    .ingest_commit = faulty_ingest_commit,
+    .ingest_abort = faulty_ingest_abort,
+    .has = faulty_has,
+    .read_at = faulty_read_at,
     .remove = faulty_remove,
     .walk = faulty_walk,
     .bytes = faulty_bytes,
@@ -362,6 +393,60 @@ static void test_store_backend__put_skips_what_has_reports_present(void)
     fx_teardown(&fx);
 }
 
+static void test_store_backend__fs_reads_ranges_and_cannot_presign(void)
+{
+    struct fixture fx = {0};
+    const char *content = "0123456789";
+    om_digest d = digest_of(content), absent = digest_of("absent");
+    char buf[16], url[64] = "x";
+    size_t got = 99;
+
+    CHECK(fx_setup(&fx));
+    CHECK_EQ_INT(om_store_put(fx.st, &d, content, 10), OM_OK);
+    CHECK_EQ_INT(om_store_read_at(g_faulty.inner, &d, 3, buf, 4, &got), OM_OK);
+    CHECK_EQ_INT(got, 4);
+    CHECK(memcmp(buf, "3456", 4) == 0);
+    CHECK_EQ_INT(om_store_read_at(g_faulty.inner, &d, 8, buf, sizeof(buf), &got), OM_OK);
+    CHECK_EQ_INT(got, 2); /* short only at the end */
+    CHECK_EQ_INT(om_store_read_at(g_faulty.inner, &d, 10, buf, sizeof(buf), &got), OM_OK);
+    CHECK_EQ_INT(got, 0);
+    CHECK_EQ_INT(om_store_read_at(g_faulty.inner, &absent, 0, buf, sizeof(buf), &got),
+                 OM_ERR_NOTFOUND);
+    CHECK((om_store_caps(g_faulty.inner) & OM_STORE_CAN_PRESIGN) == 0);
+    CHECK_EQ_INT(om_store_presign_get(g_faulty.inner, &d, 600, url, sizeof(url)), OM_ERR_INVALID);
+    CHECK_EQ_STR(url, "");
+    fx_teardown(&fx);
+}
+
+static void test_store_backend__a_backend_without_files_is_read_by_ranges(void)
+{
+    struct fixture fx = {0};
+    const char *content = "an object in a bucket, read by ranges";
+    om_digest d = digest_of(content);
+    char *buf = NULL;
+    size_t len = 0;
+    int fd = 7;
+
+    CHECK(fx_setup(&fx));
+    g_faulty.base.ops = &objects_ops;
+    CHECK_EQ_INT(om_store_put(fx.st, &d, content, strlen(content)), OM_OK);
+    CHECK_EQ_INT(om_store_open_blob(fx.st, &d, &fd, NULL), OM_ERR_INVALID);
+    CHECK_EQ_INT(fd, -1);
+    CHECK_EQ_INT(om_store_read(fx.st, &d, 100, &buf, &len), OM_OK);
+    CHECK_EQ_INT(len, strlen(content));
+    CHECK(buf != NULL && strcmp(buf, content) == 0);
+    free(buf);
+    buf = NULL;
+    CHECK_EQ_INT(om_store_verify(fx.st, &d), OM_OK);
+    g_faulty.fail = F_READ_AT;
+    g_faulty.fail_err = OM_ERR_IO;
+    CHECK_EQ_INT(om_store_verify(fx.st, &d), OM_ERR_IO);
+    CHECK_EQ_INT(om_store_read(fx.st, &d, 100, &buf, &len), OM_ERR_IO);
+    CHECK(buf == NULL && len == 0);
+    g_faulty.fail = F_NONE;
+    fx_teardown(&fx);
+}
+
 int main(void)
 {
     RUN(test_store_backend__fs_store_says_what_it_can_do);
@@ -372,5 +457,7 @@ int main(void)
     RUN(test_store_backend__a_failed_begin_is_the_puts_error);
     RUN(test_store_backend__read_and_verify_report_what_open_blob_says);
     RUN(test_store_backend__put_skips_what_has_reports_present);
+    RUN(test_store_backend__fs_reads_ranges_and_cannot_presign);
+    RUN(test_store_backend__a_backend_without_files_is_read_by_ranges);
     return test_done();
 }
