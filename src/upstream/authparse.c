@@ -43,6 +43,8 @@
  * arithmetic in range. */
 #define RETRY_AFTER_SAT 2147483647L
 #define RETRY_AFTER_TEXT_MAX 64
+/* An OCI error document worth reading for its code. */
+#define UP_ERROR_JSON_MAX (64u * 1024)
 
 /* ---- WWW-Authenticate ------------------------------------------------ */
 
@@ -371,6 +373,34 @@ int om_token_parse(const char *json, size_t len, char **token_out, long *expires
 done:
     json_decref(root);
     return err;
+}
+
+/* ---- OCI error bodies ------------------------------------------------- */
+
+bool om_up_error_code(const char *body, size_t len, char *code, size_t codesz)
+{
+    bool ok = false;
+    json_t *root = NULL; /* owned here, json_decref at done */
+    json_t *first = NULL, *c = NULL;
+
+    if (codesz > 0)
+        code[0] = '\0';
+    /* Non-2xx bodies reach us cut at 64 KiB; an error document is tiny. */
+    if (body == NULL || len == 0 || len > UP_ERROR_JSON_MAX || codesz == 0)
+        goto done;
+    root = json_loadb(body, len, 0, NULL);
+    first = json_array_get(json_object_get(root, "errors"), 0);
+    c = json_object_get(first, "code");
+    if (!json_is_string(c) || json_string_length(c) == 0 || json_string_length(c) >= codesz)
+        goto done;
+    for (const char *p = json_string_value(c); *p != '\0'; p++)
+        if (!(isupper((unsigned char)*p) || *p == '_'))
+            goto done; /* the spec's codes are upper case and '_' */
+    memcpy(code, json_string_value(c), json_string_length(c) + 1);
+    ok = true;
+done:
+    json_decref(root);
+    return ok;
 }
 
 /* ---- Retry-After ------------------------------------------------------ */

@@ -132,6 +132,12 @@ int om_challenge_parse(struct om_challenge *out, const char *hdr, size_t len);
  * token_out gets a malloc'd copy (caller frees); *expires_s defaults to 60. */
 int om_token_parse(const char *json, size_t len, char **token_out, long *expires_s);
 
+/* The first error code of an OCI error body ({"errors":[{"code":"NAME_UNKNOWN",
+ * ...}]}) into code: upper case letters and '_' only, at most codesz - 1
+ * bytes.  false (code "") when the body is not such a document.
+ * Implemented in authparse.c. */
+bool om_up_error_code(const char *body, size_t len, char *code, size_t codesz);
+
 /* Parse Retry-After (delta seconds or an HTTP-date relative to now_s);
  * -1 when invalid. */
 long om_retry_after_parse(const char *s, long now_s);

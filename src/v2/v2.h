@@ -30,6 +30,23 @@ size_t om_v2_candidates(struct om_req *req, size_t order[OM_MAX_UPSTREAMS], bool
 /* A remembered search decision for a requested name (memory, then index). */
 bool om_v2_route_lookup(struct om_server *srv, const char *name, char *up, size_t upsz,
                         char *canonical, size_t cansz);
+/* What an upstream's answer for an object (manifest, blob) says about the
+ * repository itself (see v2_resolve.c). */
+typedef enum {
+    OM_REPO_PRESENT,      /* 2xx, or the tag list answered */
+    OM_REPO_ABSENT,       /* NAME_UNKNOWN, 401/403 after auth, a 404 of the tag list */
+    OM_REPO_UNSURE,       /* MANIFEST_UNKNOWN, BLOB_UNKNOWN, a bodiless 404: ask */
+    OM_REPO_UNAVAILABLE,  /* unreachable, 5xx, 429: nothing learnt */
+} om_repo_evidence;
+/* Pure: classify (status, error body). */
+om_repo_evidence om_v2_repo_evidence(long status, const char *body, size_t len);
+/* Ask candidate ci's upstream for the repository's tag list (GET
+ * tags/list?n=1; only the status is read): PRESENT, ABSENT or UNAVAILABLE. */
+om_repo_evidence om_v2_repo_probe(struct om_req *req, size_t ci);
+/* om_v2_repo_evidence, and om_v2_repo_probe when that is UNSURE: what a
+ * miss of an object on candidate ci means for the repository. */
+om_repo_evidence om_v2_repo_miss(struct om_req *req, size_t ci, long status, const char *body,
+                                 size_t len);
 /* Record the outcome of probing candidate i: found or not. */
 void om_v2_note_probe(struct om_req *req, size_t i, bool found, bool decided);
 

@@ -355,24 +355,41 @@ static void blob_job(void *arg)
     size_t chosen = SIZE_MAX;
     int64_t head_size = -1;
 
+    const char *missing_in = NULL; /* the repository known to lack the blob */
     if (decided && n == 1 && !req->head) {
         chosen = order[0];
     } else {
-        for (size_t k = 0; k < n && chosen == SIZE_MAX; k++) {
+        for (size_t k = 0; k < n && chosen == SIZE_MAX && missing_in == NULL; k++) {
             long st = head_blob(req, order[k], &head_size);
-            if (st == 200)
+            if (st == 200) {
                 chosen = order[k];
-            else if (st == 0 || st >= 500 || st == 429)
+            } else if (st == 0 || st >= 500 || st == 429) {
                 unavailable = true;
-            else if (!decided)
-                om_v2_note_probe(req, order[k], false, decided);
+            } else if (decided) {
+                missing_in = req->route.c[order[k]].canonical;
+            } else {
+                /* A bodiless 404 says nothing of the repository: ask. */
+                om_repo_evidence ev = om_v2_repo_miss(req, order[k], st, NULL, 0);
+                if (ev == OM_REPO_PRESENT) {
+                    om_v2_note_probe(req, order[k], true, unavailable);
+                    missing_in = req->route.c[order[k]].canonical;
+                } else if (ev == OM_REPO_ABSENT) {
+                    om_v2_note_probe(req, order[k], false, decided);
+                }
+            }
         }
     }
     if (chosen == SIZE_MAX) {
-        if (unavailable)
+        char msg[OM_NAME_MAX + OM_DIGEST_MAX + 64];
+        if (missing_in != NULL)
+            snprintf(msg, sizeof(msg), "%s has no blob %s", missing_in, d->str);
+        else
+            snprintf(msg, sizeof(msg), "blob %s of \"%s\" was not found upstream", d->str,
+                     req->p.name);
+        if (unavailable && missing_in == NULL)
             om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "upstream unavailable");
         else
-            om_req_error(req, MHD_HTTP_NOT_FOUND, "BLOB_UNKNOWN", "blob unknown to registry");
+            om_req_error(req, MHD_HTTP_NOT_FOUND, "BLOB_UNKNOWN", msg);
         goto done;
     }
     const struct om_route_candidate *c = &req->route.c[chosen];
@@ -405,9 +422,11 @@ static void blob_job(void *arg)
     err = om_fetch_wait_ready(f, srv->cfg->limits.idle_timeout_ms, &total, &status);
     if (err != OM_OK) {
         om_fetch_release(f);
-        if (status == 404 || status == 401 || status == 403)
-            om_req_error(req, MHD_HTTP_NOT_FOUND, "BLOB_UNKNOWN", "blob unknown to registry");
-        else if (status == 429)
+        if (status == 404 || status == 401 || status == 403) {
+            char msg[OM_NAME_MAX + OM_DIGEST_MAX + 32];
+            snprintf(msg, sizeof(msg), "%s has no blob %s", c->canonical, d->str);
+            om_req_error(req, MHD_HTTP_NOT_FOUND, "BLOB_UNKNOWN", msg);
+        } else if (status == 429)
             om_req_error(req, MHD_HTTP_TOO_MANY_REQUESTS, "TOOMANYREQUESTS", "upstream rate limit");
         else if (err == OM_ERR_DIGEST)
             om_req_error(req, MHD_HTTP_BAD_GATEWAY, "BLOB_UNKNOWN",

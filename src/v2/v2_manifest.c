@@ -306,6 +306,9 @@ static bool serve_from_cache(struct om_req *req)
 typedef enum {
     GOT_OK,          /* manifest stored, res filled */
     GOT_ABSENT,      /* 401/403/404: not on this upstream */
+    GOT_NO_OBJECT,   /* the repository is there, this manifest is not
+                        (only when asked to tell, see fetch_manifest) */
+    GOT_UNSURE,      /* a 404, and the repository could not be asked */
     GOT_UNAVAILABLE, /* unreachable, 5xx */
     GOT_TOOMANY,     /* 429 after retries */
     GOT_BAD,         /* lying or oversized answer */
@@ -324,9 +327,12 @@ static got_kind got_from_status(int err, long status)
     return GOT_UNAVAILABLE;
 }
 
-/* GET a manifest, verify, store, index.  ref: tag or digest string. */
+/* GET a manifest, verify, store, index.  ref: tag or digest string.
+ * tell: a miss must say whether the repository is there (a name still
+ * being searched for): GOT_ABSENT only when the repository is not
+ * (om_v2_repo_miss), GOT_NO_OBJECT when only the manifest is missing. */
 static got_kind fetch_manifest(struct om_req *req, size_t ci, const char *ref,
-                               const om_digest *want, struct mresult *res)
+                               const om_digest *want, bool tell, struct mresult *res)
 {
     struct om_server *srv = req->srv;
     const struct om_route_candidate *c = &req->route.c[ci];
@@ -347,6 +353,12 @@ static got_kind fetch_manifest(struct om_req *req, size_t ci, const char *ref,
         if (err == OM_OK)
             snprintf(res->message, sizeof(res->message), "upstream %s answered %ld",
                      srv->cfg->upstreams[c->upstream].name, resp.status);
+        if (kind == GOT_ABSENT && tell) {
+            om_repo_evidence ev = om_v2_repo_miss(req, ci, resp.status, resp.body, resp.body_len);
+            kind = ev == OM_REPO_PRESENT   ? GOT_NO_OBJECT
+                   : ev == OM_REPO_ABSENT ? GOT_ABSENT
+                                          : GOT_UNSURE;
+        }
         goto done;
     }
     om_digest got;
@@ -464,6 +476,29 @@ static void set_error(struct mresult *res, unsigned status, const char *code, co
         snprintf(res->message, sizeof(res->message), "%s", msg);
 }
 
+/* What a 404 says is missing: "<canonical> has no tag \"t\"" or
+ * "<canonical> has no manifest sha256:..". */
+static void no_manifest(struct mresult *res, const struct om_req *req, const char *canonical)
+{
+    if (req->p.ref.is_digest)
+        snprintf(res->message, sizeof(res->message), "%s has no manifest %s", canonical,
+                 req->p.ref.digest.str);
+    else
+        snprintf(res->message, sizeof(res->message), "%s has no tag \"%s\"", canonical,
+                 req->p.ref.tag);
+}
+
+/* "\"name\" was not found on a, b, c": the upstreams asked, in order. */
+static void not_found_on(struct mresult *res, const struct om_req *req, const char *const *ups,
+                         size_t n)
+{
+    size_t len = (size_t)snprintf(res->message, sizeof(res->message), "\"%s\" was not found on ",
+                                  req->p.name);
+    for (size_t i = 0; i < n && len < sizeof(res->message); i++)
+        len += (size_t)snprintf(res->message + len, sizeof(res->message) - len, "%s%s",
+                                i ? ", " : "", ups[i]);
+}
+
 /* The answer's message when upstreams fail: the first failure in full (the
  * upstream the name most likely meant: search order), then the names of the
  * others that failed, so that it is plain that all of them were tried. */
@@ -488,6 +523,7 @@ static void resolve_and_fetch(struct om_req *req, struct mresult *res)
     size_t n = om_v2_candidates(req, order, &decided);
     bool any_unavailable = false, any_toomany = false;
     unsigned n_failed = 0;
+    const char *missing_in = NULL; /* the repository known to lack the object */
     bool have_stale = false;
     struct mresult stale = {0};
     const char *ref = om_reference_str(&req->p.ref);
@@ -520,7 +556,7 @@ static void resolve_and_fetch(struct om_req *req, struct mresult *res)
         }
         struct mresult attempt = {0};
         got_kind kind = fetch_manifest(req, ci, ref, req->p.ref.is_digest ? &req->p.ref.digest : NULL,
-                                       &attempt);
+                                       !decided, &attempt);
         switch (kind) {
         case GOT_OK:
             *res = attempt;
@@ -528,7 +564,18 @@ static void resolve_and_fetch(struct om_req *req, struct mresult *res)
             return;
         case GOT_ABSENT:
             om_v2_note_probe(req, ci, false, decided);
+            if (decided)
+                missing_in = c->canonical; /* the known route: its object is missing */
             break;
+        case GOT_UNSURE:
+            missing_in = c->canonical;
+            break;
+        case GOT_NO_OBJECT:
+            /* The name lives here; only this manifest is missing. */
+            om_v2_note_probe(req, ci, true, decided || any_unavailable);
+            set_error(res, MHD_HTTP_NOT_FOUND, "MANIFEST_UNKNOWN", NULL);
+            no_manifest(res, req, c->canonical);
+            return;
         case GOT_TOOMANY:
             any_toomany = true;
             note_failure(res, &n_failed, attempt.message, srv->cfg->upstreams[c->upstream].name);
@@ -548,12 +595,22 @@ static void resolve_and_fetch(struct om_req *req, struct mresult *res)
         *res = stale;
         return;
     }
-    if (any_toomany)
+    if (any_toomany) {
         set_error(res, MHD_HTTP_TOO_MANY_REQUESTS, "TOOMANYREQUESTS", NULL);
-    else if (any_unavailable)
+    } else if (any_unavailable) {
         set_error(res, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", NULL);
-    else
+    } else {
         set_error(res, MHD_HTTP_NOT_FOUND, "MANIFEST_UNKNOWN", "manifest unknown");
+        if (missing_in != NULL) {
+            no_manifest(res, req, missing_in);
+        } else {
+            /* Every candidate: asked now, or remembered as not having it. */
+            const char *ups[OM_MAX_UPSTREAMS];
+            for (size_t i = 0; i < req->route.n; i++)
+                ups[i] = srv->cfg->upstreams[req->route.c[i].upstream].name;
+            not_found_on(res, req, ups, req->route.n);
+        }
+    }
 }
 
 /* ---- flights -------------------------------------------------------- */
@@ -596,7 +653,7 @@ static void finish_flight(struct om_server *srv, struct om_flight *fl, const str
                  * the default platform's manifest now; later waiters find
                  * it cached. */
                 struct mresult cres = {0};
-                if (fetch_manifest(leader, res->candidate, child.str, &child, &cres) == GOT_OK)
+                if (fetch_manifest(leader, res->candidate, child.str, &child, false, &cres) == GOT_OK)
                     rr = respond_manifest(w, &res->digest, res->media_type, res->size, stale,
                                           &child);
                 free(cres.body);

@@ -8,8 +8,10 @@ Run: cd tests/e2e && OCIMIRROR_BIN=... ../../scripts/netns-run python3 -u test_r
 
 import unittest
 
+import hashlib
+
 from lib.world import WorldTestCase
-from lib.images import (ACCEPT_ALL, MT_DOCKER_MANIFEST, MT_DOCKER_LIST,
+from lib.images import (make_image, ACCEPT_ALL, MT_DOCKER_MANIFEST, MT_DOCKER_LIST,
                         MT_OCI_MANIFEST, MT_OCI_INDEX)
 
 
@@ -209,6 +211,89 @@ class RoutingTest(WorldTestCase):
                 h = self.manifest(canonical_name(img), img.tag, method="HEAD")
                 self.assertManifest(h, img, head=True)
                 self.assertEqual(h.body, b"")
+
+
+class MissesAreNotRepositoryMissesTest(WorldTestCase):
+    """A miss of an object is not a miss of the repository (issue 10, 1).
+    With the default negative_ttl (1 min), one request for something a
+    repository does not have must not turn the whole name away: only an
+    answer about the repository (Docker Hub's 401, NAME_UNKNOWN, a 404 of
+    the tag list) makes "not on this upstream"."""
+
+    NEG = {"negative_ttl": "60s"}
+
+    def setUp(self):
+        super().setUp()
+        self.m = self.mirror(extra=self.NEG)
+        for r in self.w.reg.values():
+            r.reset_counts()
+
+    def manifest(self, name, ref, method="GET"):
+        return self.m.get("/v2/%s/manifests/%s" % (name, ref), {"Accept": ACCEPT_ALL},
+                          method=method)
+
+    @staticmethod
+    def nonexistent_digest(seed):
+        return "sha256:" + hashlib.sha256(b"not pushed anywhere " + seed.encode()).hexdigest()
+
+    def message(self, r):
+        return self.assertErrorJSON(r)[0]["message"]
+
+    def test_a_blob_head_that_misses_leaves_the_repository_routable(self):
+        img = self.w.fx["app"]
+        r = self.m.get("/v2/team/app/blobs/%s" % self.nonexistent_digest("head"), method="HEAD")
+        self.assertEqual(r.status, 404, r)
+        self.pull(self.m, img, name="team/app")
+        r = self.m.get("/v2/team/app/blobs/%s" % self.nonexistent_digest("get"))
+        self.assertErrorJSON(r, 404, "BLOB_UNKNOWN")
+        self.assertIn("docker.io/team/app has no blob", self.message(r))
+
+    def test_a_tag_that_does_not_exist_yet_leaves_the_other_tags_pullable(self):
+        img = self.w.fx["app"]
+        r = self.manifest("team/app", "not-yet")
+        self.assertErrorJSON(r, 404, "MANIFEST_UNKNOWN")
+        self.assertEqual(self.message(r), 'docker.io/team/app has no tag "not-yet"')
+        self.pull(self.m, img, name="team/app")
+
+    def test_an_unknown_manifest_digest_leaves_the_tags_pullable(self):
+        r = self.manifest("library/alpine", self.nonexistent_digest("manifest"))
+        self.assertErrorJSON(r, 404, "MANIFEST_UNKNOWN")
+        self.assertIn("docker.io/library/alpine has no manifest sha256:", self.message(r))
+        self.pull(self.m, self.w.fx["alpine"], name="alpine")
+
+    def test_a_missing_tag_on_the_second_upstream_routes_the_name_there(self):
+        img = self.w.fx["apiserver"]
+        r = self.manifest("kube-apiserver", "v0.0.0-missing")
+        self.assertErrorJSON(r, 404, "MANIFEST_UNKNOWN")
+        self.assertEqual(self.message(r), 'registry.k8s.io/kube-apiserver has no tag "v0.0.0-missing"')
+        self.w.reg["hub"].reset_counts()
+        self.pull(self.m, img, name="kube-apiserver")
+        # The name was routed to registry.k8s.io by the first request:
+        # Docker Hub is not asked again.
+        self.assertEqual(self.w.reg["hub"].count(None, r"/kube-apiserver/"), 0)
+
+    def test_a_name_on_no_upstream_is_still_remembered_as_missing(self):
+        r = self.manifest("nosuch/thing", "1")
+        self.assertErrorJSON(r, 404, ("MANIFEST_UNKNOWN", "NAME_UNKNOWN"))
+        self.assertEqual(self.message(r),
+                         '"nosuch/thing" was not found on docker.io, registry.k8s.io, quay.io')
+        for reg in self.w.reg.values():
+            reg.reset_counts()
+        for ref in ("1", "2", self.nonexistent_digest("nosuch")):
+            self.assertErrorJSON(self.manifest("nosuch/thing", ref), 404)
+        r = self.m.get("/v2/nosuch/thing/blobs/%s" % self.nonexistent_digest("b"), method="HEAD")
+        self.assertEqual(r.status, 404, r)
+        for key, reg in self.w.reg.items():
+            self.assertEqual(reg.count(None, r"/nosuch/thing/"), 0,
+                             "%s was asked again within negative_ttl" % key)
+
+    def test_a_name_with_cached_content_is_never_turned_away_by_a_negative_entry(self):
+        img = make_image("later", "team/later", "1", "hub", seed=1001)
+        self.assertErrorJSON(self.manifest("team/later", "1"), 404)   # not pushed yet
+        self.w.push(img)
+        self.pull(self.m, img)                       # docker.io/team/later: explicit
+        # Within negative_ttl, the bare name finds what the cache holds.
+        self.pull(self.m, img, name="team/later")
 
 
 if __name__ == "__main__":

@@ -316,6 +316,45 @@ static void test_upstream__token_every_truncated_prefix_is_invalid(void)
 
 /* ---- om_retry_after_parse ----------------------------------------------- */
 
+/* ---- om_up_error_code ------------------------------------------------ */
+
+static void test_upstream__error_code_of_an_oci_error_body(void)
+{
+    static const struct {
+        const char *body;
+        const char *code; /* NULL: not an error document */
+    } cases[] = {
+        {"{\"errors\":[{\"code\":\"NAME_UNKNOWN\",\"message\":\"repository name not known\"}]}",
+         "NAME_UNKNOWN"},
+        {"{\"errors\":[{\"code\":\"MANIFEST_UNKNOWN\"},{\"code\":\"NAME_UNKNOWN\"}]}",
+         "MANIFEST_UNKNOWN"},
+        {"{\"errors\":[{\"code\":\"BLOB_UNKNOWN\",\"detail\":{}}]}", "BLOB_UNKNOWN"},
+        {"{\"errors\":[]}", NULL},
+        {"{\"errors\":{\"code\":\"NAME_UNKNOWN\"}}", NULL},
+        {"{\"errors\":[{\"code\":42}]}", NULL},
+        {"{\"errors\":[{\"code\":\"\"}]}", NULL},
+        {"{\"errors\":[{\"code\":\"name_unknown\"}]}", NULL},
+        {"{\"errors\":[{\"code\":\"NAME UNKNOWN\"}]}", NULL},
+        {"{\"details\":\"404 page not found\"}", NULL},
+        {"<html>Not Found</html>", NULL},
+        {"[]", NULL},
+        {"", NULL},
+    };
+    char code[32];
+    for (size_t i = 0; i < OM_ARRAY_LEN(cases); i++) {
+        bool ok = om_up_error_code(cases[i].body, strlen(cases[i].body), code, sizeof(code));
+        CHECK_EQ_INT(ok, cases[i].code != NULL);
+        CHECK_EQ_STR(code, cases[i].code != NULL ? cases[i].code : "");
+    }
+    /* A code longer than the buffer is no code; NULL and every truncated
+     * prefix are safe. */
+    const char *body = "{\"errors\":[{\"code\":\"MANIFEST_UNKNOWN\"}]}";
+    CHECK(!om_up_error_code(body, strlen(body), code, 8));
+    CHECK(!om_up_error_code(NULL, 10, code, sizeof(code)));
+    for (size_t n = 0; n < strlen(body); n++)
+        CHECK(!om_up_error_code(body, n, code, sizeof(code)));
+}
+
 static void test_upstream__retry_after_seconds_and_garbage(void)
 {
     static const struct {
@@ -881,6 +920,7 @@ int main(void)
     RUN(test_upstream__token_table);
     RUN(test_upstream__token_size_limits);
     RUN(test_upstream__token_every_truncated_prefix_is_invalid);
+    RUN(test_upstream__error_code_of_an_oci_error_body);
     RUN(test_upstream__retry_after_seconds_and_garbage);
     RUN(test_upstream__retry_after_http_dates);
     RUN(test_upstream__ratelimit_remaining);
