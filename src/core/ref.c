@@ -353,6 +353,15 @@ int om_range_parse(om_range_set *out, const char *hdr, size_t len, uint64_t size
     if (nspec == 0)
         goto done;
     err = out->n > 0 ? OM_OK : OM_ERR_NOTFOUND;
+    /* Overlapping ranges would send some bytes twice (bytes=0-,0-,... 16
+     * times the resource): ignore them, as Go's ServeContent and nginx do.
+     * Disjoint ranges inside the resource never sum past its size. */
+    for (size_t a = 0; err == OM_OK && a < out->n; a++)
+        for (size_t b = a + 1; b < out->n; b++)
+            if (out->r[a].first <= out->r[b].last && out->r[b].first <= out->r[a].last) {
+                err = OM_ERR_TOOBIG;
+                break;
+            }
 done:
     if (err != OM_OK)
         out->n = 0;

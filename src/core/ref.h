@@ -70,8 +70,10 @@ typedef struct {
  *   OM_OK            n >= 1 satisfiable ranges in out
  *   OM_ERR_INVALID   syntactically bad or not "bytes": ignore the header, send 200
  *   OM_ERR_NOTFOUND  well formed but nothing satisfiable: send 416
- *   OM_ERR_TOOBIG    more than OM_RANGE_MAX ranges: send 200 (ignore)
- * Overlapping ranges are kept as the client sent them.  Whitespace around
+ *   OM_ERR_TOOBIG    more than OM_RANGE_MAX ranges, or satisfiable ranges
+ *                    that overlap (they would send bytes twice): send 200
+ *                    (ignore)
+ * Disjoint ranges are kept in the order the client sent them.  Whitespace around
  * commas and empty list elements are tolerated (RFC 9110 5.6.1); the unit
  * is case-insensitive.  Numbers too big for uint64_t saturate, so
  * "bytes=0-99999999999999999999" is the whole resource.  A zero-byte

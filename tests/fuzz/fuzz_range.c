@@ -1,4 +1,4 @@
-/* fuzz_range.c — HTTP Range headers (src/ref.c: om_range_parse).
+/* fuzz_range.c — HTTP Range headers (src/core/ref.c: om_range_parse).
  *
  * Input: the header value, then optionally a NUL and up to 8 bytes giving
  * the resource size (little endian).  Without them the header is tried
@@ -9,7 +9,7 @@
  *     (split at commas, trim, match "F-[L]" or "-N", compare numbers as
  *     digit strings) on the status and on every range;
  *   - on OM_OK 1 <= n <= OM_RANGE_MAX and first <= last < size for each
- *     range; on any error n == 0;
+ *     range, and no two ranges share a byte; on any error n == 0;
  *   - printing the ranges back as "bytes=F-L,..." and parsing that with the
  *     same size gives the same ranges (the parse is a fixed point).
  */
@@ -118,6 +118,21 @@ static int oracle(om_range_set *out, const char *h, size_t len, uint64_t size)
     }
     if (out->n == 0)
         return OM_ERR_NOTFOUND;
+    /* Overlapping satisfiable ranges: ignored.  Checked here by sorting a
+     * copy by first byte and comparing neighbours (ref.c compares pairs). */
+    om_byte_range sorted[OM_RANGE_MAX];
+    memcpy(sorted, out->r, out->n * sizeof(sorted[0]));
+    for (size_t a = 1; a < out->n; a++)
+        for (size_t b = a; b > 0 && sorted[b - 1].first > sorted[b].first; b--) {
+            om_byte_range t = sorted[b];
+            sorted[b] = sorted[b - 1];
+            sorted[b - 1] = t;
+        }
+    for (size_t a = 1; a < out->n; a++)
+        if (sorted[a].first <= sorted[a - 1].last) {
+            out->n = 0;
+            return OM_ERR_TOOBIG;
+        }
     return OM_OK;
 }
 

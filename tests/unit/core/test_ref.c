@@ -343,7 +343,12 @@ static void test_ref__range_table(void)
         {"BYTES=0-1", 10, OM_OK, 1, {{0, 1}}},
         {"Bytes=2-3", 10, OM_OK, 1, {{2, 3}}},
         {"bytes=5-9,0-1", 10, OM_OK, 2, {{5, 9}, {0, 1}}},     /* header order */
-        {"bytes=0-5,3-8", 10, OM_OK, 2, {{0, 5}, {3, 8}}},     /* overlaps kept */
+        {"bytes=0-5,3-8", 10, OM_ERR_TOOBIG, 0, {{0}}},        /* overlap: ignored (200) */
+        {"bytes=0-,0-", 10, OM_ERR_TOOBIG, 0, {{0}}},
+        {"bytes=3-8,0-3", 10, OM_ERR_TOOBIG, 0, {{0}}},        /* one byte shared */
+        {"bytes=-3,5-", 10, OM_ERR_TOOBIG, 0, {{0}}},          /* 7-9 and 5-9 */
+        {"bytes=0-4,5-9", 10, OM_OK, 2, {{0, 4}, {5, 9}}},     /* adjacent is not overlap */
+        {"bytes=1-2,100-200,1-1", 10, OM_ERR_TOOBIG, 0, {{0}}},
         {"bytes=1-2,100-200", 10, OM_OK, 1, {{1, 2}}},         /* unsatisfiable dropped */
         {"bytes=100-200,-3", 10, OM_OK, 1, {{7, 9}}},
         {"bytes=4-100", 5, OM_OK, 1, {{4, 4}}},
