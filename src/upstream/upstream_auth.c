@@ -19,7 +19,9 @@
  *     without them) — never the registry's token, and the registry never
  *     gets the password once it speaks Bearer.
  *
- * The token cache: at most OM_UP_TOKEN_CACHE_MAX scopes per upstream,
+ * The token cache: keyed by realm URL + service + scope (a token from one
+ * token service is never offered for another's challenge, whatever host it
+ * runs on); at most OM_UP_TOKEN_CACHE_MAX keys per upstream,
  * expired then oldest evicted first, entries dropped a few seconds before
  * they expire.  Single flight: when several threads miss the cache for the
  * same scope at once, the first becomes the leader of a "flight" and fetches;
@@ -381,13 +383,28 @@ static void cache_put(struct om_up_tokens *t, const char *scope, const char *tok
     t->e[t->n++] = e;
 }
 
+/* The cache key of a token: "<realm>\n<service>\n<scope>" (none of the
+ * three can hold a newline: the challenge parser refuses control bytes).
+ * false when it does not fit. */
+static bool token_key(char *out, size_t outsz, const char *realm, const char *service,
+                      const char *scope)
+{
+    int n = snprintf(out, outsz, "%s\n%s\n%s", realm, service, scope);
+    return n >= 0 && (size_t)n < outsz;
+}
+
 void om_up_auth_use_cached(struct om_up_call *c)
 {
     struct om_up_tokens *t = &c->u->tok;
-    char *cached;               /* owned, secret */
+    char *cached = NULL;        /* owned, secret */
+    char key[OM_UP_TOKEN_KEY_MAX];
 
+    /* Before any challenge, the token service is the one the upstream
+     * named last. */
     pthread_mutex_lock(&t->mu);
-    cached = cache_copy(t, c->scope, NULL);
+    if (t->last_realm[0] != '\0' &&
+        token_key(key, sizeof(key), t->last_realm, t->last_service, c->scope))
+        cached = cache_copy(t, key, NULL);
     pthread_mutex_unlock(&t->mu);
     if (cached == NULL)
         return;
@@ -583,11 +600,12 @@ static int flight_wait(struct om_up_tokens *t, struct om_up_token_flight *f, str
     return err;
 }
 
-/* A token for scope that is not `refused`: from the cache, from a flight
- * already on its way, or fetched here (as the leader of a new flight).
- * *tok_out is owned by the caller (om_up_free_secret). */
-static int token_obtain(struct om_up_call *c, const char *scope, const char *refused,
-                        char **tok_out)
+/* A token for scope (cached and single-flighted under key) that is not
+ * `refused`: from the cache, from a flight already on its way, or fetched
+ * here (as the leader of a new flight).  *tok_out is owned by the caller
+ * (om_up_free_secret). */
+static int token_obtain(struct om_up_call *c, const char *key, const char *scope,
+                        const char *refused, char **tok_out)
 {
     int err = OM_OK;
     struct om_up_tokens *t = &c->u->tok;
@@ -597,18 +615,18 @@ static int token_obtain(struct om_up_call *c, const char *scope, const char *ref
     bool lead = false;
 
     pthread_mutex_lock(&t->mu);
-    tok = cache_copy(t, scope, refused);
-    if (tok == NULL && (f = flight_find(t, scope)) != NULL) {
+    tok = cache_copy(t, key, refused);
+    if (tok == NULL && (f = flight_find(t, key)) != NULL) {
         err = flight_wait(t, f, c);
         f = NULL;
         if (err == OM_OK)
-            tok = cache_copy(t, scope, refused);
+            tok = cache_copy(t, key, refused);
     }
     if (err == OM_OK && tok == NULL) {
         /* No flight (or the one we joined brought a token we cannot use):
          * fetch here.  Without memory for a flight, fetch without one. */
         lead = true;
-        if ((f = calloc(1, sizeof(*f))) != NULL && (f->scope = strdup(scope)) != NULL) {
+        if ((f = calloc(1, sizeof(*f))) != NULL && (f->scope = strdup(key)) != NULL) {
             f->next = t->flights;
             t->flights = f;
         } else {
@@ -622,8 +640,11 @@ static int token_obtain(struct om_up_call *c, const char *scope, const char *ref
 
     err = token_fetch(c, scope, &tok, &expires);
     pthread_mutex_lock(&t->mu);
-    if (err == OM_OK)
-        cache_put(t, scope, tok, expires);
+    if (err == OM_OK) {
+        cache_put(t, key, tok, expires);
+        om_up_copy_trunc(t->last_realm, sizeof(t->last_realm), c->ch.realm);
+        om_up_copy_trunc(t->last_service, sizeof(t->last_service), c->ch.service);
+    }
     if (f != NULL) {
         struct om_up_token_flight **pp = &t->flights;
         while (*pp != NULL && *pp != f)
@@ -650,6 +671,7 @@ int om_up_auth_answer(struct om_up_call *c)
     const char *scope;
     char *tok = NULL;           /* owned, secret */
     char *line = NULL;          /* owned, secret */
+    char key[OM_UP_TOKEN_KEY_MAX], own_key[OM_UP_TOKEN_KEY_MAX];
 
     c->auth_tried = true;
     if (strcasecmp(c->ch.scheme, "Basic") == 0) {
@@ -657,15 +679,20 @@ int om_up_auth_answer(struct om_up_call *c)
         goto done;
     }
     scope = c->ch.scope[0] != '\0' ? c->ch.scope : c->scope;
+    if (!token_key(key, sizeof(key), c->ch.realm, c->ch.service, scope) ||
+        !token_key(own_key, sizeof(own_key), c->ch.realm, c->ch.service, c->scope)) {
+        err = OM_ERR_TOOBIG;
+        goto done;
+    }
     /* If the token we sent was refused, forget it and ask for a fresh one;
      * another thread may have cached a newer one for the challenge's scope. */
     if (c->bearer != NULL) {
         pthread_mutex_lock(&c->u->tok.mu);
-        cache_drop(&c->u->tok, scope, c->bearer);
-        cache_drop(&c->u->tok, c->scope, c->bearer);
+        cache_drop(&c->u->tok, key, c->bearer);
+        cache_drop(&c->u->tok, own_key, c->bearer);
         pthread_mutex_unlock(&c->u->tok.mu);
     }
-    if ((err = token_obtain(c, scope, c->bearer, &tok)) != OM_OK)
+    if ((err = token_obtain(c, key, scope, c->bearer, &tok)) != OM_OK)
         goto done;
     if (asprintf(&line, "Authorization: Bearer %s", tok) < 0) {
         line = NULL;

@@ -29,7 +29,10 @@
 #define OM_UP_MAX_REDIRECTS 5
 #define OM_UP_ORIGIN_HOST_MAX 256
 #define OM_UP_SCOPE_MAX (OM_NAME_MAX + 32)
-#define OM_UP_TOKEN_CACHE_MAX 1024      /* scopes cached per upstream */
+#define OM_UP_TOKEN_CACHE_MAX 1024      /* tokens cached per upstream */
+/* A token's cache key: realm (challenge field, 1 KiB) + service (256) +
+ * scope (512) and two newlines. */
+#define OM_UP_TOKEN_KEY_MAX (1024 + 256 + 512 + 3)
 #define OM_UP_EASY_POOL_MAX 8           /* idle easy handles kept per upstream */
 
 /* scheme + host + port, the unit credentials are bound to. */
@@ -40,7 +43,7 @@ struct om_up_origin {
 };
 
 struct om_up_token_entry {
-    char *scope;                /* owned */
+    char *scope;                /* owned: the key, realm\nservice\nscope */
     char *token;                /* owned; zeroed before free */
     int64_t expires_ms;         /* monotonic clock */
     uint64_t seq;               /* insertion order: the smallest is the oldest */
@@ -56,6 +59,8 @@ struct om_up_tokens {
     size_t n;
     uint64_t seq;
     struct om_up_token_flight *flights;     /* in progress; owned by their leaders */
+    char last_realm[1024];      /* the token service of the last token fetched: */
+    char last_service[256];     /* where a first request's cached token comes from */
     bool ready;                 /* mu and cv initialised (om_up_tokens_init) */
 };
 

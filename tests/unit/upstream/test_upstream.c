@@ -581,6 +581,7 @@ static struct fakes {
     atomic_int tok2_requests, tok2_auth;    /* the second host: requests, with Authorization */
     atomic_int reg_basic;           /* the registry saw Basic (it never should here) */
     atomic_int loop_hops;
+    atomic_int tokb_requests;       /* the second token service on the realm host */
 } F;
 
 static enum MHD_Result fake_answer(struct MHD_Connection *conn, unsigned status,
@@ -644,10 +645,13 @@ static enum MHD_Result fake_reg(struct MHD_Connection *conn, const char *url)
         realm = "/redir-same";
     else if (strcmp(repo, "loop") == 0)
         realm = "/redir-loop";
+    else if (strcmp(repo, "svcb") == 0)
+        realm = "/tokenb";
     atomic_fetch_add(&F.reg_401s, 1);
+    /* svca and svcb: one scope, two token services */
     snprintf(chal, sizeof(chal),
              "Bearer realm=\"http://127.0.0.1:%u%s\",service=\"svc\",scope=\"repository:%s:pull\"",
-             F.tok_port, realm, repo);
+             F.tok_port, realm, strncmp(repo, "svc", 3) == 0 ? "shared" : repo);
     return fake_answer(conn, 401, "{\"errors\":[]}", "WWW-Authenticate", chal);
 }
 
@@ -663,6 +667,10 @@ static enum MHD_Result fake_tok(struct MHD_Connection *conn, const char *url)
         atomic_fetch_add(&F.realm_other_auth, 1);
     if (strcmp(url, "/token") == 0) {
         hold_token();
+        return fake_token(conn);
+    }
+    if (strcmp(url, "/tokenb") == 0) {
+        atomic_fetch_add(&F.tokb_requests, 1);
         return fake_token(conn);
     }
     if (strcmp(url, "/token-denied") == 0) {
@@ -826,6 +834,35 @@ static void test_upstream__concurrent_token_misses_fetch_the_token_once(void)
     fakes_stop();
 }
 
+static void test_upstream__tokens_are_cached_per_token_service_not_per_scope(void)
+{
+    struct om_config cfg;
+    char url[64];
+    struct om_upstream *u = NULL;
+    struct puller a = {0}, b = {0};
+
+    fakes_start();
+    fake_config(&cfg, url, sizeof(url), false);
+    CHECK_EQ_INT(om_upstream_new(&u, &cfg, 0), OM_OK);
+    a.u = b.u = u;
+    a.repo = "svca";
+    b.repo = "svcb";
+    pull_manifest(&a);            /* realm /token, scope repository:shared:pull */
+    CHECK_EQ_INT(a.status, 200);
+    CHECK_EQ_INT(atomic_load(&F.tokens_issued), 1);
+    pull_manifest(&b);            /* the same scope from another realm */
+    CHECK_EQ_INT(b.status, 200);
+    CHECK_EQ_INT(atomic_load(&F.tokb_requests), 1); /* not /token's token */
+    CHECK_EQ_INT(atomic_load(&F.tokens_issued), 2);
+    pull_manifest(&a);            /* each answered from its own cache entry */
+    pull_manifest(&b);
+    CHECK_EQ_INT(a.status, 200);
+    CHECK_EQ_INT(b.status, 200);
+    CHECK_EQ_INT(atomic_load(&F.tokens_issued), 2);
+    om_upstream_free(u);
+    fakes_stop();
+}
+
 static void test_upstream__a_refused_token_fetch_answers_every_waiter(void)
 {
     struct om_config cfg;
@@ -930,6 +967,7 @@ int main(void)
     RUN(test_upstream__backoff_honours_retry_after_then_jitters_a_doubling_window);
     RUN(test_upstream__only_network_errors_are_retried);
     RUN(test_upstream__concurrent_token_misses_fetch_the_token_once);
+    RUN(test_upstream__tokens_are_cached_per_token_service_not_per_scope);
     RUN(test_upstream__a_refused_token_fetch_answers_every_waiter);
     RUN(test_upstream__token_realm_redirect_to_another_host_drops_the_credentials);
     RUN(test_upstream__token_realm_redirect_on_its_own_origin_keeps_the_credentials);
