@@ -537,9 +537,10 @@ bool om_up_header_safe(const char *s)
 
 bool om_up_curl_retryable(CURLcode rc)
 {
+    /* Not a failed name resolution: the resolver has retried already, and
+     * a host that does not resolve (offline, a typo) would cost every
+     * upstream of a search its whole backoff. */
     switch (rc) {
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
     case CURLE_COULDNT_CONNECT:
     case CURLE_OPERATION_TIMEDOUT:
     case CURLE_SEND_ERROR:

@@ -558,6 +558,8 @@ static void test_upstream__only_network_errors_are_retried(void)
     CHECK(om_up_curl_retryable(CURLE_OPERATION_TIMEDOUT));
     CHECK(!om_up_curl_retryable(CURLE_PEER_FAILED_VERIFICATION));   /* fails the same again */
     CHECK(!om_up_curl_retryable(CURLE_OUT_OF_MEMORY));
+    CHECK(!om_up_curl_retryable(CURLE_COULDNT_RESOLVE_HOST));   /* the resolver retried */
+    CHECK(!om_up_curl_retryable(CURLE_COULDNT_RESOLVE_PROXY));
     CHECK(!om_up_curl_retryable(CURLE_OK));
 }
 
