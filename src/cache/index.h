@@ -1,4 +1,8 @@
-/* index.h — the metadata index: SQLite in WAL mode at <storage>/index.db.
+/* index.h — the metadata index: what the cache knows about the content the
+ * store holds.  One interface (this file, index.c), one backend behind it:
+ * SQLite in WAL mode at <storage>/index.db (index_sqlite*.c).  The next
+ * backend keeps the same metadata in Redis, one index for a whole cluster of
+ * replicas; index_backend.h is the interface a backend implements.
  *
  * What it holds (the store holds the bytes):
  *   repos      canonical repository names seen (the _catalog)
@@ -11,15 +15,48 @@
  *              decisions) and negative entries (name, upstream) until a time
  *   referrers  (repo, digest) → cached referrers index JSON + fetched_at
  *
- * Every tag change is also appended to <storage>/tags.log (one JSON object a
- * line) so that a lost or corrupt index.db can be rebuilt from the store:
- * manifests are found by parsing stored blobs, tags by replaying the log.
- * om_index_open() runs `PRAGMA quick_check`; on failure it moves the bad
- * file aside (index.db.corrupt-<time>), rebuilds, and logs a warning.
+ * Shared and per process.  Everything above is SHARED metadata: once the
+ * index lives in Redis, every replica of a cluster reads and writes one copy
+ * of it — tag records with their check times, repository membership of
+ * manifests and blobs, manifest → children, access times, pull counters,
+ * bytes used (om_index_counts), route decisions, negative-cache entries and
+ * cached referrers.  These stay PER PROCESS and never go into the index:
+ * the manifest memory cache (cache/mcache), the route memory cache in front
+ * of the index (v2/v2_resolve.c), the pull-statistics batch (cache/pullstats)
+ * until it is flushed through om_index_note_pulls, the in-flight download
+ * and manifest tables, and the admin's request statistics.
  *
- * Thread-safe: one connection guarded by the index's mutex; every call is
- * short.  Times are Unix milliseconds.  Strings returned in structs are
- * copied into fixed buffers, so nothing returned needs freeing unless said.
+ * The contract every backend keeps:
+ *   - Thread-safe: any thread may call any function at any time; every call
+ *     is short (om_index_rebuild excepted: others wait while it runs).  A
+ *     callback (om_index_str_fn) runs inside the call and must not call the
+ *     index.
+ *   - Input is checked in index.c, once, before the backend sees it: a bad
+ *     name, tag, digest, media type or size is OM_ERR_INVALID whatever the
+ *     backend (om_index_note_pulls: a bad note is skipped, found = false).
+ *   - OM_ERR_NOTFOUND means exactly "the index holds no such record" (no
+ *     such repository, tag, manifest, pulled content, route decision or
+ *     referrers entry), never "could not ask".  Failing to reach or read
+ *     the data is OM_ERR_IO, OM_ERR_TIMEOUT (busy), OM_ERR_NOSPACE or
+ *     OM_ERR_NOMEM; a caller's buffer too small is OM_ERR_TOOBIG.
+ *   - Times are Unix milliseconds, supplied by the caller (rebuild reads the
+ *     clock).  Names compare in byte order (what the distribution spec
+ *     means by "lexical").
+ *   - Strings returned in structs are copied into the caller's fixed
+ *     buffers: nothing returned needs freeing except the referrers JSON
+ *     (*json, the caller frees it).  Pointers passed in are only borrowed
+ *     for the call (om_index_open's store excepted: it must outlive the
+ *     index).
+ *   - Every tag change is recorded so that the index can be rebuilt from
+ *     the content (SQLite: <storage>/tags.log, one JSON object a line;
+ *     manifests are found by parsing stored blobs, tags by replaying the
+ *     log).  om_index_open() checks the database (SQLite: PRAGMA
+ *     quick_check); an unusable one is moved aside (index.db.corrupt-<time>)
+ *     and rebuilt, with a warning in the log.
+ *
+ * If you add a query: add it here, to struct om_index_ops and its dispatch
+ * with the input checks in index.c, to the SQLite backend (index_sqlite.c)
+ * and (later) to the Redis backend.
  */
 #ifndef OM_INDEX_H
 #define OM_INDEX_H
@@ -45,8 +82,10 @@ struct om_manifest_rec {
     uint64_t size;
 };
 
-/* Open or create; rebuild from the store when missing or corrupt
- * (*rebuilt set to true then, may be NULL).  *out owned by the caller. */
+/* Open or create the SQLite backend at <storage>/index.db; rebuild from the
+ * store when missing or corrupt (*rebuilt set to true then, may be NULL).
+ * st is borrowed and must outlive the index.  *out owned by the caller
+ * (om_index_close, which accepts NULL). */
 int om_index_open(struct om_index **out, struct om_store *st, bool *rebuilt);
 void om_index_close(struct om_index *ix);
 

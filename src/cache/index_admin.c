@@ -2,13 +2,14 @@
  * index_admin.h for what they answer).
  *
  * Design:
- *   - A connection of our own, opened SQLITE_OPEN_READONLY on the same
- *     index.db that index.c writes.  In WAL mode readers and the writer do
- *     not block each other, so a slow admin page can never stall a pull,
- *     and we need no access to index.c's private struct or mutex.  The
- *     schema is index_rebuild.c's SCHEMA_V1; only its column names are
- *     relied on here.  SQLite errors become om_err in om_index__sql_err
- *     (index_private.h), the one place for that.
+ *   - A connection of our own, opened read-only (index_db.c, no checks:
+ *     the server opened and checked the file) on the same index.db that
+ *     the SQLite backend (index_sqlite.c) writes.  In WAL mode readers and
+ *     the writer do not block each other, so a slow admin page can never
+ *     stall a pull, and we need no access to the backend's private struct
+ *     or mutex.  The schema is index_db.c's SCHEMA_V1; only its column
+ *     names are relied on here.  SQLite errors become om_err in
+ *     om_index__sql_err (index_db.c), the one place for that.
  *   - One mutex of ours serialises the connection.  A call is one read
  *     transaction (BEGIN ... COMMIT), so a page and its total count come
  *     from the same snapshot.
@@ -26,7 +27,7 @@
  *     repository (tens of milliseconds at 10k).
  *     Substring search scans the names (instr), which is a few milliseconds
  *     at 10k repositories.  No extra index is needed; see
- *     tests/unit/test_index_admin.c for the 10k-repository case.
+ *     tests/unit/cache/test_index_admin.c for the 10k-repository case.
  */
 #include "cache/index_admin.h"
 #include "cache/index_private.h"
@@ -36,8 +37,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BUSY_TIMEOUT_MS 5000
-
 struct om_index_admin {
     pthread_mutex_t mu;   /* serialises db */
     sqlite3 *db;          /* owned; read-only */
@@ -46,7 +45,8 @@ struct om_index_admin {
 int om_index_admin_open(struct om_index_admin **out, const char *db_path)
 {
     struct om_index_admin *ia = NULL;
-    int rc, err = OM_OK;
+    struct om_index_db_res res;
+    int err = OM_OK;
 
     *out = NULL;
     ia = calloc(1, sizeof(*ia)); /* owned by the caller via *out, or closed below */
@@ -55,14 +55,11 @@ int om_index_admin_open(struct om_index_admin **out, const char *db_path)
         goto done;
     }
     pthread_mutex_init(&ia->mu, NULL);
-    rc = sqlite3_open_v2(db_path, &ia->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_busy_timeout(ia->db, BUSY_TIMEOUT_MS);
-    if (rc != SQLITE_OK) {
-        err = om_index__sql_err(ia->db, rc, "admin: open index");
+    /* Read-only, nothing checked: the server has opened and checked it. */
+    if (om_index__db_open(db_path, 0, &ia->db, &res) != OM_OK) {
+        err = om_index__sql_err_msg(res.rc, "admin: open index", res.msg);
         goto done;
     }
-    sqlite3_extended_result_codes(ia->db, 0);
     *out = ia;
     ia = NULL;
 done:
@@ -74,7 +71,7 @@ void om_index_admin_close(struct om_index_admin *ia)
 {
     if (ia == NULL)
         return;
-    sqlite3_close(ia->db);
+    om_index__db_close(ia->db, NULL, 0, "admin");
     pthread_mutex_destroy(&ia->mu);
     free(ia);
 }

@@ -1,13 +1,15 @@
 /* index_fsck.c — fsck's own connection to the index (see index_fsck.h).
  *
  * Design:
- *   - sqlite3_open_v2 without SQLITE_OPEN_CREATE: a missing index.db is a
- *     finding, not something to create (creating an empty schema would
- *     even stop the server from rebuilding it at its next start, since
- *     om_index_open rebuilds only a *new* database).  The journal mode is
- *     not set: WAL is persistent in the file header, and an fsck must not
- *     change it.  PRAGMA busy_timeout as in index_rebuild.c, so the server's
- *     short transactions are waited for, not reported as errors.
+ *   - Opened by index_db.c with FSCK_DB_FLAGS: no OM_INDEX_DB_CREATE, so a
+ *     missing index.db is a finding, not something to create (creating an
+ *     empty schema would even stop the server from rebuilding it at its
+ *     next start, since om_index_open rebuilds only a *new* database).  The
+ *     journal mode is not set: WAL is persistent in the file header, and an
+ *     fsck must not change it.  The busy timeout is the server's, so its
+ *     short transactions are waited for, not reported as errors.  What the
+ *     open found (quick_check's answer, a failed step, the schema version)
+ *     is judged and worded here.
  *   - PRAGMA user_version 0 means "never given a schema" (the server
  *     creates and rebuilds it at start); anything else is accepted as long
  *     as the queries below prepare — preparing them is the schema check,
@@ -17,12 +19,12 @@
  *     stat per row), never the expensive sha256 pass.
  *   - Drops use BEGIN IMMEDIATE transactions the caller keeps short.  A tag
  *     is deleted only while it still names the missing digest.
- *   - SQLite errors become om_err in om_index__sql_err (index.c), the one
- *     place for that translation; open-time corruption is classified here
- *     because it is a finding for fsck, not an error to log.
+ *   - SQLite errors become om_err in om_index__sql_err (index_db.c), the
+ *     one place for that translation; open-time corruption is classified
+ *     here because it is a finding for fsck, not an error to log.
  *
- * If the schema in index_rebuild.c changes (tables, columns), update the
- * SQL below and the tables om_index_fsck_drop_* clean.
+ * If the schema in index_db.c changes (tables, columns), update the SQL
+ * below and the tables om_index_fsck_drop_* clean.
  */
 #include "cache/index_fsck.h"
 
@@ -36,8 +38,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define FSCK_BUSY_TIMEOUT_MS 5000
 #define FSCK_PATH_MAX 4096
+/* fsck's connection (index_db.c): read-write for the repairs, never
+ * created, the journal mode left as the file has it. */
+#define FSCK_DB_FLAGS (OM_INDEX_DB_WRITE | OM_INDEX_DB_QUICK_CHECK | OM_INDEX_DB_VERSION)
 
 enum fsck_stmt {
     Q_COUNTS,
@@ -98,29 +102,40 @@ static bool rc_is_corrupt(int rc)
     return rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB;
 }
 
-/* Map an open-time SQLite failure: corruption is a finding (OM_ERR_DIGEST),
- * the rest goes through the one translation in index.c. */
-static int open_err(sqlite3 *db, int rc, const char *what, char *why, size_t whysz)
+/* Map an open-time SQLite failure (rc, with sqlite3_errmsg's msg):
+ * corruption is a finding (OM_ERR_DIGEST), the rest goes through the one
+ * translation in index_db.c. */
+static int open_err(int rc, const char *msg, const char *what, char *why, size_t whysz)
 {
-    set_why(why, whysz, "%s: %s", what, db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    set_why(why, whysz, "%s: %s", what, msg);
     if (rc_is_corrupt(rc))
         return OM_ERR_DIGEST;
-    return om_index__sql_err(db, rc, what);
+    return om_index__sql_err_msg(rc, what, msg);
 }
 
+/* fsck's name for the step that failed (as its messages always said). */
+static const char *step_name(enum om_index_db_step step)
+{
+    switch (step) {
+    case OM_INDEX_DB_STEP_OPEN: return "open index.db";
+    case OM_INDEX_DB_STEP_VERSION: return "PRAGMA user_version";
+    default: return "PRAGMA quick_check";
+    }
+}
 
 int om_index_fsck_open(struct om_index_fsck **out, const char *root, char *why, size_t whysz)
 {
     struct om_index_fsck *x = NULL;
-    char path[FSCK_PATH_MAX], answer[512];
+    struct om_index_db_res res;
+    char path[FSCK_PATH_MAX];
     struct stat sb;
-    int err = OM_OK, rc, n;
+    size_t failed = 0;
+    int err = OM_OK, rc;
 
     *out = NULL;
     if (why != NULL && whysz > 0)
         why[0] = '\0';
-    n = snprintf(path, sizeof(path), "%s/index.db", root);
-    if (n < 0 || (size_t)n >= sizeof(path)) {
+    if (om_index__path(path, sizeof(path), root, "index.db") != OM_OK) {
         set_why(why, whysz, "storage path too long");
         err = OM_ERR_TOOBIG;
         goto done;
@@ -135,46 +150,32 @@ int om_index_fsck_open(struct om_index_fsck **out, const char *root, char *why, 
         err = OM_ERR_NOMEM;
         goto done;
     }
-    rc = sqlite3_open_v2(path, &x->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc != SQLITE_OK) {
-        err = open_err(x->db, rc, "open index.db", why, whysz);
-        goto done;
-    }
-    sqlite3_extended_result_codes(x->db, 0);
-    rc = sqlite3_busy_timeout(x->db, FSCK_BUSY_TIMEOUT_MS);
-    if (rc == SQLITE_OK)
-        rc = om_index__pragma_text(x->db, "PRAGMA quick_check", answer, sizeof(answer));
-    if (rc != SQLITE_OK) {
-        err = open_err(x->db, rc, "PRAGMA quick_check", why, whysz);
-        goto done;
-    }
-    if (strcmp(answer, "ok") != 0) {
-        for (char *c = answer; *c != '\0'; c++)
+    err = om_index__db_open(path, FSCK_DB_FLAGS, &x->db, &res);
+    if (err == OM_ERR_DIGEST) {
+        for (char *c = res.check; *c != '\0'; c++)
             *c = (*c == '\n' || *c == '\r') ? ' ' : *c; /* one line */
-        set_why(why, whysz, "quick_check says: %s", answer);
-        err = OM_ERR_DIGEST;
+        set_why(why, whysz, "quick_check says: %s", res.check);
         goto done;
     }
-    if ((rc = om_index__pragma_text(x->db, "PRAGMA user_version", answer, sizeof(answer))) != SQLITE_OK) {
-        err = open_err(x->db, rc, "PRAGMA user_version", why, whysz);
+    if (err != OM_OK) {
+        err = open_err(res.rc, res.msg, step_name(res.step), why, whysz);
         goto done;
     }
-    if (strtol(answer, NULL, 10) == 0) {
+    if (res.version == 0) {
         set_why(why, whysz, "%s has no schema yet", path);
         err = OM_ERR_NOTFOUND;
         goto done;
     }
-    for (int i = 0; i < Q__COUNT; i++) {
-        rc = sqlite3_prepare_v3(x->db, FSCK_SQL[i], -1, SQLITE_PREPARE_PERSISTENT, &x->q[i], NULL);
-        if (rc != SQLITE_OK) {
-            if (rc_is_corrupt(rc)) {
-                err = open_err(x->db, rc, "prepare", why, whysz);
-            } else {
-                set_why(why, whysz, "schema not understood: %s", sqlite3_errmsg(x->db));
-                err = OM_ERR_INVALID;
-            }
-            goto done;
+    rc = om_index__db_prepare_rc(x->db, FSCK_SQL, Q__COUNT, SQLITE_PREPARE_PERSISTENT, x->q,
+                                 &failed);
+    if (rc != SQLITE_OK) {
+        if (rc_is_corrupt(rc)) {
+            err = open_err(rc, sqlite3_errmsg(x->db), "prepare", why, whysz);
+        } else {
+            set_why(why, whysz, "schema not understood: %s", sqlite3_errmsg(x->db));
+            err = OM_ERR_INVALID;
         }
+        goto done;
     }
     *out = x;
     x = NULL;
@@ -187,7 +188,7 @@ void om_index_fsck_close(struct om_index_fsck *x)
 {
     if (x == NULL)
         return;
-    om_index__close_db(x->db, x->q, Q__COUNT, "index fsck");
+    om_index__db_close(x->db, x->q, Q__COUNT, "index fsck");
     free(x);
 }
 

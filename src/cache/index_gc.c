@@ -2,8 +2,11 @@
  * why GC has its own connection).
  *
  * Design:
- *   - Statements are prepared once at open and cached in db->stmt[],
- *     indexed by enum gc_stmt with their text in GC_SQL[] (as index.c does).
+ *   - The connection is opened, checked and closed by index_db.c (flags
+ *     GC_DB_FLAGS); this file judges the schema version and keeps its own
+ *     SQL.  Statements are prepared once at open and cached in db->stmt[],
+ *     indexed by enum gc_stmt with their text in GC_SQL[] (as
+ *     index_sqlite.c does).
  *   - om_index_gc_load reads everything in one read transaction (WAL gives
  *     it a consistent snapshot while the server keeps writing).
  *   - om_index_gc_evict is one BEGIN IMMEDIATE transaction per image.  It
@@ -16,14 +19,15 @@
  *         removes its manifest_children rows before its platform manifests
  *         are checked.
  *     A plan made on a stale snapshot can therefore only delete less.
- *   - The schema is index_rebuild.c's (version 1).  A change there must be
+ *   - The schema is index_db.c's (version 1).  A change there must be
  *     mirrored in GC_SQL[] and GC_SCHEMA_VERSION.
  *   - tags.log: deletion records (index_gc.h) are appended with O_APPEND and
  *     one write(2) each, inside the transaction and before its COMMIT: if
  *     the commit then fails, a rebuild forgets a tag the database still has
  *     (a cache miss later), never the reverse (a tag resurrected).  Other
- *     writers (index.c in the server) append to the same file; a line torn
- *     by a crash is fenced off with a leading '\n', as index.c does.
+ *     writers (index_sqlite_open.c in the server) append to the same file;
+ *     a line torn by a crash is fenced off with a leading '\n', as the
+ *     server does.
  */
 #include "cache/index_gc.h"
 
@@ -39,9 +43,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define GC_SCHEMA_VERSION 1        /* index_rebuild.c's SCHEMA_VERSION */
-#define GC_BUSY_TIMEOUT_MS 5000
+#define GC_SCHEMA_VERSION 1        /* the schema GC_SQL[] was written for */
 #define GC_PATH_MAX 4096
+/* GC's connection (index_db.c): read-write, never created here, no
+ * quick_check (checking and recovering the file is om_index_open's). */
+#define GC_DB_FLAGS (OM_INDEX_DB_WRITE | OM_INDEX_DB_SYNC_NORMAL | OM_INDEX_DB_VERSION)
 #define GC_MAX_TAGS_PER_IMAGE 100000 /* bounds one transaction's tag list */
 
 enum gc_stmt {
@@ -182,9 +188,9 @@ static int query_int(struct om_gc_db *db, enum gc_stmt id, int64_t *out)
 int om_index_gc_open(struct om_gc_db **out, const char *root)
 {
     struct om_gc_db *db = NULL;
+    struct om_index_db_res res;
     char path[GC_PATH_MAX];
-    sqlite3_stmt *s = NULL;
-    int rc, err = OM_OK, n;
+    int err = OM_OK;
 
     *out = NULL;
     db = calloc(1, sizeof(*db)); /* owned by the caller via *out, or closed below */
@@ -193,41 +199,26 @@ int om_index_gc_open(struct om_gc_db **out, const char *root)
         goto done;
     }
     db->log_fd = -1;
-    n = snprintf(path, sizeof(path), "%s/index.db", root);
-    if (n < 0 || (size_t)n >= sizeof(path) ||
-        (n = snprintf(db->log_path, sizeof(db->log_path), "%s/tags.log", root)) < 0 ||
-        (size_t)n >= sizeof(db->log_path)) {
-        err = OM_ERR_TOOBIG;
+    if ((err = om_index__path(path, sizeof(path), root, "index.db")) != OM_OK ||
+        (err = om_index__path(db->log_path, sizeof(db->log_path), root, "tags.log")) != OM_OK)
+        goto done;
+    /* No OM_INDEX_DB_CREATE: creating (and rebuilding) is om_index_open's job. */
+    if (om_index__db_open(path, GC_DB_FLAGS, &db->db, &res) != OM_OK) {
+        err = om_index__sql_err_msg(res.rc,
+                                    res.step == OM_INDEX_DB_STEP_OPEN ? "gc: open index.db"
+                                                                      : "gc: check index.db",
+                                    res.msg);
         goto done;
     }
-    /* No SQLITE_OPEN_CREATE: creating (and rebuilding) is om_index_open's job. */
-    rc = sqlite3_open_v2(path, &db->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc != SQLITE_OK) {
-        err = om_index__sql_err(db->db, rc, "gc: open index.db");
-        goto done;
-    }
-    sqlite3_extended_result_codes(db->db, 0);
-    sqlite3_busy_timeout(db->db, GC_BUSY_TIMEOUT_MS);
-    if ((rc = sqlite3_exec(db->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL)) != SQLITE_OK ||
-        (rc = sqlite3_prepare_v2(db->db, "PRAGMA user_version", -1, &s, NULL)) != SQLITE_OK ||
-        (rc = sqlite3_step(s)) != SQLITE_ROW) {
-        err = om_index__sql_err(db->db, rc, "gc: check index.db");
-        goto done;
-    }
-    if (sqlite3_column_int64(s, 0) != GC_SCHEMA_VERSION) {
+    if (res.version != GC_SCHEMA_VERSION) {
         om_log(OM_LOG_ERROR, "gc: %s has schema version %lld, GC knows %d", path,
-               (long long)sqlite3_column_int64(s, 0), GC_SCHEMA_VERSION);
+               (long long)res.version, GC_SCHEMA_VERSION);
         err = OM_ERR_INVALID;
         goto done;
     }
-    for (int i = 0; i < G__COUNT; i++) {
-        rc = sqlite3_prepare_v3(db->db, GC_SQL[i], -1, SQLITE_PREPARE_PERSISTENT, &db->stmt[i],
-                                NULL);
-        if (rc != SQLITE_OK) {
-            err = om_index__sql_err(db->db, rc, GC_SQL[i]);
-            goto done;
-        }
-    }
+    if ((err = om_index__db_prepare(db->db, GC_SQL, G__COUNT, SQLITE_PREPARE_PERSISTENT,
+                                    db->stmt)) != OM_OK)
+        goto done;
     db->log_fd = open(db->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (db->log_fd < 0) {
         om_log(OM_LOG_ERROR, "gc: open %s: %s", db->log_path, strerror(errno));
@@ -237,7 +228,6 @@ int om_index_gc_open(struct om_gc_db **out, const char *root)
     *out = db;
     db = NULL;
 done:
-    sqlite3_finalize(s);
     om_index_gc_close(db);
     return err;
 }
@@ -246,7 +236,7 @@ void om_index_gc_close(struct om_gc_db *db)
 {
     if (db == NULL)
         return;
-    om_index__close_db(db->db, db->stmt, G__COUNT, "gc");
+    om_index__db_close(db->db, db->stmt, G__COUNT, "gc");
     if (db->log_fd >= 0)
         close(db->log_fd);
     free(db);
@@ -513,7 +503,7 @@ static int collect_tags(struct om_gc_db *db, const struct om_gc_evict_req *req,
         const char *repo = (const char *)sqlite3_column_text(s, 0);
         const char *tag = (const char *)sqlite3_column_text(s, 1);
         if (!om_index__repo_ok(repo) || !om_index__tag_ok(tag))
-            continue; /* cannot be logged; index.c never writes such a row */
+            continue; /* cannot be logged; index_sqlite.c never writes such a row */
         if (n == cap) {
             size_t ncap = cap ? cap * 2 : 8;
             struct tag_ref *nv = realloc(v, ncap * sizeof(*v)); /* owned via *out */

@@ -1,16 +1,8 @@
-/* index_rebuild.c — the index database's life cycle: open and check it,
- * create its schema, move a bad one aside, and rebuild it from the store
- * and tags.log.  index.c holds the queries.
- *
- * Opening (om_index__db_open): PRAGMA busy_timeout (another process holding
- * a lock is waited for, not a failure), journal_mode=WAL (readers never
- * block the writer; a crash loses at most the last transactions),
- * synchronous=NORMAL (no fsync per commit: the store is the truth and the
- * index can be rebuilt), then PRAGMA quick_check and the schema version in
- * PRAGMA user_version: 0 = new file, create SCHEMA_V1; SCHEMA_VERSION = ok;
- * anything else is treated like corruption (a newer build's database is
- * kept aside, not destroyed).  If you change the schema, bump
- * SCHEMA_VERSION and add a migration step in om_index__db_open().
+/* index_rebuild.c — rebuilding the index database from the store and
+ * tags.log (the SQLite backend's om_index_rebuild, and om_index_open when
+ * index.db is missing, empty or corrupt).  Opening and checking the
+ * database, its schema and moving a bad file aside are index_db.c's; the
+ * queries are index_sqlite.c's.
  *
  * Rebuild (om_index__rebuild_db), used by om_index_open() (missing, empty
  * or corrupt index.db) and om_index_rebuild(): ONE transaction on the
@@ -42,8 +34,15 @@
  *      digest, and the repository with its last tag.
  *   4. Repository membership: every manifest and blob reachable from a tag
  *      (tag → index → platform manifests → config/layers) joins the tag's
- *      repository.  Nothing else can be recovered: content pulled only by
- *      digest has no repository after a rebuild (see index.c).
+ *      repository.
+ *
+ * Limits (what cannot be recovered): tags come only from tags.log;
+ * manifests and blobs are rediscovered by parsing the store; repository
+ * membership of manifests and blobs is recovered only for content reachable
+ * from a tag in tags.log (a tagged manifest, its platform manifests, their
+ * config and layers).  Content pulled only by digest comes back with no
+ * repository; pull counts, last-access times (reset to the rebuild time),
+ * route decisions, negative entries and cached referrers are lost.
  *
  * Times: manifests and blobs get created_at = last_access = the rebuild
  * time; tags get fetched_at = checked_at = the log line's "t".
@@ -54,226 +53,12 @@
 
 #include <errno.h>
 #include <jansson.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #define PEEK_BYTES 64 /* enough to skip leading blanks before '{' */
-#define SCHEMA_VERSION 1
-#define BUSY_TIMEOUT_MS 5000
-#define IX_STR_(x) #x
-#define IX_STR(x) IX_STR_(x)
-
-
-/* ---- opening and checking the database -------------------------------- */
-
-/* Schema version 1.  WITHOUT ROWID: every table is looked up by its key. */
-static const char SCHEMA_V1[] =
-    "CREATE TABLE repos(name TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;"
-    "CREATE TABLE tags(repo TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL,"
-    " media_type TEXT NOT NULL, size INTEGER NOT NULL, fetched_at INTEGER NOT NULL,"
-    " checked_at INTEGER NOT NULL, last_pulled INTEGER NOT NULL DEFAULT 0,"
-    " pull_count INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(repo, tag)) WITHOUT ROWID;"
-    "CREATE INDEX tags_digest ON tags(digest);"
-    "CREATE TABLE manifests(digest TEXT PRIMARY KEY NOT NULL, media_type TEXT NOT NULL,"
-    " size INTEGER NOT NULL, created_at INTEGER NOT NULL, last_access INTEGER NOT NULL,"
-    " pull_count INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
-    "CREATE TABLE manifest_repos(repo TEXT NOT NULL, digest TEXT NOT NULL,"
-    " PRIMARY KEY(repo, digest)) WITHOUT ROWID;"
-    "CREATE INDEX manifest_repos_digest ON manifest_repos(digest);"
-    "CREATE TABLE manifest_children(parent TEXT NOT NULL, child TEXT NOT NULL,"
-    " PRIMARY KEY(parent, child)) WITHOUT ROWID;"
-    "CREATE INDEX manifest_children_child ON manifest_children(child);"
-    "CREATE TABLE blobs(digest TEXT PRIMARY KEY NOT NULL, size INTEGER NOT NULL,"
-    " created_at INTEGER NOT NULL, last_access INTEGER NOT NULL,"
-    " pull_count INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
-    "CREATE TABLE blob_repos(repo TEXT NOT NULL, digest TEXT NOT NULL,"
-    " PRIMARY KEY(repo, digest)) WITHOUT ROWID;"
-    "CREATE INDEX blob_repos_digest ON blob_repos(digest);"
-    "CREATE TABLE routes(name TEXT PRIMARY KEY NOT NULL, upstream TEXT NOT NULL,"
-    " canonical TEXT NOT NULL, decided_at INTEGER NOT NULL) WITHOUT ROWID;"
-    "CREATE TABLE negative(name TEXT NOT NULL, upstream TEXT NOT NULL,"
-    " expires_at INTEGER NOT NULL, PRIMARY KEY(name, upstream)) WITHOUT ROWID;"
-    "CREATE TABLE referrers(repo TEXT NOT NULL, digest TEXT NOT NULL, json BLOB NOT NULL,"
-    " fetched_at INTEGER NOT NULL, PRIMARY KEY(repo, digest)) WITHOUT ROWID;";
-
-static bool rc_is_corrupt(int rc)
-{
-    rc &= 0xff;
-    return rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT || rc == SQLITE_CANTOPEN;
-}
-
-/* Run a PRAGMA that answers one text row (journal_mode, quick_check) and
- * copy that answer into out. */
-int om_index__pragma_text(sqlite3 *db, const char *sql, char *out, size_t outsz)
-{
-    sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
-    out[0] = '\0';
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(s);
-        if (rc == SQLITE_ROW) {
-            const unsigned char *v = sqlite3_column_text(s, 0);
-            snprintf(out, outsz, "%s", v != NULL ? (const char *)v : "");
-            rc = SQLITE_OK;
-        } else if (rc == SQLITE_DONE) {
-            rc = SQLITE_OK;
-        }
-    }
-    sqlite3_finalize(s);
-    return rc;
-}
-
-void om_index__close_db(sqlite3 *db, sqlite3_stmt **stmts, size_t n, const char *who)
-{
-    for (size_t i = 0; i < n; i++)
-        sqlite3_finalize(stmts[i]);
-    if (db != NULL && sqlite3_close(db) != SQLITE_OK)
-        om_log(OM_LOG_ERROR, "%s: close index.db: %s", who, sqlite3_errmsg(db));
-}
-
-static int pragma_text(sqlite3 *db, const char *sql, char *out, size_t outsz, int *rc_out)
-{
-    *rc_out = om_index__pragma_text(db, sql, out, outsz);
-    return *rc_out == SQLITE_OK ? OM_OK : OM_ERR_IO;
-}
-
-static int pragma_int(sqlite3 *db, const char *sql, int64_t *out, int *rc_out)
-{
-    char buf[32];
-    int err = pragma_text(db, sql, buf, sizeof(buf), rc_out);
-    *out = strtoll(buf, NULL, 10);
-    return err;
-}
-
-int om_index__db_open(const char *path, sqlite3 **dbp, bool *corrupt, bool *fresh)
-{
-    char answer[256];
-    int64_t version = 0;
-    int rc = SQLITE_OK, err = OM_OK;
-    const char *what = "open";
-    struct stat sb;
-    bool existed = stat(path, &sb) == 0;
-
-    *corrupt = false;
-    *fresh = false;
-    rc = sqlite3_open_v2(path, dbp,
-                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc != SQLITE_OK)
-        goto fail;
-    sqlite3_extended_result_codes(*dbp, 0);
-    what = "PRAGMA busy_timeout";
-    if ((rc = sqlite3_exec(*dbp, "PRAGMA busy_timeout=" IX_STR(BUSY_TIMEOUT_MS), NULL, NULL,
-                           NULL)) != SQLITE_OK)
-        goto fail;
-    what = "PRAGMA journal_mode";
-    if (pragma_text(*dbp, "PRAGMA journal_mode=WAL", answer, sizeof(answer), &rc) != OM_OK)
-        goto fail;
-    if (strcmp(answer, "wal") != 0)
-        om_log(OM_LOG_WARN, "index: %s: journal mode is %s, not wal", path, answer);
-    what = "PRAGMA synchronous";
-    if ((rc = sqlite3_exec(*dbp, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL)) != SQLITE_OK)
-        goto fail;
-    what = "PRAGMA quick_check";
-    if (pragma_text(*dbp, "PRAGMA quick_check", answer, sizeof(answer), &rc) != OM_OK)
-        goto fail;
-    if (strcmp(answer, "ok") != 0) {
-        for (char *c = answer; *c != '\0'; c++)
-            *c = *c == '\n' ? ' ' : *c; /* one log line */
-        om_log(OM_LOG_WARN, "index: %s: quick_check says: %s", path, answer);
-        *corrupt = true;
-        err = OM_ERR_IO;
-        goto close;
-    }
-    what = "PRAGMA user_version";
-    if (pragma_int(*dbp, "PRAGMA user_version", &version, &rc) != OM_OK)
-        goto fail;
-    if (version == 0) {
-        /* New (missing or empty) database: create the schema atomically. */
-        char *msg = NULL;
-        rc = sqlite3_exec(*dbp, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_exec(*dbp, SCHEMA_V1, NULL, NULL, &msg);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_exec(*dbp, "PRAGMA user_version=" IX_STR(SCHEMA_VERSION), NULL,
-                              NULL, NULL);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_exec(*dbp, "COMMIT", NULL, NULL, NULL);
-        if (rc != SQLITE_OK) {
-            om_log(OM_LOG_ERROR, "index: creating schema: %s", msg != NULL ? msg : "");
-            sqlite3_exec(*dbp, "ROLLBACK", NULL, NULL, NULL);
-        }
-        sqlite3_free(msg);
-        what = "create schema";
-        if (rc != SQLITE_OK)
-            goto fail;
-        *fresh = true;
-    } else if (version != SCHEMA_VERSION) {
-        om_log(OM_LOG_WARN, "index: %s has schema version %lld, this build knows %d",
-               path, (long long)version, SCHEMA_VERSION);
-        *corrupt = true;
-        err = OM_ERR_IO;
-        goto close;
-    }
-    goto done;
-fail:
-    /* "Cannot open" is corruption only for a file that exists (a missing
-     * directory or a permission problem is not fixed by moving it). */
-    *corrupt = rc_is_corrupt(rc) && ((rc & 0xff) != SQLITE_CANTOPEN || existed);
-    err = om_index__sql_err(*dbp, rc, what);
-close:
-    sqlite3_close(*dbp);
-    *dbp = NULL;
-done:
-    return err;
-}
-
-int om_index__move_aside(const char *path)
-{
-    char dst[PATH_MAX + 64], src[PATH_MAX + 8], dst_wal[PATH_MAX + 72];
-    struct stat sb;
-    long long t = (long long)time(NULL);
-    int err = OM_OK;
-
-    for (int i = 0;; i++) {
-        if (i == 0)
-            snprintf(dst, sizeof(dst), "%s.corrupt-%lld", path, t);
-        else
-            snprintf(dst, sizeof(dst), "%s.corrupt-%lld.%d", path, t, i);
-        if (lstat(dst, &sb) != 0)
-            break;
-        if (i == 100) {
-            err = OM_ERR_IO;
-            goto done;
-        }
-    }
-    if (rename(path, dst) != 0 && errno != ENOENT) {
-        om_log(OM_LOG_ERROR, "index: rename %s: %s", path, strerror(errno));
-        err = OM_ERR_IO;
-        goto done;
-    }
-    snprintf(src, sizeof(src), "%s-wal", path);
-    snprintf(dst_wal, sizeof(dst_wal), "%s-wal", dst);
-    if (rename(src, dst_wal) != 0 && errno != ENOENT) {
-        om_log(OM_LOG_ERROR, "index: rename %s: %s", src, strerror(errno));
-        err = OM_ERR_IO;
-        goto done;
-    }
-    snprintf(src, sizeof(src), "%s-shm", path);
-    if (unlink(src) != 0 && errno != ENOENT) {
-        om_log(OM_LOG_ERROR, "index: unlink %s: %s", src, strerror(errno));
-        err = OM_ERR_IO;
-        goto done;
-    }
-    om_log(OM_LOG_WARN, "index: %s was unusable; moved to %s, rebuilding from the store",
-           path, dst);
-done:
-    return err;
-}
 
 /* ---- rebuild ------------------------------------------------------------ */
 
@@ -675,12 +460,8 @@ int om_index__rebuild_db(sqlite3 *db, struct om_store *st, const char *log_path,
         err = om_index__sql_err(db, rc, "rebuild clear");
         goto done;
     }
-    for (int i = 0; i < R__COUNT; i++) {
-        if ((rc = sqlite3_prepare_v2(db, RB_SQL[i], -1, &rb.s[i], NULL)) != SQLITE_OK) {
-            err = om_index__sql_err(db, rc, RB_SQL[i]);
-            goto done;
-        }
-    }
+    if ((err = om_index__db_prepare(db, RB_SQL, R__COUNT, 0, rb.s)) != OM_OK)
+        goto done;
     rb.buf = malloc(OM_INDEX_MANIFEST_PARSE_MAX + 1); /* freed below */
     if (rb.buf == NULL) {
         err = OM_ERR_NOMEM;
@@ -716,8 +497,7 @@ int om_index__rebuild_db(sqlite3 *db, struct om_store *st, const char *log_path,
            " (%zu tags.log lines ignored, %zu tags dropped: content gone)",
            nm, nb, nt, rb.lines_bad, rb.tags_dropped);
 done:
-    for (int i = 0; i < R__COUNT; i++)
-        sqlite3_finalize(rb.s[i]);
+    om_index__db_finalize(rb.s, R__COUNT);
     free(rb.buf);
     if (in_tx)
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
