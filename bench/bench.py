@@ -1143,7 +1143,7 @@ def generate_store(storage, n_blobs, n_tags, many):
     a config + 9 layers of those blobs) under blobs/sha256/xx/, and a
     tags.log naming every tag: `many` tags in registry.bench/bench/many and
     5 tags in each of (n_tags - many) / 5 repositories bench/rNNNN.  No
-    index.db: the mirror's own rebuild (index_rebuild.c) creates it on the
+    index.db: the mirror's own rebuild (src/cache/index_rebuild.c) creates it on the
     first start, so the schema and the rows are exactly the mirror's."""
     blobs_root = os.path.join(storage, "blobs", "sha256")
     for i in range(256):

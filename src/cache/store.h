@@ -10,8 +10,8 @@
  * Layout of the fs backend under the storage root:
  *   blobs/sha256/<2 hex>/<64 hex>   committed content (blobs and manifests)
  *   ingest/<random>                 downloads in progress
- *   index.db                        (owned by index.c, not by this module)
- *   tags.log                        (owned by index.c)
+ *   index.db                        (owned by the index: cache/index_sqlite_open.c)
+ *   tags.log                        (owned by the index: cache/index_sqlite_open.c)
  * Every path is derived from a validated om_digest, never a client string.
  *
  * Commit is atomic: write the ingest file, fsync it, rename into blobs/,
