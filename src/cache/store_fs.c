@@ -62,6 +62,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -74,9 +75,64 @@ struct om_store_fs {
     pthread_mutex_t mu;         /* only for the rename fallback without NOREPLACE */
     _Atomic uint64_t bytes;     /* sum of sizes of committed blobs */
     bool attached;              /* om_store_attach: a tool beside the owner */
+    int lock_fd;                /* owner: LOCK_FILE, flock()ed; -1 when attached */
     bool record_at_close;       /* owner, fully opened: write SIZE_RECORD at close */
     atomic_bool marked_dirty;   /* attached and removed a blob: DIRTY_MARK made */
 };
+
+/* One owner per storage root.  Two servers on one directory would each
+ * remove the other's downloads as stale ingest files and fail to commit, so
+ * the owner holds an exclusive flock(2) on LOCK_FILE for as long as the
+ * store is open, with its PID written in the file for the message the next
+ * one gets.  The kernel drops the lock when the process dies (kill -9
+ * included): a stale file never blocks a restart.  Tools (attach) take no
+ * lock: gc and fsck work beside the owner. */
+#define LOCK_FILE "lock"
+
+static int root_path(const struct om_store_fs *st, const char *rel, char *out, size_t outsz);
+
+static int take_lock(struct om_store_fs *st)
+{
+    char path[STORE_PATH_MAX], pid[32] = "";
+    int err = OM_OK;
+    int fd = -1;
+
+    if ((err = root_path(st, LOCK_FILE, path, sizeof(path))) != OM_OK)
+        goto done;
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        om_log(OM_LOG_ERROR, "store: cannot open %s: %s", path, strerror(errno));
+        err = om_store_sys_err(errno);
+        goto done;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        if (e == EWOULDBLOCK) {
+            ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+            pid[n > 0 ? n : 0] = '\0';
+            pid[strcspn(pid, "\n")] = '\0';
+            om_log(OM_LOG_ERROR,
+                   "store: %s is in use by another ocimirror (pid %s): one storage directory "
+                   "serves one mirror (gc and fsck may run beside it)",
+                   st->root, pid[0] ? pid : "unknown");
+            err = OM_ERR_DENIED;
+        } else {
+            om_log(OM_LOG_ERROR, "store: cannot lock %s: %s", path, strerror(e));
+            err = OM_ERR_IO;
+        }
+        goto done;
+    }
+    int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+        om_log(OM_LOG_WARN, "store: cannot write the owner's pid into %s: %s", path,
+               strerror(errno)); /* the lock holds all the same */
+    st->lock_fd = fd;            /* owned by st; closed (unlocked) in fs_free */
+    fd = -1;
+done:
+    if (fd >= 0)
+        close(fd);
+    return err;
+}
 
 /* The byte total survives a clean shutdown in SIZE_RECORD, so start-up
  * need not stat every blob (a walk of 110,000 blobs took ~0.25 s, and it
@@ -305,6 +361,7 @@ int om_store_fs_open(struct om_store **out, const char *root, bool attach)
         goto done;
     }
     st->base.ops = &fs_ops;
+    st->lock_fd = -1;
     pthread_mutex_init(&st->mu, NULL);
     atomic_init(&st->bytes, 0);
     atomic_init(&st->marked_dirty, false);
@@ -318,7 +375,7 @@ int om_store_fs_open(struct om_store **out, const char *root, bool attach)
             goto done;
         }
     } else {
-        if ((err = mkdir_ok(root, NULL)) != OM_OK)
+        if ((err = mkdir_ok(root, NULL)) != OM_OK || (err = take_lock(st)) != OM_OK)
             goto done;
         for (size_t i = 0; i < OM_ARRAY_LEN(dirs); i++) {
             if ((err = root_path(st, dirs[i], path, sizeof(path))) != OM_OK ||
@@ -355,6 +412,8 @@ static void fs_free(struct om_store_fs *st)
         return;
     if (st->record_at_close)
         write_size_record(st);
+    if (st->lock_fd >= 0)
+        close(st->lock_fd); /* last: the next owner may start from here */
     if (st->root != NULL)
         pthread_mutex_destroy(&st->mu);
     free(st->root);

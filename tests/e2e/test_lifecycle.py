@@ -139,6 +139,58 @@ tag_ttl: 10s
         self.assertEqual(p.returncode, 0, err[-3000:])
         self.assertIn("<embedded defaults>", err)
         self.assertTrue(os.path.isdir(os.path.join(self.dir, "data")))
+        # A name that does not resolve is not retried: the resolver did
+        # (an offline search paid every upstream's backoff, 3.5-4.5 s).
+        retries = [l for l in err.splitlines() if "upstream retry" in l and "resolve" in l]
+        self.assertEqual(retries, [], "\n".join(retries[:5]))
+
+    def start_serve(self, port, storage):
+        p = subprocess.Popen([mirror_bin(), "serve", "--listen", "127.0.0.1:%d" % port,
+                              "--storage", storage],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True, cwd=self.dir)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                c.request("GET", "/v2/")
+                ok = c.getresponse().status == 200
+                c.close()
+                if ok:
+                    return p
+            except OSError:
+                pass
+            if p.poll() is not None:
+                break
+            time.sleep(0.1)
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate(timeout=20)
+        self.fail("the first server did not start")
+
+    def test_a_second_server_on_one_storage_directory_is_refused(self):
+        storage = os.path.join(self.dir, "data")
+        first = self.start_serve(free_port(), storage)
+        try:
+            r = run(["serve", "--listen", "127.0.0.1:%d" % free_port(), "--storage", storage])
+            self.assertEqual(r.returncode, 1, r.stderr[-2000:])
+            self.assertIn("is in use by another ocimirror (pid %d)" % first.pid, r.stderr)
+            # gc and fsck still work beside the owner.
+            r = run(["gc", "--storage", storage, "--dry-run"])
+            self.assertEqual(r.returncode, 0, r.stderr[-2000:])
+            r = run(["fsck", "--storage", storage])
+            self.assertEqual(r.returncode, 0, r.stdout[-2000:] + r.stderr[-2000:])
+            self.assertIsNone(first.poll(), "the first server must keep running")
+        finally:
+            os.killpg(first.pid, signal.SIGTERM)
+            first.communicate(timeout=40)
+        self.assertEqual(first.returncode, 0)
+        # Once it stopped (or died: the kernel drops the lock), the next one starts.
+        again = self.start_serve(free_port(), storage)
+        os.killpg(again.pid, signal.SIGKILL)
+        again.communicate(timeout=20)
+        again = self.start_serve(free_port(), storage)
+        os.killpg(again.pid, signal.SIGTERM)
+        again.communicate(timeout=40)
 
 
 class ServingTest(WorldTestCase):

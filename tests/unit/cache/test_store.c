@@ -121,6 +121,40 @@ static void test_store__open_rejects_bad_roots(void)
     CHECK(st == NULL);
 }
 
+static void test_store__one_owner_per_root_and_tools_beside_it(void)
+{
+    struct fixture fx = {0};
+    struct om_store *second = (struct om_store *)1, *tool = NULL;
+    char path[256], pid[32] = "", want[32];
+    FILE *f;
+
+    CHECK(fx_setup(&fx));
+    /* The owner's pid is in the lock file, for the refusal's message. */
+    snprintf(path, sizeof(path), "%s/lock", fx.root);
+    f = fopen(path, "r");
+    CHECK(f != NULL);
+    if (f != NULL) {
+        CHECK(fgets(pid, sizeof(pid), f) != NULL);
+        fclose(f);
+    }
+    snprintf(want, sizeof(want), "%ld\n", (long)getpid());
+    CHECK_EQ_STR(pid, want);
+    /* A second owner is refused, and removes nothing of the first's. */
+    struct om_ingest *in = NULL;
+    CHECK_EQ_INT(om_ingest_begin(fx.st, &in), OM_OK);
+    CHECK_EQ_INT(om_store_open(&second, fx.root), OM_ERR_DENIED);
+    CHECK(second == NULL);
+    CHECK_EQ_INT(count_ingest(&fx), 1);
+    om_ingest_abort(in);
+    /* A tool attaches beside it. */
+    CHECK_EQ_INT(om_store_attach(&tool, fx.root), OM_OK);
+    om_store_close(tool);
+    /* Once the owner is gone, the next one opens. */
+    om_store_close(fx.st);
+    CHECK_EQ_INT(om_store_open(&fx.st, fx.root), OM_OK);
+    fx_teardown(&fx);
+}
+
 static void test_store__ingest_commit_then_has_open_read(void)
 {
     struct fixture fx = {0};
@@ -706,6 +740,7 @@ int main(void)
 {
     RUN(test_store__open_creates_the_layout);
     RUN(test_store__open_rejects_bad_roots);
+    RUN(test_store__one_owner_per_root_and_tools_beside_it);
     RUN(test_store__ingest_commit_then_has_open_read);
     RUN(test_store__absent_blob_is_not_found_everywhere);
     RUN(test_store__damaged_digest_structs_never_become_paths);
