@@ -286,6 +286,54 @@ static int set_field(struct om_cfg_ctx *c, void *obj, const struct om_cfg_field 
     return rc;
 }
 
+/* Levenshtein distance of a[0..al) and b[0..bl), both at most
+ * KEY_SUGGEST_MAX bytes (the caller checks). */
+#define KEY_SUGGEST_MAX 48
+static size_t edit_distance(const char *a, size_t al, const char *b, size_t bl)
+{
+    size_t row[KEY_SUGGEST_MAX + 1];
+    for (size_t j = 0; j <= bl; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= al; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= bl; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[bl];
+}
+
+/* The known key nearest to an unknown one, when it is near enough to be
+ * a typo (at most a third of its letters off, at least one), else NULL. */
+static const char *nearest_key(const char *ks, size_t klen, const struct om_cfg_field *f,
+                               size_t nf)
+{
+    const char *best = NULL;
+    size_t best_d = SIZE_MAX;
+    if (klen == 0 || klen > KEY_SUGGEST_MAX)
+        return NULL;
+    for (size_t j = 0; j < nf; j++) {
+        size_t fl = strlen(f[j].key);
+        if (fl > KEY_SUGGEST_MAX)
+            continue;
+        size_t d = edit_distance(ks, klen, f[j].key, fl);
+        if (d < best_d) {
+            best_d = d;
+            best = f[j].key;
+        }
+    }
+    size_t limit = klen / 3 > 1 ? klen / 3 : 1;
+    return best_d <= limit ? best : NULL;
+}
+
 int om_cfg_walk_map(struct om_cfg_ctx *c, struct fy_node *owner, struct fy_node *m,
                     const char *where, const struct om_cfg_field *f, size_t nf, void *obj)
 {
@@ -318,10 +366,14 @@ int om_cfg_walk_map(struct om_cfg_ctx *c, struct fy_node *owner, struct fy_node 
             if (strlen(f[j].key) == klen && memcmp(f[j].key, ks, klen) == 0)
                 i = j;
         }
-        if (i == nf)
-            rc = om_cfg_report(c, k, owner, "unknown key \"%s\" in %s",
-                               key_text(k, kb, sizeof(kb)), where);
-        else
+        if (i == nf) {
+            const char *near = ks != NULL ? nearest_key(ks, klen, f, nf) : NULL;
+            char hint[80] = "";
+            if (near != NULL)
+                snprintf(hint, sizeof(hint), " (did you mean \"%s\"?)", near);
+            rc = om_cfg_report(c, k, owner, "unknown key \"%s\" in %s%s",
+                               key_text(k, kb, sizeof(kb)), where, hint);
+        } else
             rc = set_field(c, obj, &f[i], k, v);
     }
 done:

@@ -545,6 +545,12 @@ static const struct err_case err_cases[] = {
     {"storage:\n  gc_interval: 0\n", "t.yaml:2:16: ", "gc_interval must be between 1000"},
     {"storage:\n  gc_interval: 366d\n", "t.yaml:2:16: ", "gc_interval must be between 1000"},
     {"storage:\n  maxsize: 1GiB\n", "t.yaml:2:3: ", "unknown key \"maxsize\" in storage"},
+    /* a typo gets the nearest known key; a stranger gets none */
+    {"storage:\n  max_sise: 1GiB\n", "t.yaml:2:3: ",
+     "unknown key \"max_sise\" in storage (did you mean \"max_size\"?)"},
+    {"tag_tll: 5m\n", "t.yaml:1:1: ", "unknown key \"tag_tll\" in the top level (did you mean \"tag_ttl\"?)"},
+    {"limits:\n  max_conection: 5\n", "t.yaml:2:3: ", "(did you mean \"max_connections\"?)"},
+
     /* prefetch */
     {"prefetch:\n  images: nginx\n", "t.yaml:2:11: ", "prefetch images must be a list"},
     {"prefetch:\n  images: [nginx, 'a b']\n", "t.yaml:2:19: ", "is not an image reference"},
@@ -584,6 +590,20 @@ static void test_config__each_error_names_file_line_and_column(void)
         CHECK(ok);
         if (rc == OM_OK)
             om_config_free(cfg);
+    }
+}
+
+static void test_config__an_unknown_key_far_from_every_known_one_gets_no_suggestion(void)
+{
+    static const char *const yaml[] = {"bogus: 1\n", "storage:\n  x: 1\n",
+                                       "limits:\n  a_very_long_key_that_is_nothing_like_any: 1\n"};
+    for (size_t i = 0; i < OM_ARRAY_LEN(yaml); i++) {
+        struct om_config *cfg = NULL;
+        char err[512] = "";
+        CHECK_EQ_INT(om_config_parse(&cfg, yaml[i], strlen(yaml[i]), "t.yaml", err, sizeof(err)),
+                     OM_ERR_INVALID);
+        CHECK(strstr(err, "unknown key") != NULL);
+        CHECK(strstr(err, "did you mean") == NULL);
     }
 }
 
@@ -1481,6 +1501,7 @@ int main(void)
     RUN(test_config__upstream_find_ignores_case_and_length_bounds);
     RUN(test_config__overrides_check_their_values);
     RUN(test_config__each_error_names_file_line_and_column);
+    RUN(test_config__an_unknown_key_far_from_every_known_one_gets_no_suggestion);
     RUN(test_config__too_many_upstreams_aliases_or_rewrites_are_refused);
     RUN(test_config__yaml_syntax_errors_are_not_printed_to_stderr);
     RUN(test_config__load_reads_a_file_and_reports_io_errors);
