@@ -24,19 +24,32 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: ocimirror serve [-c FILE] [--listen ADDR] [--storage DIR]\n"
-            "       ocimirror check-config -c FILE\n"
-            "       ocimirror fsck [-c FILE] [--repair]\n"
-            "       ocimirror gc [-c FILE] [--storage DIR] [--dry-run]\n"
-            "       ocimirror prefetch [-c FILE] [--platform OS/ARCH]... [--mirror URL]\n"
-            "                          IMAGE... | -f LIST\n"
-            "       ocimirror client-config --for docker|containerd|crio|podman|k3s|kubeadm\n"
-            "                               [--mirror URL] [--out DIR] [--json]\n"
-            "       ocimirror version\n"
+            "usage: ocimirror COMMAND [OPTIONS]       (ocimirror COMMAND --help for more)\n"
             "\n"
-            "With no -c, serve runs on the embedded defaults: listen 0.0.0.0:5000,\n"
-            "storage ./ocimirror-data, upstreams docker.io, registry.k8s.io, gcr.io,\n"
-            "quay.io, ghcr.io.  `check-config` prints the effective config.\n");
+            "  serve [-c FILE] [--listen ADDR] [--storage DIR]\n"
+            "        run the mirror; with no -c, on the embedded defaults: listen\n"
+            "        0.0.0.0:5000, storage ./ocimirror-data, upstreams docker.io,\n"
+            "        registry.k8s.io, gcr.io, quay.io, ghcr.io\n"
+            "  check-config -c FILE [--listen ADDR] [--storage DIR]\n"
+            "        validate the config; print the effective config, secrets redacted\n"
+            "  client-config --for docker|containerd|crio|podman|k3s|kubeadm\n"
+            "        [--mirror URL] [-c FILE] [--out DIR] [--json]\n"
+            "        print (or write) the files that point a client at this mirror\n"
+            "  prefetch [-c FILE] [--platform OS/ARCH]... [--mirror URL] [--ca-file FILE]\n"
+            "        [--storage DIR] [--retries N] [--retry-interval DUR] [-v]\n"
+            "        IMAGE... | -f LIST\n"
+            "        pull images through the mirror so that it caches them\n"
+            "  gc [-c FILE] [--storage DIR] [--dry-run]\n"
+            "        apply the storage quota now; remove orphans and stale downloads\n"
+            "  fsck [-c FILE] [--storage DIR] [--repair] [--json] [--ingest-age SECONDS]\n"
+            "        verify (and repair) the storage\n"
+            "  version | help\n"
+            "\n"
+            "Options of serve and check-config:\n"
+            "  -c, --config FILE   the YAML config (docs/ocimirror.example.yaml)\n"
+            "  --listen ADDR       HOST:PORT, [IPv6]:PORT or :PORT (overrides listen)\n"
+            "  --storage DIR       the storage directory (overrides storage.path)\n"
+            "  -h, --help          this text\n");
 }
 
 struct args {
@@ -72,20 +85,7 @@ static int parse_args(int argc, char **argv, int first, struct args *a)
 
 static int load_config(const struct args *a, struct om_config **cfg)
 {
-    char err[512] = "";
-    int rc = a->config ? om_config_load(cfg, a->config, err, sizeof(err)) : om_config_default(cfg);
-    if (rc != OM_OK) {
-        fprintf(stderr, "ocimirror: %s\n", err[0] ? err : om_strerror(rc));
-        return 1;
-    }
-    if ((a->listen && om_config_set_listen(*cfg, a->listen) != OM_OK) ||
-        (a->storage && om_config_set_storage(*cfg, a->storage) != OM_OK)) {
-        fprintf(stderr, "ocimirror: bad --listen or --storage value\n");
-        om_config_free(*cfg);
-        *cfg = NULL;
-        return 1;
-    }
-    return 0;
+    return om_cli_load_config(a->config, a->listen, a->storage, cfg);
 }
 
 static int cmd_serve(const struct args *a)

@@ -27,7 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define STORAGE_PATH_MAX 4096
+#define STORAGE_PATH_MAX OM_STORAGE_PATH_MAX
 
 struct default_upstream {
     const char *name, *url;

@@ -185,10 +185,15 @@ int om_parse_size(const char *s, uint64_t *out);
  * ("5m", "500ms", "4MiB", "1000"), never rounded, so what they print reads
  * back as the same number.  buf gets at least 24 bytes to be safe. */
 int om_parse_listen(const char *s, char *host, size_t hostlen, unsigned *port);
+/* NULL when om_parse_listen takes s, else what is wrong with it: a phrase
+ * that reads after the value ("is not HOST:PORT: the port must be a number
+ * from 1 to 65535"), in static storage. */
+const char *om_listen_why(const char *s);
 void om_format_duration_ms(uint64_t ms, char *buf, size_t len);
 void om_format_size(uint64_t n, char *buf, size_t len);
 
 #define OM_CONFIG_MAX_BYTES (1024 * 1024)   /* config file size limit */
+#define OM_STORAGE_PATH_MAX 4096            /* storage.path, bytes */
 #define OM_PASSWORD_FILE_MAX 4096           /* password_file size limit */
 #define OM_ADMIN_TOKEN_FILE_MAX 4096        /* admin.token_file size limit */
 

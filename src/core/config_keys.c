@@ -68,12 +68,7 @@ bool om_cfg_has_ctl(const char *s)
 
 static const char *check_listen(char *s)
 {
-    char host[256];
-    unsigned port = 0;
-
-    return om_parse_listen(s, host, sizeof(host), &port) == OM_OK
-               ? NULL
-               : "is not HOST:PORT (e.g. 0.0.0.0:5000, [::]:5000 or :5000)";
+    return om_listen_why(s);
 }
 
 /* public_url is what the mirror tells clients to use (client-config

@@ -139,7 +139,12 @@ static bool listen_host_char(char c, bool bracketed)
            c == '.' || c == '-' || c == '_' || (bracketed && (c == ':' || c == '%'));
 }
 
-int om_parse_listen(const char *s, char *host, size_t hostlen, unsigned *port)
+#define LISTEN_EG " (e.g. 0.0.0.0:5000, [::]:5000 or :5000)"
+
+/* om_parse_listen, saying in *why what is wrong (a phrase that follows the
+ * value, static storage). */
+static int parse_listen(const char *s, char *host, size_t hostlen, unsigned *port,
+                        const char **why)
 {
     int rc = OM_ERR_INVALID;
     const char *h, *h_end, *p;
@@ -147,29 +152,43 @@ int om_parse_listen(const char *s, char *host, size_t hostlen, unsigned *port)
     unsigned long pv = 0;
     size_t n;
 
+    *why = "is not HOST:PORT" LISTEN_EG;
     if (s == NULL || strnlen(s, 300) >= 300)
         goto done;
     if (s[0] == '[') {
         bracketed = true;
         h = s + 1;
         h_end = strchr(h, ']');
-        if (h_end == NULL || h_end[1] != ':')
+        if (h_end == NULL || h_end[1] != ':') {
+            *why = "is not [IPv6]:PORT: a closing bracket and a port must follow" LISTEN_EG;
             goto done;
+        }
         p = h_end + 2;
     } else {
         h = s;
         h_end = strrchr(s, ':');
-        if (h_end == NULL)
+        if (h_end == NULL) {
+            *why = "is not HOST:PORT: it has no port" LISTEN_EG;
             goto done; /* no port */
+        }
         p = h_end + 1;
     }
     n = (size_t)(h_end - h);
-    if ((n == 0 && bracketed) || n >= hostlen)
+    if ((n == 0 && bracketed) || n >= hostlen) {
+        *why = n == 0 ? "is not HOST:PORT: the brackets are empty" LISTEN_EG
+                      : "is not HOST:PORT: the host is too long";
         goto done; /* ":5000" is fine (every address), "[]:5000" is not */
-    for (size_t i = 0; i < n; i++) {
-        if (!listen_host_char(h[i], bracketed))
-            goto done; /* includes an unbracketed IPv6 address */
     }
+    for (size_t i = 0; i < n; i++) {
+        if (!listen_host_char(h[i], bracketed)) {
+            *why = !bracketed && memchr(h, ':', n) != NULL
+                       ? "is not HOST:PORT: an IPv6 address needs brackets, as in [::1]:5000"
+                       : "is not HOST:PORT: the host has a character a host name or address "
+                         "cannot have";
+            goto done; /* includes an unbracketed IPv6 address */
+        }
+    }
+    *why = "is not HOST:PORT: the port must be a number from 1 to 65535";
     if (*p == '\0' || strlen(p) > 5)
         goto done;
     for (const char *q = p; *q != '\0'; q++) {
@@ -182,7 +201,23 @@ int om_parse_listen(const char *s, char *host, size_t hostlen, unsigned *port)
     memcpy(host, h, n);
     host[n] = '\0';
     *port = (unsigned)pv;
+    *why = NULL;
     rc = OM_OK;
 done:
     return rc;
+}
+
+int om_parse_listen(const char *s, char *host, size_t hostlen, unsigned *port)
+{
+    const char *why;
+    return parse_listen(s, host, hostlen, port, &why);
+}
+
+const char *om_listen_why(const char *s)
+{
+    char host[256];
+    unsigned port = 0;
+    const char *why;
+    parse_listen(s, host, sizeof(host), &port, &why);
+    return why;
 }

@@ -88,12 +88,47 @@ tag_ttl: 10s
         r2 = run(["check-config", "-c", again])
         self.assertEqual(r2.returncode, 0, r2.stderr)
 
+    def test_help_lists_every_option_of_every_command(self):
+        import re
+        r = run(["help"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        text = r.stdout
+        self.assertEqual(run(["serve", "--help"]).stdout, text)
+        for cmd in ("prefetch", "gc", "fsck", "client-config"):
+            own = run([cmd, "--help"])
+            self.assertEqual(own.returncode, 0, own.stderr)
+            usage = own.stdout.split("\n\n")[0]
+            opts = set(re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", usage))
+            self.assertTrue(opts, usage)
+            for o in sorted(opts):
+                with self.subTest(command=cmd, option=o):
+                    self.assertIn(o, text)
+        for o in ("-c", "--config", "--listen", "--storage", "--help", "check-config", "version"):
+            self.assertIn(o, text)
+
+    def test_a_bad_listen_value_says_what_is_wrong_with_it(self):
+        cases = {"127.0.0.1:99999": "the port must be a number from 1 to 65535",
+                 "::1:5000": "an IPv6 address needs brackets",
+                 "localhost": "it has no port"}
+        for value, why in cases.items():
+            with self.subTest(listen=value):
+                r = run(["serve", "--listen", value, "--storage", os.path.join(self.dir, "d")])
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertIn("--listen %s is not" % value, r.stderr)
+                self.assertIn(why, r.stderr)
+        cfg = self.write("l.yaml", "listen: \"0.0.0.0:70000\"\n")
+        r = run(["check-config", "-c", cfg])
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(":1:9:", r.stderr)
+        self.assertIn("the port must be a number from 1 to 65535", r.stderr)
+
     def test_an_unknown_key_is_an_error_naming_its_line(self):
         cfg = self.write("bad.yaml", "listen: \"127.0.0.1:5999\"\n\ntag_tll: 5m\n")
         r = run(["check-config", "-c", cfg])
         self.assertNotEqual(r.returncode, 0)
         self.assertIn(":3:", r.stderr)
         self.assertIn("tag_tll", r.stderr)
+        self.assertIn('(did you mean "tag_ttl"?)', r.stderr)
 
     def test_a_bad_value_is_an_error_naming_its_line(self):
         cfg = self.write("bad.yaml", "listen: \"127.0.0.1:5999\"\ntag_ttl: soon\n")
