@@ -37,6 +37,19 @@ static const char *cache_str(om_cache_result c)
     }
 }
 
+/* The request's outcome for the log: "aborted" when the connection ended
+ * before the answer did, else by the status — a 503 is not "ok". */
+static const char *outcome_str(const struct om_req *req, bool completed)
+{
+    if (!completed)
+        return "aborted";
+    if (req->status >= 500)
+        return "error";
+    if (req->status >= 400)
+        return "refused";
+    return "ok";
+}
+
 struct header_sum {
     size_t bytes;
 };
@@ -259,8 +272,8 @@ void om_api_completed(struct om_server *srv, struct om_req *req,
                   req->url ? req->url : "", "ns", req->ns, "status", status, "bytes", bytes,
                   "ms", dur, "cache", cache_str(req->cache), "upstream", req->upstream, "repo",
                   req->canonical, "route",
-                  req->canonical[0] ? om_route_why_str(req->route.why) : "", "error", req->err_code ? req->err_code : "", "outcome",
-                  ok ? "ok" : "aborted", NULL);
+                  req->canonical[0] ? om_route_why_str(req->route.why) : "", "error",
+                  req->err_code ? req->err_code : "", "outcome", outcome_str(req, ok), NULL);
     }
     om_admin_note_request(srv, req, ok);
     atomic_fetch_sub(&srv->connections, 1);

@@ -23,6 +23,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "cache/mcache.h"
 #include "cache/pullstats.h"
 #include "core/log.h"
 
@@ -449,8 +450,14 @@ enum MHD_Result om_v2_blob(struct om_req *req)
     struct om_server *srv = req->srv;
     uint64_t size = 0;
     if (om_store_has(srv->store, &req->p.ref.digest, &size) &&
-        serve_cached(req, &req->p.ref.digest, size))
+        serve_cached(req, &req->p.ref.digest, size)) {
+        /* For the log line, as an explicit prefix has it: the remembered
+         * search decision, from memory only (no index query on a hit). */
+        if (req->canonical[0] == '\0' && req->route.kind == OM_ROUTE_SEARCH)
+            om_mcache_route_get(srv->mcache, req->p.name, req->upstream, sizeof(req->upstream),
+                                req->canonical, sizeof(req->canonical));
         return queue(req);
+    }
     req->phase = 1;
     MHD_suspend_connection(req->conn);
     if (om_jobs_submit(srv->jobs, blob_job, req) != OM_OK) {

@@ -515,6 +515,27 @@ static void note_failure(struct mresult *res, unsigned *n_failed, const char *ms
                  *n_failed == 2 ? "; also failed: " : ", ", upstream);
 }
 
+/* Append "upstream: answer" to the search summary of the log. */
+static void note_tried(char *buf, size_t sz, size_t *len, const char *upstream, const char *what)
+{
+    if (*len < sz)
+        *len += (size_t)snprintf(buf + *len, sz - *len, "%s%s: %s", *len ? "; " : "", upstream,
+                                 what);
+}
+
+static const char *got_str(got_kind k)
+{
+    switch (k) {
+    case GOT_OK: return "found";
+    case GOT_ABSENT: return "no such repository";
+    case GOT_NO_OBJECT: return "the repository, without this manifest";
+    case GOT_UNSURE: return "404, and the tag list could not be read";
+    case GOT_TOOMANY: return "429 too many requests";
+    case GOT_BAD: return "a bad answer";
+    default: return "unavailable";
+    }
+}
+
 static void resolve_and_fetch(struct om_req *req, struct mresult *res)
 {
     struct om_server *srv = req->srv;
@@ -524,6 +545,8 @@ static void resolve_and_fetch(struct om_req *req, struct mresult *res)
     bool any_unavailable = false, any_toomany = false;
     unsigned n_failed = 0;
     const char *missing_in = NULL; /* the repository known to lack the object */
+    char tried[512] = "";          /* "upstream: answer; ..." for the log */
+    size_t tlen = 0;
     bool have_stale = false;
     struct mresult stale = {0};
     const char *ref = om_reference_str(&req->p.ref);
@@ -557,6 +580,8 @@ static void resolve_and_fetch(struct om_req *req, struct mresult *res)
         struct mresult attempt = {0};
         got_kind kind = fetch_manifest(req, ci, ref, req->p.ref.is_digest ? &req->p.ref.digest : NULL,
                                        !decided, &attempt);
+        note_tried(tried, sizeof(tried), &tlen, srv->cfg->upstreams[c->upstream].name,
+                   kind == GOT_UNAVAILABLE && attempt.message[0] ? attempt.message : got_str(kind));
         switch (kind) {
         case GOT_OK:
             *res = attempt;
@@ -590,6 +615,20 @@ static void resolve_and_fetch(struct om_req *req, struct mresult *res)
         }
         if (decided || have_stale)
             break;
+    }
+    if (!decided) {
+        /* The candidates the search skipped: remembered as not there. */
+        for (size_t i = 0; i < req->route.n; i++) {
+            bool asked = false;
+            for (size_t k = 0; k < n && !asked; k++)
+                asked = order[k] == i;
+            if (!asked)
+                note_tried(tried, sizeof(tried), &tlen,
+                           srv->cfg->upstreams[req->route.c[i].upstream].name,
+                           "no such repository (remembered)");
+        }
+        om_log_kv(OM_LOG_INFO, "search found no manifest", "name", req->p.name, "reference", ref,
+                  "tried", tried, NULL);
     }
     if (have_stale && (any_toomany || any_unavailable)) {
         *res = stale;

@@ -269,6 +269,39 @@ class ServingTest(WorldTestCase):
         self.assertTrue(any(e["status"] == "400" and e["path"] == "/v2/NoSuch/manifests/x"
                             for e in reqs))
 
+    def test_log_lines_say_what_happened(self):
+        m = self.w.mirror()
+        img = self.w.fx["alpine"]
+        self.pull(m, img, name="alpine")            # search order
+        self.pull(m, img, name="alpine")            # hits
+        m.get("/v2/nosuch/thing/manifests/1", {"Accept": ACCEPT_ALL})       # 404
+        self.w.reg["quay"].stop()
+        r = m.get("/v2/quay.io/coreos/etcd/manifests/v3.5.0", {"Accept": ACCEPT_ALL})  # 503
+        self.assertEqual(r.status, 503, r)
+        time.sleep(0.3)
+        log = m.log_json()
+        reqs = [e for e in log if e.get("msg") == "request"]
+        by_status = {}
+        for e in reqs:
+            by_status.setdefault(e["status"], set()).add(e["outcome"])
+        self.assertEqual(by_status.get("503"), {"error"}, by_status)
+        self.assertEqual(by_status.get("404"), {"refused"}, by_status)
+        self.assertEqual(by_status.get("200"), {"ok"}, by_status)
+        # Hits reached by the search order say where they come from, like
+        # explicit-prefix hits.
+        hits = [e for e in reqs if e["cache"] == "hit" and "/blobs/" in e["path"]]
+        self.assertTrue(hits)
+        for e in hits:
+            self.assertEqual((e["upstream"], e["repo"], e["route"]),
+                             ("docker.io", "docker.io/library/alpine", "search order"), e)
+        # A failed search names every upstream tried with its answer.
+        found = [e for e in log if e.get("msg") == "search found no manifest"
+                 and e.get("name") == "nosuch/thing"]
+        self.assertEqual(len(found), 1, found)
+        for up in ("docker.io: no such repository", "registry.k8s.io: no such repository",
+                   "quay.io: no such repository"):
+            self.assertIn(up, found[0]["tried"])
+
     def test_text_log_is_one_line_per_request(self):
         m = self.w.mirror(extra={"log": {"format": "text", "level": "info"}})
         m.get("/v2/library/alpine/manifests/3.19", {"Accept": ACCEPT_ALL})
