@@ -33,15 +33,18 @@ static bool read_descriptor(json_t *j, struct om_descriptor *d)
     return true;
 }
 
-/* An array of descriptors → a malloc'd vector of the valid ones. */
-static int read_list(json_t *arr, struct om_descriptor **out, size_t *n)
+/* An array of descriptors → a malloc'd vector of the valid ones; *over
+ * gets the array's size when it is over the limit. */
+static int read_list(json_t *arr, struct om_descriptor **out, size_t *n, size_t *over)
 {
     *out = NULL;
     *n = 0;
     if (!json_is_array(arr) || json_array_size(arr) == 0)
         return OM_OK;
-    if (json_array_size(arr) > OM_MANIFEST_MAX_ENTRIES)
+    if (json_array_size(arr) > OM_MANIFEST_MAX_ENTRIES) {
+        *over = json_array_size(arr);
         return OM_ERR_TOOBIG;
+    }
     struct om_descriptor *v = calloc(json_array_size(arr), sizeof(*v));
     if (v == NULL)
         return OM_ERR_NOMEM;
@@ -96,9 +99,10 @@ int om_manifest_parse(struct om_manifest *out, const char *buf, size_t len,
         out->has_subject = true;
         out->subject = sd.digest;
     }
-    if ((err = read_list(json_object_get(doc, "layers"), &out->layers, &out->n_layers)) != OM_OK)
+    if ((err = read_list(json_object_get(doc, "layers"), &out->layers, &out->n_layers,
+                         &out->n_over)) != OM_OK)
         goto done;
-    err = read_list(manifests, &out->manifests, &out->n_manifests);
+    err = read_list(manifests, &out->manifests, &out->n_manifests, &out->n_over);
 done:
     json_decref(doc);
     return err;

@@ -38,6 +38,7 @@ struct om_manifest {
     size_t n_layers;
     struct om_descriptor *manifests; /* owned, n_manifests entries */
     size_t n_manifests;
+    size_t n_over;                /* OM_ERR_TOOBIG: the entries of the list over the limit */
     bool has_subject;
     om_digest subject;
 };
@@ -45,7 +46,8 @@ struct om_manifest {
 /* Parse.  content_type: the upstream's Content-Type (may be NULL or
  * generic); a specific manifest type there wins over the JSON's mediaType.
  * Descriptors with a malformed digest are skipped.  OM_ERR_INVALID when
- * not a JSON object; OM_ERR_TOOBIG over OM_MANIFEST_MAX_ENTRIES entries.
+ * not a JSON object; OM_ERR_TOOBIG over OM_MANIFEST_MAX_ENTRIES entries
+ * (how many in n_over, for the message).
  * Free with om_manifest_free (also after an error). */
 int om_manifest_parse(struct om_manifest *out, const char *buf, size_t len,
                       const char *content_type);

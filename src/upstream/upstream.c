@@ -253,13 +253,21 @@ static int run_hop(struct om_up_call *c, bool *again)
         rc = CURLE_OK;          /* we cut a diagnostic body short on purpose */
     if (rc != CURLE_OK && c->cb_err != OM_OK) {
         err = c->cb_err;
-        if (err == OM_ERR_TOOBIG)
+        if (err == OM_ERR_TOOBIG && c->resp->error[0] == '\0')
             snprintf(c->resp->error, sizeof(c->resp->error), "response over its size limit");
         goto done;
     }
     if (rc != CURLE_OK) {
         snprintf(c->resp->error, sizeof(c->resp->error), "%s",
                  c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc));
+        /* libcurl 7.88 says "Out of memory" for a header line over its own
+         * 100 KiB limit (CURL_MAX_HTTP_HEADER), which is what a lying
+         * upstream sends; a real allocation failure is far rarer. */
+        if (rc == CURLE_OUT_OF_MEMORY) {
+            c->resp->headers_bad = true;
+            snprintf(c->resp->error, sizeof(c->resp->error),
+                     "the response's headers are over libcurl's limit (100 KiB a line)");
+        }
         if (om_up_curl_retryable(rc) && c->tries < c->u->tries_max && c->resp->body_delivered == 0 &&
             !c->headers_delivered) {
             c->tries++;
@@ -287,6 +295,8 @@ static int run_hop(struct om_up_call *c, bool *again)
         break;
     case OM_UP_D_AUTH:
         err = om_up_auth_answer(c);
+        if (err != OM_OK && err != OM_ERR_AUTH)
+            c->resp->auth_failed = true;
         if (err == OM_OK) {
             *again = true;
         } else if (err == OM_ERR_AUTH) {

@@ -48,6 +48,9 @@ struct om_up_resp {
     size_t body_len;
     uint64_t body_delivered;        /* bytes given to on_body (streaming) */
     char error[256];                /* transport error text, "" if none */
+    bool auth_failed;               /* the error came from getting credentials (token
+                                       service, challenge), not from the answer */
+    bool headers_bad;               /* the error is a response header over a limit */
 };
 
 struct om_up_req {

@@ -681,6 +681,7 @@ int om_up_auth_answer(struct om_up_call *c)
     scope = c->ch.scope[0] != '\0' ? c->ch.scope : c->scope;
     if (!token_key(key, sizeof(key), c->ch.realm, c->ch.service, scope) ||
         !token_key(own_key, sizeof(own_key), c->ch.realm, c->ch.service, c->scope)) {
+        snprintf(c->resp->error, sizeof(c->resp->error), "the token challenge is too long");
         err = OM_ERR_TOOBIG;
         goto done;
     }

@@ -143,6 +143,9 @@ static size_t on_header_line(char *buf, size_t size, size_t n, void *ud)
 
     if (len > HEADER_LINE_MAX) {
         c->cb_err = OM_ERR_TOOBIG;
+        c->resp->headers_bad = true;
+        snprintf(c->resp->error, sizeof(c->resp->error),
+                 "a response header line over %u bytes", (unsigned)HEADER_LINE_MAX);
         return 0;
     }
     /* libcurl hands over one complete line at a time; the empty line ends a

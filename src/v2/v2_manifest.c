@@ -314,8 +314,14 @@ typedef enum {
     GOT_BAD,         /* lying or oversized answer */
 } got_kind;
 
-static got_kind got_from_status(int err, long status)
+static got_kind got_from_status(int err, const struct om_up_resp *resp)
 {
+    long status = resp->status;
+    /* Credentials that could not be had (a token service that answers
+     * nonsense, a challenge too long) or headers over a limit: the upstream
+     * is broken, the manifest (which never came) is not at fault. */
+    if (err != OM_OK && (resp->auth_failed || resp->headers_bad))
+        return GOT_UNAVAILABLE;
     if (err == OM_ERR_TOOBIG || err == OM_ERR_DIGEST || err == OM_ERR_DENIED)
         return GOT_BAD;
     if (err != OM_OK)
@@ -346,7 +352,7 @@ static got_kind fetch_manifest(struct om_req *req, size_t ci, const char *ref,
     int err = om_upstream_do(srv->up[c->upstream], &ur, &resp);
     got_kind kind = GOT_OK;
     if (err != OM_OK || resp.status != 200) {
-        kind = got_from_status(err, resp.status);
+        kind = got_from_status(err, &resp);
         snprintf(res->message, sizeof(res->message), "upstream %s: %s",
                  srv->cfg->upstreams[c->upstream].name,
                  err != OM_OK ? (resp.error[0] ? resp.error : om_strerror(err)) : "error status");
@@ -377,9 +383,17 @@ static got_kind fetch_manifest(struct om_req *req, size_t ci, const char *ref,
         goto done;
     }
     struct om_manifest m;
-    if (om_manifest_parse(&m, resp.body, resp.body_len, resp.content_type) != OM_OK) {
+    if ((err = om_manifest_parse(&m, resp.body, resp.body_len, resp.content_type)) != OM_OK) {
+        if (err == OM_ERR_TOOBIG)
+            snprintf(res->message, sizeof(res->message),
+                     "upstream sent a manifest with too many entries (%zu > %d)", m.n_over,
+                     OM_MANIFEST_MAX_ENTRIES);
+        else if (err == OM_ERR_NOMEM)
+            snprintf(res->message, sizeof(res->message), "out of memory reading the manifest");
+        else
+            snprintf(res->message, sizeof(res->message),
+                     "upstream sent a manifest that is not a JSON object");
         om_manifest_free(&m);
-        snprintf(res->message, sizeof(res->message), "upstream sent a manifest that is not JSON");
         kind = GOT_BAD;
         goto done;
     }
@@ -440,7 +454,7 @@ static bool revalidate(struct om_req *req, size_t ci, const struct om_tag_rec *t
     };
     struct om_up_resp resp;
     int err = om_upstream_do(srv->up[c->upstream], &ur, &resp);
-    got_kind kind = (err == OM_OK && resp.status == 200) ? GOT_OK : got_from_status(err, resp.status);
+    got_kind kind = (err == OM_OK && resp.status == 200) ? GOT_OK : got_from_status(err, &resp);
     bool final = false;
     *gone = false;
     res->digest = tr->digest;

@@ -398,6 +398,50 @@ class UpstreamSecurityTest(unittest.TestCase):
         self.assertIn("also failed: second.example, %s" % UPSTREAM, msg)
 
     # -- which hosts are contacted -------------------------------------------
+    def test_a_lying_upstream_gets_an_error_that_says_what_happened(self):
+        """Error codes that fit (issue 10, 4): a valid index over the entry
+        limit is "too many entries", an oversized WWW-Authenticate is not
+        "Out of memory", a token service answering nonsense is not the
+        manifest's fault (MANIFEST_INVALID)."""
+        import json
+        tok = self.fake(FakeServer("tok", lambda req: (200, [("Content-Type", "text/html")],
+                                                       b"<html>not a token</html>"), tls=self.leaf))
+        big = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                          "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                         "digest": "sha256:%064x" % i, "size": 100}
+                                        for i in range(5000)]}).encode()
+
+        def handler(req):
+            p = req.path
+            chal = 'Bearer realm="%s/token",service="x",scope="repository:%s:pull"'
+            if "/hugeauth/" in p:
+                return (401, [("WWW-Authenticate", chal % (tok.url, "a" * 200000))], b"{}")
+            if "/bigauth/" in p:
+                return (401, [("WWW-Authenticate", chal % (tok.url, "a" * 20000))], b"{}")
+            if "/badtoken/" in p:
+                return (401, [("WWW-Authenticate", chal % (tok.url, "badtoken"))],
+                        b'{"errors":[{"code":"UNAUTHORIZED","message":"x"}]}')
+            if "/bigindex/" in p and "/manifests/" in p:
+                return (200, [("Content-Type", "application/vnd.oci.image.index.v1+json"),
+                              ("Docker-Content-Digest", sha256(big))], big)
+            return (404, [], b'{"errors":[{"code":"NAME_UNKNOWN","message":"x"}]}')
+        reg = self.fake(FakeServer("reg", handler, tls=self.leaf))
+        m = self.mirror(reg)
+        cases = {
+            "bigindex": (502, "MANIFEST_INVALID", "too many entries (5000 > 4096)"),
+            "hugeauth": (503, "UNAVAILABLE", "headers are over libcurl's limit"),
+            "bigauth": (503, "UNAVAILABLE", "a response header line over 8192 bytes"),
+            "badtoken": (503, "UNAVAILABLE", "token service answer unusable: malformed"),
+        }
+        for repo, (status, code, msg) in cases.items():
+            with self.subTest(repo=repo):
+                r = self.get_manifest(m, repo, "1")
+                errs = self.assertErrorJSON(r, (status,))
+                self.assertEqual(errs[0]["code"], code, r)
+                self.assertIn(msg, errs[0]["message"], r)
+                self.assertNotIn("Out of memory", errs[0]["message"])
+                self.assertNotIn("not JSON", errs[0]["message"])
+
     def test_a_name_cannot_make_the_mirror_contact_an_unconfigured_host(self):
         """Names and ?ns= values that name 127.0.0.1:PORT or localhost:PORT,
         where PORT listens and counts connections: none may arrive, every
