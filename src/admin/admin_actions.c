@@ -89,7 +89,7 @@ static void gc_job(void *arg)
     int err;
 
     memset(&res, 0, sizeof(res));
-    err = om_gc_run_now(req->srv, &res);
+    err = om_gc_run_now(req->srv->gc, &res);
     if (err == OM_OK)
         om_admin_set_json(req, MHD_HTTP_OK, gc_result_json(&res));
     else if (err == OM_ERR_INVALID)
@@ -120,7 +120,7 @@ enum MHD_Result om_admin_gc_status(struct om_req *req)
 
     memset(&last, 0, sizeof(last));
     memset(&t, 0, sizeof(t));
-    err = om_gc_status(req->srv, &last, &t);
+    err = om_gc_status(req->srv->gc, &last, &t);
     json_t *totals = json_object();
     om_json_set(totals, "runs", om_json_u64(t.runs));
     om_json_set(totals, "evicted_images", om_json_u64(t.evicted_images));
@@ -148,7 +148,7 @@ static void evict_job(void *arg)
     struct evict_job *j = arg;
     struct om_req *req = j->req;
     uint64_t freed = 0;
-    int err = om_gc_evict_image(req->srv, j->name, j->reference, &freed);
+    int err = om_gc_evict_image(req->srv->gc, j->name, j->reference, &freed);
 
     if (err == OM_OK) {
         om_log_kv(OM_LOG_INFO, "admin: image evicted", "repo", j->name, "reference",

@@ -323,7 +323,7 @@ static void storage(struct mbuf *b, struct om_server *srv)
 
     struct om_gc_totals t;
     memset(&t, 0, sizeof(t));
-    (void)om_gc_status(srv, NULL, &t); /* totals are filled before the first run too */
+    (void)om_gc_status(srv->gc, NULL, &t); /* totals are filled before the first run too */
     one_u64(b, "ocimirror_gc_runs_total", "counter", "GC runs (background and on demand).", t.runs);
     one_u64(b, "ocimirror_gc_errors_total", "counter", "GC runs that failed.", t.errors);
     one_u64(b, "ocimirror_gc_removed_blobs_total", "counter",

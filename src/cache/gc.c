@@ -40,21 +40,18 @@
  *     then names a missing file and the next request fetches it again
  *     (v2_manifest.c already treats a vanished manifest as a miss).
  *
- * The server side: struct om_gc (srv->gc) holds GC's own index connection
- * (serialised by run_mu: one run at a time), the thread, the last result
- * and totals.  The thread sleeps gc_interval or until om_gc_nudge() sees
- * usage above the high mark (spaced at least GC_MIN_GAP_MS apart).  The
- * store's running counter drifts when another process removes files;
- * `drift` (counter − walked bytes at the last run) corrects the nudge test.
+ * This file is the engine only: it runs on what a struct om_gc_env names
+ * and keeps no state between calls.  Who calls it: the service a server
+ * runs (gc_service.c: the thread, POST /api/v1/gc and /api/v1/evict, with
+ * GC's own index connection), the command (cli/gc_cli.c, with `report`
+ * set) and the unit tests.
  */
 #include "cache/gc.h"
-#include "cache/pullstats.h"
 
-#include "admin/admin.h"
 #include "cache/gc_plan.h"
 #include "cache/index_gc.h"
-#include "cache/mcache.h"
-#include "cli/cli.h"
+#include "cache/store.h"
+#include "core/events.h"
 #include "core/log.h"
 
 #include <dirent.h>
@@ -68,27 +65,7 @@
 #include <unistd.h>
 
 #define GC_PATH_MAX 4096
-#define GC_MIN_GAP_MS 10000          /* nudged runs at most this often (or gc_interval) */
 #define GC_ORPHAN_BATCH 256          /* orphan rows deleted per transaction */
-#define GC_STOP_WAIT_STEP_MS 10
-
-struct om_gc {
-    struct om_server *srv;
-    pthread_mutex_t mu;              /* guards stop, nudged, last, has_last, totals */
-    pthread_cond_t cond;             /* CLOCK_MONOTONIC; wakes the thread */
-    bool stop, nudged, has_last;
-    struct om_gc_result last;
-    struct om_gc_totals totals;
-    atomic_bool abort;               /* set by om_gc_stop: a run ends early */
-    atomic_bool closed;              /* om_gc_stop began: entry points refuse */
-    atomic_uint users;               /* callers inside run_now/evict/nudge */
-    pthread_t thread;
-    bool thread_started;
-    pthread_mutex_t run_mu;          /* one run at a time; guards db */
-    struct om_gc_db *db;             /* owned */
-    _Atomic int64_t drift;           /* om_store_bytes() − walked bytes */
-    uint64_t high_bytes;             /* set at start, then read-only */
-};
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -119,8 +96,7 @@ static uint64_t percent_of(uint64_t n, unsigned pct)
     return n / 100 * pct + n % 100 * pct / 100;
 }
 
-/* "1.5 MiB" into buf. */
-static const char *human(uint64_t n, char *buf, size_t len)
+const char *om_gc_format_bytes(uint64_t n, char *buf, size_t len)
 {
     static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
     double v = (double)n;
@@ -145,6 +121,15 @@ static bool aborted(const struct om_gc_env *e)
 uint64_t om_gc_grace_ms(const struct om_config *cfg)
 {
     return cfg->gc_interval_ms < OM_GC_GRACE_MAX_MS ? cfg->gc_interval_ms : OM_GC_GRACE_MAX_MS;
+}
+
+void om_gc_water_marks(const struct om_config *cfg, uint64_t *high, uint64_t *low)
+{
+    *high = *low = 0;
+    if (cfg->storage_max_size) {
+        *high = percent_of(cfg->storage_max_size, cfg->storage_high_water);
+        *low = percent_of(cfg->storage_max_size, cfg->storage_low_water);
+    }
 }
 
 /* ---- step 2: the store walk ------------------------------------------- */
@@ -249,7 +234,7 @@ static void note_eviction(const struct om_gc_env *e, const struct om_gc_image *i
              im->tag[0] ? ":" : "", im->tag);
     snprintf(idle, sizeof(idle), "%" PRId64, idle_s);
     snprintf(objs, sizeof(objs), "%" PRIu64, vd->objects);
-    human(vd->bytes, size, sizeof(size));
+    om_gc_format_bytes(vd->bytes, size, sizeof(size));
     snprintf(msg, sizeof(msg), "evicted %s (%s; idle %" PRId64 " s): %" PRIu64 " objects, %s",
              name, why, idle_s, vd->objects, size);
     if (!e->dry_run) {
@@ -330,7 +315,7 @@ static int run_orphans(const struct om_gc_env *e, const struct om_gc_graph *g,
                 const struct om_gc_node *nd = &g->nodes[plan->orphans[k + i]];
                 if (e->report != NULL)
                     fprintf(e->report, "would remove orphan %s  %s\n", nd->digest.str,
-                            human(nd->size, size, sizeof(size)));
+                            om_gc_format_bytes(nd->size, size, sizeof(size)));
             }
             res->orphan_blobs += n;
             continue;
@@ -369,7 +354,7 @@ static int run_strays(const struct om_gc_env *e, const struct om_gc_graph *g,
             res->orphan_bytes += s->size;
             if (e->report != NULL)
                 fprintf(e->report, "would remove unindexed %s  %s\n", s->digest.str,
-                        human(s->size, size, sizeof(size)));
+                        om_gc_format_bytes(s->size, size, sizeof(size)));
             continue;
         }
         if ((err = om_index_gc_known(e->db, &s->digest, &known)) != OM_OK)
@@ -432,7 +417,8 @@ static int clean_ingest(const struct om_gc_env *e, int64_t now, struct om_gc_res
         if (e->report != NULL)
             fprintf(e->report, "%s stale ingest file %s  %s (idle %" PRId64 " min)\n",
                     e->dry_run ? "would remove" : "removed", de->d_name,
-                    human((uint64_t)sb.st_size, size, sizeof(size)), (now - mtime) / 60000);
+                    om_gc_format_bytes((uint64_t)sb.st_size, size, sizeof(size)),
+                    (now - mtime) / 60000);
     }
 done:
     if (dir != NULL)
@@ -447,11 +433,11 @@ static void summary(const struct om_gc_env *e, const struct om_gc_result *r, int
     char used[32], after[32], freed[32], max[32], ev[24], rb[24], ing[24], fb[24];
     bool did = r->evicted_images + r->removed_blobs + r->removed_ingest > 0;
 
-    human(r->used_before, used, sizeof(used));
-    human(r->used_after, after, sizeof(after));
-    human(r->freed_bytes, freed, sizeof(freed));
+    om_gc_format_bytes(r->used_before, used, sizeof(used));
+    om_gc_format_bytes(r->used_after, after, sizeof(after));
+    om_gc_format_bytes(r->freed_bytes, freed, sizeof(freed));
     if (r->max_size)
-        human(r->max_size, max, sizeof(max));
+        om_gc_format_bytes(r->max_size, max, sizeof(max));
     else
         snprintf(max, sizeof(max), "unlimited");
     snprintf(ev, sizeof(ev), "%" PRIu64, r->evicted_images);
@@ -480,8 +466,9 @@ static void summary(const struct om_gc_env *e, const struct om_gc_result *r, int
                 r->removed_ingest, used, after, max);
         if (r->max_size) {
             char hi[32], lo[32];
-            fprintf(e->report, " (high %s, low %s)", human(r->high_bytes, hi, sizeof(hi)),
-                    human(r->low_bytes, lo, sizeof(lo)));
+            fprintf(e->report, " (high %s, low %s)",
+                    om_gc_format_bytes(r->high_bytes, hi, sizeof(hi)),
+                    om_gc_format_bytes(r->low_bytes, lo, sizeof(lo)));
         }
         fprintf(e->report, "\n");
         if (r->kept_recent > 0)
@@ -511,10 +498,7 @@ int om_gc_run_env(const struct om_gc_env *e, struct om_gc_result *res)
     res->dry_run = e->dry_run;
     res->started_ms = now;
     res->max_size = cfg->storage_max_size;
-    if (cfg->storage_max_size) {
-        res->high_bytes = percent_of(cfg->storage_max_size, cfg->storage_high_water);
-        res->low_bytes = percent_of(cfg->storage_max_size, cfg->storage_low_water);
-    }
+    om_gc_water_marks(cfg, &res->high_bytes, &res->low_bytes);
     if ((err = om_index_gc_load(e->db, &g)) != OM_OK)
         goto done;
     walk = om_store_walk(e->store, walk_cb, &w);
@@ -623,366 +607,4 @@ done:
     om_gc_plan_free(&plan);
     om_gc_graph_free(&g);
     return err;
-}
-
-/* ---- the server side ---------------------------------------------------- */
-
-/* Enter/leave an entry point; refuses once om_gc_stop began. */
-static struct om_gc *gc_enter(struct om_server *srv)
-{
-    struct om_gc *gc = srv->gc;
-    if (gc == NULL || atomic_load(&gc->closed))
-        return NULL;
-    atomic_fetch_add(&gc->users, 1);
-    if (atomic_load(&gc->closed)) {
-        atomic_fetch_sub(&gc->users, 1);
-        return NULL;
-    }
-    return gc;
-}
-
-static void gc_leave(struct om_gc *gc)
-{
-    atomic_fetch_sub(&gc->users, 1);
-}
-
-static void server_env(struct om_gc *gc, struct om_gc_env *e)
-{
-    struct om_server *srv = gc->srv;
-    memset(e, 0, sizeof(*e));
-    e->cfg = srv->cfg;
-    e->store = srv->store;
-    e->db = gc->db;
-    e->events = srv->events;
-    e->abort = &gc->abort;
-    e->abort2 = &srv->cancel;
-}
-
-/* One run under run_mu; records the result.  The caller is gc's thread or
- * inside gc_enter. */
-static int server_run(struct om_gc *gc, struct om_gc_result *out)
-{
-    struct om_gc_env e;
-    struct om_gc_result res;
-    int err;
-
-    pthread_mutex_lock(&gc->run_mu);
-    /* Least recently pulled first: the pulls noted in memory must be in the
-     * index before it is read. */
-    om_pullstats_flush(gc->srv->pulls);
-    server_env(gc, &e);
-    uint64_t counter = om_store_bytes(gc->srv->store);
-    err = om_gc_run_env(&e, &res);
-    if (err == OM_OK)
-        atomic_store(&gc->drift, (int64_t)counter - (int64_t)res.used_before);
-    pthread_mutex_unlock(&gc->run_mu);
-
-    if (res.evicted_images > 0 || res.removed_blobs > 0)
-        om_mcache_clear(gc->srv->mcache); /* no tag served from memory past its eviction */
-    if (res.evicted_images > 0)
-        om_admin_note_evictions(gc->srv, res.evicted_images, res.evicted_bytes);
-    pthread_mutex_lock(&gc->mu);
-    gc->last = res;
-    gc->has_last = true;
-    gc->totals.runs++;
-    gc->totals.evicted_images += res.evicted_images;
-    gc->totals.removed_blobs += res.removed_blobs;
-    gc->totals.freed_bytes += res.freed_bytes;
-    gc->totals.removed_ingest += res.removed_ingest;
-    gc->totals.errors += err != OM_OK;
-    gc->totals.last_run_ms = res.started_ms;
-    pthread_mutex_unlock(&gc->mu);
-    if (out != NULL)
-        *out = res;
-    return err;
-}
-
-static void deadline_ts(int64_t mono, struct timespec *ts)
-{
-    ts->tv_sec = (time_t)(mono / 1000);
-    ts->tv_nsec = (long)(mono % 1000) * 1000000L;
-}
-
-static void *gc_thread(void *arg)
-{
-    struct om_gc *gc = arg;
-    int64_t interval = (int64_t)gc->srv->cfg->gc_interval_ms;
-    int64_t gap = interval < GC_MIN_GAP_MS ? interval : GC_MIN_GAP_MS;
-    int64_t last = mono_ms() - gap, next = mono_ms() + interval;
-
-    pthread_mutex_lock(&gc->mu);
-    for (;;) {
-        int64_t now = mono_ms(), wake;
-        struct timespec ts;
-        if (gc->stop)
-            break;
-        if (now >= next || (gc->nudged && now >= last + gap)) {
-            gc->nudged = false;
-            pthread_mutex_unlock(&gc->mu);
-            (void)server_run(gc, NULL); /* logged and recorded inside */
-            last = mono_ms();
-            next = last + interval;
-            pthread_mutex_lock(&gc->mu);
-            continue;
-        }
-        wake = gc->nudged && last + gap < next ? last + gap : next;
-        deadline_ts(wake, &ts);
-        pthread_cond_timedwait(&gc->cond, &gc->mu, &ts);
-    }
-    pthread_mutex_unlock(&gc->mu);
-    return NULL;
-}
-
-static void gc_free(struct om_gc *gc)
-{
-    if (gc == NULL)
-        return;
-    om_index_gc_close(gc->db);
-    pthread_cond_destroy(&gc->cond);
-    pthread_mutex_destroy(&gc->mu);
-    pthread_mutex_destroy(&gc->run_mu);
-    free(gc);
-}
-
-int om_gc_start(struct om_server *srv)
-{
-    const struct om_config *cfg = srv->cfg;
-    struct om_gc *gc = NULL;
-    pthread_condattr_t ca;
-    int err = OM_OK;
-
-    gc = calloc(1, sizeof(*gc)); /* owned by srv->gc; freed by om_gc_stop */
-    if (gc == NULL)
-        return OM_ERR_NOMEM;
-    gc->srv = srv;
-    pthread_mutex_init(&gc->mu, NULL);
-    pthread_mutex_init(&gc->run_mu, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&gc->cond, &ca);
-    pthread_condattr_destroy(&ca);
-    atomic_init(&gc->abort, false);
-    atomic_init(&gc->closed, false);
-    atomic_init(&gc->users, 0);
-    atomic_init(&gc->drift, 0);
-    if (cfg->storage_max_size)
-        gc->high_bytes = percent_of(cfg->storage_max_size, cfg->storage_high_water);
-    if ((err = om_index_gc_open(&gc->db, om_store_root(srv->store))) != OM_OK) {
-        om_log(OM_LOG_ERROR, "gc: cannot open the index: %s", om_strerror(err));
-        goto done;
-    }
-    if (pthread_create(&gc->thread, NULL, gc_thread, gc) != 0) {
-        om_log(OM_LOG_ERROR, "gc: cannot start its thread");
-        err = OM_ERR_NOMEM;
-        goto done;
-    }
-    gc->thread_started = true;
-    srv->gc = gc;
-    gc = NULL;
-    {
-        char max[32], iv[32], grace[32];
-        if (cfg->storage_max_size)
-            human(cfg->storage_max_size, max, sizeof(max));
-        else
-            snprintf(max, sizeof(max), "unlimited");
-        om_format_duration_ms(cfg->gc_interval_ms, iv, sizeof(iv));
-        om_format_duration_ms(om_gc_grace_ms(cfg), grace, sizeof(grace));
-        om_log_kv(OM_LOG_INFO, "gc: started", "max_size", max, "interval", iv, "grace", grace,
-                  NULL);
-    }
-    om_gc_nudge(srv); /* already over the quota (a smaller max_size)? */
-done:
-    gc_free(gc);
-    return err;
-}
-
-void om_gc_stop(struct om_server *srv)
-{
-    struct om_gc *gc = srv->gc;
-
-    if (gc == NULL)
-        return;
-    atomic_store(&gc->closed, true);
-    atomic_store(&gc->abort, true);
-    pthread_mutex_lock(&gc->mu);
-    gc->stop = true;
-    pthread_cond_signal(&gc->cond);
-    pthread_mutex_unlock(&gc->mu);
-    if (gc->thread_started)
-        pthread_join(gc->thread, NULL);
-    /* Callers inside an entry point finish soon: their run sees abort. */
-    while (atomic_load(&gc->users) > 0) {
-        struct timespec ts = {0, GC_STOP_WAIT_STEP_MS * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    srv->gc = NULL;
-    gc_free(gc);
-}
-
-int om_gc_run_now(struct om_server *srv, struct om_gc_result *out)
-{
-    struct om_gc *gc = gc_enter(srv);
-    int err;
-
-    if (gc == NULL)
-        return OM_ERR_INVALID;
-    err = server_run(gc, out);
-    gc_leave(gc);
-    return err;
-}
-
-int om_gc_evict_image(struct om_server *srv, const char *name, const char *reference,
-                      uint64_t *freed)
-{
-    struct om_gc *gc = gc_enter(srv);
-    struct om_gc_env e;
-    int err;
-
-    *freed = 0;
-    if (gc == NULL)
-        return OM_ERR_INVALID;
-    if (name == NULL || reference == NULL) {
-        gc_leave(gc);
-        return OM_ERR_INVALID;
-    }
-    pthread_mutex_lock(&gc->run_mu);
-    server_env(gc, &e);
-    err = om_gc_evict_env(&e, name, reference, freed);
-    pthread_mutex_unlock(&gc->run_mu);
-    if (err == OM_OK) {
-        om_mcache_clear(srv->mcache);
-        om_admin_note_evictions(srv, 1, *freed);
-        pthread_mutex_lock(&gc->mu);
-        gc->totals.evicted_images++;
-        gc->totals.freed_bytes += *freed;
-        pthread_mutex_unlock(&gc->mu);
-    }
-    gc_leave(gc);
-    return err;
-}
-
-void om_gc_nudge(struct om_server *srv)
-{
-    struct om_gc *gc;
-
-    if (srv->cfg->storage_max_size == 0 || (gc = gc_enter(srv)) == NULL)
-        return;
-    int64_t used = (int64_t)om_store_bytes(srv->store) - atomic_load(&gc->drift);
-    if (used > (int64_t)gc->high_bytes) {
-        pthread_mutex_lock(&gc->mu);
-        if (!gc->nudged) {
-            gc->nudged = true;
-            pthread_cond_signal(&gc->cond);
-        }
-        pthread_mutex_unlock(&gc->mu);
-    }
-    gc_leave(gc);
-}
-
-int om_gc_status(struct om_server *srv, struct om_gc_result *last, struct om_gc_totals *totals)
-{
-    struct om_gc *gc = gc_enter(srv);
-    int err = OM_OK;
-
-    if (gc == NULL) {
-        if (last != NULL)
-            memset(last, 0, sizeof(*last));
-        if (totals != NULL)
-            memset(totals, 0, sizeof(*totals));
-        return OM_ERR_NOTFOUND;
-    }
-    pthread_mutex_lock(&gc->mu);
-    if (last != NULL)
-        *last = gc->last;
-    if (totals != NULL)
-        *totals = gc->totals;
-    if (!gc->has_last)
-        err = OM_ERR_NOTFOUND;
-    pthread_mutex_unlock(&gc->mu);
-    gc_leave(gc);
-    return err;
-}
-
-/* ---- `ocimirror gc` ----------------------------------------------------- */
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: ocimirror gc [-c FILE] [--storage DIR] [--dry-run]\n"
-            "Apply the storage quota now: evict the least recently pulled images while\n"
-            "usage is above storage.high_water%% of storage.max_size, down to low_water%%;\n"
-            "remove orphaned blobs and stale ingest files.  Safe while a server runs on\n"
-            "the same storage.  --dry-run only prints what would be removed.\n"
-            "Exit status: 0 done, 1 error, 2 usage.\n");
-}
-
-int om_cmd_gc(int argc, char **argv)
-{
-    const char *config = NULL, *storage = NULL;
-    struct om_config *cfg = NULL;
-    struct om_store *st = NULL;
-    struct om_index *ix = NULL;
-    struct om_gc_db *db = NULL;
-    struct om_gc_result res;
-    bool dry_run = false, rebuilt = false;
-    int rc = 0, err;
-
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--dry-run") == 0 || strcmp(a, "-n") == 0) {
-            dry_run = true;
-        } else if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc) {
-            config = argv[++i];
-        } else if (strcmp(a, "--storage") == 0 && i + 1 < argc) {
-            storage = argv[++i];
-        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage(stdout);
-            return 0;
-        } else {
-            fprintf(stderr, "ocimirror gc: unexpected argument '%s'\n", a);
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (om_cli_load_config(config, NULL, storage, &cfg) != 0)
-        return 1;
-    /* The report is the output; library warnings and errors go to stderr. */
-    om_log_setup(cfg->log_level == OM_LOG_DEBUG ? OM_LOG_DEBUG : OM_LOG_WARN, OM_LOG_TEXT);
-    if ((err = om_store_attach(&st, cfg->storage_path)) != OM_OK) {
-        fprintf(stderr, "ocimirror gc: %s: %s\n", cfg->storage_path,
-                err == OM_ERR_NOTFOUND ? "no storage there" : om_strerror(err));
-        rc = 1;
-        goto done;
-    }
-    /* Checks index.db (and rebuilds it if missing or corrupt, as the server
-     * would at start); GC then uses a connection of its own. */
-    if ((err = om_index_open(&ix, st, &rebuilt)) != OM_OK) {
-        fprintf(stderr, "ocimirror gc: cannot open the index in %s: %s\n", cfg->storage_path,
-                om_strerror(err));
-        rc = 1;
-        goto done;
-    }
-    if (rebuilt)
-        printf("index.db was missing or corrupt and has been rebuilt from the store\n");
-    om_index_close(ix);
-    ix = NULL;
-    if ((err = om_index_gc_open(&db, cfg->storage_path)) != OM_OK) {
-        fprintf(stderr, "ocimirror gc: cannot open the index in %s: %s\n", cfg->storage_path,
-                om_strerror(err));
-        rc = 1;
-        goto done;
-    }
-    struct om_gc_env e = {.cfg = cfg, .store = st, .db = db, .report = stdout,
-                          .dry_run = dry_run};
-    if ((err = om_gc_run_env(&e, &res)) != OM_OK) {
-        fprintf(stderr, "ocimirror gc: %s\n", om_strerror(err));
-        rc = 1;
-    }
-done:
-    fflush(stdout);
-    om_index_gc_close(db);
-    om_index_close(ix);
-    om_store_close(st);
-    om_config_free(cfg);
-    return rc;
 }

@@ -1,14 +1,29 @@
 /* gc.h — eviction to the storage quota (least recently pulled image
  * first), orphan and stale-ingest cleanup; in the background and on demand.
- * Implemented in gc.c (the runs, the thread, the command), gc_plan.c (which
- * images and objects to remove) and index_gc.c (the index side).
- * docs/gc.md is the user's description. */
+ * Implemented in gc.c (the engine: one run, one eviction), gc_service.c
+ * (the background service a server runs: its thread, run-now, evict,
+ * nudge, status), gc_plan.c (which images and objects to remove) and
+ * index_gc.c (the index side); the command `ocimirror gc` is cli/gc_cli.c.
+ * docs/gc.md is the user's description.
+ *
+ * The service knows nothing of the server: what it works on is handed to
+ * om_gc_start in a struct om_gc_host, and every entry point takes the
+ * struct om_gc it returned. */
 #ifndef OM_GC_H
 #define OM_GC_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
-#include "http/req.h"
+#include "core/config.h"
+
+struct om_events;    /* events.h */
+struct om_gc_db;     /* index_gc.h */
+struct om_mcache;    /* mcache.h */
+struct om_pullstats; /* pullstats.h */
+struct om_store;     /* store.h */
 
 /* Objects not touched for this long may be removed (orphans, strays, the
  * freed content of an evicted image), and an image used this recently is
@@ -42,21 +57,43 @@ struct om_gc_totals {
     int64_t last_run_ms;          /* 0 = never */
 };
 
+/* ---- the service (gc_service.c) ---------------------------------------- */
+
+struct om_gc;         /* opaque; a server keeps it in srv->gc */
+
+/* What the service works on.  Every pointer is borrowed and must outlive
+ * om_gc_stop; om_gc_start copies the struct itself. */
+struct om_gc_host {
+    const struct om_config *cfg;  /* storage quota, water marks, gc_interval */
+    struct om_store *store;
+    struct om_events *events;     /* evictions and runs are recorded here; NULL: not */
+    struct om_pullstats *pulls;   /* flushed before each run (the LRU keys); NULL: none */
+    struct om_mcache *mcache;     /* cleared after a run that removed something; NULL: none */
+    const atomic_bool *cancel;    /* a run in progress ends early once set; NULL = never */
+    /* Called after a run or a request that evicted images (n images, bytes
+     * freed by them), from the thread that ran it; NULL: not called. */
+    void (*on_evictions)(void *ud, uint64_t n, uint64_t bytes);
+    void *ud;                     /* for on_evictions */
+};
+
 /* Start/stop the background GC thread.  It runs every gc_interval: orphans
  * and stale ingest files always, eviction when storage.max_size is set.
+ * om_gc_start: *out (NULL on error) is owned by the caller until it hands
+ * it to om_gc_stop.
  * om_gc_stop ends a run in progress early, waits for callers already inside
- * om_gc_run_now/om_gc_evict_image/om_gc_nudge/om_gc_status, and frees
- * srv->gc; it is safe when om_gc_start failed or never ran.  Call it once
+ * om_gc_run_now/om_gc_evict_image/om_gc_nudge/om_gc_status, and frees gc;
+ * it is safe with NULL (om_gc_start failed or never ran).  Call it once
  * nothing can START such a call any more (after the HTTP daemon, the job
- * pool and the download threads stopped) and before srv->events and the
- * admin statistics are freed. */
-int om_gc_start(struct om_server *srv);
-void om_gc_stop(struct om_server *srv);
+ * pool and the download threads stopped), then drop the pointer, and
+ * before what the host points at (events, statistics, on_evictions' ud)
+ * is freed. */
+int om_gc_start(struct om_gc **out, const struct om_gc_host *host);
+void om_gc_stop(struct om_gc *gc);
 
 /* Run GC now, in the calling thread (waits for a run in progress first);
  * the same rules as the background run.  For POST /api/v1/gc.  out may be
- * NULL.  OM_ERR_INVALID if GC is not started. */
-int om_gc_run_now(struct om_server *srv, struct om_gc_result *out);
+ * NULL.  OM_ERR_INVALID if GC is not started (gc NULL) or stopping. */
+int om_gc_run_now(struct om_gc *gc, struct om_gc_result *out);
 
 /* Remove one image: `name` is the canonical repository name
  * ("docker.io/library/alpine"), `reference` a tag or a digest.  A tag: that
@@ -64,28 +101,35 @@ int om_gc_run_now(struct om_server *srv, struct om_gc_result *out);
  * blobs go too unless another cached image (or another tag) still uses
  * them; the grace period does not protect them (the operator asked).
  * *freed = bytes removed from the store.  OM_ERR_NOTFOUND if the
- * repository has no such tag/digest, OM_ERR_INVALID for a bad reference.
- * For POST /api/v1/evict. */
-int om_gc_evict_image(struct om_server *srv, const char *name, const char *reference,
+ * repository has no such tag/digest, OM_ERR_INVALID for a bad reference
+ * or when GC is not started.  For POST /api/v1/evict. */
+int om_gc_evict_image(struct om_gc *gc, const char *name, const char *reference,
                       uint64_t *freed);
 
 /* Cheap hook for the write path (after a blob or manifest commit): wakes
  * the GC thread when usage is above the high water mark.  A few atomic
  * loads when below; safe from any thread, and a no-op without a quota or
- * before om_gc_start. */
-void om_gc_nudge(struct om_server *srv);
+ * with gc NULL (before om_gc_start). */
+void om_gc_nudge(struct om_gc *gc);
 
 /* The last run's result and the totals since start (either may be NULL).
- * OM_ERR_NOTFOUND before the first run (totals are still filled). */
-int om_gc_status(struct om_server *srv, struct om_gc_result *last, struct om_gc_totals *totals);
+ * OM_ERR_NOTFOUND before the first run (totals are still filled), and with
+ * gc NULL (both zeroed). */
+int om_gc_status(struct om_gc *gc, struct om_gc_result *last, struct om_gc_totals *totals);
+
+/* ---- the engine (gc.c): under the service, the command and the tests ---- */
 
 /* The grace period for this config (see OM_GC_GRACE_MAX_MS). */
 uint64_t om_gc_grace_ms(const struct om_config *cfg);
 
-/* ---- the engine under the entry points (the command, the thread, tests) */
+/* The quota's water marks in bytes: storage_high_water and
+ * storage_low_water percent of storage_max_size (both 0 without a quota). */
+void om_gc_water_marks(const struct om_config *cfg, uint64_t *high, uint64_t *low);
 
-struct om_gc_db; /* index_gc.h */
+/* n bytes for people ("812 B", "1.5 MiB") into buf; returns buf. */
+const char *om_gc_format_bytes(uint64_t n, char *buf, size_t len);
 
+/* One run's inputs; every pointer borrowed for the call. */
 struct om_gc_env {
     const struct om_config *cfg;  /* storage_max_size, water marks, gc_interval */
     struct om_store *store;
@@ -95,7 +139,7 @@ struct om_gc_env {
     bool dry_run;
     int64_t now;                  /* Unix ms; 0 = read the clock */
     const atomic_bool *abort;     /* checked between steps; NULL = never */
-    const atomic_bool *abort2;    /* a second such flag (the server's cancel) */
+    const atomic_bool *abort2;    /* a second such flag (the host's cancel) */
 };
 
 /* One GC run: snapshot the index, walk the store, plan (gc_plan.h), then

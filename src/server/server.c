@@ -144,7 +144,14 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen
 /* A committed blob may push usage over the quota's high water mark. */
 static void nudge_gc(void *ud)
 {
-    om_gc_nudge(ud);
+    struct om_server *srv = ud;
+    om_gc_nudge(srv->gc);
+}
+
+/* GC's evictions in the admin statistics. */
+static void note_evictions(void *ud, uint64_t n, uint64_t bytes)
+{
+    om_admin_note_evictions(ud, n, bytes);
 }
 
 /* Raise the soft descriptor limit to the hard one (as nginx's
@@ -187,7 +194,8 @@ void om_server_free(struct om_server *srv)
     /* After the daemon and the jobs: no admin request or download can reach
      * them any more.  Both are no-ops when never started. */
     om_prefetch_stop(srv);
-    om_gc_stop(srv);
+    om_gc_stop(srv->gc);
+    srv->gc = NULL;
     om_admin_free(srv);
     om_pullstats_stop(srv->pulls);
     om_mcache_free(srv->mcache);
@@ -305,7 +313,12 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
         err = OM_ERR_IO;
         goto fail;
     }
-    if ((err = om_gc_start(srv)) != OM_OK || (err = om_prefetch_start(srv)) != OM_OK) {
+    struct om_gc_host gc_host = {
+        .cfg = srv->cfg, .store = srv->store, .events = srv->events, .pulls = srv->pulls,
+        .mcache = srv->mcache, .cancel = &srv->cancel, .on_evictions = note_evictions, .ud = srv,
+    };
+    if ((err = om_gc_start(&srv->gc, &gc_host)) != OM_OK ||
+        (err = om_prefetch_start(srv)) != OM_OK) {
         om_log(OM_LOG_ERROR, "cannot start background tasks: %s", om_strerror(err));
         goto fail;
     }

@@ -413,7 +413,7 @@ static got_kind fetch_manifest(struct om_req *req, size_t ci, const char *ref,
         res->candidate = ci;
         goto done;
     }
-    om_gc_nudge(srv);
+    om_gc_nudge(srv->gc);
     om_digest *children = calloc(2 * OM_MANIFEST_MAX_ENTRIES + 1, sizeof(*children));
     size_t nch = children ? om_manifest_children(&m, children, 2 * OM_MANIFEST_MAX_ENTRIES + 1) : 0;
     om_manifest_free(&m);

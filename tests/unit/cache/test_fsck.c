@@ -1,12 +1,14 @@
 /* test_fsck.c — `ocimirror fsck` on real temp storage directories: each
  * case builds a store + index with the real modules, damages it in one
  * way, runs om_cmd_fsck with --json (stdout captured to a file) and checks
- * the exit status, the report and what --repair changed on disk. */
+ * the exit status, the report and what --repair changed on disk.  The last
+ * cases call the engine (cache/fsck.h) directly. */
 #include "test.h"
 
 #include "cache/fsck.h"
 #include "cache/index.h"
 #include "cache/store.h"
+#include "cli/cli.h"
 #include "core/hash.h"
 
 #include <fcntl.h>
@@ -463,6 +465,67 @@ static void test_fsck__bad_usage_and_a_non_storage_directory_exit_two(void)
     fx_teardown(&fx);
 }
 
+/* ---- the engine, without the command ------------------------------------ */
+
+struct complaints {
+    int n;
+    char last[512];
+};
+
+static void complain(void *ud, const char *msg)
+{
+    struct complaints *c = ud;
+    c->n++;
+    snprintf(c->last, sizeof(c->last), "%s", msg);
+}
+
+static void test_fsck__the_engine_returns_its_findings_and_complains_through_a_callback(void)
+{
+    struct fixture fx;
+    struct om_fsck_result res;
+    struct complaints c = {0};
+    char path[256];
+    CHECK(fx_setup(&fx));
+    blob_path(&fx, &fx.b1, path, sizeof(path));
+    write_file(path, "first BLOB"); /* same size, other bytes */
+
+    struct om_fsck_opts o = {.root = fx.root, .ingest_age_s = 3600, .complain = complain,
+                             .ud = &c};
+    CHECK(om_fsck_run(&res, &o) == OM_OK);
+    CHECK_EQ_INT(c.n, 0);
+    CHECK(res.index_ok);
+    CHECK_EQ_STR(res.index_state, "ok");
+    CHECK(!res.holder);
+    CHECK_EQ_INT(res.blobs_checked, 3);
+    CHECK_EQ_INT(res.found[OM_FSCK_CORRUPT_BLOB], 1);
+    CHECK_EQ_INT(res.n_p, 1);
+    CHECK(res.n_p == 1 && res.p[0].kind == OM_FSCK_CORRUPT_BLOB && !res.p[0].repaired);
+    CHECK(res.n_p == 1 && strcmp(res.p[0].d.str, fx.b1.str) == 0);
+    CHECK_EQ_INT(om_fsck_found(&res), 1);
+    CHECK_EQ_INT(om_fsck_left(&res), 1);
+    CHECK(exists(path));
+    om_fsck_result_free(&res);
+    CHECK(res.p == NULL && res.n_p == 0);
+
+    o.repair = true;
+    CHECK(om_fsck_run(&res, &o) == OM_OK);
+    CHECK_EQ_INT(res.repaired[OM_FSCK_CORRUPT_BLOB], 1);
+    CHECK_EQ_INT(res.repaired[OM_FSCK_MISSING_BLOB], 1); /* its row, in the same run */
+    CHECK_EQ_INT(om_fsck_left(&res), 0);
+    CHECK(!exists(path));
+    om_fsck_result_free(&res);
+
+    /* Not a storage: said once through complain, nothing else. */
+    o.root = "/nonexistent/om-fsck";
+    CHECK(om_fsck_run(&res, &o) == OM_ERR_NOTFOUND);
+    CHECK_EQ_INT(c.n, 1);
+    CHECK_EQ_STR(c.last, "/nonexistent/om-fsck is not an ocimirror storage directory"
+                         " (no blobs/sha256)");
+    om_fsck_result_free(&res);
+    om_fsck_result_free(NULL);
+    fx_teardown(&fx);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -476,5 +539,6 @@ int main(void)
     RUN(test_fsck__a_missing_index_is_a_problem_only_when_the_store_has_content);
     RUN(test_fsck__a_corrupt_index_is_reported_and_left_for_the_server);
     RUN(test_fsck__bad_usage_and_a_non_storage_directory_exit_two);
+    RUN(test_fsck__the_engine_returns_its_findings_and_complains_through_a_callback);
     return test_done();
 }
