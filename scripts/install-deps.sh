@@ -1,5 +1,7 @@
 #!/bin/sh
-# Install what ocimirror needs on Debian 12, from Debian's packages only.
+# Install what ocimirror needs on Debian 12, from Debian's packages; for the
+# browser tests also playwright-core and, if the machine has no Node.js 20+,
+# a pinned Node.js and npm, from the npm registry.
 #   install-deps.sh            build + everything the test suite uses
 #   install-deps.sh --build    only what building and running needs
 # Run as root.
