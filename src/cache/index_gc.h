@@ -15,7 +15,7 @@
  * record has no "media_type"/"size", so a build that predates deletion
  * records skips it as a bad line instead of reading it as a tag put.
  *
- * Not thread-safe: one om_gc_db per thread (gc.c serialises its runs).
+ * Not thread-safe: one om_gc_db per thread (cache/gc_service.c serialises its runs).
  */
 #ifndef OM_INDEX_GC_H
 #define OM_INDEX_GC_H

@@ -69,7 +69,7 @@ struct om_server {
     struct om_pullstats *pulls;        /* batched pull statistics (pullstats.h) */
     struct om_mcache *mcache;          /* manifest hot-path cache (mcache.h) */
     struct om_stats *stats;            /* owned by api_admin.c */
-    struct om_gc *gc;                  /* owned by gc.c */
+    struct om_gc *gc;                  /* owned by cache/gc_service.c */
     struct om_prefetcher *prefetch;    /* owned by prefetch.c */
 };
 

@@ -110,35 +110,50 @@ done:
     return err;
 }
 
-/* "host:port", "[v6]:port" or ":port" → a socket address. */
-static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len)
+/* Bind and listen on `addr` ("host:port", "[v6]:port", ":port") ourselves
+ * instead of through MHD_OPTION_SOCK_ADDR: a port another process holds
+ * fails here with its own errno ("Address already in use"), and the socket
+ * gets SO_REUSEADDR (a restart binds past TIME_WAIT) but never SO_REUSEPORT,
+ * with which a second server on the port would silently share its clients
+ * (the kernel splitting connections between two caches).  *fd owned by the
+ * caller (libmicrohttpd, once started with it); *v6 for MHD_USE_IPv6. */
+static int open_listener(const char *addr, int *fd_out, bool *v6)
 {
-    char host[256];
-    const char *port;
-    if (listen[0] == '[') {
-        const char *rb = strchr(listen, ']');
-        if (rb == NULL || rb[1] != ':' || (size_t)(rb - listen - 1) >= sizeof(host))
-            return OM_ERR_INVALID;
-        memcpy(host, listen + 1, (size_t)(rb - listen - 1));
-        host[rb - listen - 1] = '\0';
-        port = rb + 2;
-    } else {
-        const char *colon = strrchr(listen, ':');
-        if (colon == NULL || (size_t)(colon - listen) >= sizeof(host))
-            return OM_ERR_INVALID;
-        memcpy(host, listen, (size_t)(colon - listen));
-        host[colon - listen] = '\0';
-        port = colon + 1;
-    }
+    char host[256], port[8];
+    unsigned portn = 0;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
-    if (getaddrinfo(host[0] ? host : NULL, port, &hints, &res) != 0 || res == NULL)
-        return OM_ERR_INVALID;
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    *len = res->ai_addrlen;
-    freeaddrinfo(res);
-    return OM_OK;
+    int fd = -1, one = 1, err = OM_ERR_IO, gai;
+
+    *fd_out = -1;
+    if (om_parse_listen(addr, host, sizeof(host), &portn) != OM_OK) {
+        om_log(OM_LOG_ERROR, "cannot listen on %s: it %s", addr, om_listen_why(addr));
+        err = OM_ERR_INVALID;
+        goto done;
+    }
+    snprintf(port, sizeof(port), "%u", portn);
+    if ((gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &res)) != 0 || res == NULL) {
+        om_log(OM_LOG_ERROR, "cannot listen on %s (%s)", addr, gai_strerror(gai));
+        err = OM_ERR_INVALID;
+        goto done;
+    }
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+        om_log(OM_LOG_ERROR, "cannot listen on %s (%s)", addr, strerror(errno));
+        goto done;
+    }
+    *v6 = res->ai_family == AF_INET6;
+    *fd_out = fd;
+    fd = -1;
+    err = OM_OK;
+done:
+    if (fd >= 0)
+        close(fd);
+    if (res != NULL)
+        freeaddrinfo(res);
+    return err;
 }
 
 /* A committed blob may push usage over the quota's high water mark. */
@@ -214,6 +229,7 @@ void om_server_free(struct om_server *srv)
 int om_server_start(struct om_server **out, const struct om_config *cfg)
 {
     int err;
+    int lfd = -1; /* the listening socket until the daemon owns it */
     struct om_server *srv = calloc(1, sizeof(*srv));
     if (srv == NULL)
         return OM_ERR_NOMEM;
@@ -257,15 +273,11 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
     if ((err = om_jobs_start(&srv->jobs, job_threads, 16384)) != OM_OK)
         goto fail;
 
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-    if (parse_listen(cfg->listen, &ss, &sslen) != OM_OK) {
-        om_log(OM_LOG_ERROR, "bad listen address %s", cfg->listen);
-        err = OM_ERR_INVALID;
+    bool v6 = false;
+    if ((err = open_listener(cfg->listen, &lfd, &v6)) != OM_OK)
         goto fail;
-    }
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    if (ss.ss_family == AF_INET6)
+    if (v6)
         flags |= MHD_USE_IPv6;
     if (cfg->tls_cert != NULL) {
         if (read_small_file(cfg->tls_cert, 1 << 20, &srv->tls_cert_pem) != OM_OK ||
@@ -292,7 +304,7 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
     struct MHD_OptionItem opts[] = {
         /* first, or libmicrohttpd logs what comes before it to stderr */
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_logger, NULL},
-        {MHD_OPTION_SOCK_ADDR, 0, &ss},
+        {MHD_OPTION_LISTEN_SOCKET, lfd, NULL},
         {MHD_OPTION_THREAD_POOL_SIZE, threads, NULL},
         {MHD_OPTION_CONNECTION_LIMIT, om_conn_guard_mhd_limit(cap), NULL},
         {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)om_conn_guard_notify, &srv->guard},
@@ -301,7 +313,6 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)mem_limit, NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, srv},
         {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape_identity, NULL},
-        {MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL},
         {srv->tls_cert_pem ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, srv->tls_cert_pem},
         {srv->tls_key_pem ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, srv->tls_key_pem},
         {MHD_OPTION_END, 0, NULL},
@@ -309,10 +320,11 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
     srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_access, srv, MHD_OPTION_ARRAY, opts,
                                    MHD_OPTION_END);
     if (srv->daemon == NULL) {
-        om_log(OM_LOG_ERROR, "cannot listen on %s (%s)", cfg->listen, strerror(errno));
+        om_log(OM_LOG_ERROR, "cannot serve on %s (%s)", cfg->listen, strerror(errno));
         err = OM_ERR_IO;
         goto fail;
     }
+    lfd = -1; /* the daemon's now: it closes it when it stops */
     struct om_gc_host gc_host = {
         .cfg = srv->cfg, .store = srv->store, .events = srv->events, .pulls = srv->pulls,
         .mcache = srv->mcache, .cancel = &srv->cancel, .on_evictions = note_evictions, .ud = srv,
@@ -331,6 +343,8 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
     *out = srv;
     return OM_OK;
 fail:
+    if (lfd >= 0)
+        close(lfd);
     om_server_free(srv);
     return err;
 }

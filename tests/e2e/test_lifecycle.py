@@ -202,6 +202,24 @@ tag_ttl: 10s
         p.communicate(timeout=20)
         self.fail("the first server did not start")
 
+    def test_a_second_server_on_one_port_is_refused(self):
+        port = free_port()
+        first = self.start_serve(port, os.path.join(self.dir, "a"))
+        try:
+            r = run(["serve", "--listen", "127.0.0.1:%d" % port,
+                     "--storage", os.path.join(self.dir, "b")])
+            self.assertEqual(r.returncode, 1, r.stderr[-2000:])
+            self.assertIn("cannot listen on 127.0.0.1:%d (Address already in use)" % port, r.stderr)
+            self.assertIsNone(first.poll(), "the first server must keep running")
+        finally:
+            os.killpg(first.pid, signal.SIGTERM)
+            first.communicate(timeout=40)
+        # and a restart right after binds the port again (SO_REUSEADDR)
+        again = self.start_serve(port, os.path.join(self.dir, "a"))
+        os.killpg(again.pid, signal.SIGTERM)
+        again.communicate(timeout=40)
+        self.assertEqual(again.returncode, 0)
+
     def test_a_second_server_on_one_storage_directory_is_refused(self):
         storage = os.path.join(self.dir, "data")
         first = self.start_serve(free_port(), storage)
