@@ -84,6 +84,15 @@ struct om_limits {
     uint64_t shutdown_grace_ms;   /* SIGTERM: let transfers finish this long (30s) */
     unsigned threads;             /* HTTP worker pool; 0 = number of CPUs */
     unsigned max_downloads;       /* concurrent upstream transfers (64) */
+    unsigned max_downloads_per_upstream; /* of those, for one upstream; 0 = 3/4 of
+                                     max_downloads when there are several (0) */
+    unsigned jobs_per_upstream;   /* blocking jobs (searches, manifests,
+                                     revalidations, tokens) one upstream may
+                                     run at once; more wait in its lane (16) */
+    uint64_t revalidate_timeout_ms; /* a cached tag whose revalidation takes
+                                     longer is served stale (5s) */
+    uint64_t max_blob_size;       /* a blob larger than this is refused before
+                                     any byte is fetched; 0 = none (0) */
 };
 
 struct om_config {

@@ -27,6 +27,8 @@
  *               max_url_bytes max_manifest_bytes connection_timeout
  *               header_timeout idle_timeout
  *               shutdown_grace threads max_downloads
+ *               max_downloads_per_upstream jobs_per_upstream
+ *               revalidate_timeout max_blob_size
  *   prefetch    images platforms interval retries retry_interval
  *                                             (interval 0 or >= 1s)
  *
@@ -312,6 +314,10 @@ static const struct om_cfg_field limits_fields[] = {
     NUM("shutdown_grace", K_MS, CFG(limits.shutdown_grace_ms), 0, MS_MAX),
     NUM("threads", K_UINT, CFG(limits.threads), 0, 1024),
     NUM("max_downloads", K_UINT, CFG(limits.max_downloads), 1, 65536),
+    NUM("max_downloads_per_upstream", K_UINT, CFG(limits.max_downloads_per_upstream), 0, 65536),
+    NUM("jobs_per_upstream", K_UINT, CFG(limits.jobs_per_upstream), 1, 256),
+    NUM("revalidate_timeout", K_MS, CFG(limits.revalidate_timeout_ms), 1, MS_MAX),
+    NUM("max_blob_size", K_SIZE64, CFG(limits.max_blob_size), 0, UINT64_MAX),
 };
 
 /* ---- mappings and lists ------------------------------------------------- */

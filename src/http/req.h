@@ -55,6 +55,7 @@ struct om_server {
     struct om_upstream *up[OM_MAX_UPSTREAMS];
     struct om_fetch_table *fetch;
     struct om_jobs *jobs;
+    unsigned lane_search, lane_other;  /* job lanes: 0..n_upstreams-1 are the upstreams' */
     struct MHD_Daemon *daemon;
     pthread_mutex_t flights_mu;        /* guards flights */
     struct om_flight *flights;         /* manifest single-flight list */

@@ -267,10 +267,12 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
     om_fetch_set_commit_hook(srv->fetch, nudge_gc, srv);
     if ((err = om_admin_init(srv)) != OM_OK)
         goto fail;
-    unsigned job_threads = cfg->limits.max_downloads ? cfg->limits.max_downloads / 2 : 32;
-    if (job_threads < 8)
-        job_threads = 8;
-    if ((err = om_jobs_start(&srv->jobs, job_threads, 16384)) != OM_OK)
+    /* A lane of jobs per upstream, one for names still being searched, one
+     * for the rest (jobs.h): a hung upstream fills only its own. */
+    srv->lane_search = (unsigned)cfg->n_upstreams;
+    srv->lane_other = srv->lane_search + 1;
+    if ((err = om_jobs_start(&srv->jobs, srv->lane_other + 1, cfg->limits.jobs_per_upstream,
+                             4096)) != OM_OK)
         goto fail;
 
     bool v6 = false;
