@@ -297,6 +297,62 @@ static void downloads(struct mbuf *b, struct om_server *srv)
             "Blob downloads whose bytes did not match their digest.", fs.digest_mismatch);
     one_u64(b, "ocimirror_download_received_bytes_total", "counter",
             "Blob bytes received from upstreams.", fs.bytes_from_upstream);
+    one_u64(b, "ocimirror_downloads_abandoned_total", "counter",
+            "Downloads whose clients all left while they waited for a slot: never started.",
+            fs.abandoned);
+    one_u64(b, "ocimirror_downloads_backgrounded_total", "counter",
+            "Downloads whose clients all left mid-transfer: finished outside the slots.",
+            fs.backgrounded);
+    one_u64(b, "ocimirror_downloads_background", "gauge",
+            "Downloads nobody reads any more, finishing outside the slots.", fs.background);
+}
+
+/* Per lane and per upstream: how much waits (limits.jobs_per_upstream,
+ * limits.max_downloads_per_upstream). */
+static void load(struct mbuf *b, struct om_server *srv)
+{
+    const struct om_config *cfg = srv->cfg;
+    unsigned n_lanes = srv->lane_other + 1;
+    struct om_jobs_lane_stats ls[OM_JOBS_LANES_MAX];
+    char name[OM_JOBS_LANES_MAX][160];
+
+    for (unsigned l = 0; l < n_lanes && l < OM_JOBS_LANES_MAX; l++) {
+        om_jobs_lane_stats(srv->jobs, l, &ls[l]);
+        esc(om_server_lane_name(srv, l), name[l], sizeof(name[l]));
+    }
+    family(b, "ocimirror_jobs_running", "gauge",
+           "Blocking jobs (searches, manifests, revalidations) running, per lane.");
+    for (unsigned l = 0; l < n_lanes && l < OM_JOBS_LANES_MAX; l++)
+        mb_printf(b, "ocimirror_jobs_running{lane=\"%s\"} %u\n", name[l], ls[l].running);
+    family(b, "ocimirror_jobs_waiting", "gauge", "Jobs queued behind them, per lane.");
+    for (unsigned l = 0; l < n_lanes && l < OM_JOBS_LANES_MAX; l++)
+        mb_printf(b, "ocimirror_jobs_waiting{lane=\"%s\"} %zu\n", name[l], ls[l].waiting);
+    family(b, "ocimirror_jobs_max", "gauge", "Jobs a lane may run at once (jobs_per_upstream).");
+    for (unsigned l = 0; l < n_lanes && l < OM_JOBS_LANES_MAX; l++)
+        mb_printf(b, "ocimirror_jobs_max{lane=\"%s\"} %u\n", name[l], ls[l].max);
+    family(b, "ocimirror_jobs_delayed_total", "counter",
+           "Jobs that had to wait for a thread of their lane.");
+    for (unsigned l = 0; l < n_lanes && l < OM_JOBS_LANES_MAX; l++)
+        mb_printf(b, "ocimirror_jobs_delayed_total{lane=\"%s\"} %llu\n", name[l],
+                  (unsigned long long)ls[l].saturated);
+    family(b, "ocimirror_upstream_downloads_active", "gauge",
+           "Download slots each upstream holds.");
+    struct om_upstream_load ld[OM_MAX_UPSTREAMS];
+    for (size_t i = 0; i < cfg->n_upstreams; i++) {
+        om_server_upstream_load(srv, i, &ld[i]);
+        mb_printf(b, "ocimirror_upstream_downloads_active{upstream=\"%s\"} %u\n", name[i],
+                  ld[i].dl_active);
+    }
+    family(b, "ocimirror_upstream_downloads_waiting", "gauge",
+           "Downloads waiting for one of their upstream's slots.");
+    for (size_t i = 0; i < cfg->n_upstreams; i++)
+        mb_printf(b, "ocimirror_upstream_downloads_waiting{upstream=\"%s\"} %u\n", name[i],
+                  ld[i].dl_waiting);
+    family(b, "ocimirror_upstream_saturated", "gauge",
+           "1 when new work for the upstream waits (its job lane or its download slots full).");
+    for (size_t i = 0; i < cfg->n_upstreams; i++)
+        mb_printf(b, "ocimirror_upstream_saturated{upstream=\"%s\"} %d\n", name[i],
+                  ld[i].saturated ? 1 : 0);
 }
 
 static void storage(struct mbuf *b, struct om_server *srv)
@@ -351,6 +407,7 @@ enum MHD_Result om_admin_metrics(struct om_req *req)
     requests(&b, srv);
     upstreams(&b, srv);
     downloads(&b, srv);
+    load(&b, srv);
     storage(&b, srv);
     if (b.failed) {
         free(b.buf);

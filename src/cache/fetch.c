@@ -16,8 +16,14 @@
  * Readers read the ingest file through a dup()'d descriptor that stays valid
  * after the commit renames it, so a reader that started on the download
  * finishes on it without reopening anything.
+ *
+ * Who may download now — the slots, per upstream, and downloads nobody
+ * reads any more — is fetch_slots.c.  limits.max_blob_size is enforced on
+ * the upstream's headers (Content-Length, before a body byte) and, without
+ * one, as the bytes come; a failed download gives its reserved disk back at
+ * once.
  */
-#include "cache/fetch.h"
+#include "cache/fetch_int.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -32,8 +38,6 @@
 #include "core/hash.h"
 #include "core/log.h"
 
-#define BUCKETS 256
-
 /* Readers waiting for bytes are woken when this much more arrived, or this
  * long after the last wake, whichever comes first (and at once for a
  * download's first bytes).  libcurl hands over 16 KiB at a time: waking
@@ -44,61 +48,6 @@
 #define WAKE_BYTES (256u << 10)
 #define WAKE_US 5000
 
-enum fetch_state { F_STARTING, F_STREAMING, F_DONE, F_FAILED };
-
-struct waiter {
-    om_fetch_cb wake;
-    void *ud;
-};
-
-struct om_fetch {
-    struct om_fetch_table *t;
-    struct om_fetch *next;          /* bucket chain, guarded by t->mu */
-    om_digest digest;
-    char remote[OM_NAME_MAX + 1];
-    char canonical[OM_NAME_MAX + 1];
-    struct om_upstream *up;
-
-    pthread_mutex_t mu;             /* guards everything below */
-    pthread_cond_t cond;            /* ready/finished, for om_fetch_wait_ready */
-    int refs;
-    enum fetch_state state;
-    bool ready;                     /* upstream answered (size known) or failed */
-    uint64_t total;                 /* OM_FETCH_SIZE_UNKNOWN until known */
-    uint64_t written;               /* bytes in the ingest file */
-    long status;                    /* upstream HTTP status of a failure */
-    int err;                        /* why it failed */
-    int read_fd;                    /* dup of the ingest fd; owned, closed at free */
-    struct waiter *waiters;         /* owned array */
-    size_t n_waiters, cap_waiters;
-    uint64_t woken_bytes;           /* `written` when waiters were last woken */
-    int64_t woken_us;               /* and when (monotonic) */
-
-    /* Only the download thread touches these. */
-    struct om_ingest *ing;
-    om_hash *hash;
-    uint64_t skip;                  /* bytes to drop from a 200 answer to a resume */
-    bool headers_seen;
-    long last_status;
-};
-
-struct om_fetch_table {
-    const struct om_config *cfg;
-    struct om_store *st;
-    struct om_index *ix;
-    pthread_mutex_t mu;
-    pthread_cond_t idle;            /* signalled when running reaches 0 */
-    pthread_cond_t slot;            /* a download slot became free */
-    struct om_fetch *buckets[BUCKETS];
-    unsigned running;               /* download threads alive */
-    unsigned active;                /* holding a download slot */
-    atomic_bool cancel;
-    struct om_fetch_stats stats;    /* guarded by mu */
-    struct om_events *events;       /* not owned; may be NULL */
-    om_fetch_cb on_commit;          /* may be NULL */
-    void *on_commit_ud;
-};
-
 static int64_t now_ms(void)
 {
     struct timespec ts;
@@ -106,7 +55,7 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static unsigned bucket_of(const om_digest *d)
+unsigned om_fetch__bucket_of(const om_digest *d)
 {
     const char *h = om_digest_hex(d);
     unsigned v = 0;
@@ -145,6 +94,13 @@ void om_fetch_release(struct om_fetch *f)
     pthread_mutex_lock(&f->mu);
     int left = --f->refs;
     pthread_mutex_unlock(&f->mu);
+    if (left == 1) {
+        /* Only the download thread is left: if it waits for a slot, it
+         * should see that nobody wants it any more. */
+        pthread_mutex_lock(&f->t->mu);
+        pthread_cond_broadcast(&f->t->slot);
+        pthread_mutex_unlock(&f->t->mu);
+    }
     if (left == 0)
         fetch_free(f);
 }
@@ -235,6 +191,12 @@ static int on_headers(void *ud, const struct om_up_resp *r)
         f->skip = f->written; /* a 200 to a resume: drop what we hold */
     }
 
+    /* limits.max_blob_size: refused before a byte of the body is read. */
+    uint64_t cap = f->t->cfg->limits.max_blob_size;
+    if (cap > 0 && total != OM_FETCH_SIZE_UNKNOWN && total > cap) {
+        f->too_big = true;
+        return OM_ERR_DENIED;
+    }
     /* A full disk must show before the client is promised a body. */
     if (f->written == 0 && total != OM_FETCH_SIZE_UNKNOWN) {
         int rerr = om_ingest_reserve(f->ing, total);
@@ -271,6 +233,11 @@ static int on_body(void *ud, const void *buf, size_t len)
     }
     if (f->total != OM_FETCH_SIZE_UNKNOWN && f->written + len > f->total)
         return OM_ERR_DIGEST; /* more bytes than announced: a lying upstream */
+    uint64_t cap = f->t->cfg->limits.max_blob_size;
+    if (cap > 0 && f->written + len > cap) {
+        f->too_big = true; /* no Content-Length, and more than the limit */
+        return OM_ERR_DENIED;
+    }
     int err = om_ingest_write(f->ing, p, len);
     if (err != OM_OK)
         return err;
@@ -293,7 +260,8 @@ static int on_body(void *ud, const void *buf, size_t len)
     return OM_OK;
 }
 
-/* The transfer's progress tick: wake readers for bytes still pending. */
+/* The transfer's progress tick: wake readers for bytes still pending; give
+ * the slot up when nobody reads any more. */
 static void on_tick(void *ud)
 {
     struct om_fetch *f = ud;
@@ -305,6 +273,7 @@ static void on_tick(void *ud)
         f->woken_us = now;
     }
     pthread_mutex_unlock(&f->mu);
+    om_fetch__yield_if_unwanted(f);
 }
 
 static void sleep_ms(uint64_t ms)
@@ -324,34 +293,12 @@ static uint64_t backoff_ms(const struct om_config *cfg, unsigned attempt)
     return cap / 2 + r % (cap / 2 + 1); /* "equal jitter": never zero, never > cap */
 }
 
-static void acquire_slot(struct om_fetch_table *t)
-{
-    unsigned max = t->cfg->limits.max_downloads ? t->cfg->limits.max_downloads : 64;
-    pthread_mutex_lock(&t->mu);
-    while (t->active >= max && !atomic_load(&t->cancel))
-        pthread_cond_wait(&t->slot, &t->mu);
-    t->active++;
-    pthread_mutex_unlock(&t->mu);
-}
-
-static void release_slot(struct om_fetch_table *t)
-{
-    pthread_mutex_lock(&t->mu);
-    t->active--;
-    pthread_cond_signal(&t->slot);
-    pthread_mutex_unlock(&t->mu);
-}
-
 /* Unlink from the table so later requests start afresh or hit the store. */
 static void unlink_entry(struct om_fetch *f)
 {
     struct om_fetch_table *t = f->t;
     pthread_mutex_lock(&t->mu);
-    struct om_fetch **pp = &t->buckets[bucket_of(&f->digest)];
-    while (*pp != NULL && *pp != f)
-        pp = &(*pp)->next;
-    if (*pp == f)
-        *pp = f->next;
+    om_fetch__unlink_locked(t, f);
     pthread_mutex_unlock(&t->mu);
 }
 
@@ -423,8 +370,7 @@ static void *download_main(void *arg)
     struct om_fetch *f = arg;
     struct om_fetch_table *t = f->t;
     int err;
-    acquire_slot(t);
-    if (atomic_load(&t->cancel)) {
+    if (!om_fetch__acquire_slot(t, f)) {
         err = OM_ERR_TIMEOUT;
         fail(f, err, 0);
         goto done;
@@ -479,12 +425,16 @@ static void *download_main(void *arg)
                           err == OM_ERR_DIGEST ? "blob digest mismatch: not cached"
                                                : "blob download failed");
         }
+        /* The disk reserved for it (om_ingest_reserve) goes back now, not
+         * when the last reader closes its descriptor of the unlinked file. */
+        if (f->ing != NULL)
+            om_ingest_truncate(f->ing, 0);
         fail(f, err, 0);
         pthread_mutex_lock(&t->mu);
         t->stats.failed++;
         pthread_mutex_unlock(&t->mu);
     }
-    release_slot(t);
+    om_fetch__release_slot(t, f);
 done:
     unlink_entry(f);
     om_ingest_abort(f->ing);
@@ -506,6 +456,9 @@ static int fetch_new(struct om_fetch_table *t, const om_digest *d,
     f->t = t;
     f->digest = *d;
     f->up = src->upstream;
+    /* the upstream's place in the config: its slot count */
+    ptrdiff_t ui = om_upstream_cfg(src->upstream) - t->cfg->upstreams;
+    f->up_index = ui >= 0 && ui < (ptrdiff_t)OM_MAX_UPSTREAMS ? (unsigned)ui : 0;
     snprintf(f->remote, sizeof(f->remote), "%s", src->remote);
     snprintf(f->canonical, sizeof(f->canonical), "%s", src->canonical);
     f->total = OM_FETCH_SIZE_UNKNOWN;
@@ -538,7 +491,7 @@ int om_fetch_get(struct om_fetch_table *t, const om_digest *d, const struct om_f
         err = OM_ERR_TIMEOUT;
         goto done;
     }
-    unsigned b = bucket_of(d);
+    unsigned b = om_fetch__bucket_of(d);
     for (struct om_fetch *f = t->buckets[b]; f != NULL; f = f->next) {
         if (strcmp(f->digest.str, d->str) == 0) {
             pthread_mutex_lock(&f->mu);
@@ -678,13 +631,6 @@ void om_fetch_set_commit_hook(struct om_fetch_table *t, om_fetch_cb fn, void *ud
 {
     t->on_commit = fn;
     t->on_commit_ud = ud;
-}
-
-void om_fetch_stats_get(struct om_fetch_table *t, struct om_fetch_stats *out)
-{
-    pthread_mutex_lock(&t->mu);
-    *out = t->stats;
-    pthread_mutex_unlock(&t->mu);
 }
 
 void om_fetch_visit(struct om_fetch_table *t, om_fetch_visit_fn fn, void *ud)

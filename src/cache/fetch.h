@@ -56,6 +56,9 @@ typedef void (*om_fetch_cb)(void *ud);
 struct om_fetch_stats {
     uint64_t started, coalesced, completed, failed, resumed, digest_mismatch;
     uint64_t bytes_from_upstream;
+    uint64_t abandoned;      /* queued for a slot until every client had left: never started */
+    uint64_t backgrounded;   /* clients left mid-transfer: finished outside the slots */
+    unsigned active, background;  /* now: downloads holding a slot; finishing unread */
 };
 
 int om_fetch_table_new(struct om_fetch_table **out, const struct om_config *cfg,
@@ -89,6 +92,10 @@ int om_fetch_fd(const struct om_fetch *f);
 uint64_t om_fetch_total(struct om_fetch *f);
 
 void om_fetch_stats_get(struct om_fetch_table *t, struct om_fetch_stats *out);
+/* One upstream's download slots (i: cfg->upstreams[] index): held now,
+ * downloads waiting for one, and the most it may hold. */
+void om_fetch_upstream_slots(struct om_fetch_table *t, size_t i, unsigned *active,
+                             unsigned *waiting, unsigned *max);
 /* Record completed/failed downloads in this ring (may stay unset). */
 struct om_events;
 void om_fetch_set_events(struct om_fetch_table *t, struct om_events *ev);

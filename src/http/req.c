@@ -1,6 +1,7 @@
 /* req.c — what every endpoint does with its request context: set an
  * error answer, queue the answer, hand a finished job's answer back to the
- * dispatcher (http/req.h). */
+ * dispatcher (http/req.h); and what /healthz and /metrics say of the
+ * server's load. */
 #include "http/req.h"
 
 void om_req_error(struct om_req *req, unsigned status, const char *code, const char *message)
@@ -36,3 +37,20 @@ void om_req_job_done(struct om_req *req)
     MHD_resume_connection(req->conn);
 }
 
+
+const char *om_server_lane_name(const struct om_server *srv, unsigned lane)
+{
+    if (lane < srv->cfg->n_upstreams)
+        return srv->cfg->upstreams[lane].name;
+    return lane == srv->lane_search ? "search" : "other";
+}
+
+void om_server_upstream_load(struct om_server *srv, size_t i, struct om_upstream_load *out)
+{
+    *out = (struct om_upstream_load){0};
+    om_jobs_lane_stats(srv->jobs, (unsigned)i, &out->jobs);
+    if (srv->fetch != NULL)
+        om_fetch_upstream_slots(srv->fetch, i, &out->dl_active, &out->dl_waiting, &out->dl_max);
+    out->saturated = (out->jobs.max > 0 && out->jobs.running >= out->jobs.max) ||
+                     (out->dl_max > 0 && out->dl_active >= out->dl_max && out->dl_waiting > 0);
+}

@@ -116,4 +116,20 @@ enum MHD_Result om_req_send_error(struct om_req *req, unsigned status, const cha
 /* Finish a job: the response is in req; resume the connection. */
 void om_req_job_done(struct om_req *req);
 
+/* ---- how loaded the server is (for /healthz, /metrics, the log) ---- */
+
+/* A job lane's name: its upstream's, "search" (names being searched) or
+ * "other".  Static or config storage. */
+const char *om_server_lane_name(const struct om_server *srv, unsigned lane);
+
+/* Upstream i (cfg->upstreams[] index): its job lane and its download
+ * slots.  Saturated: every job thread of its lane busy, or every download
+ * slot it may hold taken with more waiting — new work for it waits. */
+struct om_upstream_load {
+    struct om_jobs_lane_stats jobs;
+    unsigned dl_active, dl_waiting, dl_max;
+    bool saturated;
+};
+void om_server_upstream_load(struct om_server *srv, size_t i, struct om_upstream_load *out);
+
 #endif

@@ -72,11 +72,30 @@ static enum MHD_Result handle_base(struct om_req *req)
     return om_req_send(req);
 }
 
+/* 200 "ok" while serving (503 once stopping).  An upstream whose work
+ * waits (every job of its lane, or every download slot it may hold, busy)
+ * makes the first line "degraded", with a line per such upstream: the
+ * mirror still serves everything cached and every other upstream, so the
+ * status stays 200 — a load balancer keeps the replica, an operator sees
+ * why pulls from that upstream are slow. */
 static enum MHD_Result handle_healthz(struct om_req *req)
 {
-    static const char body[] = "ok\n";
-    req->resp = om_http_body("text/plain", body, 3);
-    req->status = atomic_load(&req->srv->stopping) ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK;
+    struct om_server *srv = req->srv;
+    char body[2048], lines[1800] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < srv->cfg->n_upstreams && len < sizeof(lines); i++) {
+        struct om_upstream_load ld;
+        om_server_upstream_load(srv, i, &ld);
+        if (ld.saturated)
+            len += (size_t)snprintf(lines + len, sizeof(lines) - len,
+                                    "upstream %s saturated: %u of %u jobs running, %zu waiting; "
+                                    "%u of %u downloads, %u waiting\n",
+                                    srv->cfg->upstreams[i].name, ld.jobs.running, ld.jobs.max,
+                                    ld.jobs.waiting, ld.dl_active, ld.dl_max, ld.dl_waiting);
+    }
+    int n = snprintf(body, sizeof(body), "%s\n%s", len ? "degraded" : "ok", lines);
+    req->resp = om_http_body("text/plain", body, n < (int)sizeof(body) ? (size_t)n : sizeof(body) - 1);
+    req->status = atomic_load(&srv->stopping) ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK;
     return om_req_send(req);
 }
 

@@ -219,6 +219,19 @@ static void stats_record(struct om_up_call *c, int err, int64_t started_us)
     pthread_mutex_unlock(&u->stats_mu);
 }
 
+/* Does a retry after `delay` ms fit in the call's budget (timeout_ms)?
+ * If not, the error says so. */
+static bool retry_fits(struct om_up_call *c, uint64_t delay)
+{
+    if (c->deadline_ms == 0 || om_up_mono_ms() + (int64_t)delay < c->deadline_ms)
+        return true;
+    char what[sizeof(c->resp->error)];
+    om_up_copy_trunc(what, sizeof(what), c->resp->error[0] ? c->resp->error : "no answer");
+    snprintf(c->resp->error, sizeof(c->resp->error), "%.180s, and no time left to retry "
+             "within %llu ms", what, (unsigned long long)c->req->timeout_ms);
+    return false;
+}
+
 /* One hop: perform it, then turn the outcome into "done" or "go on".
  * *again is set when the loop should run another hop. */
 static int run_hop(struct om_up_call *c, bool *again)
@@ -272,6 +285,11 @@ static int run_hop(struct om_up_call *c, bool *again)
             !c->headers_delivered) {
             c->tries++;
             delay = retry_delay_ms(c, c->tries);
+            if (!retry_fits(c, delay)) {
+                c->reached = false;
+                err = OM_ERR_UPSTREAM;
+                goto done;
+            }
             log_retry(c, c->resp->error, delay);
             if (!sleep_cancellable(delay, c->req->cancel)) {
                 c->cancelled = true;
@@ -314,6 +332,13 @@ static int run_hop(struct om_up_call *c, bool *again)
         c->tries++;
         delay = retry_delay_ms(c, c->tries);
         snprintf(reason, sizeof(reason), "HTTP %ld", c->resp->status);
+        if (!retry_fits(c, delay)) {
+            snprintf(c->resp->error, sizeof(c->resp->error),
+                     "HTTP %ld, and no time left to retry within %llu ms", c->resp->status,
+                     (unsigned long long)c->req->timeout_ms);
+            err = OM_ERR_UPSTREAM;
+            goto done;
+        }
         if (c->resp->status == 429)
             om_log_kv(OM_LOG_WARN, "upstream rate limited", "upstream", c->u->cfg->name,
                       "path", c->req->path, NULL);
@@ -387,6 +412,8 @@ int om_upstream_do(struct om_upstream *u, const struct om_up_req *req, struct om
         err = OM_ERR_NOMEM;
         goto done;
     }
+    if (req->timeout_ms > 0)
+        c.deadline_ms = om_up_mono_ms() + (int64_t)req->timeout_ms;
     om_up_auth_use_cached(&c);
     err = om_up_call_run(&c);
     if (err == OM_OK || err == OM_ERR_TIMEOUT || c.user_err)

@@ -85,6 +85,10 @@ struct om_up_req {
     void *ud;
     const atomic_bool *cancel;      /* when set, the transfer is aborted (OM_ERR_TIMEOUT
                                        is returned); may be NULL */
+    uint64_t timeout_ms;            /* the whole call — every hop, retry and token
+                                       fetch — within this budget, else
+                                       OM_ERR_UPSTREAM ("no answer within ..");
+                                       0 = none */
 };
 
 /* *out owned by the caller (om_upstream_free). `cfg` must outlive it. */

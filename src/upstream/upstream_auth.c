@@ -500,6 +500,8 @@ static int token_fetch(struct om_up_call *c, const char *scope, char **token_out
     tc.auth_tried = true;           /* a 401 from the realm is its answer */
     tc.auth = cfg->username != NULL && cfg->password != NULL ? OM_UP_AUTH_BASIC : OM_UP_AUTH_NONE;
     tc.deadline_ms = om_up_mono_ms() + TOKEN_TIMEOUT_S * 1000;
+    if (c->deadline_ms != 0 && c->deadline_ms < tc.deadline_ms)
+        tc.deadline_ms = c->deadline_ms; /* the request's own budget is shorter */
 
     err = om_up_call_run(&tc);
     if (err == OM_ERR_TIMEOUT && tc.cancelled) {
@@ -569,6 +571,8 @@ static int flight_wait(struct om_up_tokens *t, struct om_up_token_flight *f, str
     int err = OM_OK;
     int64_t deadline = om_up_mono_ms() + TOKEN_WAIT_MS;
 
+    if (c->deadline_ms != 0 && c->deadline_ms < deadline)
+        deadline = c->deadline_ms;
     f->waiters++;
     while (!f->done) {
         int64_t now = om_up_mono_ms();

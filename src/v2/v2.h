@@ -47,6 +47,10 @@ om_repo_evidence om_v2_repo_probe(struct om_req *req, size_t ci);
  * miss of an object on candidate ci means for the repository. */
 om_repo_evidence om_v2_repo_miss(struct om_req *req, size_t ci, long status, const char *body,
                                  size_t len);
+/* The job lane for req (core/jobs.h): its upstream's when the route is
+ * fixed or the search decision known (req->upstream), else the lane of
+ * names being searched. */
+unsigned om_v2_lane(const struct om_req *req);
 /* Record the outcome of probing candidate i: found or not. */
 void om_v2_note_probe(struct om_req *req, size_t i, bool found, bool decided);
 

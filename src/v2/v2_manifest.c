@@ -22,6 +22,7 @@
 
 #include "cache/mcache.h"
 #include "cache/pullstats.h"
+#include "core/log.h"
 #include "core/manifest.h"
 
 #define STALE_WARNING "110 - \"Response is Stale\""
@@ -265,15 +266,29 @@ static bool serve_from_cache(struct om_req *req)
             return false;
         om_mcache_tag_put(srv->mcache, req->canonical, req->p.ref.tag, &tr);
     }
-    if (om_now_ms() - tr.checked_at >= (int64_t)srv->cfg->tag_ttl_ms)
+    /* Due for revalidation: a job asks the upstream — unless every job of
+     * that upstream's lane is busy (a slow or hung upstream), when the
+     * cached tag is served stale now instead of queueing behind them
+     * (stale-while-revalidate; the next request revalidates). */
+    bool expired = om_now_ms() - tr.checked_at >= (int64_t)srv->cfg->tag_ttl_ms;
+    unsigned lane = om_v2_lane(req);
+    if (expired && !om_jobs_lane_busy(srv->jobs, lane))
         return false;
     om_digest child;
-    resp_result rr = respond_manifest(req, &tr.digest, tr.media_type, tr.size, false, &child);
+    resp_result rr = respond_manifest(req, &tr.digest, tr.media_type, tr.size, expired, &child);
     if (rr == RESP_NEED_CHILD || rr == RESP_GONE)
         return false;
     if (rr == RESP_REFUSED)
         return true;
-    req->cache = OM_CACHE_HIT;
+    req->cache = expired ? OM_CACHE_STALE : OM_CACHE_HIT;
+    if (expired) {
+        struct om_jobs_lane_stats ls;
+        char busy[48];
+        om_jobs_lane_stats(srv->jobs, lane, &ls);
+        snprintf(busy, sizeof(busy), "%u running, %zu waiting", ls.running, ls.waiting);
+        om_log_kv(OM_LOG_WARN, "upstream saturated, serving stale tag", "repo", req->canonical,
+                  "tag", req->p.ref.tag, "upstream", req->upstream, "jobs", busy, NULL);
+    }
     note_pull(req, &tr.digest);
     return true;
 }
@@ -395,9 +410,11 @@ enum MHD_Result om_v2_manifest(struct om_req *req)
     srv->flights = fl;
     pthread_mutex_unlock(&srv->flights_mu);
 
-    if (om_jobs_submit(srv->jobs, manifest_job, fl) != OM_OK) {
+    if (om_jobs_submit_lane(srv->jobs, om_v2_lane(req), manifest_job, fl) != OM_OK) {
         struct mresult res = {0};
-        om_v2m_set_error(&res, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "mirror overloaded");
+        om_v2m_set_error(&res, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", NULL);
+        snprintf(res.message, sizeof(res.message), "too many requests waiting for %s",
+                 req->upstream[0] ? req->upstream : "the upstreams");
         finish_flight(srv, fl, &res, req);
     }
     return MHD_YES;

@@ -156,6 +156,8 @@ static bool revalidate(struct om_req *req, size_t ci, const struct om_tag_rec *t
     struct om_up_req ur = {
         .method = "HEAD", .path = path, .accept = ACCEPT_ALL, .scope_repo = c->remote,
         .max_body = 65536, .cancel = &srv->cancel,
+        /* a cached tag is there to serve: past this, stale beats waiting */
+        .timeout_ms = srv->cfg->limits.revalidate_timeout_ms,
     };
     struct om_up_resp resp;
     int err = om_upstream_do(srv->up[c->upstream], &ur, &resp);

@@ -161,3 +161,16 @@ om_repo_evidence om_v2_repo_miss(struct om_req *req, size_t ci, long status, con
     om_repo_evidence ev = om_v2_repo_evidence(status, body, len);
     return ev == OM_REPO_UNSURE ? om_v2_repo_probe(req, ci) : ev;
 }
+
+unsigned om_v2_lane(const struct om_req *req)
+{
+    const struct om_server *srv = req->srv;
+    const struct om_route *rt = &req->route;
+    if (rt->kind == OM_ROUTE_FIXED && rt->n > 0)
+        return (unsigned)rt->c[0].upstream;
+    /* A search whose decision is known (the cache path looked it up). */
+    for (size_t i = 0; req->upstream[0] != '\0' && i < rt->n; i++)
+        if (strcmp(srv->cfg->upstreams[rt->c[i].upstream].name, req->upstream) == 0)
+            return (unsigned)rt->c[i].upstream;
+    return srv->lane_search;
+}
