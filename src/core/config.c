@@ -122,6 +122,7 @@ static int fill_defaults(struct om_config *cfg)
         .shutdown_grace_ms = 30 * 1000,
         .threads = 0,
         .max_downloads = 64,
+        .max_tags = 100000,
     };
     rc = OM_OK;
 done:
@@ -418,6 +419,7 @@ void om_config_dump(const struct om_config *cfg, FILE *f)
     put_ms(f, "  ", "idle_timeout", l->idle_timeout_ms);
     put_ms(f, "  ", "shutdown_grace", l->shutdown_grace_ms);
     fprintf(f, "  threads: %u\n  max_downloads: %u\n", l->threads, l->max_downloads);
+    fprintf(f, "  max_tags: %u\n", l->max_tags);
     fputs(cfg->n_prefetch_images == 0 ? "prefetch:\n  images: []\n" : "prefetch:\n  images:\n", f);
     for (size_t i = 0; i < cfg->n_prefetch_images; i++) {
         fputs("    - ", f);

@@ -23,7 +23,7 @@
  *   log: {level: debug|info|warn|error, format: text|json}
  *   limits: {max_connections, max_header_bytes, max_url_bytes,
  *            max_manifest_bytes, connection_timeout, idle_timeout,
- *            shutdown_grace, threads, max_downloads}
+ *            shutdown_grace, threads, max_downloads, max_tags}
  *   prefetch: {images: [REF, ...], platforms: ["linux/amd64", ...],
  *              interval: "6h", retries: 3, retry_interval: "5m"}
  * Unknown keys and bad values are errors naming file:line:column.
@@ -84,6 +84,7 @@ struct om_limits {
     uint64_t shutdown_grace_ms;   /* SIGTERM: let transfers finish this long (30s) */
     unsigned threads;             /* HTTP worker pool; 0 = number of CPUs */
     unsigned max_downloads;       /* concurrent upstream transfers (64) */
+    unsigned max_tags;            /* the longest tag list served (100000) */
 };
 
 struct om_config {

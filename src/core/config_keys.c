@@ -26,7 +26,7 @@
  *   limits      max_connections max_connections_per_ip max_header_bytes
  *               max_url_bytes max_manifest_bytes connection_timeout
  *               header_timeout idle_timeout
- *               shutdown_grace threads max_downloads
+ *               shutdown_grace threads max_downloads max_tags
  *   prefetch    images platforms interval retries retry_interval
  *                                             (interval 0 or >= 1s)
  *
@@ -312,6 +312,7 @@ static const struct om_cfg_field limits_fields[] = {
     NUM("shutdown_grace", K_MS, CFG(limits.shutdown_grace_ms), 0, MS_MAX),
     NUM("threads", K_UINT, CFG(limits.threads), 0, 1024),
     NUM("max_downloads", K_UINT, CFG(limits.max_downloads), 1, 65536),
+    NUM("max_tags", K_UINT, CFG(limits.max_tags), 1, 10000000),
 };
 
 /* ---- mappings and lists ------------------------------------------------- */
