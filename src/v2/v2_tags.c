@@ -134,7 +134,7 @@ static void tags_key(const struct om_req *req, char *out, size_t outsz)
 
 /* ---- answering ------------------------------------------------------- */
 
-/* One page of l for req's n and last. */
+/* req->resp = one page of l (borrowed) for req's n and last. */
 static void respond_page(struct om_req *req, const struct om_taglist *l, bool stale)
 {
     long n;
@@ -171,7 +171,8 @@ done:
     json_decref(doc);
 }
 
-/* The answer a cached entry or a finished flight gives one request. */
+/* req->resp = the answer a cached entry or a finished flight (res,
+ * borrowed) gives one request. */
 static void respond_result(struct om_req *req, const struct tresult *res)
 {
     snprintf(req->canonical, sizeof(req->canonical), "%s", res->canonical);
@@ -197,8 +198,9 @@ static void respond_result(struct om_req *req, const struct tresult *res)
 
 typedef enum { FETCH_OK, FETCH_ABSENT, FETCH_OVER, FETCH_UNAVAILABLE } fetch_outcome;
 
-/* Copy one page's tags into b; FETCH_OK, FETCH_OVER (b is full), or FETCH_UNAVAILABLE
- * (not a tag list, out of memory) with msg set. */
+/* Copy the tags of one page (body: borrowed) into b, freeing the page's
+ * JSON tree before returning; FETCH_OK, FETCH_OVER (b is full), or
+ * FETCH_UNAVAILABLE (not a tag list, out of memory) with msg set. */
 static fetch_outcome add_page(struct om_taglist_builder *b, const char *body, size_t len,
                               const char *upname, char *msg, size_t msgsz)
 {
@@ -235,7 +237,10 @@ done:
     return out;
 }
 
-/* The whole tag list of candidate c into b (every page, within the limits). */
+/* The whole tag list of candidate c into b (every page, within the
+ * limits; b stays the caller's, filled or partly filled); *json_bytes grows
+ * by the JSON read.  FETCH_ABSENT: the first page is 401/403/404; msg set
+ * for FETCH_OVER and FETCH_UNAVAILABLE. */
 static fetch_outcome fetch_list(struct om_req *req, const struct om_route_candidate *c,
                                 struct om_taglist_builder *b, size_t *json_bytes, char *msg,
                                 size_t msgsz)
@@ -315,7 +320,8 @@ static int add_cached(void *ud, const char *s)
 }
 
 /* The upstream of c failed: an older list for this request, if any (the
- * memory cache's, else the index's tags of c's repository). */
+ * memory cache's, else the index's tags of c's repository), into res
+ * (res->list: a reference res owns). */
 static bool stale_list(struct om_req *req, const char *key, const struct om_route_candidate *c,
                        struct tresult *res)
 {
@@ -347,7 +353,8 @@ static bool stale_list(struct om_req *req, const char *key, const struct om_rout
     return found;
 }
 
-/* Find the list for the flight's leader: each candidate in turn. */
+/* Find the list for the flight's leader (key: the flight's), each
+ * candidate in turn; res filled (res->list, when set, owned by res). */
 static void resolve(struct om_req *req, const char *key, struct tresult *res)
 {
     struct om_server *srv = req->srv;
@@ -384,18 +391,21 @@ static void resolve(struct om_req *req, const char *key, struct tresult *res)
             om_v2_note_probe(req, order[k], true, decided || unavailable);
             if (out == FETCH_OVER)
                 om_log_kv(OM_LOG_WARN, "tag list refused", "repo", c->canonical, "why", m, NULL);
-            return;
+            goto done;
         }
         if (out == FETCH_ABSENT) {
             om_v2_note_probe(req, order[k], false, decided);
         } else {
-            if (!unavailable)
+            if (!unavailable) {
                 snprintf(msg, sizeof(msg), "%s", m);
+                snprintf(res->canonical, sizeof(res->canonical), "%s", c->canonical);
+                snprintf(res->upstream, sizeof(res->upstream), "%s", upname);
+            }
             unavailable = true;
             if (stale_list(req, key, c, res)) {
                 om_log_kv(OM_LOG_WARN, "tag list served stale", "repo", c->canonical, "why", m,
                           NULL);
-                return;
+                goto done;
             }
         }
         if (decided)
@@ -405,10 +415,14 @@ static void resolve(struct om_req *req, const char *key, struct tresult *res)
         res->kind = TR_UNAVAILABLE;
         snprintf(res->message, sizeof(res->message), "%s", msg);
     }
+done:
+    return;
 }
 
 /* ---- flights --------------------------------------------------------- */
 
+/* End flight fl (consumed: unlinked and freed): answer every waiter from
+ * res (borrowed) and resume it. */
 static void finish_flight(struct om_server *srv, struct tag_flight *fl, const struct tresult *res,
                           struct om_req *leader)
 {
@@ -434,6 +448,7 @@ static void finish_flight(struct om_server *srv, struct tag_flight *fl, const st
     free(fl);
 }
 
+/* The job of a flight (arg: the struct tag_flight, consumed). */
 static void tags_job(void *arg)
 {
     struct tag_flight *fl = arg;
@@ -466,18 +481,23 @@ enum MHD_Result om_v2_tags(struct om_req *req)
     struct om_server *srv = req->srv;
     struct om_tags *t = srv->tags;
     const char *nv = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "n");
+    enum MHD_Result r = MHD_YES;
     long n;
     char last[OM_TAG_MAX + 1], key[KEY_MAX];
-    struct om_tagcache_val v;
+    struct om_tagcache_val v = {0};
+    struct tag_flight *fl = NULL;
     if (nv != NULL && strcmp(nv, "0") == 0) {
         json_t *doc = json_pack("{s:s, s:[]}", "name", req->p.name, "tags");
         om_v2_respond_json(req, doc, "application/json");
         json_decref(doc);
-        return om_req_send(req);
+        r = om_req_send(req);
+        goto done;
     }
-    if (!om_v2_paging_args(req, &n, last, sizeof(last)))
-        return om_req_send_error(req, MHD_HTTP_BAD_REQUEST, "PAGINATION_NUMBER_INVALID",
-                                 "invalid n or last");
+    if (!om_v2_paging_args(req, &n, last, sizeof(last))) {
+        r = om_req_send_error(req, MHD_HTTP_BAD_REQUEST, "PAGINATION_NUMBER_INVALID",
+                              "invalid n or last");
+        goto done;
+    }
     tags_key(req, key, sizeof(key));
 
     pthread_mutex_lock(&t->mu);
@@ -490,11 +510,10 @@ enum MHD_Result om_v2_tags(struct om_req *req)
         snprintf(res.upstream, sizeof(res.upstream), "%s", v.upstream);
         respond_result(req, &res);
         req->cache = OM_CACHE_HIT;
-        om_tagcache_val_clear(&v);
-        return om_req_send(req);
+        r = om_req_send(req);
+        goto done;
     }
-    om_tagcache_val_clear(&v);
-    struct tag_flight *fl = t->flights;
+    fl = t->flights;
     while (fl != NULL && strcmp(fl->key, key) != 0)
         fl = fl->next;
     req->phase = 1;
@@ -504,13 +523,13 @@ enum MHD_Result om_v2_tags(struct om_req *req)
         req->flight_next = fl->waiters;
         fl->waiters = req;
         pthread_mutex_unlock(&t->mu);
-        return MHD_YES;
+        goto done;
     }
     if ((fl = calloc(1, sizeof(*fl))) == NULL) {
         pthread_mutex_unlock(&t->mu);
         om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "out of memory");
         om_req_job_done(req);
-        return MHD_YES;
+        goto done;
     }
     snprintf(fl->key, sizeof(fl->key), "%s", key);
     fl->waiters = req;
@@ -522,5 +541,7 @@ enum MHD_Result om_v2_tags(struct om_req *req)
         snprintf(res.message, sizeof(res.message), "mirror overloaded");
         finish_flight(srv, fl, &res, req);
     }
-    return MHD_YES;
+done:
+    om_tagcache_val_clear(&v);
+    return r;
 }
