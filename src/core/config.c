@@ -126,6 +126,7 @@ static int fill_defaults(struct om_config *cfg)
         .jobs_per_upstream = 16,
         .revalidate_timeout_ms = 5 * 1000,
         .max_blob_size = 0,
+        .max_tags = 100000,
     };
     rc = OM_OK;
 done:
@@ -426,6 +427,7 @@ void om_config_dump(const struct om_config *cfg, FILE *f)
             l->max_downloads_per_upstream, l->jobs_per_upstream);
     put_ms(f, "  ", "revalidate_timeout", l->revalidate_timeout_ms);
     put_size(f, "  ", "max_blob_size", l->max_blob_size);
+    fprintf(f, "  max_tags: %u\n", l->max_tags);
     fputs(cfg->n_prefetch_images == 0 ? "prefetch:\n  images: []\n" : "prefetch:\n  images:\n", f);
     for (size_t i = 0; i < cfg->n_prefetch_images; i++) {
         fputs("    - ", f);

@@ -23,7 +23,7 @@
  *   log: {level: debug|info|warn|error, format: text|json}
  *   limits: {max_connections, max_header_bytes, max_url_bytes,
  *            max_manifest_bytes, connection_timeout, idle_timeout,
- *            shutdown_grace, threads, max_downloads}
+ *            shutdown_grace, threads, max_downloads, max_tags}
  *   prefetch: {images: [REF, ...], platforms: ["linux/amd64", ...],
  *              interval: "6h", retries: 3, retry_interval: "5m"}
  * Unknown keys and bad values are errors naming file:line:column.
@@ -93,6 +93,7 @@ struct om_limits {
                                      longer is served stale (5s) */
     uint64_t max_blob_size;       /* a blob larger than this is refused before
                                      any byte is fetched; 0 = none (0) */
+    unsigned max_tags;            /* the longest tag list served (100000) */
 };
 
 struct om_config {

@@ -26,7 +26,7 @@
  *   limits      max_connections max_connections_per_ip max_header_bytes
  *               max_url_bytes max_manifest_bytes connection_timeout
  *               header_timeout idle_timeout
- *               shutdown_grace threads max_downloads
+ *               shutdown_grace threads max_downloads max_tags
  *               max_downloads_per_upstream jobs_per_upstream
  *               revalidate_timeout max_blob_size
  *   prefetch    images platforms interval retries retry_interval
@@ -318,6 +318,7 @@ static const struct om_cfg_field limits_fields[] = {
     NUM("jobs_per_upstream", K_UINT, CFG(limits.jobs_per_upstream), 1, 256),
     NUM("revalidate_timeout", K_MS, CFG(limits.revalidate_timeout_ms), 1, MS_MAX),
     NUM("max_blob_size", K_SIZE64, CFG(limits.max_blob_size), 0, UINT64_MAX),
+    NUM("max_tags", K_UINT, CFG(limits.max_tags), 1, 10000000),
 };
 
 /* ---- mappings and lists ------------------------------------------------- */

@@ -39,6 +39,7 @@
 struct om_flight;
 struct om_events;
 struct om_mcache;
+struct om_tags;       /* v2.h: tags/list cache and flights */
 struct om_stats;      /* admin.h: request statistics (api_admin) */
 struct om_gc;         /* gc.h */
 struct om_prefetcher; /* prefetch.h */
@@ -69,6 +70,7 @@ struct om_server {
     struct om_events *events;          /* recent events ring (events.h) */
     struct om_pullstats *pulls;        /* batched pull statistics (pullstats.h) */
     struct om_mcache *mcache;          /* manifest hot-path cache (mcache.h) */
+    struct om_tags *tags;              /* tags/list cache and flights (v2_tags.c) */
     struct om_stats *stats;            /* owned by api_admin.c */
     struct om_gc *gc;                  /* owned by cache/gc_service.c */
     struct om_prefetcher *prefetch;    /* owned by prefetch.c */

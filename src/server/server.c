@@ -214,6 +214,7 @@ void om_server_free(struct om_server *srv)
     om_admin_free(srv);
     om_pullstats_stop(srv->pulls);
     om_mcache_free(srv->mcache);
+    om_v2_tags_free(srv->tags);
     om_events_free(srv->events);
     om_fetch_table_free(srv->fetch);
     for (size_t i = 0; i < OM_MAX_UPSTREAMS; i++)
@@ -260,6 +261,8 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
     if ((err = om_pullstats_start(&srv->pulls, srv->index, srv->store, 2000)) != OM_OK)
         goto fail;
     if ((err = om_mcache_new(&srv->mcache, 8u << 20)) != OM_OK)
+        goto fail;
+    if ((err = om_v2_tags_new(&srv->tags, cfg)) != OM_OK)
         goto fail;
     if ((err = om_fetch_table_new(&srv->fetch, cfg, srv->store, srv->index)) != OM_OK)
         goto fail;

@@ -17,10 +17,32 @@ void om_flights_resume_all(struct om_server *srv);
 /* ---- v2_blob.c ---- */
 enum MHD_Result om_v2_blob(struct om_req *req);
 
-/* ---- v2_lists.c ---- */
+/* ---- v2_tags.c ---- */
+/* tags/list: from the memory cache at once, or join/start the list's
+ * flight.  Returns MHD_YES after either queueing or suspending. */
 enum MHD_Result om_v2_tags(struct om_req *req);
+/* The tag-list cache and flight table (srv->tags), sized from cfg's
+ * limits.max_tags.  *out owned by the caller (om_v2_tags_free). */
+int om_v2_tags_new(struct om_tags **out, const struct om_config *cfg);
+/* After the job pool stopped (no flight is left then).  NULL is a no-op. */
+void om_v2_tags_free(struct om_tags *t);
+
+/* ---- v2_lists.c ---- */
 enum MHD_Result om_v2_catalog(struct om_req *req);
 enum MHD_Result om_v2_referrers(struct om_req *req);
+/* Shared by the list endpoints.  The most a page holds (n is clamped). */
+#define OM_V2_PAGE_MAX 10000
+struct json_t;
+/* The n and last query parameters (last decoded into last[lastsz]); *n =
+ * -1 when absent.  false when either is malformed or last does not fit. */
+bool om_v2_paging_args(struct om_req *req, long *n, char *last, size_t lastsz);
+/* Add `Link: </v2/<name>/<what>?n=N&last=L[&ns=NS]>; rel="next"` to r
+ * (the catalog's own path for _catalog). */
+void om_v2_next_link(struct om_req *req, struct MHD_Response *r, const char *what, long n,
+                     const char *last);
+/* req->resp/status/bytes = doc serialised (a body, or only its length for
+ * HEAD); doc stays the caller's.  A NULL doc or no memory: 503. */
+void om_v2_respond_json(struct om_req *req, struct json_t *doc, const char *ctype);
 
 /* ---- v2_resolve.c: find which upstream serves a name (may block) ---- */
 /* For job threads: the candidates of req->route to try, in order, honouring

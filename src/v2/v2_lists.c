@@ -1,10 +1,8 @@
-/* v2_lists.c — the listing endpoints: tags/list, _catalog, referrers.
+/* v2_lists.c — the listing endpoints _catalog and referrers, and the
+ * helpers every list endpoint shares (n/last, the Link header, a JSON
+ * answer; declared in v2.h).  tags/list is in v2_tags.c.
  *
- * tags/list comes from the upstream when it is reachable (the mirror only
- * holds some tags) with `n`/`last` passed through and the Link header
- * rewritten to point at the mirror; when the upstream is down, the cached
- * tags are listed instead (with a Warning).  _catalog lists cached
- * repositories under their canonical names.  referrers are proxied and
+ * _catalog lists cached repositories under their canonical names.  referrers are proxied and
  * cached for tag_ttl; an upstream without the referrers API (404) is asked
  * for the OCI "tag schema" fallback (sha256-<hex>) and otherwise answers an
  * empty index, as the distribution spec allows.
@@ -18,12 +16,10 @@
 
 #include "core/log.h"
 
-#define MAX_PAGE 10000
 #define INDEX_TYPE "application/vnd.oci.image.index.v1+json"
 #define REFERRERS_MAX (4u * 1024 * 1024)
 
-/* n and last query parameters.  *n = -1 when absent. */
-static bool paging_args(struct om_req *req, long *n, char *last, size_t lastsz)
+bool om_v2_paging_args(struct om_req *req, long *n, char *last, size_t lastsz)
 {
     const char *ns = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "n");
     const char *ls = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "last");
@@ -34,15 +30,14 @@ static bool paging_args(struct om_req *req, long *n, char *last, size_t lastsz)
         long v = strtol(ns, &end, 10);
         if (*end != '\0' || v < 0)
             return false;
-        *n = v > MAX_PAGE ? MAX_PAGE : v;
+        *n = v > OM_V2_PAGE_MAX ? OM_V2_PAGE_MAX : v;
     }
     if (ls != NULL && om_url_decode(last, lastsz, ls, strlen(ls)) != OM_OK)
         return false;
     return true;
 }
 
-/* Link: </v2/<name>/<what>?n=N&last=L[&ns=NS]>; rel="next" */
-static void add_next_link(struct om_req *req, struct MHD_Response *r, const char *what, long n,
+void om_v2_next_link(struct om_req *req, struct MHD_Response *r, const char *what, long n,
                           const char *last)
 {
     char elast[OM_NAME_MAX * 3 + 1], ens[sizeof(req->ns) * 3 + 1];
@@ -63,7 +58,7 @@ static void add_next_link(struct om_req *req, struct MHD_Response *r, const char
     }
 }
 
-static void respond_json(struct om_req *req, json_t *doc, const char *ctype)
+void om_v2_respond_json(struct om_req *req, json_t *doc, const char *ctype)
 {
     char *s = json_dumps(doc, JSON_COMPACT);
     if (s == NULL) {
@@ -117,7 +112,7 @@ enum MHD_Result om_v2_catalog(struct om_req *req)
 {
     long n;
     char last[OM_NAME_MAX + 1];
-    if (!paging_args(req, &n, last, sizeof(last))) {
+    if (!om_v2_paging_args(req, &n, last, sizeof(last))) {
         om_req_error(req, MHD_HTTP_BAD_REQUEST, "PAGINATION_NUMBER_INVALID", "invalid n or last");
         return queue(req);
     }
@@ -134,193 +129,12 @@ enum MHD_Result om_v2_catalog(struct om_req *req)
         }
     }
     json_t *doc = json_pack("{s:o}", "repositories", acc.arr);
-    respond_json(req, doc, "application/json");
+    om_v2_respond_json(req, doc, "application/json");
     json_decref(doc);
     if (more && req->resp != NULL)
-        add_next_link(req, req->resp, "", want, acc.last);
+        om_v2_next_link(req, req->resp, "", want, acc.last);
     req->cache = OM_CACHE_HIT;
     return queue(req);
-}
-
-/* ---- tags/list ------------------------------------------------------- */
-
-static bool list_cached_tags(struct om_req *req, const char *canonical, long n, const char *last)
-{
-    long want = n < 0 ? MAX_PAGE : n;
-    struct list_acc acc = {.arr = json_array()};
-    bool more = false;
-    if (want > 0) {
-        om_index_tags_list(req->srv->index, canonical, last[0] ? last : NULL, want + 1, collect,
-                           &acc);
-        if (acc.count > want) {
-            json_array_remove(acc.arr, (size_t)want);
-            more = true;
-            const char *l = json_string_value(json_array_get(acc.arr, (size_t)want - 1));
-            snprintf(acc.last, sizeof(acc.last), "%s", l ? l : "");
-        }
-    }
-    if (want > 0 && acc.count == 0 && last[0] == '\0') {
-        json_decref(acc.arr);
-        return false;
-    }
-    json_t *doc = json_pack("{s:s, s:o}", "name", req->p.name, "tags", acc.arr);
-    respond_json(req, doc, "application/json");
-    json_decref(doc);
-    if (more && req->resp != NULL)
-        add_next_link(req, req->resp, "tags/list", want, acc.last);
-    return true;
-}
-
-#define TAG_PAGES_MAX 64
-#define TAG_BYTES_MAX (16u << 20)
-
-/* The upstream's whole tag list, all pages (bounded), into *tags (a new
- * reference, always set).  Returns the HTTP status of the first page (0
- * when unreachable, 502 when its answer is not a tag list). */
-static long fetch_all_tags(struct om_req *req, const struct om_route_candidate *c, json_t **tags)
-{
-    struct om_server *srv = req->srv;
-    char base[2048], path[2048];
-    snprintf(base, sizeof(base), "/v2/%s/tags/list", c->remote);
-    snprintf(path, sizeof(path), "%s", base);
-    json_t *all = json_array();
-    long first = 0;
-    size_t bytes = 0;
-    for (int page = 0; page < TAG_PAGES_MAX && bytes < TAG_BYTES_MAX; page++) {
-        struct om_up_req ur = {.method = "GET", .path = path, .accept = "application/json",
-                               .scope_repo = c->remote, .max_body = TAG_BYTES_MAX,
-                               .cancel = &srv->cancel};
-        struct om_up_resp resp;
-        int err = om_upstream_do(srv->up[c->upstream], &ur, &resp);
-        long st = err == OM_OK ? resp.status : 0;
-        json_error_t jerr;
-        json_t *doc = st == 200 ? json_loadb(resp.body, resp.body_len, 0, &jerr) : NULL;
-        json_t *t = json_object_get(doc, "tags");
-        if (st == 200 && !(json_is_array(t) || json_is_null(t)))
-            st = 502;
-        if (page == 0)
-            first = st;
-        size_t i;
-        json_t *v;
-        json_array_foreach(t, i, v) {
-            if (json_is_string(v))
-                json_array_append(all, v);
-        }
-        bytes += resp.body_len;
-        bool more = st == 200 && om_link_next(path, sizeof(path), resp.link, base) == OM_OK;
-        json_decref(doc);
-        om_up_resp_clear(&resp);
-        if (!more)
-            break;
-    }
-    *tags = all;
-    return first;
-}
-
-static int cmp_json_str(const void *a, const void *b)
-{
-    return strcmp(json_string_value(*(json_t *const *)a), json_string_value(*(json_t *const *)b));
-}
-
-/* Sort, de-duplicate and page a tag list ourselves: upstreams differ
- * (distribution 2.8 returns directory order and ignores n and last). */
-static void respond_tag_page(struct om_req *req, json_t *tags, long n, const char *last)
-{
-    size_t cnt = json_array_size(tags);
-    json_t **v = calloc(cnt ? cnt : 1, sizeof(*v));
-    json_t *page = json_array();
-    if (v == NULL || page == NULL) {
-        free(v);
-        json_decref(page);
-        om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "out of memory");
-        return;
-    }
-    for (size_t i = 0; i < cnt; i++)
-        v[i] = json_array_get(tags, i);
-    qsort(v, cnt, sizeof(*v), cmp_json_str);
-    long want = n < 0 ? MAX_PAGE : n;
-    long taken = 0;
-    bool more = false;
-    const char *prev = NULL;
-    for (size_t i = 0; i < cnt; i++) {
-        const char *t = json_string_value(v[i]);
-        if ((prev != NULL && strcmp(prev, t) == 0) || (last[0] != '\0' && strcmp(t, last) <= 0))
-            continue;
-        prev = t;
-        if (taken == want) {
-            more = true;
-            break;
-        }
-        json_array_append(page, v[i]);
-        taken++;
-    }
-    free(v);
-    json_t *doc = json_pack("{s:s, s:o}", "name", req->p.name, "tags", page);
-    respond_json(req, doc, "application/json");
-    if (more && req->resp != NULL && taken > 0)
-        add_next_link(req, req->resp, "tags/list", want,
-                      json_string_value(json_array_get(page, (size_t)taken - 1)));
-    json_decref(doc);
-}
-
-static void tags_job(void *arg)
-{
-    struct om_req *req = arg;
-    long n;
-    char last[OM_TAG_MAX + 1];
-    if (!paging_args(req, &n, last, sizeof(last))) {
-        om_req_error(req, MHD_HTTP_BAD_REQUEST, "PAGINATION_NUMBER_INVALID", "invalid n or last");
-        goto done;
-    }
-    size_t order[OM_MAX_UPSTREAMS];
-    bool decided = false;
-    size_t cnt = om_v2_candidates(req, order, &decided);
-    bool unavailable = false;
-    for (size_t k = 0; k < cnt; k++) {
-        const struct om_route_candidate *c = &req->route.c[order[k]];
-        json_t *tags = NULL;
-        long st = fetch_all_tags(req, c, &tags);
-        if (st == 200) {
-            respond_tag_page(req, tags, n, last);
-            json_decref(tags);
-            om_v2_note_probe(req, order[k], true, decided || unavailable);
-            req->cache = OM_CACHE_MISS;
-            goto done;
-        }
-        json_decref(tags);
-        if (st == 401 || st == 403 || st == 404) {
-            om_v2_note_probe(req, order[k], false, decided);
-        } else {
-            unavailable = true;
-            if (req->canonical[0] == '\0')
-                snprintf(req->canonical, sizeof(req->canonical), "%s", c->canonical);
-            if (list_cached_tags(req, c->canonical, n, last)) {
-                MHD_add_response_header(req->resp, "Warning", "110 - \"Response is Stale\"");
-                req->cache = OM_CACHE_STALE;
-                goto done;
-            }
-        }
-        if (decided)
-            break;
-    }
-    if (unavailable)
-        om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "upstream unavailable");
-    else
-        om_req_error(req, MHD_HTTP_NOT_FOUND, "NAME_UNKNOWN", "repository name not known to registry");
-done:
-    om_req_job_done(req);
-}
-
-enum MHD_Result om_v2_tags(struct om_req *req)
-{
-    const char *nv = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "n");
-    if (nv != NULL && strcmp(nv, "0") == 0) {
-        json_t *doc = json_pack("{s:s, s:[]}", "name", req->p.name, "tags");
-        respond_json(req, doc, "application/json");
-        json_decref(doc);
-        return queue(req);
-    }
-    return start_job(req, tags_job);
 }
 
 /* ---- referrers ------------------------------------------------------- */
@@ -348,7 +162,7 @@ static void respond_referrers(struct om_req *req, json_t *doc)
         }
         json_object_set_new(doc, "manifests", keep);
     }
-    respond_json(req, doc, INDEX_TYPE);
+    om_v2_respond_json(req, doc, INDEX_TYPE);
     if (atype[0] != '\0' && req->resp != NULL)
         MHD_add_response_header(req->resp, "OCI-Filters-Applied", "artifactType");
     json_decref(doc);

@@ -2,7 +2,10 @@
 manifests (HEAD/GET, tag/digest, Accept negotiation compared with a real
 docker-registry), blobs (HEAD/GET, Range in every form, cached and
 uncached), tags/list and _catalog paging, referrers, read-only push
-endpoints, and `?ns=` on every endpoint.
+endpoints, and `?ns=` on every endpoint.  Long tag lists (one upstream
+fetch for concurrent clients, paging from memory, limits.max_tags, the
+stale list when the upstream fails) come from scripted fake upstreams
+(lib/fakeupstream.py) behind the quay.io upstream.
 
 One World and one mirror for the whole file (the mirror's cache state
 matters in some tests: each such test names the images it uses alone).
@@ -11,14 +14,18 @@ matters in some tests: each such test names the images it uses alone).
 import hashlib
 import json
 import os
+import random
 import re
 import sys
+import threading
 import time
 import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from lib.bench_soak import is_sanitized, proc_status, reset_hwm  # noqa: E402
+from lib.fakeupstream import FakeRegistry  # noqa: E402
 from lib.images import (ACCEPT_ALL, MT_DOCKER_LIST, MT_DOCKER_MANIFEST,  # noqa: E402
                         MT_OCI_INDEX, MT_OCI_MANIFEST, make_image)
 from lib.world import WorldTestCase  # noqa: E402
@@ -63,23 +70,25 @@ class ApiTest(WorldTestCase):
     def blob_path(self, img, digest):
         return "/v2/%s/blobs/%s" % (canonical(img), digest)
 
-    def follow_pages(self, first_path, key, limit=50):
-        """Follow Link rel=next from first_path; returns (items, pages)."""
+    def follow_pages(self, first_path, key, limit=50, m=None):
+        """Follow Link rel=next from first_path (on mirror m, default the
+        class's); returns (items, pages)."""
+        m = m or self.m
         items, pages, path = [], 0, first_path
         while path is not None:
             pages += 1
             self.assertLess(pages, limit, "paging does not end")
-            r = self.get(path)
+            r = m.get(path)
             self.assertEqual(r.status, 200, r)
             items += r.json().get(key) or []
             link = r.headers.get("Link")
             if link is None:
                 path = None
                 continue
-            m = LINK_RE.search(link)
-            self.assertIsNotNone(m, "malformed Link header: %r" % link)
-            u = urllib.parse.urlsplit(urllib.parse.urljoin(self.m.url + path, m.group(1)))
-            self.assertIn(u.netloc, ("", self.m.host_port), "Link points elsewhere: %r" % link)
+            mt = LINK_RE.search(link)
+            self.assertIsNotNone(mt, "malformed Link header: %r" % link)
+            u = urllib.parse.urlsplit(urllib.parse.urljoin(m.url + path, mt.group(1)))
+            self.assertIn(u.netloc, ("", m.host_port), "Link points elsewhere: %r" % link)
             path = u.path + ("?" + u.query if u.query else "")
         return items, pages
 
@@ -347,6 +356,131 @@ class ApiTest(WorldTestCase):
             self.assertTrue(set(tags) <= set(PAUSE_TAGS), r)
         finally:
             reg.start()
+
+    # -- long tag lists, from a fake quay.io ------------------------------
+    def fake_quay(self, **mirror_extra):
+        """A scripted registry (TLS from the World's CA) as the mirror's
+        quay.io upstream, and a mirror of its own on it → (registry, mirror)."""
+        reg = FakeRegistry(tls=self.w.ca.issue("fake-quay"), name="fake-quay").start()
+        self.addCleanup(reg.stop)
+        extra = {"retries": {"max": 2, "backoff": "100ms"}}
+        extra.update(mirror_extra)
+        return reg, self.mirror(upstream_url={"quay": reg.url}, extra=extra)
+
+    def tag_requests(self, reg):
+        return len(reg.requests(r"/tags/list", "GET"))
+
+    def test_a_100000_tag_list_is_fetched_once_for_40_clients_and_paged_from_memory(self):
+        """100,000 tags (as many as limits.max_tags allows by default), in
+        random order, in one upstream page that takes a second to come: 40
+        clients asking at once share one upstream fetch, and paging through
+        the whole list afterwards asks the upstream nothing.  The mirror's
+        memory stays small: the list is held compactly, not as 40 JSON trees."""
+        tags = ["%d.%d.%d-%d" % (i % 10, i % 37, i % 101, i) for i in range(100000)]
+        random.Random(7).shuffle(tags)
+        reg, m = self.fake_quay(tag_ttl="60s")
+
+        def pager(q):
+            time.sleep(1)               # so that the 40 overlap; not a timing check
+            return tags, None
+        reg.tag_lists["team/huge"] = pager
+        path = "/v2/quay.io/team/huge/tags/list"
+        time.sleep(0.5)
+        rss0 = proc_status(m.pid)["VmRSS"]
+        reset_hwm(m.pid)
+        answers = [None] * 40
+
+        def one(i):
+            answers[i] = m.get(path, timeout=120)
+        ts = [threading.Thread(target=one, args=(i,)) for i in range(40)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(180)
+        peak = proc_status(m.pid)["VmHWM"]
+        want = sorted(tags)
+        for r in answers:
+            self.assertIsNotNone(r)
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json().get("tags"), want[:10000])
+            self.assertIsNotNone(LINK_RE.search(r.headers.get("Link", "")), r)
+        self.assertEqual(self.tag_requests(reg), 1, "40 concurrent clients, one upstream fetch")
+        got, pages = self.follow_pages(path + "?n=5000", "tags", limit=30, m=m)
+        self.assertEqual(pages, 20)
+        self.assertEqual(got, want)
+        self.assertEqual(self.tag_requests(reg), 1, "paging within tag_ttl asks the upstream")
+        if not is_sanitized(m.binary):  # ASan's quarantine keeps freed memory
+            self.assertLess((peak - rss0) / 1024, 96,
+                            "peak RSS rose by %d MiB for 40 requests of a 1 MB tag list" % (
+                                (peak - rss0) // 1024))
+
+    def test_a_tag_list_past_limits_max_tags_is_refused_with_an_error_naming_the_limit(self):
+        """limits.max_tags: 1000.  A list of 1000 tags is served whole; one
+        of 1001 (over two upstream pages) is 502 UNSUPPORTED naming the
+        limit — never a list cut short that looks complete — and a client
+        retrying gets the same answer without a new upstream fetch."""
+        reg, m = self.fake_quay(tag_ttl="60s", limits={"max_tags": 1000})
+        full = ["t%04d" % i for i in range(1000)]
+        reg.tag_lists["team/full"] = lambda q: (full, None)
+
+        def pager(q):
+            if "last" not in q:
+                return full[:600], '</v2/team/over/tags/list?last=t0599&n=600>; rel="next"'
+            return full[600:] + ["t9999"], None
+        reg.tag_lists["team/over"] = pager
+        got, _ = self.follow_pages("/v2/quay.io/team/full/tags/list?n=400", "tags", m=m)
+        self.assertEqual(got, full)
+        r = m.get("/v2/quay.io/team/over/tags/list")
+        errs = self.assertErrorJSON(r, 502, "UNSUPPORTED")
+        self.assertIn("limits.max_tags (1000)", errs[0]["message"], r)
+        self.assertIn("quay.io/team/over", errs[0]["message"], r)
+        asked = self.tag_requests(reg)
+        r = m.get("/v2/quay.io/team/over/tags/list?n=10")
+        self.assertErrorJSON(r, 502, "UNSUPPORTED")
+        self.assertEqual(self.tag_requests(reg), asked, "the refusal is remembered for tag_ttl")
+        self.assertIn("tag list refused", m.log_text())
+
+    def test_with_the_upstream_failing_after_tag_ttl_the_last_full_list_is_served_stale(self):
+        """The list was fetched once; tag_ttl later the upstream answers 503:
+        the whole list fetched before is served (Warning: 110), not only the
+        tag the mirror holds (v3).  After a restart (the memory is gone) the
+        tags the mirror holds are what is left to list."""
+        reg, m = self.fake_quay(tag_ttl="1s")
+        tags = ["v%d" % i for i in range(30)]
+        reg.tag_lists["team/app"] = lambda q: (tags, None)
+        reg.add_image("team/app", "v3")
+        path = "/v2/quay.io/team/app/tags/list"
+        r = m.get(path)
+        self.assertEqual(r.status, 200, r)
+        self.assertIsNone(r.headers.get("Warning"), r)
+        r = m.get("/v2/quay.io/team/app/manifests/v3", {"Accept": ACCEPT_ALL})
+        self.assertEqual(r.status, 200, r)
+        reg.script("GET", r"/tags/list", 0, 503)
+        time.sleep(1.5)
+        r = m.get(path)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json().get("tags"), sorted(tags), r)
+        self.assertIn("110", r.headers.get("Warning", ""), r)
+        m.restart()
+        r = m.get(path)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json().get("tags"), ["v3"], r)
+        self.assertIn("110", r.headers.get("Warning", ""), r)
+
+    def test_a_tag_list_whose_later_page_fails_is_not_served_cut_short(self):
+        """The first page comes, the second fails (500 after retries):
+        503 UNAVAILABLE naming the upstream's answer, not the first page
+        passed off as the whole list."""
+        reg, m = self.fake_quay()
+
+        def pager(q):
+            return (["a", "b"], '</v2/team/half/tags/list?last=b>; rel="next"') if "last" not in q \
+                else (["c"], None)
+        reg.tag_lists["team/half"] = pager
+        reg.script("GET", r"/tags/list\?last=", 0, 500)
+        r = m.get("/v2/quay.io/team/half/tags/list")
+        errs = self.assertErrorJSON(r, 503, "UNAVAILABLE")
+        self.assertIn("later page", errs[0]["message"], r)
 
     # -- catalog ---------------------------------------------------------
     def test_the_catalog_lists_canonical_names_sorted_with_paging(self):

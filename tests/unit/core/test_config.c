@@ -113,6 +113,7 @@ static void check_defaults(const struct om_config *cfg)
     CHECK_EQ_INT(cfg->limits.shutdown_grace_ms, 30 * 1000);
     CHECK_EQ_INT(cfg->limits.threads, 0);
     CHECK_EQ_INT(cfg->limits.max_downloads, 64);
+    CHECK_EQ_INT(cfg->limits.max_tags, 100000);
     CHECK(cfg->public_url == NULL);
     CHECK(cfg->admin_token == NULL && cfg->admin_token_file == NULL);
     CHECK(!cfg->admin_protect_reads);
@@ -219,6 +220,7 @@ static const char full_fmt[] =
     "  shutdown_grace: 1d\n"
     "  threads: 8\n"
     "  max_downloads: 16\n"
+    "  max_tags: 250000\n"
     "prefetch:\n"
     "  images:\n"
     "    - nginx:1.25\n"
@@ -304,6 +306,7 @@ static void test_config__a_file_with_every_key_sets_every_field(void)
     CHECK_EQ_INT(cfg->limits.shutdown_grace_ms, 86400000);
     CHECK_EQ_INT(cfg->limits.threads, 8);
     CHECK_EQ_INT(cfg->limits.max_downloads, 16);
+    CHECK_EQ_INT(cfg->limits.max_tags, 250000);
     CHECK_EQ_STR(cfg->public_url, "https://mirror.example:8443"); /* trailing / dropped */
     CHECK_EQ_STR(cfg->admin_token, "adm1n-T0ken");
     CHECK(cfg->admin_token_file == NULL);
@@ -482,6 +485,8 @@ static const struct err_case err_cases[] = {
     {"limits:\n  max_header_bytes: 16 KiB\n", "t.yaml:2:21: ", "is not a size"},
     {"limits:\n  max_manifest_bytes: 2TiB\n", "t.yaml:2:23: ", "must be between"},
     {"limits:\n  idle_timeout: 0\n", "t.yaml:2:17: ", "idle_timeout must be between 1"},
+    {"limits:\n  max_tags: 0\n", "t.yaml:2:13: ", "max_tags must be between 1 and 10000000"},
+    {"limits:\n  max_tags: 20000000\n", "t.yaml:2:13: ", "max_tags must be between 1 and"},
     {"retries:\n  max: 0\n", "t.yaml:2:8: ", "max must be between 1 and 100"},
     {"listen: 0.0.0.0\n", "t.yaml:1:9: ", "is not HOST:PORT"},
     {"listen: \"::1:5000\"\n", "t.yaml:1:9: ", "is not HOST:PORT"},
@@ -995,6 +1000,7 @@ static void round_trip(const struct om_config *cfg)
     if (again != NULL) {
         CHECK_EQ_INT(again->n_upstreams, cfg->n_upstreams);
         CHECK_EQ_INT(again->limits.max_manifest_bytes, cfg->limits.max_manifest_bytes);
+        CHECK_EQ_INT(again->limits.max_tags, cfg->limits.max_tags);
         CHECK_EQ_INT(again->tag_ttl_ms, cfg->tag_ttl_ms);
         CHECK_EQ_STR(again->listen, cfg->listen);
         CHECK_EQ_STR(again->storage_path, cfg->storage_path);
@@ -1087,7 +1093,7 @@ static void test_config__the_example_file_loads_and_documents_every_key(void)
         "tag_ttl:", "negative_ttl:", "retries:", "max:", "backoff:", "log:", "level:",
         "format:", "limits:", "max_connections:", "max_header_bytes:", "max_url_bytes:",
         "max_manifest_bytes:", "connection_timeout:", "idle_timeout:", "shutdown_grace:",
-        "threads:", "max_downloads:", "public_url:", "admin:", "token:", "token_file:",
+        "threads:", "max_downloads:", "max_tags:", "public_url:", "admin:", "token:", "token_file:",
         "protect_reads:", "max_size:", "high_water:", "low_water:", "gc_interval:",
         "prefetch:", "images:", "platforms:", "interval:", "retry_interval:",
     };
