@@ -99,7 +99,7 @@ static enum MHD_Result start_job(struct om_req *req, om_job_fn fn)
 {
     req->phase = 1;
     MHD_suspend_connection(req->conn);
-    if (om_jobs_submit(req->srv->jobs, fn, req) != OM_OK) {
+    if (om_jobs_submit_lane(req->srv->jobs, om_v2_lane(req), fn, req) != OM_OK) {
         om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "mirror overloaded");
         om_req_job_done(req);
     }

@@ -536,7 +536,7 @@ enum MHD_Result om_v2_tags(struct om_req *req)
     fl->next = t->flights;
     t->flights = fl;
     pthread_mutex_unlock(&t->mu);
-    if (om_jobs_submit(srv->jobs, tags_job, fl) != OM_OK) {
+    if (om_jobs_submit_lane(srv->jobs, om_v2_lane(req), tags_job, fl) != OM_OK) {
         struct tresult res = {.kind = TR_UNAVAILABLE};
         snprintf(res.message, sizeof(res.message), "mirror overloaded");
         finish_flight(srv, fl, &res, req);
