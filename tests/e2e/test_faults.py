@@ -20,6 +20,7 @@ file under its time budget.
 """
 
 import hashlib
+import re
 import json
 import http.client
 import os
@@ -376,6 +377,147 @@ class TestBlobFaults(FaultTestCase):
                 self.assertGreater(len(log), i + 1, log)
                 gap = log[i + 1]["t"] - log[i]["t"]
                 self.assertGreaterEqual(gap, 0.95, "retried %.2fs after a 429 with Retry-After: 1" % gap)
+
+
+class TestNoUpstreamStarvesTheRest(FaultTestCase):
+    """Issue 10, 2: a slow upstream slows only its own names.  quay.io sits
+    behind the fault proxy; docker.io does not.  max_downloads 16 is what
+    made the old single pool 8 job threads; the defaults give every
+    upstream its own lane of jobs_per_upstream (16) jobs."""
+
+    EXTRA = dict(MIRROR_EXTRA, limits={"max_downloads": 16})
+
+    def hang_quay_manifests(self, m, n):
+        """n cold manifest requests to quay.io whose answers never come
+        (the proxy holds them); the clients give up after 2 s."""
+        self.proxy.add_rule("hang", path=r"/manifests/", seconds=60)
+        ts = [threading.Thread(target=fetch, args=(m, "/v2/quay.io/coreos/etcd/manifests/hung-%d" % i,
+                                                   {"Accept": ACCEPT_ALL}, 2))
+              for i in range(n)]
+        for t in ts:
+            t.start()
+        return ts
+
+    def test_a_hung_upstream_fills_only_its_own_lane(self):
+        m = self.mirror(upstream_url={"quay": self.proxy.url}, extra=self.EXTRA)
+        alpine = self.w.fx["alpine"]
+        hub_tag = Target("hub tag", "/v2/docker.io/library/alpine/manifests/3.19",
+                         alpine.manifest_bytes, "", {"Accept": ACCEPT_ALL}, alpine.digest)
+        self.assertEqual(self.check_clean(fetch(m, hub_tag.path, hub_tag.headers), hub_tag), "ok")
+        warmed = time.monotonic()
+        ts = self.hang_quay_manifests(m, 24)
+        time.sleep(max(0.5, warmed + 2.5 - time.monotonic()))   # tag_ttl 2 s: due now
+        # docker.io's revalidation and a cold docker.io image go on at once.
+        out = fetch(m, hub_tag.path, hub_tag.headers, timeout=8)
+        self.assertEqual(self.check_clean(out, hub_tag), "ok", out)
+        self.assertLess(out.elapsed, 5, "docker.io waited behind a hung quay.io: %r" % out)
+        app = self.w.fx["app"]
+        cold = Target("hub cold", "/v2/docker.io/team/app/manifests/1", app.manifest_bytes, "",
+                      {"Accept": ACCEPT_ALL}, app.digest)
+        out = fetch(m, cold.path, cold.headers, timeout=8)
+        self.assertEqual(self.check_clean(out, cold), "ok", out)
+        self.assertLess(out.elapsed, 5, out)
+        # /healthz and /metrics name the saturated upstream.
+        r = m.get("/healthz")
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(r.body.startswith(b"degraded\n"), r.body)
+        self.assertIn(b"upstream quay.io saturated", r.body)
+        self.assertNotIn(b"docker.io", r.body)
+        metrics = m.get("/metrics").body.decode()
+        self.assertIn('ocimirror_upstream_saturated{upstream="quay.io"} 1', metrics)
+        self.assertIn('ocimirror_upstream_saturated{upstream="docker.io"} 0', metrics)
+        self.assertIn('ocimirror_jobs_running{lane="quay.io"} 16', metrics)
+        self.proxy.clear()                     # the hung answers come now
+        for t in ts:
+            t.join(10)
+        deadline = time.monotonic() + 10
+        while m.get("/healthz").body != b"ok\n" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertEqual(m.get("/healthz").body, b"ok\n")
+
+    def test_a_cached_tag_of_a_saturated_upstream_is_served_stale_at_once(self):
+        m = self.mirror(upstream_url={"quay": self.proxy.url}, extra=self.EXTRA)
+        self.assertEqual(self.check_clean(fetch(m, self.t_tag.path, self.t_tag.headers), self.t_tag), "ok")
+        warmed = time.monotonic()
+        ts = self.hang_quay_manifests(m, 24)
+        time.sleep(max(0.5, warmed + 2.5 - time.monotonic()))
+        out = fetch(m, self.t_tag.path, self.t_tag.headers, timeout=8)
+        self.assertEqual(self.check_clean(out, self.t_tag), "ok", out)
+        self.assertLess(out.elapsed, 3, "the revalidation queued behind the hung jobs: %r" % out)
+        self.assertIn("Warning", out.headers, out)
+        self.proxy.clear()
+        for t in ts:
+            t.join(10)
+
+    def test_a_revalidation_that_does_not_answer_is_served_stale_after_revalidate_timeout(self):
+        extra = dict(MIRROR_EXTRA)
+        extra["limits"] = {"revalidate_timeout": "1s"}
+        m = self.mirror(upstream_url={"quay": self.proxy.url}, extra=extra)
+        self.assertEqual(self.check_clean(fetch(m, self.t_tag.path, self.t_tag.headers), self.t_tag), "ok")
+        time.sleep(2.5)
+        self.proxy.add_rule("hang", path=r"/manifests/", method="HEAD", seconds=60)
+        out = fetch(m, self.t_tag.path, self.t_tag.headers, timeout=20)
+        self.assertEqual(self.check_clean(out, self.t_tag), "ok", out)
+        self.assertIn("Warning", out.headers, out)
+        self.assertLess(out.elapsed, 8, "revalidate_timeout 1s: %r" % out)
+
+    def test_downloads_nobody_reads_do_not_hold_the_slots(self):
+        """Clients that hang up leave their downloads running; those must not
+        keep a client that waits from getting a slot."""
+        m = self.mirror(upstream_url={"quay": self.proxy.url},
+                        extra=dict(MIRROR_EXTRA, limits={"max_downloads": 4}))
+        self.proxy.add_rule("throttle", path=self.t_big.rule_path, rate=256 * 1024)
+        # Four clients start four different cold blobs (each download its
+        # own slot, all four slots), throttled so they run for a minute, and
+        # hang up after a second.
+        big = self.big
+        paths = ["/v2/quay.io/big/blob/blobs/" + big.layers[0]]
+        for d in self.etcd.layers:
+            paths.append("/v2/quay.io/coreos/etcd/blobs/" + d)
+        self.proxy.add_rule("throttle", path=r"^/v2/coreos/etcd/blobs/", rate=2048)
+        def hang_up_after(path, seconds):
+            conn = m.connection(10)
+            try:
+                conn.request("GET", path)
+                r = conn.getresponse()
+                until = time.monotonic() + seconds
+                while time.monotonic() < until and r.read(4096):
+                    pass
+            except (OSError, http.client.HTTPException):
+                pass
+            finally:
+                conn.close()   # unread bytes in flight: the kernel answers RST
+        ts = [threading.Thread(target=hang_up_after, args=(p, 1.0)) for p in paths[:4]]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(5)
+        time.sleep(1.5)   # the downloads notice nobody reads (a tick a second)
+        alpine = self.w.fx["alpine"]
+        d = alpine.layers[-1]
+        t = Target("hub blob", "/v2/docker.io/library/alpine/blobs/" + d, alpine.layer_bytes[d], "")
+        out = fetch(m, t.path, timeout=8)
+        self.assertEqual(self.check_clean(out, t), "ok", out)
+        self.assertLess(out.elapsed, 4, "a waiting client's download queued behind abandoned ones: %r" % out)
+        # (docker.io got a slot: quay.io may hold 3 of the 4.)  Once the
+        # mirror sees the clients gone (its next writes to them fail), their
+        # downloads leave the slots and finish in the background.
+        deadline = time.monotonic() + 20
+        while True:
+            metrics = m.get("/metrics").body.decode()
+            if re.search(r"ocimirror_downloads_backgrounded_total [3-9]", metrics) or \
+                    time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        self.assertRegex(metrics, r"ocimirror_downloads_backgrounded_total [3-9]")
+        self.assertIn('ocimirror_upstream_downloads_active{upstream="quay.io"} 0', metrics)
+        # and a client that waits gets one of quay.io's own slots again
+        cfg = [d for d in self.etcd.blobs if d not in self.etcd.layers][0]
+        t = Target("etcd config", "/v2/quay.io/coreos/etcd/blobs/" + cfg, self.etcd.layer_bytes[cfg], "")
+        out = fetch(m, t.path, timeout=8)
+        self.assertEqual(self.check_clean(out, t), "ok", out)
+        self.assertLess(out.elapsed, 5, out)
+        self.proxy.clear()
 
 
 class TestUpstreamDown(FaultTestCase):

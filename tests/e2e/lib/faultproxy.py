@@ -45,10 +45,14 @@ Rules (first match wins; a rule whose `times` is used up no longer matches):
                   (default b"\\n"), Content-Length adjusted, every other header
                   (Docker-Content-Digest) kept: the digest no longer matches
        drop       read the request, close the connection without answering
+       hang       wait `seconds` before even asking the upstream (released
+                  early by clear() or stop), then forward: any method, HEAD
+                  included — an upstream (or its token service) that does
+                  not answer
     }
 Body faults (reset, truncate, corrupt, stall, throttle, badlength, rewrite)
 apply only to GET answers with status 200 or 206 and a body; other answers
-pass through untouched and do not use up `times`.  `status` and `drop`
+pass through untouched and do not use up `times`.  `status`, `drop` and `hang`
 apply to any matching request.  A rule counts `matched` (requests that
 matched while it was live) and `applied` (faults injected).
 
@@ -93,7 +97,7 @@ HOP_BY_HOP = {
     "te", "trailer", "trailers", "transfer-encoding", "upgrade", "host",
 }
 BODY_ACTIONS = {"reset", "truncate", "corrupt", "stall", "throttle", "badlength", "rewrite"}
-ALL_ACTIONS = BODY_ACTIONS | {"status", "drop"}
+ALL_ACTIONS = BODY_ACTIONS | {"status", "drop", "hang"}
 CHUNK = 64 * 1024
 MAX_BUFFERED = 64 * 1024 * 1024   # bodies without Content-Length are read whole, up to this
 MAX_LOG = 20000
@@ -301,6 +305,9 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
             entry["rule"] = rule["id"]
         action = rule["action"] if rule else None
 
+        if action == "hang" and st.try_apply(rule):
+            entry["action"] = "hang"
+            self._stall(rule)
         if action == "drop" and st.try_apply(rule):
             entry["action"] = "drop"
             self._fin()
