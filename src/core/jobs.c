@@ -134,10 +134,10 @@ int om_jobs_submit_lane(struct om_jobs *j, unsigned lane, om_job_fn fn, void *ar
     if (j->stopping || ln->len == ln->cap) {
         err = OM_ERR_TOOMANY;
     } else {
+        if (ln->running + ln->len >= j->lane_max)
+            ln->saturated++; /* every thread of the lane is taken: it waits */
         ln->ring[(ln->head + ln->len) % ln->cap] = (struct job){fn, arg};
         ln->len++;
-        if (ln->running >= j->lane_max)
-            ln->saturated++;
         pthread_cond_signal(&j->cond);
     }
     pthread_mutex_unlock(&j->mu);
