@@ -35,6 +35,16 @@
  *   4. Repository membership: every manifest and blob reachable from a tag
  *      (tag → index → platform manifests → config/layers) joins the tag's
  *      repository.
+ *   5. Sizes: a blob row gets the size its file SHOULD have, not the size
+ *      of a file that may be damaged (truncated, grown): every descriptor
+ *      of every stored manifest carries a "size", collected in step 2 (a
+ *      temporary table, rb_desc).  A blob whose file size is among the
+ *      sizes its descriptors give keeps it; otherwise it gets the largest
+ *      descriptor size (a file shorter than every manifest says is
+ *      truncated).  The server compares the file with this size before it
+ *      serves it, so a blob damaged before the rebuild is caught after it
+ *      too.  Blobs no stored manifest references keep their file's size:
+ *      nothing says otherwise (fsck's hashing still catches them).
  *
  * Limits (what cannot be recovered): tags come only from tags.log;
  * manifests and blobs are rediscovered by parsing the store; repository
@@ -69,6 +79,7 @@ enum rb_stmt {
     R_MANIFEST_INS, R_CHILD_INS, R_BLOB_INS, R_REPO_ADD, R_TAG_PUT, R_TAG_DEL,
     R_MANIFEST_FROM_TAG, R_BLOB_DEL, R_COUNT_MANIFESTS, R_COUNT_TAGS, R_COUNT_BLOBS,
     R_TAG_DEL_IF, R_REPO_DEL_EMPTY, /* [added for gc.c] deletion records */
+    R_DESC_INS,                     /* step 5: a descriptor's size */
     R__COUNT
 };
 
@@ -91,7 +102,21 @@ static const char *const RB_SQL[R__COUNT] = {
     [R_TAG_DEL_IF] = "DELETE FROM tags WHERE repo = ?1 AND tag = ?2 AND digest = ?3",
     [R_REPO_DEL_EMPTY] = "DELETE FROM repos WHERE name = ?1"
                          " AND NOT EXISTS(SELECT 1 FROM tags WHERE repo = ?1)",
+    [R_DESC_INS] = "INSERT OR IGNORE INTO temp.rb_desc(digest, size) VALUES(?1, ?2)",
 };
+
+/* Step 5's table: (digest, size) of every descriptor of a stored manifest;
+ * created inside the rebuild's transaction (so a rollback drops it too)
+ * before the statements that use it are prepared, dropped at the end. */
+static const char DESC_CREATE_SQL[] =
+    "CREATE TEMP TABLE IF NOT EXISTS rb_desc(digest TEXT NOT NULL, size INTEGER NOT NULL,"
+    " PRIMARY KEY(digest, size)) WITHOUT ROWID; DELETE FROM temp.rb_desc;";
+static const char DESC_APPLY_SQL[] =
+    "UPDATE blobs SET size = (SELECT max(d.size) FROM temp.rb_desc d WHERE d.digest = blobs.digest)"
+    " WHERE digest IN (SELECT digest FROM temp.rb_desc)"
+    " AND NOT EXISTS(SELECT 1 FROM temp.rb_desc d WHERE d.digest = blobs.digest"
+    " AND d.size = blobs.size);";
+static const char DESC_DROP_SQL[] = "DROP TABLE IF EXISTS temp.rb_desc;";
 
 static const char CLEAR_SQL[] =
     "DELETE FROM repos; DELETE FROM tags; DELETE FROM manifests;"
@@ -218,14 +243,21 @@ static const char *manifest_type(json_t *j)
 static int add_child(struct rb *rb, const om_digest *parent, json_t *desc)
 {
     json_t *dj = json_is_object(desc) ? json_object_get(desc, "digest") : NULL;
+    json_t *sj = json_is_object(desc) ? json_object_get(desc, "size") : NULL;
     om_digest child;
+    int err;
 
     if (!json_is_string(dj) ||
         om_digest_parse(&child, json_string_value(dj), json_string_length(dj)) != OM_OK)
         return OM_OK; /* not a sha256 descriptor: nothing we could store */
     bind_text(rb->s[R_CHILD_INS], 1, parent->str);
     bind_text(rb->s[R_CHILD_INS], 2, child.str);
-    return rb_run(rb, R_CHILD_INS);
+    if ((err = rb_run(rb, R_CHILD_INS)) != OM_OK || !json_is_integer(sj) ||
+        json_integer_value(sj) < 0)
+        return err; /* no usable size: this descriptor says nothing of it */
+    bind_text(rb->s[R_DESC_INS], 1, child.str);
+    sqlite3_bind_int64(rb->s[R_DESC_INS], 2, (sqlite3_int64)json_integer_value(sj));
+    return rb_run(rb, R_DESC_INS);
 }
 
 static int record_manifest(struct rb *rb, const om_digest *d, uint64_t size, const char *mt,
@@ -443,7 +475,7 @@ int om_index__rebuild_db(sqlite3 *db, struct om_store *st, const char *log_path,
                          int64_t now, size_t *n_manifests, size_t *n_tags)
 {
     struct rb rb = {.db = db, .st = st, .now = now};
-    size_t nm = 0, nt = 0, nb = 0;
+    size_t nm = 0, nt = 0, nb = 0, nd = 0;
     bool in_tx = false;
     int rc, err = OM_OK, walk;
 
@@ -458,6 +490,10 @@ int om_index__rebuild_db(sqlite3 *db, struct om_store *st, const char *log_path,
     in_tx = true;
     if ((rc = sqlite3_exec(db, CLEAR_SQL, NULL, NULL, NULL)) != SQLITE_OK) {
         err = om_index__sql_err(db, rc, "rebuild clear");
+        goto done;
+    }
+    if ((rc = sqlite3_exec(db, DESC_CREATE_SQL, NULL, NULL, NULL)) != SQLITE_OK) {
+        err = om_index__sql_err(db, rc, "rebuild sizes table");
         goto done;
     }
     if ((err = om_index__db_prepare(db, RB_SQL, R__COUNT, 0, rb.s)) != OM_OK)
@@ -479,6 +515,11 @@ int om_index__rebuild_db(sqlite3 *db, struct om_store *st, const char *log_path,
         err = om_index__sql_err(db, rc, "rebuild membership");
         goto done;
     }
+    if ((rc = sqlite3_exec(db, DESC_APPLY_SQL, NULL, NULL, NULL)) != SQLITE_OK) {
+        err = om_index__sql_err(db, rc, "rebuild sizes");
+        goto done;
+    }
+    nd = (size_t)sqlite3_changes(db);
     if ((err = rb_count(&rb, R_COUNT_MANIFESTS, &nm)) != OM_OK ||
         (err = rb_count(&rb, R_COUNT_TAGS, &nt)) != OM_OK ||
         (err = rb_count(&rb, R_COUNT_BLOBS, &nb)) != OM_OK)
@@ -496,10 +537,16 @@ int om_index__rebuild_db(sqlite3 *db, struct om_store *st, const char *log_path,
            "index: rebuilt from the store: %zu manifests, %zu blobs, %zu tags"
            " (%zu tags.log lines ignored, %zu tags dropped: content gone)",
            nm, nb, nt, rb.lines_bad, rb.tags_dropped);
+    if (nd > 0)
+        om_log(OM_LOG_WARN,
+               "index: %zu stored blob(s) are not the size their manifests say; recorded with "
+               "the manifests' size, they are fetched again on their next pull",
+               nd);
 done:
     om_index__db_finalize(rb.s, R__COUNT);
     free(rb.buf);
     if (in_tx)
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_exec(db, DESC_DROP_SQL, NULL, NULL, NULL);
     return err;
 }
