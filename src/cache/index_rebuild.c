@@ -39,12 +39,16 @@
  *      of a file that may be damaged (truncated, grown): every descriptor
  *      of every stored manifest carries a "size", collected in step 2 (a
  *      temporary table, rb_desc).  A blob whose file size is among the
- *      sizes its descriptors give keeps it; otherwise it gets the largest
- *      descriptor size (a file shorter than every manifest says is
- *      truncated).  The server compares the file with this size before it
- *      serves it, so a blob damaged before the rebuild is caught after it
- *      too.  Blobs no stored manifest references keep their file's size:
- *      nothing says otherwise (fsck's hashing still catches them).
+ *      sizes its descriptors give keeps it.  One whose size no descriptor
+ *      gives is hashed (rare: a damaged disk, or a manifest that lies about
+ *      a size): bytes that match the digest keep their size — the manifest
+ *      is wrong, not the file — and others get the largest descriptor size.
+ *      The server compares the file with the recorded size before it serves
+ *      it (v2/v2_blob.c), so a blob damaged before the rebuild is caught
+ *      after it too.  Blobs no stored manifest references keep their file's
+ *      size: nothing says otherwise (fsck's hashing still catches them).
+ *      At most SIZE_CHECKS_MAX such blobs are looked at per rebuild (a
+ *      bound on memory); the rest keep their file's size, fsck finds them.
  *
  * Limits (what cannot be recovered): tags come only from tags.log;
  * manifests and blobs are rediscovered by parsing the store; repository
@@ -79,7 +83,7 @@ enum rb_stmt {
     R_MANIFEST_INS, R_CHILD_INS, R_BLOB_INS, R_REPO_ADD, R_TAG_PUT, R_TAG_DEL,
     R_MANIFEST_FROM_TAG, R_BLOB_DEL, R_COUNT_MANIFESTS, R_COUNT_TAGS, R_COUNT_BLOBS,
     R_TAG_DEL_IF, R_REPO_DEL_EMPTY, /* [added for gc.c] deletion records */
-    R_DESC_INS,                     /* step 5: a descriptor's size */
+    R_DESC_INS, R_DESC_ODD, R_BLOB_SIZE_SET, /* step 5: sizes */
     R__COUNT
 };
 
@@ -103,6 +107,13 @@ static const char *const RB_SQL[R__COUNT] = {
     [R_REPO_DEL_EMPTY] = "DELETE FROM repos WHERE name = ?1"
                          " AND NOT EXISTS(SELECT 1 FROM tags WHERE repo = ?1)",
     [R_DESC_INS] = "INSERT OR IGNORE INTO temp.rb_desc(digest, size) VALUES(?1, ?2)",
+    /* Blobs whose file size no descriptor gives, with the largest one. */
+    [R_DESC_ODD] = "SELECT b.digest, (SELECT max(d.size) FROM temp.rb_desc d"
+                   " WHERE d.digest = b.digest) FROM blobs b"
+                   " WHERE b.digest IN (SELECT digest FROM temp.rb_desc)"
+                   " AND NOT EXISTS(SELECT 1 FROM temp.rb_desc d WHERE d.digest = b.digest"
+                   " AND d.size = b.size)",
+    [R_BLOB_SIZE_SET] = "UPDATE blobs SET size = ?2 WHERE digest = ?1",
 };
 
 /* Step 5's table: (digest, size) of every descriptor of a stored manifest;
@@ -111,12 +122,8 @@ static const char *const RB_SQL[R__COUNT] = {
 static const char DESC_CREATE_SQL[] =
     "CREATE TEMP TABLE IF NOT EXISTS rb_desc(digest TEXT NOT NULL, size INTEGER NOT NULL,"
     " PRIMARY KEY(digest, size)) WITHOUT ROWID; DELETE FROM temp.rb_desc;";
-static const char DESC_APPLY_SQL[] =
-    "UPDATE blobs SET size = (SELECT max(d.size) FROM temp.rb_desc d WHERE d.digest = blobs.digest)"
-    " WHERE digest IN (SELECT digest FROM temp.rb_desc)"
-    " AND NOT EXISTS(SELECT 1 FROM temp.rb_desc d WHERE d.digest = blobs.digest"
-    " AND d.size = blobs.size);";
 static const char DESC_DROP_SQL[] = "DROP TABLE IF EXISTS temp.rb_desc;";
+#define SIZE_CHECKS_MAX 65536       /* step 5: blobs hashed per rebuild, at most */
 
 static const char CLEAR_SQL[] =
     "DELETE FROM repos; DELETE FROM tags; DELETE FROM manifests;"
@@ -471,6 +478,73 @@ done:
     return err;
 }
 
+struct odd_blob {
+    om_digest d;
+    uint64_t want; /* the largest size a descriptor gives */
+};
+
+/* Step 5 (see the file comment): *n_fixed blobs recorded with the size
+ * their manifests give instead of their damaged file's. */
+static int fix_sizes(struct rb *rb, size_t *n_fixed)
+{
+    sqlite3_stmt *s = rb->s[R_DESC_ODD];
+    struct odd_blob *v = NULL;
+    size_t n = 0, cap = 0, skipped = 0;
+    int rc, err = OM_OK;
+
+    *n_fixed = 0;
+    /* Collected first: the updates below must not run under this SELECT. */
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(s, 0);
+        sqlite3_int64 want = sqlite3_column_int64(s, 1);
+        om_digest d;
+        if (t == NULL || want < 0 || om_digest_parse(&d, t, strlen(t)) != OM_OK)
+            continue;
+        if (n == SIZE_CHECKS_MAX) {
+            skipped++;
+            continue;
+        }
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            struct odd_blob *nv = realloc(v, nc * sizeof(*nv)); /* freed below */
+            if (nv == NULL) {
+                err = OM_ERR_NOMEM;
+                goto done;
+            }
+            v = nv;
+            cap = nc;
+        }
+        v[n++] = (struct odd_blob){d, (uint64_t)want};
+    }
+    if (rc != SQLITE_DONE) {
+        err = om_index__sql_err(rb->db, rc, RB_SQL[R_DESC_ODD]);
+        goto done;
+    }
+    sqlite3_reset(s);
+    for (size_t i = 0; i < n; i++) {
+        int verr = om_store_verify(rb->st, &v[i].d);
+        if (verr == OM_OK || verr == OM_ERR_NOTFOUND || verr == OM_ERR_NOMEM) {
+            if (verr == OM_OK)
+                om_log(OM_LOG_INFO, "index: %s hashes right though a manifest gives it %llu "
+                       "bytes: keeping the size of its file", v[i].d.str,
+                       (unsigned long long)v[i].want);
+            continue;
+        }
+        bind_text(rb->s[R_BLOB_SIZE_SET], 1, v[i].d.str);
+        sqlite3_bind_int64(rb->s[R_BLOB_SIZE_SET], 2, (sqlite3_int64)v[i].want);
+        if ((err = rb_run(rb, R_BLOB_SIZE_SET)) != OM_OK)
+            goto done;
+        (*n_fixed)++;
+    }
+    if (skipped > 0)
+        om_log(OM_LOG_WARN, "index: %zu more blob(s) may be damaged (not the size their "
+               "manifests give); not looked at in this rebuild: run ocimirror fsck", skipped);
+done:
+    sqlite3_reset(s);
+    free(v);
+    return err;
+}
+
 int om_index__rebuild_db(sqlite3 *db, struct om_store *st, const char *log_path,
                          int64_t now, size_t *n_manifests, size_t *n_tags)
 {
@@ -515,11 +589,8 @@ int om_index__rebuild_db(sqlite3 *db, struct om_store *st, const char *log_path,
         err = om_index__sql_err(db, rc, "rebuild membership");
         goto done;
     }
-    if ((rc = sqlite3_exec(db, DESC_APPLY_SQL, NULL, NULL, NULL)) != SQLITE_OK) {
-        err = om_index__sql_err(db, rc, "rebuild sizes");
+    if ((err = fix_sizes(&rb, &nd)) != OM_OK)
         goto done;
-    }
-    nd = (size_t)sqlite3_changes(db);
     if ((err = rb_count(&rb, R_COUNT_MANIFESTS, &nm)) != OM_OK ||
         (err = rb_count(&rb, R_COUNT_TAGS, &nt)) != OM_OK ||
         (err = rb_count(&rb, R_COUNT_BLOBS, &nb)) != OM_OK)

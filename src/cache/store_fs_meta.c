@@ -118,7 +118,7 @@ bool om_store_fs__consume_record(struct om_store_fs *st, uint64_t *total)
     if (changed && om_store_fs__fsync_dir(st->root) != OM_OK)
         ok = false;
     if (dirty)
-        om_log(OM_LOG_INFO, "store: a tool removed blobs since the last shutdown; counting");
+        om_log(OM_LOG_INFO, "store: a tool removed or moved blobs since the last shutdown; counting");
     *total = v;
     return ok && !dirty;
 }
