@@ -448,14 +448,14 @@ static bool check_stored(struct om_req *req, struct om_blob_answer *a)
     struct om_server *srv = req->srv;
     const om_digest *d = &req->p.ref.digest;
     uint64_t size = 0, want = 0;
-    char disk[24], must[24];
+    char disk[24], must[24], msg[128];
+    bool ok = false;
 
     if (!om_store_has(srv->store, d, &size))
-        return false;
+        goto done;
     if (!expected_size(srv, d, &want) || size == want) {
-        a->status = MHD_HTTP_OK;
-        a->cached = true;
-        return true;
+        ok = true;
+        goto done;
     }
     snprintf(disk, sizeof(disk), "%" PRIu64, size);
     snprintf(must, sizeof(must), "%" PRIu64, want);
@@ -464,18 +464,13 @@ static bool check_stored(struct om_req *req, struct om_blob_answer *a)
         om_log_kv(OM_LOG_ERROR, "stored blob is not the size it must be: quarantined, fetching it "
                   "again", "digest", d->str, "size_on_disk", disk, "size", must, "name",
                   req->p.name, NULL);
-        char msg[128];
         snprintf(msg, sizeof(msg), "blob damaged on disk (%s bytes, must be %s): quarantined, "
                  "fetched again", disk, must);
         om_events_add(srv->events, OM_EV_ERROR, req->p.name, d->str, size, msg);
     } else if (err == OM_ERR_NOTFOUND) {
         /* Moved or replaced meanwhile (another request's quarantine and
          * download): the copy there now may be the right one. */
-        if (om_store_has(srv->store, d, &size) && size == want) {
-            a->status = MHD_HTTP_OK;
-            a->cached = true;
-            return true;
-        }
+        ok = om_store_has(srv->store, d, &size) && size == want;
     } else {
         /* Never served all the same: clients get the download's bytes, and
          * its commit leaves the damaged file in place for fsck. */
@@ -483,7 +478,12 @@ static bool check_stored(struct om_req *req, struct om_blob_answer *a)
                   "aside", "digest", d->str, "size_on_disk", disk, "size", must, "error",
                   om_strerror(err), NULL);
     }
-    return false;
+done:
+    if (ok) {
+        a->status = MHD_HTTP_OK;
+        a->cached = true;
+    }
+    return ok;
 }
 
 void om_v2_blob_work(struct om_req *req, struct om_blob_answer *a)
@@ -602,33 +602,34 @@ static void answer_get_waiter(struct om_req *w, struct om_blob_answer *a)
 {
     struct om_server *srv = w->srv;
     const om_digest *d = &w->p.ref.digest;
-    uint64_t size = 0, want = OM_STORE_ANY_SIZE, v = 0;
+    const struct om_route_candidate *c = &w->route.c[a->chosen];
+    struct om_fetch_src src = {srv->up[c->upstream], c->remote, c->canonical};
+    uint64_t size = 0, want = OM_STORE_ANY_SIZE, v = 0, total = 0;
     struct om_fetch *f = NULL;
     bool joined = false;
+    long status = 0;
+    int err;
 
     if (expected_size(srv, d, &v))
         want = v;
     if (om_store_has(srv->store, d, &size) && serve_cached(w, d, size, want))
-        return;
-    const struct om_route_candidate *c = &w->route.c[a->chosen];
-    struct om_fetch_src src = {srv->up[c->upstream], c->remote, c->canonical};
-    int err = om_fetch_get(srv->fetch, d, &src, &f, &joined);
-    if (err != OM_OK) {
+        goto done;
+    if ((err = om_fetch_get(srv->fetch, d, &src, &f, &joined)) != OM_OK) {
         om_req_error(w, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", om_strerror(err));
-        return;
+        goto done;
     }
-    uint64_t total = 0;
-    long status = 0;
     err = om_fetch_wait_ready(f, srv->cfg->limits.idle_timeout_ms, &total, &status);
     if (err != OM_OK) {
         struct om_blob_answer fa = {0};
-        om_fetch_release(f);
         fetch_failed(srv, c, d, err, status, &fa);
         om_req_error(w, fa.status, fa.code, fa.message);
-        return;
+        goto done;
     }
     w->cache = OM_CACHE_COALESCED;
     serve_streaming(w, d, f, total);
+    f = NULL; /* the stream's now */
+done:
+    om_fetch_release(f);
 }
 
 void om_v2_blob_answer(struct om_req *w, const struct om_req *leader, struct om_blob_answer *a)

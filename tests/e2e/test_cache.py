@@ -337,6 +337,11 @@ class CacheTest(WorldTestCase):
         self.assertEqual(quay.count("GET", "/blobs/" + d), 1)
         metrics = m.get("/metrics").body.decode()
         self.assertRegex(metrics, r"(?m)^ocimirror_blobs_quarantined_total 1$")
+        # The store's byte total is what blobs/ holds (the quarantine not
+        # counted), though the truncation happened behind its back.
+        on_disk = sum(os.path.getsize(p) for p in glob.glob(
+            os.path.join(m.storage, "blobs", "sha256", "*", "*")))
+        self.assertRegex(metrics, r"(?m)^ocimirror_storage_used_bytes %d$" % on_disk)
 
         # Damaged while stopped, then the index lost and rebuilt: the rebuilt
         # index knows the size from the manifest, not from the damaged file.
