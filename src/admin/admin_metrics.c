@@ -365,6 +365,9 @@ static void storage(struct mbuf *b, struct om_server *srv)
     one_u64(b, "ocimirror_storage_quota_bytes", "gauge",
             "storage.max_size: the quota GC keeps the store under; 0 = no quota.",
             srv->cfg->storage_max_size);
+    one_u64(b, "ocimirror_blobs_quarantined_total", "counter",
+            "Stored blobs found of the wrong size, moved to the quarantine and fetched again.",
+            om_store_quarantined(srv->store));
     if (st->ia != NULL && om_index_admin_counts(st->ia, &ic) == OM_OK) {
         one_u64(b, "ocimirror_cached_repositories", "gauge", "Repositories in the index.", ic.repos);
         one_u64(b, "ocimirror_cached_tags", "gauge", "Tags in the index.", ic.tags);

@@ -8,7 +8,13 @@
  *      o->ingest_age_s (the command's default: 1 h).  Younger files next
  *      to a live server are downloads in flight: counted, never touched.
  *   2. blobs/: every committed object is re-hashed (om_store_verify); a
- *      mismatch is a corrupt blob, a read error an unreadable one.  Objects
+ *      mismatch is a corrupt blob — a wrong-size blob when the file is not
+ *      the size the index recorded either (truncated or grown on disk: the
+ *      server refuses to serve such a file, see v2/v2_blob.c) — and a read
+ *      error an unreadable one.  A file whose size disagrees with the index
+ *      but whose bytes hash right is fine: then the record is what is
+ *      wrong, and the server corrects it when it fetches the blob again.
+ *      Objects
  *      the index does not record are counted (informational: a crash
  *      between commit and index update leaves them; a manifest is recorded
  *      again by its next pull, and GC removes such "strays" after its grace
@@ -21,7 +27,10 @@
  *
  * Repair (o->repair): stale ingest files are removed; corrupt blobs are
  * removed (om_store_remove: open fds keep working, clients mid-download
- * finish); then the index rows pointing at missing content are deleted, so
+ * finish) and wrong-size ones quarantined (om_store_quarantine: moved to
+ * <root>/quarantine/, as the server does when it finds one; the run counts
+ * what is there, for the operator to look at and delete); then the index
+ * rows pointing at missing content are deleted, so
  * the next pull fetches it again.  Order matters: corrupt blobs go first,
  * so their rows are found missing and dropped in the same run.  Unreadable
  * blobs are left alone (an I/O error may be transient; deleting is not
@@ -274,21 +283,27 @@ static int open_store(struct fsck *f)
 static int walk_one(void *ud, const om_digest *d, uint64_t size)
 {
     struct fsck *f = ud;
+    bool known = false;
+    uint64_t want = 0;
+    bool asked = f->ix != NULL && om_index_fsck_known(f->ix, d, &known, &want) == OM_OK;
     int err = om_store_verify(f->st, d);
     if (err == OM_ERR_NOTFOUND)
         return 0; /* removed meanwhile (GC): not ours to judge */
+    if (asked && !known)
+        f->r->unindexed++;
     f->r->blobs_checked++;
     f->r->bytes_checked += size;
     if (err == OM_ERR_DIGEST || err == OM_ERR_IO || err == OM_ERR_NOMEM) {
+        bool wrong_size = err == OM_ERR_DIGEST && known && want != size;
         struct om_fsck_problem *p =
-            add_problem(f, err == OM_ERR_DIGEST ? OM_FSCK_CORRUPT_BLOB : OM_FSCK_UNREADABLE_BLOB);
-        if (p != NULL)
+            add_problem(f, wrong_size ? OM_FSCK_WRONG_SIZE
+                           : err == OM_ERR_DIGEST ? OM_FSCK_CORRUPT_BLOB
+                                                  : OM_FSCK_UNREADABLE_BLOB);
+        if (p != NULL) {
             p->d = *d;
-    }
-    if (f->ix != NULL) {
-        bool known = true;
-        if (om_index_fsck_known(f->ix, d, &known) == OM_OK && !known)
-            f->r->unindexed++;
+            p->size = size;
+            p->want = want;
+        }
     }
     return 0;
 }
@@ -297,14 +312,40 @@ static void repair_corrupt(struct fsck *f)
 {
     for (size_t i = 0; i < f->r->n_p; i++) {
         struct om_fsck_problem *p = &f->r->p[i];
-        if (p->kind != OM_FSCK_CORRUPT_BLOB)
+        int err;
+        if (p->kind == OM_FSCK_CORRUPT_BLOB)
+            err = om_store_remove(f->st, &p->d);
+        else if (p->kind == OM_FSCK_WRONG_SIZE)
+            err = om_store_quarantine(f->st, &p->d, p->size);
+        else
             continue;
-        int err = om_store_remove(f->st, &p->d);
         if (err == OM_OK || err == OM_ERR_NOTFOUND)
             mark_repaired(f, p);
         else
-            complain(f, "cannot remove %s: %s", p->d.str, om_strerror(err));
+            complain(f, "cannot %s %s: %s",
+                     p->kind == OM_FSCK_CORRUPT_BLOB ? "remove" : "quarantine", p->d.str,
+                     om_strerror(err));
     }
+}
+
+/* What <root>/quarantine holds (the server's and --repair's moves). */
+static void count_quarantine(struct fsck *f)
+{
+    char path[FSCK_PATH_MAX];
+    DIR *dir = NULL;
+    int n = snprintf(path, sizeof(path), "%s/quarantine", f->o->root);
+
+    if (n < 0 || (size_t)n >= sizeof(path) || (dir = opendir(path)) == NULL)
+        return; /* none yet */
+    for (struct dirent *de; (de = readdir(dir)) != NULL;) {
+        struct stat sb;
+        if (de->d_name[0] == '.' ||
+            fstatat(dirfd(dir), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode))
+            continue;
+        f->r->quarantine_files++;
+        f->r->quarantine_bytes += (uint64_t)sb.st_size;
+    }
+    closedir(dir);
 }
 
 /* ---- the index against the store ---------------------------------------- */
@@ -505,6 +546,7 @@ int om_fsck_run(struct om_fsck_result *out, const struct om_fsck_opts *o)
             goto done;
         }
     }
+    count_quarantine(&f);
 done:
     om_index_fsck_close(f.ix);
     om_store_close(f.st);

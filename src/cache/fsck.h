@@ -1,6 +1,7 @@
 /* fsck.h — checking a storage directory: every stored blob against its
- * digest, ingest/ for downloads that will never finish, the index against
- * the store; optionally repairing what it finds.
+ * digest and the size the index recorded, ingest/ for downloads that will
+ * never finish, the index against the store; optionally repairing what it
+ * finds.
  * Implemented in fsck.c (the checks and repairs; its file comment says
  * what each one means); the command `ocimirror fsck` — options, the text
  * and JSON reports, the exit status — is cli/fsck_cli.c.  docs/fsck.md is
@@ -28,6 +29,8 @@ enum om_fsck_kind {
     OM_FSCK_MISSING_MANIFEST, /* in the index, not in the store */
     OM_FSCK_MISSING_BLOB,     /* in the index, not in the store */
     OM_FSCK_INDEX_UNUSABLE,   /* index.db missing (with content), corrupt, unusable */
+    OM_FSCK_WRONG_SIZE,       /* not the size the index recorded, and the content does not
+                                 match its digest: damaged on disk (truncated, grown) */
     OM_FSCK__COUNT
 };
 
@@ -41,6 +44,7 @@ struct om_fsck_problem {
     char tag[OM_TAG_MAX + 1];    /* dangling tag */
     char name[NAME_MAX + 1];     /* stale ingest file; index_unusable: "state: why" */
     int64_t age_s;               /* stale ingest file */
+    uint64_t size, want;         /* wrong size: on disk, as the index recorded it */
 };
 
 struct om_fsck_opts {
@@ -72,6 +76,7 @@ struct om_fsck_result {
     uint64_t not_kept;               /* problems over OM_FSCK_PROBLEMS_MAX */
 
     uint64_t blobs_checked, bytes_checked, unindexed;
+    uint64_t quarantine_files, quarantine_bytes; /* in <root>/quarantine after the run */
     uint64_t ingest_files, ingest_live;
     struct om_index_fsck_counts counts; /* with index_ok */
     uint64_t bad_rows;               /* index rows with a malformed digest */

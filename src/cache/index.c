@@ -153,6 +153,16 @@ int om_index_blob_put(struct om_index *ix, const char *repo, const om_digest *d,
     return ix->ops->blob_put(ix, repo, d, size, now);
 }
 
+int om_index_blob_size(struct om_index *ix, const om_digest *d, uint64_t *size)
+{
+    *size = 0;
+    if (!om_index__digest_ok(d))
+        return OM_ERR_INVALID;
+    if (ix->ops->version < 2 || ix->ops->blob_size == NULL)
+        return OM_ERR_NOTFOUND; /* a backend that cannot say: nothing to check against */
+    return ix->ops->blob_size(ix, d, size);
+}
+
 int om_index_note_pull(struct om_index *ix, const char *repo, const char *tag,
                        const om_digest *d, int64_t now)
 {

@@ -125,6 +125,11 @@ int om_index_manifest_put(struct om_index *ix, const char *repo, const om_digest
 /* ---- blobs ---- */
 int om_index_blob_put(struct om_index *ix, const char *repo, const om_digest *d,
                       uint64_t size, int64_t now);
+/* The size the content of d must have, as recorded when it was stored (a
+ * blob's verified length, a manifest's byte count; after a rebuild, what
+ * the manifests that reference it say): for checking a stored file before
+ * it is served.  OM_ERR_NOTFOUND when the index records d as neither. */
+int om_index_blob_size(struct om_index *ix, const om_digest *d, uint64_t *size);
 /* A client pulled this content (manifest or blob): last access + pull count.
  * tag may be NULL (repo is only used with a tag).  OM_ERR_NOTFOUND when the
  * digest is neither a known manifest nor a known blob. */

@@ -25,7 +25,8 @@
 
 #include "cache/index.h"
 
-#define OM_INDEX_OPS_VERSION 1
+/* 1: the first table; 2: + blob_size. */
+#define OM_INDEX_OPS_VERSION 2
 
 /* The largest cached referrers answer (index.h: a larger put is
  * OM_ERR_TOOBIG; a backend refuses to return a larger stored one). */
@@ -80,6 +81,9 @@ struct om_index_ops {
     int (*rebuild)(struct om_index *ix, size_t *n_manifests, size_t *n_tags);
     /* Free everything the handle owns, and the handle.  ix is not NULL. */
     void (*close)(struct om_index *ix);
+
+    /* Version 2. */
+    int (*blob_size)(struct om_index *ix, const om_digest *d, uint64_t *size);
 };
 
 /* What every backend shares: embedded first in the backend's handle. */

@@ -64,8 +64,8 @@ enum fsck_stmt {
 static const char *const FSCK_SQL[Q__COUNT] = {
     [Q_COUNTS] = "SELECT (SELECT count(*) FROM tags), (SELECT count(*) FROM manifests),"
                  " (SELECT count(*) FROM blobs)",
-    [Q_KNOWN] = "SELECT EXISTS(SELECT 1 FROM manifests WHERE digest = ?1)"
-                " OR EXISTS(SELECT 1 FROM blobs WHERE digest = ?1)",
+    [Q_KNOWN] = "SELECT size FROM blobs WHERE digest = ?1"
+                " UNION ALL SELECT size FROM manifests WHERE digest = ?1 LIMIT 1",
     [Q_TAGS] = "SELECT repo, tag, digest FROM tags",
     [Q_MANIFESTS] = "SELECT digest FROM manifests",
     [Q_BLOBS] = "SELECT digest FROM blobs",
@@ -223,20 +223,26 @@ int om_index_fsck_counts(struct om_index_fsck *x, struct om_index_fsck_counts *o
     return err;
 }
 
-int om_index_fsck_known(struct om_index_fsck *x, const om_digest *d, bool *known)
+int om_index_fsck_known(struct om_index_fsck *x, const om_digest *d, bool *known,
+                        uint64_t *size)
 {
     sqlite3_stmt *s = q(x, Q_KNOWN);
     int err = OM_OK, rc;
     *known = false;
+    if (size != NULL)
+        *size = 0;
     if ((rc = bind_digest(s, 1, d)) != SQLITE_OK) {
         err = om_index__sql_err(x->db, rc, "fsck known bind");
         goto done;
     }
     rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
-        *known = sqlite3_column_int(s, 0) != 0;
-    else
+    if (rc == SQLITE_ROW) {
+        *known = true;
+        if (size != NULL && sqlite3_column_int64(s, 0) >= 0)
+            *size = (uint64_t)sqlite3_column_int64(s, 0);
+    } else if (rc != SQLITE_DONE) {
         err = om_index__sql_err(x->db, rc, "fsck known");
+    }
 done:
     sqlite3_reset(s);
     return err;

@@ -33,8 +33,10 @@ struct om_index_fsck_counts {
 };
 int om_index_fsck_counts(struct om_index_fsck *x, struct om_index_fsck_counts *out);
 
-/* Is d recorded as a manifest or as a blob? */
-int om_index_fsck_known(struct om_index_fsck *x, const om_digest *d, bool *known);
+/* Is d recorded as a blob or as a manifest?  *size (may be NULL) is the
+ * size recorded for it then. */
+int om_index_fsck_known(struct om_index_fsck *x, const om_digest *d, bool *known,
+                        uint64_t *size);
 
 /* Every row of a table, in one consistent snapshot (one SELECT).  fn
  * returns non-zero to stop, and that value is returned; fn must not call

@@ -35,6 +35,20 @@
  *   4. Repository membership: every manifest and blob reachable from a tag
  *      (tag → index → platform manifests → config/layers) joins the tag's
  *      repository.
+ *   5. Sizes: a blob row gets the size its file SHOULD have, not the size
+ *      of a file that may be damaged (truncated, grown): every descriptor
+ *      of every stored manifest carries a "size", collected in step 2 (a
+ *      temporary table, rb_desc).  A blob whose file size is among the
+ *      sizes its descriptors give keeps it.  One whose size no descriptor
+ *      gives is hashed (rare: a damaged disk, or a manifest that lies about
+ *      a size): bytes that match the digest keep their size — the manifest
+ *      is wrong, not the file — and others get the largest descriptor size.
+ *      The server compares the file with the recorded size before it serves
+ *      it (v2/v2_blob.c), so a blob damaged before the rebuild is caught
+ *      after it too.  Blobs no stored manifest references keep their file's
+ *      size: nothing says otherwise (fsck's hashing still catches them).
+ *      At most SIZE_CHECKS_MAX such blobs are looked at per rebuild (a
+ *      bound on memory); the rest keep their file's size, fsck finds them.
  *
  * Limits (what cannot be recovered): tags come only from tags.log;
  * manifests and blobs are rediscovered by parsing the store; repository
@@ -69,6 +83,7 @@ enum rb_stmt {
     R_MANIFEST_INS, R_CHILD_INS, R_BLOB_INS, R_REPO_ADD, R_TAG_PUT, R_TAG_DEL,
     R_MANIFEST_FROM_TAG, R_BLOB_DEL, R_COUNT_MANIFESTS, R_COUNT_TAGS, R_COUNT_BLOBS,
     R_TAG_DEL_IF, R_REPO_DEL_EMPTY, /* [added for gc.c] deletion records */
+    R_DESC_INS, R_DESC_ODD, R_BLOB_SIZE_SET, /* step 5: sizes */
     R__COUNT
 };
 
@@ -91,7 +106,24 @@ static const char *const RB_SQL[R__COUNT] = {
     [R_TAG_DEL_IF] = "DELETE FROM tags WHERE repo = ?1 AND tag = ?2 AND digest = ?3",
     [R_REPO_DEL_EMPTY] = "DELETE FROM repos WHERE name = ?1"
                          " AND NOT EXISTS(SELECT 1 FROM tags WHERE repo = ?1)",
+    [R_DESC_INS] = "INSERT OR IGNORE INTO temp.rb_desc(digest, size) VALUES(?1, ?2)",
+    /* Blobs whose file size no descriptor gives, with the largest one. */
+    [R_DESC_ODD] = "SELECT b.digest, (SELECT max(d.size) FROM temp.rb_desc d"
+                   " WHERE d.digest = b.digest) FROM blobs b"
+                   " WHERE b.digest IN (SELECT digest FROM temp.rb_desc)"
+                   " AND NOT EXISTS(SELECT 1 FROM temp.rb_desc d WHERE d.digest = b.digest"
+                   " AND d.size = b.size)",
+    [R_BLOB_SIZE_SET] = "UPDATE blobs SET size = ?2 WHERE digest = ?1",
 };
+
+/* Step 5's table: (digest, size) of every descriptor of a stored manifest;
+ * created inside the rebuild's transaction (so a rollback drops it too)
+ * before the statements that use it are prepared, dropped at the end. */
+static const char DESC_CREATE_SQL[] =
+    "CREATE TEMP TABLE IF NOT EXISTS rb_desc(digest TEXT NOT NULL, size INTEGER NOT NULL,"
+    " PRIMARY KEY(digest, size)) WITHOUT ROWID; DELETE FROM temp.rb_desc;";
+static const char DESC_DROP_SQL[] = "DROP TABLE IF EXISTS temp.rb_desc;";
+#define SIZE_CHECKS_MAX 65536       /* step 5: blobs hashed per rebuild, at most */
 
 static const char CLEAR_SQL[] =
     "DELETE FROM repos; DELETE FROM tags; DELETE FROM manifests;"
@@ -218,14 +250,21 @@ static const char *manifest_type(json_t *j)
 static int add_child(struct rb *rb, const om_digest *parent, json_t *desc)
 {
     json_t *dj = json_is_object(desc) ? json_object_get(desc, "digest") : NULL;
+    json_t *sj = json_is_object(desc) ? json_object_get(desc, "size") : NULL;
     om_digest child;
+    int err;
 
     if (!json_is_string(dj) ||
         om_digest_parse(&child, json_string_value(dj), json_string_length(dj)) != OM_OK)
         return OM_OK; /* not a sha256 descriptor: nothing we could store */
     bind_text(rb->s[R_CHILD_INS], 1, parent->str);
     bind_text(rb->s[R_CHILD_INS], 2, child.str);
-    return rb_run(rb, R_CHILD_INS);
+    if ((err = rb_run(rb, R_CHILD_INS)) != OM_OK || !json_is_integer(sj) ||
+        json_integer_value(sj) < 0)
+        return err; /* no usable size: this descriptor says nothing of it */
+    bind_text(rb->s[R_DESC_INS], 1, child.str);
+    sqlite3_bind_int64(rb->s[R_DESC_INS], 2, (sqlite3_int64)json_integer_value(sj));
+    return rb_run(rb, R_DESC_INS);
 }
 
 static int record_manifest(struct rb *rb, const om_digest *d, uint64_t size, const char *mt,
@@ -439,11 +478,78 @@ done:
     return err;
 }
 
+struct odd_blob {
+    om_digest d;
+    uint64_t want; /* the largest size a descriptor gives */
+};
+
+/* Step 5 (see the file comment): *n_fixed blobs recorded with the size
+ * their manifests give instead of their damaged file's. */
+static int fix_sizes(struct rb *rb, size_t *n_fixed)
+{
+    sqlite3_stmt *s = rb->s[R_DESC_ODD];
+    struct odd_blob *v = NULL;
+    size_t n = 0, cap = 0, skipped = 0;
+    int rc, err = OM_OK;
+
+    *n_fixed = 0;
+    /* Collected first: the updates below must not run under this SELECT. */
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(s, 0);
+        sqlite3_int64 want = sqlite3_column_int64(s, 1);
+        om_digest d;
+        if (t == NULL || want < 0 || om_digest_parse(&d, t, strlen(t)) != OM_OK)
+            continue;
+        if (n == SIZE_CHECKS_MAX) {
+            skipped++;
+            continue;
+        }
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            struct odd_blob *nv = realloc(v, nc * sizeof(*nv)); /* freed below */
+            if (nv == NULL) {
+                err = OM_ERR_NOMEM;
+                goto done;
+            }
+            v = nv;
+            cap = nc;
+        }
+        v[n++] = (struct odd_blob){d, (uint64_t)want};
+    }
+    if (rc != SQLITE_DONE) {
+        err = om_index__sql_err(rb->db, rc, RB_SQL[R_DESC_ODD]);
+        goto done;
+    }
+    sqlite3_reset(s);
+    for (size_t i = 0; i < n; i++) {
+        int verr = om_store_verify(rb->st, &v[i].d);
+        if (verr == OM_OK || verr == OM_ERR_NOTFOUND || verr == OM_ERR_NOMEM) {
+            if (verr == OM_OK)
+                om_log(OM_LOG_INFO, "index: %s hashes right though a manifest gives it %llu "
+                       "bytes: keeping the size of its file", v[i].d.str,
+                       (unsigned long long)v[i].want);
+            continue;
+        }
+        bind_text(rb->s[R_BLOB_SIZE_SET], 1, v[i].d.str);
+        sqlite3_bind_int64(rb->s[R_BLOB_SIZE_SET], 2, (sqlite3_int64)v[i].want);
+        if ((err = rb_run(rb, R_BLOB_SIZE_SET)) != OM_OK)
+            goto done;
+        (*n_fixed)++;
+    }
+    if (skipped > 0)
+        om_log(OM_LOG_WARN, "index: %zu more blob(s) may be damaged (not the size their "
+               "manifests give); not looked at in this rebuild: run ocimirror fsck", skipped);
+done:
+    sqlite3_reset(s);
+    free(v);
+    return err;
+}
+
 int om_index__rebuild_db(sqlite3 *db, struct om_store *st, const char *log_path,
                          int64_t now, size_t *n_manifests, size_t *n_tags)
 {
     struct rb rb = {.db = db, .st = st, .now = now};
-    size_t nm = 0, nt = 0, nb = 0;
+    size_t nm = 0, nt = 0, nb = 0, nd = 0;
     bool in_tx = false;
     int rc, err = OM_OK, walk;
 
@@ -458,6 +564,10 @@ int om_index__rebuild_db(sqlite3 *db, struct om_store *st, const char *log_path,
     in_tx = true;
     if ((rc = sqlite3_exec(db, CLEAR_SQL, NULL, NULL, NULL)) != SQLITE_OK) {
         err = om_index__sql_err(db, rc, "rebuild clear");
+        goto done;
+    }
+    if ((rc = sqlite3_exec(db, DESC_CREATE_SQL, NULL, NULL, NULL)) != SQLITE_OK) {
+        err = om_index__sql_err(db, rc, "rebuild sizes table");
         goto done;
     }
     if ((err = om_index__db_prepare(db, RB_SQL, R__COUNT, 0, rb.s)) != OM_OK)
@@ -479,6 +589,8 @@ int om_index__rebuild_db(sqlite3 *db, struct om_store *st, const char *log_path,
         err = om_index__sql_err(db, rc, "rebuild membership");
         goto done;
     }
+    if ((err = fix_sizes(&rb, &nd)) != OM_OK)
+        goto done;
     if ((err = rb_count(&rb, R_COUNT_MANIFESTS, &nm)) != OM_OK ||
         (err = rb_count(&rb, R_COUNT_TAGS, &nt)) != OM_OK ||
         (err = rb_count(&rb, R_COUNT_BLOBS, &nb)) != OM_OK)
@@ -496,10 +608,16 @@ int om_index__rebuild_db(sqlite3 *db, struct om_store *st, const char *log_path,
            "index: rebuilt from the store: %zu manifests, %zu blobs, %zu tags"
            " (%zu tags.log lines ignored, %zu tags dropped: content gone)",
            nm, nb, nt, rb.lines_bad, rb.tags_dropped);
+    if (nd > 0)
+        om_log(OM_LOG_WARN,
+               "index: %zu stored blob(s) are not the size their manifests say; recorded with "
+               "the manifests' size, they are fetched again on their next pull",
+               nd);
 done:
     om_index__db_finalize(rb.s, R__COUNT);
     free(rb.buf);
     if (in_tx)
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_exec(db, DESC_DROP_SQL, NULL, NULL, NULL);
     return err;
 }

@@ -69,6 +69,10 @@ static const char *const SQL_TEXT[S__COUNT] = {
     [S_BLOB_REPO] = "INSERT OR IGNORE INTO blob_repos(repo, digest) VALUES(?1, ?2)",
     [S_BLOB_PULLED] = "UPDATE blobs SET last_access = MAX(last_access, ?2), pull_count = pull_count + ?3"
                       " WHERE digest = ?1",
+    /* Both are primary-key lookups; a digest is in one table, the blob row
+     * first (the blob endpoint's case). */
+    [S_BLOB_SIZE] = "SELECT size FROM blobs WHERE digest = ?1"
+                    " UNION ALL SELECT size FROM manifests WHERE digest = ?1 LIMIT 1",
     [S_CATALOG] = "SELECT name FROM repos WHERE name > ?1 ORDER BY name COLLATE BINARY LIMIT ?2",
     [S_ROUTE_GET] = "SELECT upstream, canonical FROM routes WHERE name = ?1",
     [S_ROUTE_PUT] = "INSERT OR REPLACE INTO routes(name, upstream, canonical, decided_at)"
@@ -376,6 +380,29 @@ done:
     return err;
 }
 
+static int blob_size(struct om_index *base, const om_digest *d, uint64_t *size)
+{
+    struct om_index_sqlite *ix = om_index_sqlite__of(base);
+    sqlite3_stmt *s;
+    int rc, err = OM_OK;
+
+    pthread_mutex_lock(&ix->mu);
+    s = stmt(ix, S_BLOB_SIZE);
+    bind_text(s, 1, d->str);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE)
+        err = OM_ERR_NOTFOUND;
+    else if (rc != SQLITE_ROW)
+        err = om_index__sql_err(ix->db, rc, "blob size");
+    else if (sqlite3_column_int64(s, 0) < 0)
+        err = OM_ERR_IO; /* index.c never writes one */
+    else
+        *size = (uint64_t)sqlite3_column_int64(s, 0);
+    stmt_done(s);
+    pthread_mutex_unlock(&ix->mu);
+    return err;
+}
+
 /* One note inside an open transaction; *changed counts content rows hit. */
 static int note_one(struct om_index_sqlite *ix, const struct om_pull_note *pn, int *changed)
 {
@@ -660,4 +687,5 @@ const struct om_index_ops om_index_sqlite__ops = {
     .counts = counts,
     .rebuild = om_index_sqlite__rebuild,
     .close = om_index_sqlite__close,
+    .blob_size = blob_size,
 };

@@ -1,7 +1,15 @@
 /* mcache.c — see mcache.h.  A chained hash table (power-of-two buckets,
  * FNV-1a over the key) whose entries also sit on one LRU list.  Keys carry
  * a one-letter kind prefix ("m" manifest, "t" tag, "r" route) so the three
- * kinds share one table and one byte budget. */
+ * kinds share one table and one byte budget.
+ *
+ * Blob sizes live apart (struct sizes): a set-associative array keyed by
+ * the raw 32 bytes of the digest, whose first bytes — a SHA-256, uniformly
+ * spread — pick the set.  No allocation per entry, a fixed footprint
+ * (calloc'd once; pages the kernel hands out as they are first touched),
+ * and SIZE_LOCKS striped mutexes so HTTP threads checking different blobs
+ * do not wait for one another.  Replacement: the least recently stamped
+ * way of the set (each stripe keeps its own tick). */
 #include "cache/mcache.h"
 
 #include <pthread.h>
@@ -21,11 +29,29 @@ struct entry {
     char *val;
 };
 
+#define SIZE_WAYS 4
+#define SIZE_SETS (OM_MCACHE_SIZES / SIZE_WAYS)
+#define SIZE_LOCKS 64
+
+struct size_slot {
+    unsigned char key[32];          /* the digest's raw bytes */
+    uint64_t size;                  /* OM_MCACHE_SIZE_UNKNOWN: the index has none */
+    uint32_t stamp;                 /* the stripe's tick at last use */
+    uint32_t born_s;                /* monotonic seconds + 1 at put; 0 = empty */
+};
+
+struct sizes {
+    pthread_mutex_t mu[SIZE_LOCKS]; /* mu[set % SIZE_LOCKS] guards that set */
+    uint32_t tick[SIZE_LOCKS];      /* per stripe, under its mutex */
+    struct size_slot *slot;         /* owned; SIZE_SETS * SIZE_WAYS */
+};
+
 struct om_mcache {
     pthread_mutex_t mu;
     struct entry *buckets[BUCKETS];
     struct entry *head, *tail;
     size_t bytes, max_bytes;
+    struct sizes sizes;
 };
 
 static uint32_t fnv(const char *k, size_t n)
@@ -149,10 +175,17 @@ static void drop(struct om_mcache *mc, const char *k, size_t klen)
 
 int om_mcache_new(struct om_mcache **out, size_t max_bytes)
 {
-    struct om_mcache *mc = calloc(1, sizeof(*mc));
+    struct om_mcache *mc = calloc(1, sizeof(*mc)); /* owned by the caller via *out */
     if (mc == NULL)
         return OM_ERR_NOMEM;
+    mc->sizes.slot = calloc(SIZE_SETS * SIZE_WAYS, sizeof(*mc->sizes.slot)); /* freed at free */
+    if (mc->sizes.slot == NULL) {
+        free(mc);
+        return OM_ERR_NOMEM;
+    }
     pthread_mutex_init(&mc->mu, NULL);
+    for (size_t i = 0; i < SIZE_LOCKS; i++)
+        pthread_mutex_init(&mc->sizes.mu[i], NULL);
     mc->max_bytes = max_bytes;
     *out = mc;
     return OM_OK;
@@ -165,6 +198,9 @@ void om_mcache_free(struct om_mcache *mc)
     while (mc->tail)
         remove_entry(mc, mc->tail);
     pthread_mutex_destroy(&mc->mu);
+    for (size_t i = 0; i < SIZE_LOCKS; i++)
+        pthread_mutex_destroy(&mc->sizes.mu[i]);
+    free(mc->sizes.slot);
     free(mc);
 }
 
@@ -287,4 +323,96 @@ void om_mcache_route_put(struct om_mcache *mc, const char *name, const char *ups
     int n = snprintf(v, sizeof(v), "%s%c%s", upstream, '\0', canonical);
     if (mc != NULL && klen != 0 && n > 0 && (size_t)n < sizeof(v))
         put(mc, k, klen, v, (size_t)n + 1);
+}
+
+/* ---- blob sizes (struct sizes) ---- */
+
+/* Hex digit value + 1; 0 for anything else (lower-case digests only). */
+static const unsigned char HEX1[256] = {
+    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8,
+    ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15,
+    ['f'] = 16,
+};
+
+/* The raw 32 bytes of d; false when d is not a sha256 digest.  On the hit
+ * path of every blob: a table, no branch per digit. */
+static bool raw_key(const om_digest *d, unsigned char key[32])
+{
+    const unsigned char *h = (const unsigned char *)d->str + 7;
+    unsigned bad = 0;
+    if (memcmp(d->str, "sha256:", 7) != 0 || d->str[OM_DIGEST_MAX] != '\0')
+        return false;
+    for (size_t i = 0; i < 32; i++) {
+        unsigned a = HEX1[h[2 * i]], b = HEX1[h[2 * i + 1]];
+        bad |= (a == 0) | (b == 0);
+        key[i] = (unsigned char)((a - 1) << 4 | ((b - 1) & 0xf));
+    }
+    return bad == 0;
+}
+
+static size_t set_of(const unsigned char key[32])
+{
+    return ((size_t)key[0] | (size_t)key[1] << 8 | (size_t)key[2] << 16) % SIZE_SETS;
+}
+
+static uint32_t now_s(void)
+{
+    return (uint32_t)(om_now_us() / 1000000) + 1; /* never 0: 0 marks an empty slot */
+}
+
+bool om_mcache_size_get(struct om_mcache *mc, const om_digest *d, uint64_t *size)
+{
+    unsigned char key[32];
+    bool hit = false;
+
+    if (mc == NULL || !raw_key(d, key))
+        return false;
+    size_t set = set_of(key), lk = set % SIZE_LOCKS;
+    struct size_slot *w = &mc->sizes.slot[set * SIZE_WAYS];
+    pthread_mutex_lock(&mc->sizes.mu[lk]);
+    for (size_t i = 0; i < SIZE_WAYS; i++) {
+        if (w[i].born_s == 0 || memcmp(w[i].key, key, sizeof(key)) != 0)
+            continue;
+        /* The clock only for "no size known" entries: a hit reads none. */
+        if (w[i].size == OM_MCACHE_SIZE_UNKNOWN &&
+            now_s() - w[i].born_s >= OM_MCACHE_UNKNOWN_TTL_S) {
+            w[i].born_s = 0; /* "no size known" has expired: ask the index again */
+            break;
+        }
+        w[i].stamp = ++mc->sizes.tick[lk];
+        *size = w[i].size;
+        hit = true;
+        break;
+    }
+    pthread_mutex_unlock(&mc->sizes.mu[lk]);
+    return hit;
+}
+
+void om_mcache_size_put(struct om_mcache *mc, const om_digest *d, uint64_t size)
+{
+    unsigned char key[32];
+
+    if (mc == NULL || !raw_key(d, key))
+        return;
+    size_t set = set_of(key), lk = set % SIZE_LOCKS;
+    struct size_slot *w = &mc->sizes.slot[set * SIZE_WAYS];
+    pthread_mutex_lock(&mc->sizes.mu[lk]);
+    uint32_t tick = ++mc->sizes.tick[lk];
+    size_t victim = 0;
+    for (size_t i = 0; i < SIZE_WAYS; i++) {
+        if (w[i].born_s != 0 && memcmp(w[i].key, key, sizeof(key)) == 0) {
+            victim = i; /* replace in place */
+            break;
+        }
+        /* An empty way first, else the least recently used (ticks wrap:
+         * compare distances from now, not values). */
+        if (w[victim].born_s != 0 &&
+            (w[i].born_s == 0 || tick - w[i].stamp > tick - w[victim].stamp))
+            victim = i;
+    }
+    memcpy(w[victim].key, key, sizeof(key));
+    w[victim].size = size;
+    w[victim].stamp = tick;
+    w[victim].born_s = now_s();
+    pthread_mutex_unlock(&mc->sizes.mu[lk]);
 }

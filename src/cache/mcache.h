@@ -7,7 +7,14 @@
  *
  * Bounded by bytes (keys + values + overhead); least recently used entries
  * go first.  Thread-safe: one mutex, O(1) operations.  Values are copied in
- * and out, so nothing returned aliases the cache. */
+ * and out, so nothing returned aliases the cache.
+ *
+ * Beside it, the sizes blobs must have (digest → size, what the index
+ * recorded), for the blob hit path to check a stored file without an
+ * index query per hit: a fixed table of OM_MCACHE_SIZES entries (4-way
+ * sets, least recently used of a set replaced; 48 bytes an entry) under
+ * striped locks, so it neither competes with the manifests for the byte
+ * budget nor serialises the HTTP threads on one mutex. */
 #ifndef OM_MCACHE_H
 #define OM_MCACHE_H
 
@@ -36,6 +43,16 @@ void om_mcache_tag_drop(struct om_mcache *mc, const char *repo, const char *tag)
 void om_mcache_clear(struct om_mcache *mc);
 /* Bytes held now (keys, values and per-entry overhead), for /metrics. */
 size_t om_mcache_bytes(struct om_mcache *mc);
+
+/* Blob sizes.  OM_MCACHE_SIZE_UNKNOWN is remembered too ("the index
+ * records no size": nothing to check against), for OM_MCACHE_UNKNOWN_TTL_S
+ * only, since a download may record one any moment.  A digest's size never
+ * changes, so om_mcache_clear leaves these; a put replaces. */
+#define OM_MCACHE_SIZES 65536
+#define OM_MCACHE_SIZE_UNKNOWN UINT64_MAX
+#define OM_MCACHE_UNKNOWN_TTL_S 10
+bool om_mcache_size_get(struct om_mcache *mc, const om_digest *d, uint64_t *size);
+void om_mcache_size_put(struct om_mcache *mc, const om_digest *d, uint64_t size);
 
 /* Search-route decisions: requested name → upstream name + canonical. */
 bool om_mcache_route_get(struct om_mcache *mc, const char *name, char *upstream, size_t upsz,

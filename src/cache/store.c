@@ -11,6 +11,9 @@
  *   om_store_read    open_blob + pread (or the ranged read of a backend
  *                    without local files) into a NUL-terminated buffer
  *   om_store_verify  the same reads, hashed as they come
+ *   om_store_quarantine  the backend's quarantine, or (a backend without
+ *                    one) remove while the size is still the wrong one;
+ *                    counted in the store's head either way
  *
  * The backend is chosen in om_store_open / om_store_attach: the filesystem
  * (store_fs.c) is the only one today.  If you add a backend, choose it there
@@ -242,6 +245,32 @@ done:
 int om_store_remove(struct om_store *st, const om_digest *d)
 {
     return st->ops->remove(st, d);
+}
+
+int om_store_quarantine(struct om_store *st, const om_digest *d, uint64_t if_size)
+{
+    uint64_t size = 0;
+    int err;
+
+    if (st->ops->version >= 2 && st->ops->quarantine != NULL) {
+        err = st->ops->quarantine(st, d, if_size);
+    } else if (!om_store_has(st, d, &size) || (if_size != OM_STORE_ANY_SIZE && size != if_size)) {
+        err = OM_ERR_NOTFOUND;
+    } else {
+        /* A check-then-remove race here costs a download, never bytes:
+         * the object is content-addressed and fetched again. */
+        om_log(OM_LOG_WARN, "store: %s backend cannot quarantine; removing %s", st->ops->name,
+               d->str);
+        err = om_store_remove(st, d);
+    }
+    if (err == OM_OK)
+        atomic_fetch_add(&st->quarantined, 1);
+    return err;
+}
+
+uint64_t om_store_quarantined(struct om_store *st)
+{
+    return atomic_load(&st->quarantined);
 }
 
 int om_store_walk(struct om_store *st, om_store_walk_fn fn, void *ud)

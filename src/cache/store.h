@@ -10,6 +10,8 @@
  * Layout of the fs backend under the storage root:
  *   blobs/sha256/<2 hex>/<64 hex>   committed content (blobs and manifests)
  *   ingest/<random>                 downloads in progress
+ *   quarantine/<64 hex>             damaged objects moved out of the way
+ *                                   (om_store_quarantine), for the operator
  *   index.db                        (owned by the index: cache/index_sqlite_open.c)
  *   tags.log                        (owned by the index: cache/index_sqlite_open.c)
  * Every path is derived from a validated om_digest, never a client string.
@@ -113,6 +115,24 @@ int om_store_read(struct om_store *st, const om_digest *d, size_t max, char **bu
 
 /* Remove a committed blob (GC). OM_ERR_NOTFOUND if absent. */
 int om_store_remove(struct om_store *st, const om_digest *d);
+
+/* Move a damaged committed object out of the store, where nothing serves
+ * it and an operator can look at it (fs: <root>/quarantine/<64 hex>,
+ * replacing an older quarantined copy of the same digest, so the
+ * quarantine holds at most one file per digest; the store never deletes
+ * it).  Only while the object's size is still `if_size`, the wrong size
+ * the caller saw: a good copy committed since stays where it is
+ * (OM_STORE_ANY_SIZE moves whatever is there).  OM_OK when moved: the byte
+ * total no longer counts it (the owner recounts the store then, since a
+ * file that changed size on disk was counted at its old size);
+ * OM_ERR_NOTFOUND when absent or no longer of that size; OM_ERR_IO.  A
+ * backend without quarantine removes the object instead (logged).
+ * Readers that opened the object before keep reading it. */
+#define OM_STORE_ANY_SIZE UINT64_MAX
+int om_store_quarantine(struct om_store *st, const om_digest *d, uint64_t if_size);
+/* Objects st quarantined (or removed for want of a quarantine) since it
+ * was opened. */
+uint64_t om_store_quarantined(struct om_store *st);
 
 /* Call fn for every committed blob (in no particular order); stop early
  * when fn returns non-zero and return that value.  Files under blobs/ whose

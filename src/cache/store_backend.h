@@ -24,7 +24,10 @@
  *   - "Exists" (has, open_blob, walk) means committed; ingests in progress
  *     are never visible through them.  A committed object is never modified.
  *   - remove makes an object absent for new lookups; a reader that already
- *     opened it reads it to the end (GC relies on that).
+ *     opened it reads it to the end (GC relies on that).  quarantine (when
+ *     offered) does the same by moving the object where no lookup or walk
+ *     sees it, and only while its size is the one the caller names: a
+ *     check and a move that no commit of a good copy can slip between.
  *   - An ingest is a local file: in->fd is O_RDWR and readers may dup() it
  *     and read while it grows (fetch.c does).  A remote backend spools
  *     locally and uploads at commit.
@@ -45,16 +48,20 @@
 #ifndef OM_STORE_BACKEND_H
 #define OM_STORE_BACKEND_H
 
+#include <stdatomic.h>
+
 #include "cache/store.h"
 #include "core/om.h"
 #include "core/ref.h"
 
-#define OM_STORE_OPS_VERSION 1
+/* 1: the first table; 2: + quarantine. */
+#define OM_STORE_OPS_VERSION 2
 
 /* The head of every store.  A backend's struct starts with it; ops is set
  * once at open and never changes. */
 struct om_store {
     const struct om_store_ops *ops; /* borrowed: a static table of the backend */
+    _Atomic uint64_t quarantined;   /* store.c's count of om_store_quarantine moves */
 };
 
 /* Each operation has the contract of the public function of the same name
@@ -102,6 +109,13 @@ struct om_store_ops {
      * ttl_s from now (OM_STORE_CAN_PRESIGN). */
     int (*presign_get)(struct om_store *st, const om_digest *d, unsigned ttl_s, char *url,
                        size_t urlsz);
+
+    /* Version 2, optional (NULL, or a version-1 table: store.c removes the
+     * object instead).  Move the object aside while its size is if_size
+     * (OM_STORE_ANY_SIZE: whatever its size), and stop counting it in
+     * bytes; the backend keeps quarantined objects where has, open_blob
+     * and walk never see them. */
+    int (*quarantine)(struct om_store *st, const om_digest *d, uint64_t if_size);
 };
 
 /* ---- for every backend: the ingest file (store_ingest.c) -------------- */

@@ -7,6 +7,7 @@
  * path outside blobs/):
  *   <root>/blobs/sha256/<2 hex>/<64 hex>
  *   <root>/ingest/<32 random hex>
+ *   <root>/quarantine/<64 hex>
  *
  * Lifecycle of an object (the operations of fs_ops, called through
  * store.c's om_ingest_* / om_store_*):
@@ -22,13 +23,18 @@
  *                     visible under blobs/ before the rename: that is the
  *                     atomic commit, and "exists" means a regular file there.
  *   fs_remove         unlink; open fds keep working (GC relies on that).
+ *   fs_quarantine     rename into <root>/quarantine/<64 hex> (replacing an
+ *                     older quarantined copy: one file per digest at most),
+ *                     under `mu` between the size check and the rename, so
+ *                     two requests that found the same damaged file move it
+ *                     once and never move the good copy fetched since.
  * open_blob hands out an fd of the committed file itself
  * (OM_STORE_CAN_SENDFILE).
  *
- * The byte total is an atomic counter: computed by a walk at open (or read
- * from the record of the last clean shutdown, see SIZE_RECORD), then
- * adjusted only by a commit that actually placed a file and a remove that
- * actually unlinked one.
+ * The byte total, the owner's lock and the size record are
+ * store_fs_meta.c's: commits and removes adjust the total there, and a
+ * quarantine has it recounted (the moved file changed size on disk behind
+ * our back, so what the total held for it is unknowable from the file).
  *
  * Stale ingest files are removed at open: only one process owns a storage
  * root, and nothing of a previous run can still be writing to them.
@@ -37,8 +43,10 @@
  * nothing and leaves ingest/ alone.
  *
  * Thread safety: the only shared mutable state is the byte total and the
- * dirty flag (atomics) and the rename fallback (mu); everything else is
- * the filesystem's, whose rename and unlink are atomic.
+ * dirty flag (atomics), the change count (count_mu), the recount
+ * (recount_mu: one at a time) and the rename fallback and quarantine
+ * (mu); everything else is the filesystem's, whose rename and unlink are
+ * atomic.
  *
  * Errors: ENOSPC/EDQUOT → OM_ERR_NOSPACE, ENOENT on a blob → OM_ERR_NOTFOUND,
  * other system errors → OM_ERR_IO (om_store_sys_err), each logged once
@@ -47,9 +55,8 @@
  * If you add a second layout version (e.g. sha512), update digest_path(),
  * walk_fanout() and the open-time checks together.
  */
-#include "cache/store.h"
+#include "cache/store_fs.h"
 
-#include "cache/store_backend.h"
 #include "core/log.h"
 
 #include <assert.h>
@@ -66,85 +73,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define STORE_PATH_MAX 4096              /* == sizeof(struct om_ingest.path) */
-
-/* An fs store: the head every store starts with, then the backend's own. */
-struct om_store_fs {
-    struct om_store base;       /* first: base.ops == &fs_ops */
-    char *root;                 /* owned; strdup of the caller's root */
-    pthread_mutex_t mu;         /* only for the rename fallback without NOREPLACE */
-    _Atomic uint64_t bytes;     /* sum of sizes of committed blobs */
-    bool attached;              /* om_store_attach: a tool beside the owner */
-    int lock_fd;                /* owner: LOCK_FILE, flock()ed; -1 when attached */
-    bool record_at_close;       /* owner, fully opened: write SIZE_RECORD at close */
-    atomic_bool marked_dirty;   /* attached and removed a blob: DIRTY_MARK made */
-};
-
-/* One owner per storage root.  Two servers on one directory would each
- * remove the other's downloads as stale ingest files and fail to commit, so
- * the owner holds an exclusive flock(2) on LOCK_FILE for as long as the
- * store is open, with its PID written in the file for the message the next
- * one gets.  The kernel drops the lock when the process dies (kill -9
- * included): a stale file never blocks a restart.  Tools (attach) take no
- * lock: gc and fsck work beside the owner. */
-#define LOCK_FILE "lock"
-
-static int root_path(const struct om_store_fs *st, const char *rel, char *out, size_t outsz);
-
-static int take_lock(struct om_store_fs *st)
-{
-    char path[STORE_PATH_MAX], pid[32] = "";
-    int err = OM_OK;
-    int fd = -1;
-
-    if ((err = root_path(st, LOCK_FILE, path, sizeof(path))) != OM_OK)
-        goto done;
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        om_log(OM_LOG_ERROR, "store: cannot open %s: %s", path, strerror(errno));
-        err = om_store_sys_err(errno);
-        goto done;
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        int e = errno;
-        if (e == EWOULDBLOCK) {
-            ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
-            pid[n > 0 ? n : 0] = '\0';
-            pid[strcspn(pid, "\n")] = '\0';
-            om_log(OM_LOG_ERROR,
-                   "store: %s is in use by another ocimirror (pid %s): one storage directory "
-                   "serves one mirror (gc and fsck may run beside it)",
-                   st->root, pid[0] ? pid : "unknown");
-            err = OM_ERR_DENIED;
-        } else {
-            om_log(OM_LOG_ERROR, "store: cannot lock %s: %s", path, strerror(e));
-            err = OM_ERR_IO;
-        }
-        goto done;
-    }
-    int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n)
-        om_log(OM_LOG_WARN, "store: cannot write the owner's pid into %s: %s", path,
-               strerror(errno)); /* the lock holds all the same */
-    st->lock_fd = fd;            /* owned by st; closed (unlocked) in fs_free */
-    fd = -1;
-done:
-    if (fd >= 0)
-        close(fd);
-    return err;
-}
-
-/* The byte total survives a clean shutdown in SIZE_RECORD, so start-up
- * need not stat every blob (a walk of 110,000 blobs took ~0.25 s, and it
- * grows with the store).  The owner consumes the record at open (reads it,
- * then unlinks it durably) and writes it at close: after a crash there is
- * no record and the store is walked.  A tool attached beside the owner
- * (gc, fsck) that removes blobs leaves DIRTY_MARK, since the owner's total
- * no longer matches: the next open walks, whatever the record says. */
-#define SIZE_RECORD "store.size"
-#define SIZE_RECORD_TMP "store.size.tmp"
-#define SIZE_RECORD_FMT "ocimirror store size v1 %llu\n"
-#define DIRTY_MARK "store.dirty"
+static void fs_free(struct om_store_fs *st);
 
 static const struct om_store_ops fs_ops;
 
@@ -161,8 +90,8 @@ static const struct om_store_fs *fs_of_const(const struct om_store *st)
     return (const struct om_store_fs *)st;
 }
 
-/* "<root>/<rel>" into out; OM_ERR_TOOBIG if it does not fit. */
-static int root_path(const struct om_store_fs *st, const char *rel, char *out, size_t outsz)
+int om_store_fs__root_path(const struct om_store_fs *st, const char *rel, char *out,
+                           size_t outsz)
 {
     int n = snprintf(out, outsz, "%s/%s", st->root, rel);
     return (n < 0 || (size_t)n >= outsz) ? OM_ERR_TOOBIG : OM_OK;
@@ -213,8 +142,8 @@ static int mkdir_ok(const char *path, bool *created)
     return om_store_sys_err(e);
 }
 
-/* Make a directory entry durable (new file, rename, new subdirectory). */
-static int fsync_dir(const char *path)
+/* A new file, rename or new subdirectory. */
+int om_store_fs__fsync_dir(const char *path)
 {
     int err = OM_OK;
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -236,7 +165,7 @@ static int clean_ingest(struct om_store_fs *st)
     int err;
     unsigned removed = 0;
 
-    if ((err = root_path(st, "ingest", path, sizeof(path))) != OM_OK)
+    if ((err = om_store_fs__root_path(st, "ingest", path, sizeof(path))) != OM_OK)
         goto done;
     dir = opendir(path);
     if (dir == NULL) {
@@ -260,83 +189,6 @@ done:
         closedir(dir);
     return err;
 }
-
-/* Read and durably remove SIZE_RECORD and DIRTY_MARK.  true with *total
- * when a valid record was there and no dirty mark. */
-static bool consume_size_record(struct om_store_fs *st, uint64_t *total)
-{
-    char path[STORE_PATH_MAX], buf[96];
-    bool ok = false, dirty = false, changed = false;
-    unsigned long long v = 0;
-
-    if (root_path(st, DIRTY_MARK, path, sizeof(path)) == OM_OK && unlink(path) == 0)
-        dirty = changed = true;
-    if (root_path(st, SIZE_RECORD, path, sizeof(path)) != OM_OK)
-        return false;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd >= 0) {
-        ssize_t n = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        static const char prefix[] = "ocimirror store size v1 ";
-        if (n > (ssize_t)sizeof(prefix) && memcmp(buf, prefix, sizeof(prefix) - 1) == 0) {
-            /* digits, then exactly one newline; no sign, no overflow */
-            buf[n] = '\0';
-            const char *p = buf + sizeof(prefix) - 1;
-            ok = *p >= '0' && *p <= '9';
-            for (; ok && *p >= '0' && *p <= '9'; p++) {
-                unsigned digit = (unsigned)(*p - '0');
-                if (v > (ULLONG_MAX - digit) / 10)
-                    ok = false;
-                else
-                    v = v * 10 + digit;
-            }
-            ok = ok && p[0] == '\n' && p[1] == '\0';
-        }
-        if (unlink(path) != 0) {
-            om_log(OM_LOG_WARN, "store: cannot remove %s: %s", path, strerror(errno));
-            ok = false; /* it would outlive a crash: do not trust it either */
-        }
-        changed = true;
-    }
-    if (changed && fsync_dir(st->root) != OM_OK)
-        ok = false;
-    if (dirty)
-        om_log(OM_LOG_INFO, "store: a tool removed blobs since the last shutdown; counting");
-    *total = v;
-    return ok && !dirty;
-}
-
-/* Write SIZE_RECORD (tmp + fsync + rename); failures only cost the next
- * start a walk. */
-static void write_size_record(struct om_store_fs *st)
-{
-    char tmp[STORE_PATH_MAX], dst[STORE_PATH_MAX], buf[96];
-    if (root_path(st, SIZE_RECORD_TMP, tmp, sizeof(tmp)) != OM_OK ||
-        root_path(st, SIZE_RECORD, dst, sizeof(dst)) != OM_OK)
-        return;
-    int n = snprintf(buf, sizeof(buf), SIZE_RECORD_FMT,
-                     (unsigned long long)atomic_load(&st->bytes));
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-    bool ok = fd >= 0 && write(fd, buf, (size_t)n) == n && fsync(fd) == 0;
-    if (fd >= 0)
-        close(fd);
-    if (ok && rename(tmp, dst) == 0) {
-        (void)fsync_dir(st->root);
-        return;
-    }
-    om_log(OM_LOG_WARN, "store: cannot record the store size in %s: %s", dst, strerror(errno));
-    unlink(tmp);
-}
-
-static int sum_bytes(void *ud, const om_digest *d, uint64_t size)
-{
-    (void)d;
-    *(uint64_t *)ud += size;
-    return 0;
-}
-
-static int fs_walk(struct om_store *base, om_store_walk_fn fn, void *ud);
-static void fs_free(struct om_store_fs *st);
 
 /* attach: [added for gc.c] om_store_attach()'s mode — create nothing, keep
  * ingest/ (a server beside us owns it). */
@@ -363,22 +215,24 @@ int om_store_fs_open(struct om_store **out, const char *root, bool attach)
     st->base.ops = &fs_ops;
     st->lock_fd = -1;
     pthread_mutex_init(&st->mu, NULL);
+    pthread_mutex_init(&st->count_mu, NULL);
+    pthread_mutex_init(&st->recount_mu, NULL);
     atomic_init(&st->bytes, 0);
     atomic_init(&st->marked_dirty, false);
 
     if (attach) {
         struct stat sb;
-        if ((err = root_path(st, "blobs/sha256", path, sizeof(path))) != OM_OK)
+        if ((err = om_store_fs__root_path(st, "blobs/sha256", path, sizeof(path))) != OM_OK)
             goto done;
         if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
             err = OM_ERR_NOTFOUND;
             goto done;
         }
     } else {
-        if ((err = mkdir_ok(root, NULL)) != OM_OK || (err = take_lock(st)) != OM_OK)
+        if ((err = mkdir_ok(root, NULL)) != OM_OK || (err = om_store_fs__take_lock(st)) != OM_OK)
             goto done;
         for (size_t i = 0; i < OM_ARRAY_LEN(dirs); i++) {
-            if ((err = root_path(st, dirs[i], path, sizeof(path))) != OM_OK ||
+            if ((err = om_store_fs__root_path(st, dirs[i], path, sizeof(path))) != OM_OK ||
                 (err = mkdir_ok(path, NULL)) != OM_OK)
                 goto done;
         }
@@ -386,10 +240,10 @@ int om_store_fs_open(struct om_store **out, const char *root, bool attach)
             goto done;
     }
     st->attached = attach;
-    bool recorded = !attach && consume_size_record(st, &total);
+    bool recorded = !attach && om_store_fs__consume_record(st, &total);
     if (!recorded) {
         total = 0;
-        err = fs_walk(&st->base, sum_bytes, &total);
+        err = om_store_fs__walk(&st->base, om_store_fs__sum_bytes, &total);
         if (err != OM_OK)
             goto done;
     }
@@ -411,11 +265,14 @@ static void fs_free(struct om_store_fs *st)
     if (st == NULL)
         return;
     if (st->record_at_close)
-        write_size_record(st);
+        om_store_fs__write_record(st);
     if (st->lock_fd >= 0)
         close(st->lock_fd); /* last: the next owner may start from here */
-    if (st->root != NULL)
+    if (st->root != NULL) {
         pthread_mutex_destroy(&st->mu);
+        pthread_mutex_destroy(&st->count_mu);
+        pthread_mutex_destroy(&st->recount_mu);
+    }
     free(st->root);
     free(st);
 }
@@ -438,7 +295,7 @@ static int fs_ingest_begin(struct om_store *base, struct om_ingest **out)
     int err;
 
     *out = NULL;
-    if ((err = root_path(fs_of(base), "ingest", dir, sizeof(dir))) != OM_OK)
+    if ((err = om_store_fs__root_path(fs_of(base), "ingest", dir, sizeof(dir))) != OM_OK)
         goto done;
     err = om_ingest_file_begin(out, dir);
 done:
@@ -504,8 +361,8 @@ static int fs_ingest_commit(struct om_store *base, struct om_ingest *in, const o
     if ((err = mkdir_ok(dir, &created)) != OM_OK)
         goto done;
     if (created) {
-        if ((err = root_path(st, "blobs/sha256", parent, sizeof(parent))) != OM_OK ||
-            (err = fsync_dir(parent)) != OM_OK)
+        if ((err = om_store_fs__root_path(st, "blobs/sha256", parent, sizeof(parent))) != OM_OK ||
+            (err = om_store_fs__fsync_dir(parent)) != OM_OK)
             goto done;
     }
     if ((err = place_noreplace(st, in->path, dst, &placed)) != OM_OK)
@@ -514,8 +371,8 @@ static int fs_ingest_commit(struct om_store *base, struct om_ingest *in, const o
         om_log(OM_LOG_DEBUG, "store: %s already present, ingest dropped", d->str);
         goto done;
     }
-    atomic_fetch_add(&st->bytes, (uint64_t)sb.st_size);
-    err = fsync_dir(dir);
+    om_store_fs__count_add(st, (int64_t)sb.st_size);
+    err = om_store_fs__fsync_dir(dir);
 done:
     /* Frees `in` in every case; its file is unlinked unless it now lives
      * in blobs/. */
@@ -621,19 +478,61 @@ static int fs_remove(struct om_store *base, const om_digest *d)
         }
         goto done;
     }
-    atomic_fetch_sub(&st->bytes, (uint64_t)sb.st_size);
-    if (st->attached && !atomic_exchange(&st->marked_dirty, true)) {
-        char mark[STORE_PATH_MAX];
-        int fd = -1;
-        if (root_path(st, DIRTY_MARK, mark, sizeof(mark)) == OM_OK)
-            fd = open(mark, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (fd < 0 || fsync(fd) != 0 || fsync_dir(st->root) != OM_OK)
-            om_log(OM_LOG_WARN, "store: cannot leave %s: the server's size total may be off "
-                   "(delete %s/" SIZE_RECORD " while it is stopped to have it recounted)",
-                   mark, st->root);
-        if (fd >= 0)
-            close(fd);
+    om_store_fs__count_add(st, -(int64_t)sb.st_size);
+    if (st->attached)
+        om_store_fs__mark_dirty(st);
+done:
+    return err;
+}
+
+static int fs_quarantine(struct om_store *base, const om_digest *d, uint64_t if_size)
+{
+    struct om_store_fs *st = fs_of(base);
+    char path[STORE_PATH_MAX], dir[STORE_PATH_MAX], qdir[STORE_PATH_MAX], dst[STORE_PATH_MAX];
+    struct stat sb;
+    bool created = false, moved = false;
+    int err;
+
+    if ((err = digest_path(st, d, path, sizeof(path), dir, sizeof(dir))) != OM_OK ||
+        (err = om_store_fs__root_path(st, QUARANTINE_DIR, qdir, sizeof(qdir))) != OM_OK)
+        goto done;
+    int n = snprintf(dst, sizeof(dst), "%s/%s", qdir, om_digest_hex(d));
+    if (n < 0 || (size_t)n >= sizeof(dst)) {
+        err = OM_ERR_TOOBIG;
+        goto done;
     }
+    if ((err = mkdir_ok(qdir, &created)) != OM_OK ||
+        (created && (err = om_store_fs__fsync_dir(st->root)) != OM_OK))
+        goto done;
+    pthread_mutex_lock(&st->mu);
+    if (stat(path, &sb) != 0) {
+        err = errno == ENOENT ? OM_ERR_NOTFOUND : OM_ERR_IO;
+    } else if (!S_ISREG(sb.st_mode)) {
+        err = OM_ERR_NOTFOUND;
+    } else if (if_size != OM_STORE_ANY_SIZE && (uint64_t)sb.st_size != if_size) {
+        err = OM_ERR_NOTFOUND; /* not the object the caller saw: replaced meanwhile */
+    } else if (rename(path, dst) != 0) {
+        int e = errno;
+        err = e == ENOENT ? OM_ERR_NOTFOUND : om_store_sys_err(e);
+        if (e != ENOENT)
+            om_log(OM_LOG_ERROR, "store: rename %s → %s: %s", path, dst, strerror(e));
+    } else {
+        moved = true;
+    }
+    pthread_mutex_unlock(&st->mu);
+    if (!moved)
+        goto done;
+    om_log(OM_LOG_WARN, "store: quarantined %s (%llu bytes on disk) as %s", d->str,
+           (unsigned long long)sb.st_size, dst);
+    /* Moved all the same if these fail (logged): only the move's
+     * durability is in doubt, and a crash would bring back a file the
+     * next hit finds damaged again. */
+    (void)om_store_fs__fsync_dir(dir);
+    (void)om_store_fs__fsync_dir(qdir);
+    if (st->attached)
+        om_store_fs__mark_dirty(st);
+    else
+        om_store_fs__recount(st);
 done:
     return err;
 }
@@ -687,14 +586,14 @@ done:
     return ret;
 }
 
-static int fs_walk(struct om_store *base, om_store_walk_fn fn, void *ud)
+int om_store_fs__walk(struct om_store *base, om_store_walk_fn fn, void *ud)
 {
     const struct om_store_fs *st = fs_of(base);
     char path[STORE_PATH_MAX];
     DIR *dir = NULL;
     int ret;
 
-    if ((ret = root_path(st, "blobs/sha256", path, sizeof(path))) != OM_OK)
+    if ((ret = om_store_fs__root_path(st, "blobs/sha256", path, sizeof(path))) != OM_OK)
         goto done;
     dir = opendir(path);
     if (dir == NULL) {
@@ -740,6 +639,7 @@ static const struct om_store_ops fs_ops = {
     .open_blob = fs_open_blob,
     .read_at = fs_read_at,
     .remove = fs_remove,
-    .walk = fs_walk,
+    .walk = om_store_fs__walk,
     .bytes = fs_bytes,
+    .quarantine = fs_quarantine,
 };

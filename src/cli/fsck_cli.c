@@ -39,6 +39,7 @@ static const char *const PKIND_NAME[OM_FSCK__COUNT] = {
     [OM_FSCK_MISSING_MANIFEST] = "missing_manifest",
     [OM_FSCK_MISSING_BLOB] = "missing_blob",
     [OM_FSCK_INDEX_UNUSABLE] = "index_unusable",
+    [OM_FSCK_WRONG_SIZE] = "wrong_size_blob",
 };
 
 struct opts {
@@ -53,10 +54,12 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: ocimirror fsck [-c FILE] [--storage DIR] [--repair] [--json]\n"
                "                      [--ingest-age SECONDS]\n"
-               "Verify every stored blob against its digest and the index against the\n"
-               "store.  --repair removes corrupt blobs and stale ingest files and drops\n"
-               "index entries that point at missing content.  Exit status: 0 clean,\n"
-               "1 problems found (and not repaired), 2 usage or I/O error.\n");
+               "Verify every stored blob against its digest and the size the index\n"
+               "recorded, and the index against the store.  --repair removes corrupt\n"
+               "blobs, moves blobs of the wrong size into <storage>/quarantine, removes\n"
+               "stale ingest files and drops index entries that point at missing\n"
+               "content.  Exit status: 0 clean, 1 problems found (and not repaired),\n"
+               "2 usage or I/O error.\n");
 }
 
 static int parse_opts(int argc, char **argv, struct opts *o)
@@ -107,6 +110,12 @@ static void describe(const struct om_fsck_problem *p, char *buf, size_t sz)
     case OM_FSCK_UNREADABLE_BLOB:
         snprintf(buf, sz, "unreadable blob %s", p->d.str);
         break;
+    case OM_FSCK_WRONG_SIZE:
+        snprintf(buf, sz,
+                 "blob %s of the wrong size (%" PRIu64 " bytes on disk, the index says %" PRIu64
+                 "; its content does not match its digest)",
+                 p->d.str, p->size, p->want);
+        break;
     case OM_FSCK_STALE_INGEST:
         snprintf(buf, sz, "stale ingest file %s (%" PRId64 " s old)", p->name, p->age_s);
         break;
@@ -140,9 +149,13 @@ static void report_text(const struct om_fsck_result *r, const char *storage,
     else if (r->holder)
         fprintf(o, "  in use by:  another process (the index is open)\n");
     fprintf(o, "  blobs:      %" PRIu64 " checked (%" PRIu64 " bytes), %" PRIu64
-               " corrupt, %" PRIu64 " unreadable\n",
+               " corrupt, %" PRIu64 " of the wrong size, %" PRIu64 " unreadable\n",
             r->blobs_checked, r->bytes_checked, r->found[OM_FSCK_CORRUPT_BLOB],
-            r->found[OM_FSCK_UNREADABLE_BLOB]);
+            r->found[OM_FSCK_WRONG_SIZE], r->found[OM_FSCK_UNREADABLE_BLOB]);
+    if (r->quarantine_files > 0)
+        fprintf(o, "  quarantine: %" PRIu64 " file(s), %" PRIu64 " bytes (damaged blobs moved "
+                   "aside; delete them once looked at)\n",
+                r->quarantine_files, r->quarantine_bytes);
     fprintf(o, "  ingest:     %" PRIu64 " file(s): %" PRIu64 " stale, %" PRIu64
                " in flight\n",
             r->ingest_files, r->found[OM_FSCK_STALE_INGEST], r->ingest_live);
@@ -210,6 +223,11 @@ static json_t *problem_json(const struct om_fsck_problem *p)
     case OM_FSCK_INDEX_UNUSABLE:
         json_object_set_new(o, "why", json_string(p->name));
         break;
+    case OM_FSCK_WRONG_SIZE:
+        json_object_set_new(o, "digest", json_string(p->d.str));
+        json_object_set_new(o, "size", json_integer(ji(p->size)));
+        json_object_set_new(o, "index_size", json_integer(ji(p->want)));
+        break;
     default:
         json_object_set_new(o, "digest", json_string(p->d.str));
         break;
@@ -254,15 +272,17 @@ static int report_json(const struct om_fsck_result *r, const char *storage,
         goto done;
     uint64_t found = om_fsck_found(r), left = om_fsck_left(r);
     root = json_pack(
-        "{s:s, s:b, s:b, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I}, s:o,"
-        " s:I, s:I, s:b, s:o, s:b}",
+        "{s:s, s:b, s:b, s:I, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I},"
+        " s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:o, s:I, s:I, s:b, s:o, s:b}",
         "storage", storage, "repair", opt->repair, "in_use", r->holder, "in_use_pid",
         (json_int_t)r->holder_pid,
         "blobs", "checked", ji(r->blobs_checked), "bytes", ji(r->bytes_checked), "corrupt",
-        ji(r->found[OM_FSCK_CORRUPT_BLOB]), "unreadable",
-        ji(r->found[OM_FSCK_UNREADABLE_BLOB]), "removed", ji(r->repaired[OM_FSCK_CORRUPT_BLOB]),
+        ji(r->found[OM_FSCK_CORRUPT_BLOB]), "wrong_size", ji(r->found[OM_FSCK_WRONG_SIZE]),
+        "unreadable", ji(r->found[OM_FSCK_UNREADABLE_BLOB]), "removed",
+        ji(r->repaired[OM_FSCK_CORRUPT_BLOB]), "quarantined", ji(r->repaired[OM_FSCK_WRONG_SIZE]),
         "ingest", "files", ji(r->ingest_files), "stale", ji(r->found[OM_FSCK_STALE_INGEST]),
         "in_flight", ji(r->ingest_live), "removed", ji(r->repaired[OM_FSCK_STALE_INGEST]),
+        "quarantine", "files", ji(r->quarantine_files), "bytes", ji(r->quarantine_bytes),
         "index", index,
         "problems_found", ji(found), "problems_left", ji(left), "clean", left == 0,
         "problems", list, "problems_truncated", found > listed);

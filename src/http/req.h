@@ -37,6 +37,7 @@
 #include "upstream/upstream.h"
 
 struct om_flight;
+struct om_blob_flights;
 struct om_events;
 struct om_mcache;
 struct om_tags;       /* v2.h: tags/list cache and flights */
@@ -60,6 +61,7 @@ struct om_server {
     struct MHD_Daemon *daemon;
     pthread_mutex_t flights_mu;        /* guards flights */
     struct om_flight *flights;         /* manifest single-flight list */
+    struct om_blob_flights *blob_flights; /* blob single-flight + memory (v2/v2_blob.h) */
     struct om_counters ctr;
     atomic_uint connections;           /* requests in progress (not idle keep-alives) */
     struct om_conn_guard guard;        /* connection cap, request-head deadline */

@@ -37,6 +37,7 @@
 #include "prefetch/prefetch.h"
 #include "server/sdnotify.h"
 #include "v2/v2.h"
+#include "v2/v2_blob.h"
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version,
@@ -215,6 +216,7 @@ void om_server_free(struct om_server *srv)
     om_pullstats_stop(srv->pulls);
     om_mcache_free(srv->mcache);
     om_v2_tags_free(srv->tags);
+    om_blob_flights_free(srv->blob_flights); /* after the jobs: every flight has ended */
     om_events_free(srv->events);
     om_fetch_table_free(srv->fetch);
     for (size_t i = 0; i < OM_MAX_UPSTREAMS; i++)
@@ -260,7 +262,8 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
         goto fail;
     if ((err = om_pullstats_start(&srv->pulls, srv->index, srv->store, 2000)) != OM_OK)
         goto fail;
-    if ((err = om_mcache_new(&srv->mcache, 8u << 20)) != OM_OK)
+    if ((err = om_mcache_new(&srv->mcache, 8u << 20)) != OM_OK ||
+        (err = om_blob_flights_new(&srv->blob_flights)) != OM_OK)
         goto fail;
     if ((err = om_v2_tags_new(&srv->tags, cfg)) != OM_OK)
         goto fail;

@@ -3,11 +3,23 @@
  * Cached: answered in the HTTP thread with sendfile from the content file
  * (MHD_create_response_from_fd_at_offset64: no user-space copy), for the
  * whole blob, one range (206), or several ranges (206 multipart/byteranges,
- * read with pread; rare, so no sendfile there).
+ * read with pread; rare, so no sendfile there).  Before that, the file's
+ * size is compared with the size the blob must have — what the index
+ * recorded when it was stored (om_index_blob_size), remembered per process
+ * (cache/mcache: one lookup in a fixed table, no index query per hit; the
+ * index is asked on a miss of that memory only).  A file of another size
+ * (truncated on disk, grown, replaced) is never served: the request goes
+ * the miss way, whose job moves the file into the store's quarantine
+ * (logged, counted, an event) and fetches the blob again, so the client
+ * gets the right bytes and HEAD the right size.
  *
- * Not cached: a job finds the upstream (route decision, or a HEAD probe in
- * search order), joins or starts the single download of that digest
- * (fetch.c) and waits for its first answer; then the client streams from
+ * Not cached (or damaged): the request joins the flight of (HEAD or GET,
+ * name, ns, digest), or starts one (v2_blob_flight.c: one job for any
+ * number of clients, and a brief memory of what the upstream answered).
+ * The flight's work (om_v2_blob_work) finds the upstream (route decision,
+ * or a HEAD probe in search order); a HEAD is answered with the upstream's
+ * size; a GET joins or starts the single download of that digest
+ * (fetch.c) and waits for its first answer.  Then each client streams from
  * the growing ingest file through a content reader that suspends the
  * connection when it has caught up with the download and is resumed when
  * bytes land.  A Range on an uncached blob is answered 206 from that same
@@ -26,6 +38,7 @@
 #include "cache/mcache.h"
 #include "cache/pullstats.h"
 #include "core/log.h"
+#include "v2/v2_blob.h"
 
 #define BLOB_TYPE "application/octet-stream"
 
@@ -166,11 +179,34 @@ static struct MHD_Response *multipart_response(int fd, uint64_t size, const om_r
 
 /* ---- cached blobs --------------------------------------------------- */
 
-/* Answer from the store.  False (no response set) when the blob vanished
- * since the caller saw it (GC evicted it in between): fetch it instead. */
-static bool serve_cached(struct om_req *req, const om_digest *d, uint64_t size)
+/* The size the blob d must have (see the file comment) into *want; false
+ * when nothing says (the index records no size, or could not be asked). */
+static bool expected_size(struct om_server *srv, const om_digest *d, uint64_t *want)
+{
+    uint64_t v = 0;
+    if (!om_mcache_size_get(srv->mcache, d, &v)) {
+        int err = om_index_blob_size(srv->index, d, &v);
+        if (err == OM_ERR_NOTFOUND)
+            v = OM_MCACHE_SIZE_UNKNOWN;
+        else if (err != OM_OK)
+            return false; /* cannot ask now: serve, and ask again next time */
+        om_mcache_size_put(srv->mcache, d, v);
+    }
+    if (v == OM_MCACHE_SIZE_UNKNOWN)
+        return false;
+    *want = v;
+    return true;
+}
+
+/* Answer from the store, when the file is the size the blob must have
+ * (`want`, or OM_STORE_ANY_SIZE when nothing says).  False (no response
+ * set) when the blob vanished since the caller saw it (GC evicted it in
+ * between) or its size is wrong: go the miss way instead. */
+static bool serve_cached(struct om_req *req, const om_digest *d, uint64_t size, uint64_t want)
 {
     struct om_server *srv = req->srv;
+    if (want != OM_STORE_ANY_SIZE && size != want)
+        return false;
     if (req->head) {
         struct MHD_Response *r = om_http_head(BLOB_TYPE, size);
         if (r != NULL)
@@ -182,6 +218,10 @@ static bool serve_cached(struct om_req *req, const om_digest *d, uint64_t size)
     int fd = -1;
     if (om_store_open_blob(srv->store, d, &fd, &size) != OM_OK)
         return false;
+    if (want != OM_STORE_ANY_SIZE && size != want) {
+        close(fd); /* changed since the caller looked */
+        return false;
+    }
     req->cache = OM_CACHE_HIT;
     const char *range = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Range");
     om_range_set rs;
@@ -324,7 +364,8 @@ static void serve_streaming(struct om_req *req, const om_digest *d, struct om_fe
     set_resp(req, r, status, s->len == MHD_SIZE_UNKNOWN ? 0 : s->len);
 }
 
-/* ---- the job for uncached blobs ------------------------------------- */
+
+/* ---- a flight's work (job thread) ----------------------------------- */
 
 /* HEAD the blob on candidate ci. Returns the HTTP status (0 = unreachable)
  * and its size. */
@@ -344,125 +385,308 @@ static long head_blob(struct om_req *req, size_t ci, int64_t *size)
     return st;
 }
 
-static void blob_job(void *arg)
+static void set_answer(struct om_blob_answer *a, unsigned status, const char *code,
+                       const char *message)
 {
-    struct om_req *req = arg;
+    a->status = status;
+    a->code = code;
+    snprintf(a->message, sizeof(a->message), "%s", message);
+}
+
+static void answer_missing(struct om_blob_answer *a, const char *canonical, const om_digest *d)
+{
+    a->status = MHD_HTTP_NOT_FOUND;
+    a->code = "BLOB_UNKNOWN";
+    snprintf(a->message, sizeof(a->message), "%s has no blob %s", canonical, d->str);
+}
+
+/* What the memory says of a blob that is not there (m->status != 200). */
+static void answer_remembered(struct om_blob_answer *a, const struct om_blob_memo *m,
+                              const char *canonical, const om_digest *d)
+{
+    if (m->status == 404)
+        answer_missing(a, canonical, d);
+    else if (m->status == 429)
+        set_answer(a, MHD_HTTP_TOO_MANY_REQUESTS, "TOOMANYREQUESTS", "upstream rate limit");
+    else
+        set_answer(a, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "upstream unavailable");
+}
+
+/* A download of c's blob d that failed before its first byte (err and
+ * status from om_fetch_wait_ready): the answer, and what the memory
+ * keeps of it — an upstream's answer, not a local failure and not a wait
+ * that merely timed out (the download goes on; later requests join it). */
+static void fetch_failed(struct om_server *srv, const struct om_route_candidate *c,
+                         const om_digest *d, int err, long status, struct om_blob_answer *a)
+{
+    struct om_blob_memo m = {0};
+    if (status == 404 || status == 401 || status == 403) {
+        answer_missing(a, c->canonical, d);
+        m.status = 404;
+    } else if (status == 429) {
+        set_answer(a, MHD_HTTP_TOO_MANY_REQUESTS, "TOOMANYREQUESTS", "upstream rate limit");
+        m.status = 429;
+    } else if (err == OM_ERR_DIGEST) {
+        set_answer(a, MHD_HTTP_BAD_GATEWAY, "BLOB_UNKNOWN",
+                   "upstream sent bytes that do not match the digest");
+    } else if (err == OM_ERR_NOSPACE || err == OM_ERR_IO) {
+        set_answer(a, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                   "the mirror's storage is full or failing");
+    } else {
+        set_answer(a, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "upstream unavailable");
+        if (status != 0 || err == OM_ERR_UPSTREAM)
+            m.status = 503;
+    }
+    if (m.status != 0)
+        om_blob_memo_put(srv, c->canonical, d, &m);
+}
+
+/* A stored copy of the blob: true (a->cached) when it is the right size.
+ * One of the wrong size is quarantined and the request goes on as a miss. */
+static bool check_stored(struct om_req *req, struct om_blob_answer *a)
+{
+    struct om_server *srv = req->srv;
+    const om_digest *d = &req->p.ref.digest;
+    uint64_t size = 0, want = 0;
+    char disk[24], must[24], msg[128];
+    bool ok = false;
+
+    if (!om_store_has(srv->store, d, &size))
+        goto done;
+    if (!expected_size(srv, d, &want) || size == want) {
+        ok = true;
+        goto done;
+    }
+    snprintf(disk, sizeof(disk), "%" PRIu64, size);
+    snprintf(must, sizeof(must), "%" PRIu64, want);
+    int err = om_store_quarantine(srv->store, d, size);
+    if (err == OM_OK) {
+        om_log_kv(OM_LOG_ERROR, "stored blob is not the size it must be: quarantined, fetching it "
+                  "again", "digest", d->str, "size_on_disk", disk, "size", must, "name",
+                  req->p.name, NULL);
+        snprintf(msg, sizeof(msg), "blob damaged on disk (%s bytes, must be %s): quarantined, "
+                 "fetched again", disk, must);
+        om_events_add(srv->events, OM_EV_ERROR, req->p.name, d->str, size, msg);
+    } else if (err == OM_ERR_NOTFOUND) {
+        /* Moved or replaced meanwhile (another request's quarantine and
+         * download): the copy there now may be the right one. */
+        ok = om_store_has(srv->store, d, &size) && size == want;
+    } else {
+        /* Never served all the same: clients get the download's bytes, and
+         * its commit leaves the damaged file in place for fsck. */
+        om_log_kv(OM_LOG_ERROR, "stored blob is not the size it must be and cannot be moved "
+                  "aside", "digest", d->str, "size_on_disk", disk, "size", must, "error",
+                  om_strerror(err), NULL);
+    }
+done:
+    if (ok) {
+        a->status = MHD_HTTP_OK;
+        a->cached = true;
+    }
+    return ok;
+}
+
+void om_v2_blob_work(struct om_req *req, struct om_blob_answer *a)
+{
     struct om_server *srv = req->srv;
     const om_digest *d = &req->p.ref.digest;
     size_t order[OM_MAX_UPSTREAMS];
-    bool decided = false;
-    size_t n = om_v2_candidates(req, order, &decided);
-    bool unavailable = false;
+    bool decided = false, unavailable = false;
     size_t chosen = SIZE_MAX;
     int64_t head_size = -1;
-
     const char *missing_in = NULL; /* the repository known to lack the blob */
+    struct om_blob_memo m;
+
+    a->status = MHD_HTTP_OK;
+    if (check_stored(req, a))
+        goto done;
+    size_t n = om_v2_candidates(req, order, &decided);
     if (decided && n == 1 && !req->head) {
-        chosen = order[0];
+        chosen = order[0]; /* a GET asks with its download */
     } else {
         for (size_t k = 0; k < n && chosen == SIZE_MAX && missing_in == NULL; k++) {
-            long st = head_blob(req, order[k], &head_size);
+            size_t ci = order[k];
+            const struct om_route_candidate *c = &req->route.c[ci];
+            bool remembered = om_blob_memo_get(srv, c->canonical, d, &m);
+            long st = remembered ? (long)m.status : head_blob(req, ci, &head_size);
+            if (remembered && st == 200)
+                head_size = (int64_t)m.size;
             if (st == 200) {
-                chosen = order[k];
+                chosen = ci;
+                if (!remembered && head_size >= 0) {
+                    m = (struct om_blob_memo){.status = 200, .size = (uint64_t)head_size};
+                    om_blob_memo_put(srv, c->canonical, d, &m);
+                }
             } else if (st == 0 || st >= 500 || st == 429) {
                 unavailable = true;
-            } else if (decided) {
-                missing_in = req->route.c[order[k]].canonical;
+                if (!remembered) {
+                    m = (struct om_blob_memo){.status = st == 429 ? 429 : 503};
+                    om_blob_memo_put(srv, c->canonical, d, &m);
+                }
+            } else if (remembered || decided) {
+                /* Remembered as missing only where the repository is. */
+                missing_in = c->canonical;
             } else {
                 /* A bodiless 404 says nothing of the repository: ask. */
-                om_repo_evidence ev = om_v2_repo_miss(req, order[k], st, NULL, 0);
+                om_repo_evidence ev = om_v2_repo_miss(req, ci, st, NULL, 0);
                 if (ev == OM_REPO_PRESENT) {
-                    om_v2_note_probe(req, order[k], true, unavailable);
-                    missing_in = req->route.c[order[k]].canonical;
+                    om_v2_note_probe(req, ci, true, unavailable);
+                    missing_in = c->canonical;
                 } else if (ev == OM_REPO_ABSENT) {
-                    om_v2_note_probe(req, order[k], false, decided);
+                    om_v2_note_probe(req, ci, false, decided);
                 }
+            }
+            if (missing_in != NULL && !remembered) {
+                m = (struct om_blob_memo){.status = 404};
+                om_blob_memo_put(srv, c->canonical, d, &m);
             }
         }
     }
     if (chosen == SIZE_MAX) {
-        char msg[OM_NAME_MAX + OM_DIGEST_MAX + 64];
-        if (missing_in != NULL)
-            snprintf(msg, sizeof(msg), "%s has no blob %s", missing_in, d->str);
-        else
-            snprintf(msg, sizeof(msg), "blob %s of \"%s\" was not found upstream", d->str,
-                     req->p.name);
-        if (unavailable && missing_in == NULL)
-            om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "upstream unavailable");
-        else
-            om_req_error(req, MHD_HTTP_NOT_FOUND, "BLOB_UNKNOWN", msg);
+        if (missing_in != NULL) {
+            answer_missing(a, missing_in, d);
+        } else if (unavailable) {
+            set_answer(a, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "upstream unavailable");
+        } else {
+            a->status = MHD_HTTP_NOT_FOUND;
+            a->code = "BLOB_UNKNOWN";
+            snprintf(a->message, sizeof(a->message), "blob %s of \"%s\" was not found upstream",
+                     d->str, req->p.name);
+        }
         goto done;
     }
     const struct om_route_candidate *c = &req->route.c[chosen];
     snprintf(req->canonical, sizeof(req->canonical), "%s", c->canonical);
     snprintf(req->upstream, sizeof(req->upstream), "%s", srv->cfg->upstreams[c->upstream].name);
+    a->chosen = chosen;
 
     if (req->head) {
-        struct MHD_Response *r = om_http_head(BLOB_TYPE, head_size >= 0 ? (uint64_t)head_size : 0);
-        if (r != NULL)
-            blob_headers(r, d);
-        set_resp(req, r, MHD_HTTP_OK, 0);
-        req->cache = OM_CACHE_MISS;
+        uint64_t want = 0;
+        if (head_size >= 0)
+            a->size = (uint64_t)head_size;
+        else if (expected_size(srv, d, &want))
+            a->size = want; /* an upstream that sent no length: what we know */
         goto done;
     }
-
-    /* It may have been committed while this job waited in the queue. */
-    uint64_t size = 0;
-    if (om_store_has(srv->store, d, &size) && serve_cached(req, d, size))
+    if (om_blob_memo_get(srv, c->canonical, d, &m) && m.status != 200) {
+        answer_remembered(a, &m, c->canonical, d);
         goto done;
+    }
     struct om_fetch_src src = {srv->up[c->upstream], c->remote, c->canonical};
-    struct om_fetch *f = NULL;
-    bool joined = false;
-    int err = om_fetch_get(srv->fetch, d, &src, &f, &joined);
+    int err = om_fetch_get(srv->fetch, d, &src, &a->f, &a->joined);
     if (err != OM_OK) {
-        om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", om_strerror(err));
+        set_answer(a, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", om_strerror(err));
         goto done;
     }
     uint64_t total = 0;
     long status = 0;
-    err = om_fetch_wait_ready(f, srv->cfg->limits.idle_timeout_ms, &total, &status);
+    err = om_fetch_wait_ready(a->f, srv->cfg->limits.idle_timeout_ms, &total, &status);
     if (err != OM_OK) {
-        om_fetch_release(f);
-        if (status == 404 || status == 401 || status == 403) {
-            char msg[OM_NAME_MAX + OM_DIGEST_MAX + 32];
-            snprintf(msg, sizeof(msg), "%s has no blob %s", c->canonical, d->str);
-            om_req_error(req, MHD_HTTP_NOT_FOUND, "BLOB_UNKNOWN", msg);
-        } else if (status == 429)
-            om_req_error(req, MHD_HTTP_TOO_MANY_REQUESTS, "TOOMANYREQUESTS", "upstream rate limit");
-        else if (err == OM_ERR_DIGEST)
-            om_req_error(req, MHD_HTTP_BAD_GATEWAY, "BLOB_UNKNOWN",
-                         "upstream sent bytes that do not match the digest");
-        else if (err == OM_ERR_NOSPACE || err == OM_ERR_IO)
-            om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
-                         "the mirror's storage is full or failing");
-        else
-            om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "upstream unavailable");
+        om_fetch_release(a->f);
+        a->f = NULL;
+        fetch_failed(srv, c, d, err, status, a);
         goto done;
     }
-    req->cache = joined ? OM_CACHE_COALESCED : OM_CACHE_MISS;
-    serve_streaming(req, d, f, total);
+    a->size = total;
+    if (total != OM_FETCH_SIZE_UNKNOWN)
+        om_mcache_size_put(srv->mcache, d, total); /* what the download will commit */
 done:
-    om_req_job_done(req);
+    return;
 }
+
+/* ---- every waiter's answer (job thread) ------------------------------ */
+
+/* A GET that joined the flight of a download: a reference of its own to
+ * that download (or the store, when it finished already). */
+static void answer_get_waiter(struct om_req *w, struct om_blob_answer *a)
+{
+    struct om_server *srv = w->srv;
+    const om_digest *d = &w->p.ref.digest;
+    const struct om_route_candidate *c = &w->route.c[a->chosen];
+    struct om_fetch_src src = {srv->up[c->upstream], c->remote, c->canonical};
+    uint64_t size = 0, want = OM_STORE_ANY_SIZE, v = 0, total = 0;
+    struct om_fetch *f = NULL;
+    bool joined = false;
+    long status = 0;
+    int err;
+
+    if (expected_size(srv, d, &v))
+        want = v;
+    if (om_store_has(srv->store, d, &size) && serve_cached(w, d, size, want))
+        goto done;
+    if ((err = om_fetch_get(srv->fetch, d, &src, &f, &joined)) != OM_OK) {
+        om_req_error(w, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", om_strerror(err));
+        goto done;
+    }
+    err = om_fetch_wait_ready(f, srv->cfg->limits.idle_timeout_ms, &total, &status);
+    if (err != OM_OK) {
+        struct om_blob_answer fa = {0};
+        fetch_failed(srv, c, d, err, status, &fa);
+        om_req_error(w, fa.status, fa.code, fa.message);
+        goto done;
+    }
+    w->cache = OM_CACHE_COALESCED;
+    serve_streaming(w, d, f, total);
+    f = NULL; /* the stream's now */
+done:
+    om_fetch_release(f);
+}
+
+void om_v2_blob_answer(struct om_req *w, const struct om_req *leader, struct om_blob_answer *a)
+{
+    struct om_server *srv = w->srv;
+    const om_digest *d = &w->p.ref.digest;
+    bool lead = w == leader;
+
+    if (!lead) {
+        snprintf(w->canonical, sizeof(w->canonical), "%s", leader->canonical);
+        snprintf(w->upstream, sizeof(w->upstream), "%s", leader->upstream);
+    }
+    if (a->status != MHD_HTTP_OK) {
+        om_req_error(w, a->status, a->code, a->message);
+    } else if (a->cached) {
+        uint64_t size = 0, want = OM_STORE_ANY_SIZE, v = 0;
+        if (expected_size(srv, d, &v))
+            want = v;
+        if (!om_store_has(srv->store, d, &size) || !serve_cached(w, d, size, want))
+            om_req_error(w, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                         "the blob changed in the store while it was looked up; try again");
+    } else if (w->head) {
+        struct MHD_Response *r = om_http_head(BLOB_TYPE, a->size);
+        if (r != NULL)
+            blob_headers(r, d);
+        set_resp(w, r, MHD_HTTP_OK, 0);
+        w->cache = lead ? OM_CACHE_MISS : OM_CACHE_COALESCED;
+    } else if (lead && a->f != NULL) {
+        struct om_fetch *f = a->f;
+        a->f = NULL; /* the stream's now */
+        w->cache = a->joined ? OM_CACHE_COALESCED : OM_CACHE_MISS;
+        serve_streaming(w, d, f, a->size);
+    } else {
+        answer_get_waiter(w, a);
+    }
+}
+
+/* ---- the endpoint (HTTP thread) -------------------------------------- */
 
 enum MHD_Result om_v2_blob(struct om_req *req)
 {
     struct om_server *srv = req->srv;
-    uint64_t size = 0;
-    if (om_store_has(srv->store, &req->p.ref.digest, &size) &&
-        serve_cached(req, &req->p.ref.digest, size)) {
-        /* For the log line, as an explicit prefix has it: the remembered
-         * search decision, from memory only (no index query on a hit). */
-        if (req->canonical[0] == '\0' && req->route.kind == OM_ROUTE_SEARCH)
-            om_mcache_route_get(srv->mcache, req->p.name, req->upstream, sizeof(req->upstream),
-                                req->canonical, sizeof(req->canonical));
-        return queue(req);
+    const om_digest *d = &req->p.ref.digest;
+    uint64_t size = 0, want = OM_STORE_ANY_SIZE, v = 0;
+
+    if (om_store_has(srv->store, d, &size)) {
+        if (expected_size(srv, d, &v))
+            want = v;
+        if (serve_cached(req, d, size, want)) {
+            /* For the log line, as an explicit prefix has it: the remembered
+             * search decision, from memory only (no index query on a hit). */
+            if (req->canonical[0] == '\0' && req->route.kind == OM_ROUTE_SEARCH)
+                om_mcache_route_get(srv->mcache, req->p.name, req->upstream,
+                                    sizeof(req->upstream), req->canonical,
+                                    sizeof(req->canonical));
+            return queue(req);
+        }
     }
-    req->phase = 1;
-    MHD_suspend_connection(req->conn);
-    if (om_jobs_submit(srv->jobs, blob_job, req) != OM_OK) {
-        om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "mirror overloaded");
-        om_req_job_done(req);
-    }
-    return MHD_YES;
+    return om_blob_flight_join(req);
 }

@@ -164,13 +164,19 @@ om_repo_evidence om_v2_repo_miss(struct om_req *req, size_t ci, long status, con
 
 unsigned om_v2_lane(const struct om_req *req)
 {
-    const struct om_server *srv = req->srv;
+    struct om_server *srv = req->srv;
     const struct om_route *rt = &req->route;
+    char up[64], canon[OM_NAME_MAX + 1];
+    const char *known = req->upstream;
     if (rt->kind == OM_ROUTE_FIXED && rt->n > 0)
         return (unsigned)rt->c[0].upstream;
-    /* A search whose decision is known (the cache path looked it up). */
-    for (size_t i = 0; req->upstream[0] != '\0' && i < rt->n; i++)
-        if (strcmp(srv->cfg->upstreams[rt->c[i].upstream].name, req->upstream) == 0)
+    /* A search whose decision is known: the cache path looked it up, or
+     * the memory has it (no index query on the HTTP thread). */
+    if (known[0] == '\0' &&
+        om_mcache_route_get(srv->mcache, req->p.name, up, sizeof(up), canon, sizeof(canon)))
+        known = up;
+    for (size_t i = 0; known[0] != '\0' && i < rt->n; i++)
+        if (strcmp(srv->cfg->upstreams[rt->c[i].upstream].name, known) == 0)
             return (unsigned)rt->c[i].upstream;
     return srv->lane_search;
 }

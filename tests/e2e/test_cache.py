@@ -1,19 +1,27 @@
 """The cache of ocimirror: a second pull costs the upstream nothing, HEAD
 answers carry what clients need, cached content outlives the upstream, a
 restart, a SIGKILL and a lost index.db; Range requests on cached blobs;
-a tag that moves upstream is seen after tag_ttl.
+a tag that moves upstream is seen after tag_ttl.  A crowd asking for one
+uncached blob costs the upstream one request (HEADs too, and a blob the
+upstream does not have); a blob truncated on disk is never served, but
+quarantined and fetched again — also after a restart and an index
+rebuild — and fsck reports it.
 
 Run: cd tests/e2e && OCIMIRROR_BIN=... ../../scripts/netns-run python3 -u test_cache.py
 """
 
 import glob
+import json
 import os
 import re
+import subprocess
 import time
 import unittest
+from concurrent.futures import ThreadPoolExecutor
 
 from lib.world import WorldTestCase, canonical_name
-from lib.images import ACCEPT_ALL, make_image
+from lib.images import ACCEPT_ALL, make_image, sha256_digest
+from lib.mirror import mirror_bin
 
 TAG_TTL = 2.0   # the World's mirror config: tag_ttl "2s"
 
@@ -256,6 +264,113 @@ class CacheTest(WorldTestCase):
         # the old digest stays pullable by digest
         self.assertManifest(m.get("/v2/library/updating/manifests/" + v1.digest,
                                   {"Accept": ACCEPT_ALL}), v1)
+
+    # -- crowds on one uncached blob ------------------------------------------
+    def crowd(self, m, path, method, n=50):
+        """n clients at once, each on its own connection → their Resps."""
+        with ThreadPoolExecutor(n) as ex:
+            return list(ex.map(lambda _: m.get(path, method=method, timeout=60), range(n)))
+
+    def test_fifty_concurrent_heads_of_an_uncached_blob_cost_the_upstream_one_head(self):
+        m = self.mirror()
+        img = self.w.fx["etcd"]
+        d = max(img.layers, key=img.blob_size)
+        for r in self.crowd(m, "/v2/quay.io/coreos/etcd/blobs/" + d, "HEAD"):
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.headers.get("Content-Length"), str(img.blob_size(d)), r)
+            self.assertEqual(r.headers.get("Docker-Content-Digest"), d, r)
+        self.assertEqual(self.w.reg["quay"].count("HEAD", "/blobs/" + d), 1,
+                         "50 concurrent HEADs should be one flight upstream")
+        self.assertEqual(self.w.reg["quay"].count("GET", "/blobs/" + d), 0,
+                         "a HEAD must not download the blob")
+        self.assertBlob(m.get("/v2/quay.io/coreos/etcd/blobs/" + d), d)
+
+    def test_fifty_gets_of_a_blob_the_upstream_lacks_cost_it_one_get(self):
+        # negative_ttl long enough that no client can come after it expired
+        m = self.mirror(extra={"negative_ttl": "60s"})
+        missing = sha256_digest(b"no registry has this blob %f" % time.time())
+        path = "/v2/quay.io/coreos/etcd/blobs/" + missing
+        for r in self.crowd(m, path, "GET"):
+            self.assertErrorJSON(r, status=404, codes="BLOB_UNKNOWN")
+        for r in self.crowd(m, path, "HEAD", n=10) + [m.get(path) for _ in range(10)]:
+            self.assertEqual(r.status, 404, r)
+        seen = [x[0] for x in self.w.reg["quay"].requests() if missing in x[1]]
+        self.assertEqual(len(seen), 1, "a 404 is an answer: one upstream request for every "
+                         "client, not %d HEADs and %d GETs" % (seen.count("HEAD"), seen.count("GET")))
+
+    # -- a blob damaged on disk ------------------------------------------------
+    def blob_file(self, m, d):
+        return os.path.join(m.storage, "blobs", "sha256", d[7:9], d[7:])
+
+    def run_fsck(self, m, *args):
+        p = subprocess.run([mirror_bin(), "fsck", "-c", m.config_path, "--json"] + list(args),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        self.assertNotIn("Sanitizer", p.stderr.decode(errors="replace"))
+        return p.returncode, json.loads(p.stdout)
+
+    def test_a_blob_truncated_on_disk_is_never_served_but_quarantined_and_fetched_again(self):
+        m = self.mirror()
+        big = self.w.fx["big"]
+        d = big.layers[0]
+        size = big.blob_size(d)
+        path = "/v2/quay.io/big/blob/blobs/" + d
+        quay = self.w.reg["quay"]
+        self.pull(m, big)
+        f = self.blob_file(m, d)
+
+        def damage():
+            os.truncate(f, 1 << 20)
+
+        # While the server runs: HEAD and GET see the right size and bytes.
+        damage()
+        quay.reset_counts()
+        h = m.get(path, method="HEAD")
+        self.assertEqual(h.status, 200, h)
+        self.assertEqual(h.headers.get("Content-Length"), str(size), h)
+        self.assertBlob(m.get(path), d)
+        self.assertEqual(os.path.getsize(f), size, "the blob was not stored again")
+        q = os.path.join(m.storage, "quarantine", d[7:])
+        self.assertEqual(os.path.getsize(q), 1 << 20, "the damaged file was not quarantined")
+        self.assertEqual(quay.count("GET", "/blobs/" + d), 1)
+        self.assertRegex(m.log_text(), r"quarantined")
+        self.assertBlob(m.get(path), d)     # a hit again: no new upstream GET
+        self.assertEqual(quay.count("GET", "/blobs/" + d), 1)
+        metrics = m.get("/metrics").body.decode()
+        self.assertRegex(metrics, r"(?m)^ocimirror_blobs_quarantined_total 1$")
+        # The store's byte total is what blobs/ holds (the quarantine not
+        # counted), though the truncation happened behind its back.
+        on_disk = sum(os.path.getsize(p) for p in glob.glob(
+            os.path.join(m.storage, "blobs", "sha256", "*", "*")))
+        self.assertRegex(metrics, r"(?m)^ocimirror_storage_used_bytes %d$" % on_disk)
+
+        # Damaged while stopped, then the index lost and rebuilt: the rebuilt
+        # index knows the size from the manifest, not from the damaged file.
+        m.stop()
+        damage()
+        for p in glob.glob(os.path.join(m.storage, "index.db*")):
+            os.unlink(p)
+        m.start()
+        h = m.get(path, method="HEAD")
+        self.assertEqual(h.headers.get("Content-Length"), str(size), h)
+        self.assertBlob(m.get(path), d)
+
+        # fsck finds it (and --repair quarantines it) when the server is down.
+        m.stop()
+        damage()
+        rc, rep = self.run_fsck(m)
+        self.assertEqual(rc, 1, rep)
+        self.assertEqual(rep["blobs"]["wrong_size"], 1, rep)
+        self.assertIn({"kind": "wrong_size_blob", "repaired": False, "digest": d,
+                       "size": 1 << 20, "index_size": size}, rep["problems"])
+        rc, rep = self.run_fsck(m, "--repair")
+        self.assertEqual(rc, 0, rep)
+        self.assertEqual(rep["blobs"]["quarantined"], 1, rep)
+        self.assertFalse(os.path.exists(f))
+        rc, rep = self.run_fsck(m)
+        self.assertEqual(rc, 0, rep)
+        self.assertEqual(rep["quarantine"]["files"], 1, rep)
+        m.start()
+        self.pull(m, big)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import unittest
+from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -552,6 +553,26 @@ class TestUpstreamDown(FaultTestCase):
         t = Target("hub image", "/v2/docker.io/library/alpine/manifests/3.19", alpine.manifest_bytes, "",
                    {"Accept": ACCEPT_ALL}, alpine.digest)
         self.assertEqual(self.check_clean(fetch(m, t.path, t.headers), t), "ok")
+
+    def test_a_crowd_on_a_blob_of_an_upstream_answering_503_costs_it_one_round_of_retries(self):
+        m = self.start_mirror()
+        t = self.t_blob
+        self.proxy.add_rule("status", path=t.rule_path, status=503)
+        methods = ["HEAD" if i % 2 else "GET" for i in range(40)]
+        with ThreadPoolExecutor(len(methods)) as ex:
+            outs = list(ex.map(lambda meth: fetch(m, t.path, method=meth), methods))
+        for meth, out in zip(methods, outs):
+            self.assertEqual(out.status, 503, "%s: %r" % (meth, out))
+            if meth == "GET":
+                self.assertEqual(self.check_clean(out, t), "failed", out)
+        tries = MIRROR_EXTRA["retries"]["max"]
+        for meth in ("GET", "HEAD"):
+            n = len(self.proxy.requests(path_re=t.rule_path, method=meth))
+            self.assertGreaterEqual(n, 1, meth)
+            self.assertLessEqual(n, tries, "20 %ss of one blob: one request upstream with its "
+                                 "%d tries, not one per client" % (meth, tries))
+        self.proxy.clear()
+        self.expect_ok_soon(m, t)
 
     def test_a_tag_past_its_ttl_is_served_stale_with_a_warning_while_the_upstream_answers_500(self):
         m = self.start_mirror()

@@ -218,6 +218,60 @@ static void test_fsck__a_corrupt_blob_is_reported_then_removed_with_its_row(void
     fx_teardown(&fx);
 }
 
+static void test_fsck__a_truncated_blob_is_of_the_wrong_size_and_repair_quarantines_it(void)
+{
+    struct fixture fx;
+    json_t *r = NULL;
+    char path[256], q[256];
+    CHECK(fx_setup(&fx));
+    blob_path(&fx, &fx.b2, path, sizeof(path));
+    CHECK_EQ_INT(truncate(path, 6), 0);
+    snprintf(q, sizeof(q), "%s/quarantine/%s", fx.root, om_digest_hex(&fx.b2));
+
+    CHECK_EQ_INT(run_fsck(&fx, &r, NULL, NULL, NULL), 1);
+    CHECK_EQ_INT(jget(r, "blobs", "wrong_size"), 1);
+    CHECK_EQ_INT(jget(r, "blobs", "corrupt"), 0);
+    json_t *p0 = json_array_get(json_object_get(r, "problems"), 0);
+    CHECK_EQ_STR(json_string_value(json_object_get(p0, "kind")), "wrong_size_blob");
+    CHECK_EQ_STR(json_string_value(json_object_get(p0, "digest")), fx.b2.str);
+    CHECK_EQ_INT(json_integer_value(json_object_get(p0, "size")), 6);
+    CHECK_EQ_INT(json_integer_value(json_object_get(p0, "index_size")), strlen(B2));
+    CHECK(exists(path));
+    json_decref(r);
+
+    CHECK_EQ_INT(run_fsck(&fx, &r, "--repair", NULL, NULL), 0);
+    CHECK_EQ_INT(jget(r, "blobs", "quarantined"), 1);
+    CHECK_EQ_INT(jget(r, "problems_left", NULL), 0);
+    CHECK_EQ_INT(jget(r, "quarantine", "files"), 1);
+    CHECK_EQ_INT(jget(r, "quarantine", "bytes"), 6);
+    CHECK(!exists(path));
+    CHECK(exists(q));
+    /* Its row went with it: the next pull fetches it again. */
+    CHECK_EQ_INT(index_rows(&fx, "SELECT count(*) FROM blobs WHERE digest = ?1", fx.b2.str), 0);
+    json_decref(r);
+
+    CHECK_EQ_INT(run_fsck(&fx, &r, NULL, NULL, NULL), 0);
+    CHECK_EQ_INT(jget(r, "clean", NULL), 1);
+    CHECK_EQ_INT(jget(r, "quarantine", "files"), 1); /* left for the operator */
+    json_decref(r);
+
+    /* Bytes that hash right are fine whatever the index says of their size
+     * (the record is what is wrong; the server corrects it). */
+    om_digest b1 = fx.b1;
+    sqlite3 *db = NULL;
+    char dbp[128];
+    snprintf(dbp, sizeof(dbp), "%s/index.db", fx.root);
+    CHECK_EQ_INT(sqlite3_open(dbp, &db), SQLITE_OK);
+    char sql[256];
+    snprintf(sql, sizeof(sql), "UPDATE blobs SET size = 999 WHERE digest = '%s'", b1.str);
+    CHECK_EQ_INT(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    CHECK_EQ_INT(run_fsck(&fx, &r, NULL, NULL, NULL), 0);
+    CHECK_EQ_INT(jget(r, "blobs", "wrong_size"), 0);
+    json_decref(r);
+    fx_teardown(&fx);
+}
+
 static void test_fsck__a_missing_manifest_dangles_its_tag_and_repair_drops_both(void)
 {
     struct fixture fx;
@@ -531,6 +585,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     RUN(test_fsck__a_healthy_storage_is_clean_and_exits_zero);
     RUN(test_fsck__a_corrupt_blob_is_reported_then_removed_with_its_row);
+    RUN(test_fsck__a_truncated_blob_is_of_the_wrong_size_and_repair_quarantines_it);
     RUN(test_fsck__a_missing_manifest_dangles_its_tag_and_repair_drops_both);
     RUN(test_fsck__a_missing_blob_row_is_dropped_and_the_others_stay);
     RUN(test_fsck__a_stored_object_the_index_lacks_is_only_informational);

@@ -506,6 +506,30 @@ static void test_index__blob_put_and_note_pull_update_access(void)
     fx_teardown(&fx);
 }
 
+static void test_index__blob_size_says_what_was_recorded_for_a_blob_or_a_manifest(void)
+{
+    struct fixture fx = {0};
+    om_digest b = dig("a blob"), m = dig("a manifest"), unknown = dig("unknown"), bad;
+    uint64_t size = 1;
+
+    memset(&bad, 0, sizeof(bad));
+    snprintf(bad.str, sizeof(bad.str), "sha256:nothex");
+    CHECK(fx_setup(&fx));
+    CHECK_EQ_INT(om_index_blob_put(fx.ix, NULL, &b, 1234, 5), OM_OK);
+    CHECK_EQ_INT(om_index_manifest_put(fx.ix, NULL, &m, OCI_MANIFEST, 77, NULL, 0, 5), OM_OK);
+    CHECK_EQ_INT(om_index_blob_size(fx.ix, &b, &size), OM_OK);
+    CHECK_EQ_INT(size, 1234);
+    CHECK_EQ_INT(om_index_blob_size(fx.ix, &m, &size), OM_OK);
+    CHECK_EQ_INT(size, 77);
+    CHECK_EQ_INT(om_index_blob_size(fx.ix, &unknown, &size), OM_ERR_NOTFOUND);
+    CHECK_EQ_INT(om_index_blob_size(fx.ix, &bad, &size), OM_ERR_INVALID);
+    /* A blob fetched again after it was damaged records its verified size. */
+    CHECK_EQ_INT(om_index_blob_put(fx.ix, NULL, &b, 1000, 6), OM_OK);
+    CHECK_EQ_INT(om_index_blob_size(fx.ix, &b, &size), OM_OK);
+    CHECK_EQ_INT(size, 1000);
+    fx_teardown(&fx);
+}
+
 /* ---- routes, negative cache, referrers ------------------------------ */
 
 static void test_index__route_decisions_round_trip(void)
@@ -743,6 +767,46 @@ static void test_index__rebuild_after_deleting_index_db_restores_tags_and_manife
     /* The rebuilt database is intact: the next open does not rebuild. */
     CHECK_EQ_INT(fx_reopen(&fx), OM_OK);
     CHECK(!fx.rebuilt);
+    fx_teardown(&fx);
+}
+
+static void test_index__rebuild_records_the_size_manifests_give_not_a_damaged_files(void)
+{
+    struct fixture fx = {0};
+    const char *lt = "a layer that a disk will truncate", *ll = "a layer a manifest lies about";
+    const char *lg = "a layer that grows", *lo = "a layer nobody references";
+    char buf[2048], path[256];
+    uint64_t size = 0;
+
+    CHECK(fx_setup(&fx));
+    om_digest t = put(&fx, lt), l = put(&fx, ll), g = put(&fx, lg), o = put(&fx, lo);
+    /* Two manifests agree on t; one lies about l (its file is right). */
+    snprintf(buf, sizeof(buf),
+             "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MANIFEST "\","
+             "\"config\":{\"digest\":\"%s\",\"size\":%zu},\"layers\":["
+             "{\"digest\":\"%s\",\"size\":%zu},{\"digest\":\"%s\",\"size\":999},"
+             "{\"digest\":\"%s\",\"size\":%zu}]}",
+             t.str, strlen(lt), t.str, strlen(lt), l.str, g.str, strlen(lg));
+    put(&fx, buf);
+    snprintf(path, sizeof(path), "%s/blobs/sha256/%.2s/%s", fx.root, om_digest_hex(&t),
+             om_digest_hex(&t));
+    CHECK_EQ_INT(truncate(path, 4), 0);
+    snprintf(path, sizeof(path), "%s/blobs/sha256/%.2s/%s", fx.root, om_digest_hex(&g),
+             om_digest_hex(&g));
+    CHECK_EQ_INT(truncate(path, 4096), 0);
+    CHECK_EQ_INT(om_index_rebuild(fx.ix, NULL, NULL), OM_OK);
+    CHECK_EQ_INT(om_index_blob_size(fx.ix, &t, &size), OM_OK);
+    CHECK_EQ_INT(size, strlen(lt)); /* what the manifests say, not 4 */
+    CHECK_EQ_INT(om_index_blob_size(fx.ix, &g, &size), OM_OK);
+    CHECK_EQ_INT(size, strlen(lg)); /* not 4096 */
+    CHECK_EQ_INT(om_index_blob_size(fx.ix, &l, &size), OM_OK);
+    CHECK_EQ_INT(size, strlen(ll)); /* its bytes hash right: the manifest is wrong */
+    CHECK_EQ_INT(om_index_blob_size(fx.ix, &o, &size), OM_OK);
+    CHECK_EQ_INT(size, strlen(lo)); /* nothing says otherwise */
+    /* The temporary table is gone, and a second rebuild does the same. */
+    CHECK_EQ_INT(om_index_rebuild(fx.ix, NULL, NULL), OM_OK);
+    CHECK_EQ_INT(om_index_blob_size(fx.ix, &t, &size), OM_OK);
+    CHECK_EQ_INT(size, strlen(lt));
     fx_teardown(&fx);
 }
 
@@ -1038,10 +1102,12 @@ int main(void)
     RUN(test_index__catalog_is_byte_ordered_and_paged);
     RUN(test_index__manifest_put_records_type_repo_and_children);
     RUN(test_index__blob_put_and_note_pull_update_access);
+    RUN(test_index__blob_size_says_what_was_recorded_for_a_blob_or_a_manifest);
     RUN(test_index__route_decisions_round_trip);
     RUN(test_index__negative_entries_expire_by_time);
     RUN(test_index__referrers_round_trip_with_a_size_limit);
     RUN(test_index__rebuild_after_deleting_index_db_restores_tags_and_manifests);
+    RUN(test_index__rebuild_records_the_size_manifests_give_not_a_damaged_files);
     RUN(test_index__explicit_rebuild_replaces_everything_and_counts);
     RUN(test_index__garbage_over_index_db_is_detected_and_rebuilt);
     RUN(test_index__damaged_pages_fail_quick_check_and_are_rebuilt);

@@ -1,5 +1,6 @@
 /* Unit tests for mcache.c: round trips of the three kinds, LRU eviction
- * under the byte budget, replacement, and copies that never alias. */
+ * under the byte budget, replacement, and copies that never alias; the
+ * fixed table of blob sizes. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,11 +123,63 @@ static void test_mcache__clear_empties_every_kind_and_bytes_say_so(void)
     om_mcache_free(mc);
 }
 
+/* A digest whose first three bytes (which pick the set) are fixed. */
+static om_digest in_set(int i)
+{
+    om_digest d;
+    snprintf(d.str, sizeof(d.str), "sha256:abcdef%058d", i);
+    return d;
+}
+
+static void test_mcache__blob_sizes_round_trip_and_the_oldest_of_a_set_goes(void)
+{
+    struct om_mcache *mc = NULL;
+    uint64_t v = 0;
+    CHECK_EQ_INT(om_mcache_new(&mc, 1 << 20), OM_OK);
+    om_digest a = dg(1), b = dg(2);
+    CHECK(!om_mcache_size_get(mc, &a, &v));
+    om_mcache_size_put(mc, &a, 33559063);
+    om_mcache_size_put(mc, &b, OM_MCACHE_SIZE_UNKNOWN); /* "the index has none" */
+    CHECK(om_mcache_size_get(mc, &a, &v));
+    CHECK_EQ_INT(v, 33559063);
+    CHECK(om_mcache_size_get(mc, &b, &v));
+    CHECK(v == OM_MCACHE_SIZE_UNKNOWN);
+    om_mcache_size_put(mc, &a, 7); /* replaced in place */
+    CHECK(om_mcache_size_get(mc, &a, &v));
+    CHECK_EQ_INT(v, 7);
+    /* Not a digest: never stored, never found. */
+    om_digest bad;
+    memset(&bad, 0, sizeof(bad));
+    snprintf(bad.str, sizeof(bad.str), "sha256:XYZ");
+    om_mcache_size_put(mc, &bad, 1);
+    CHECK(!om_mcache_size_get(mc, &bad, &v));
+    /* Sizes are facts of digests: a clear (GC evicted images) keeps them. */
+    om_mcache_clear(mc);
+    CHECK(om_mcache_size_get(mc, &a, &v));
+    /* Five digests of one 4-way set: the least recently used one goes. */
+    for (int i = 0; i < 4; i++) {
+        om_digest d = in_set(i);
+        om_mcache_size_put(mc, &d, (uint64_t)i + 100);
+    }
+    om_digest d0 = in_set(0), d1 = in_set(1), d4 = in_set(4);
+    CHECK(om_mcache_size_get(mc, &d0, &v)); /* touched: now the newest */
+    om_mcache_size_put(mc, &d4, 104);
+    CHECK(om_mcache_size_get(mc, &d0, &v));
+    CHECK_EQ_INT(v, 100);
+    CHECK(!om_mcache_size_get(mc, &d1, &v));
+    CHECK(om_mcache_size_get(mc, &d4, &v));
+    CHECK_EQ_INT(v, 104);
+    CHECK(!om_mcache_size_get(NULL, &a, &v));
+    om_mcache_size_put(NULL, &a, 1);
+    om_mcache_free(mc);
+}
+
 int main(void)
 {
     RUN(test_mcache__manifest_round_trip_is_a_copy);
     RUN(test_mcache__least_recently_used_goes_first);
     RUN(test_mcache__tags_and_routes_round_trip_and_replace);
     RUN(test_mcache__clear_empties_every_kind_and_bytes_say_so);
+    RUN(test_mcache__blob_sizes_round_trip_and_the_oldest_of_a_set_goes);
     return test_done();
 }

@@ -736,6 +736,110 @@ static void test_store__racing_commits_of_one_digest_count_it_once(void)
     fx_teardown(&fx);
 }
 
+static void quarantine_path(const struct fixture *fx, const om_digest *d, char *out, size_t sz)
+{
+    snprintf(out, sz, "%s/quarantine/%s", fx->root, om_digest_hex(d));
+}
+
+static void blob_path(const struct fixture *fx, const om_digest *d, char *out, size_t sz)
+{
+    snprintf(out, sz, "%s/blobs/sha256/%.2s/%s", fx->root, om_digest_hex(d), om_digest_hex(d));
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? sb.st_size : -1;
+}
+
+static void test_store__a_truncated_blob_is_quarantined_and_the_total_recounted(void)
+{
+    struct fixture fx = {0};
+    const char *big = "a blob that will lose most of its bytes on disk";
+    om_digest a = digest_of(big), b = digest_of("bystander");
+    char path[256], q[256];
+
+    CHECK(fx_setup(&fx));
+    CHECK_EQ_INT(om_store_put(fx.st, &a, big, strlen(big)), OM_OK);
+    CHECK_EQ_INT(om_store_put(fx.st, &b, "bystander", 9), OM_OK);
+    CHECK_EQ_INT(om_store_bytes(fx.st), strlen(big) + 9);
+    blob_path(&fx, &a, path, sizeof(path));
+    quarantine_path(&fx, &a, q, sizeof(q));
+    /* Damage behind the store's back: it still counts the old size. */
+    CHECK_EQ_INT(truncate(path, 5), 0);
+    CHECK_EQ_INT(om_store_bytes(fx.st), strlen(big) + 9);
+    /* An fd opened before keeps reading what is there. */
+    int fd = -1;
+    CHECK_EQ_INT(om_store_open_blob(fx.st, &a, &fd, NULL), OM_OK);
+    /* Not the size the caller saw: left alone. */
+    CHECK_EQ_INT(om_store_quarantine(fx.st, &a, strlen(big)), OM_ERR_NOTFOUND);
+    CHECK(om_store_has(fx.st, &a, NULL));
+    CHECK_EQ_INT(om_store_quarantine(fx.st, &a, 5), OM_OK);
+    CHECK(!om_store_has(fx.st, &a, NULL));
+    CHECK_EQ_INT(file_size(q), 5);
+    CHECK_EQ_INT(om_store_bytes(fx.st), 9); /* recounted: exactly what is left */
+    CHECK_EQ_INT(om_store_quarantined(fx.st), 1);
+    char buf[8] = {0};
+    CHECK_EQ_INT(pread(fd, buf, 5, 0), 5);
+    CHECK(memcmp(buf, big, 5) == 0);
+    close(fd);
+    /* The walk (GC, fsck, the open-time count) never sees the quarantine. */
+    struct walk_acc acc = {0};
+    CHECK_EQ_INT(om_store_walk(fx.st, walk_cb, &acc), OM_OK);
+    CHECK_EQ_INT(acc.n, 1);
+    /* Gone: nothing to move; fetched again: committed and counted anew. */
+    CHECK_EQ_INT(om_store_quarantine(fx.st, &a, 5), OM_ERR_NOTFOUND);
+    CHECK_EQ_INT(om_store_put(fx.st, &a, big, strlen(big)), OM_OK);
+    CHECK_EQ_INT(om_store_bytes(fx.st), strlen(big) + 9);
+    /* Damaged again: the quarantine keeps one file per digest. */
+    CHECK_EQ_INT(truncate(path, 7), 0);
+    CHECK_EQ_INT(om_store_quarantine(fx.st, &a, OM_STORE_ANY_SIZE), OM_OK);
+    CHECK_EQ_INT(file_size(q), 7);
+    char qdir[200];
+    snprintf(qdir, sizeof(qdir), "%s/quarantine", fx.root);
+    CHECK_EQ_INT(count_dir(qdir), 1);
+    CHECK_EQ_INT(om_store_bytes(fx.st), 9);
+    /* A clean close records the recounted total; the next open trusts it. */
+    om_store_close(fx.st);
+    fx.st = NULL;
+    CHECK_EQ_INT(om_store_open(&fx.st, fx.root), OM_OK);
+    CHECK_EQ_INT(om_store_bytes(fx.st), 9);
+    fx_teardown(&fx);
+}
+
+static void test_store__a_tool_that_quarantines_makes_the_owner_recount_at_its_next_open(void)
+{
+    struct fixture fx = {0};
+    struct om_store *tool = NULL;
+    om_digest a = digest_of("grown on disk"), b = digest_of("kept");
+    char path[256];
+
+    CHECK(fx_setup(&fx));
+    CHECK_EQ_INT(om_store_put(fx.st, &a, "grown on disk", 13), OM_OK);
+    CHECK_EQ_INT(om_store_put(fx.st, &b, "kept", 4), OM_OK);
+    om_store_close(fx.st); /* records 17 */
+    fx.st = NULL;
+    blob_path(&fx, &a, path, sizeof(path));
+    CHECK_EQ_INT(truncate(path, 100), 0); /* grown */
+    CHECK_EQ_INT(om_store_attach(&tool, fx.root), OM_OK);
+    CHECK_EQ_INT(om_store_quarantine(tool, &a, 100), OM_OK);
+    om_store_close(tool);
+    CHECK_EQ_INT(om_store_open(&fx.st, fx.root), OM_OK);
+    CHECK_EQ_INT(om_store_bytes(fx.st), 4); /* walked, not the record's 17 */
+    fx_teardown(&fx);
+}
+
+static void test_store__quarantine_refuses_damaged_digests(void)
+{
+    struct fixture fx = {0};
+    om_digest bad;
+    memset(&bad, 0, sizeof(bad));
+    snprintf(bad.str, sizeof(bad.str), "sha256:../../etc");
+    CHECK(fx_setup(&fx));
+    CHECK_EQ_INT(om_store_quarantine(fx.st, &bad, OM_STORE_ANY_SIZE), OM_ERR_INVALID);
+    fx_teardown(&fx);
+}
+
 int main(void)
 {
     RUN(test_store__open_creates_the_layout);
@@ -760,5 +864,8 @@ int main(void)
     RUN(test_store__verify_streams_a_large_blob);
     RUN(test_store__a_full_disk_is_nospace);
     RUN(test_store__racing_commits_of_one_digest_count_it_once);
+    RUN(test_store__a_truncated_blob_is_quarantined_and_the_total_recounted);
+    RUN(test_store__a_tool_that_quarantines_makes_the_owner_recount_at_its_next_open);
+    RUN(test_store__quarantine_refuses_damaged_digests);
     return test_done();
 }

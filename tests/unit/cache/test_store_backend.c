@@ -147,6 +147,13 @@ static uint64_t faulty_bytes(struct om_store *st)
     return g_faulty.inner->ops->bytes(g_faulty.inner);
 }
 
+static int faulty_quarantine(struct om_store *st, const om_digest *d, uint64_t if_size)
+{
+    (void)st;
+    g_faulty.calls++;
+    return g_faulty.inner->ops->quarantine(g_faulty.inner, d, if_size);
+}
+
 static const struct om_store_ops faulty_ops = {
     .version = OM_STORE_OPS_VERSION,
     .name = "faulty",
@@ -165,10 +172,11 @@ static const struct om_store_ops faulty_ops = {
     .remove = faulty_remove,
     .walk = faulty_walk,
     .bytes = faulty_bytes,
+    .quarantine = faulty_quarantine,
 };
 
 /* The same wrapper shaped like an object store: no local files to open
- * (open_blob NULL), every read a ranged read. */
+ * (open_blob NULL), every read a ranged read, and no quarantine. */
 static const struct om_store_ops objects_ops = {
     .version = OM_STORE_OPS_VERSION,
     .name = "objects",
@@ -447,6 +455,44 @@ static void test_store_backend__a_backend_without_files_is_read_by_ranges(void)
     fx_teardown(&fx);
 }
 
+static void test_store_backend__quarantine_goes_to_the_backend_and_is_counted(void)
+{
+    struct fixture fx = {0};
+    om_digest d = digest_of("to be quarantined");
+    char q[128];
+
+    CHECK(fx_setup(&fx));
+    CHECK_EQ_INT(om_store_put(fx.st, &d, "to be quarantined", 17), OM_OK);
+    unsigned before = g_faulty.calls;
+    CHECK_EQ_INT(om_store_quarantine(fx.st, &d, 3), OM_ERR_NOTFOUND); /* not that size */
+    CHECK_EQ_INT(om_store_quarantined(fx.st), 0);
+    CHECK_EQ_INT(om_store_quarantine(fx.st, &d, 17), OM_OK);
+    CHECK(g_faulty.calls == before + 2);
+    CHECK_EQ_INT(om_store_quarantined(fx.st), 1);
+    CHECK(!om_store_has(fx.st, &d, NULL));
+    snprintf(q, sizeof(q), "%s/quarantine/%s", fx.root, om_digest_hex(&d));
+    CHECK(access(q, F_OK) == 0);
+    CHECK_EQ_INT(om_store_bytes(fx.st), 0);
+    fx_teardown(&fx);
+}
+
+static void test_store_backend__a_backend_without_quarantine_removes_instead(void)
+{
+    struct fixture fx = {0};
+    om_digest d = digest_of("removed for want of a quarantine");
+
+    CHECK(fx_setup(&fx));
+    g_faulty.base.ops = &objects_ops;
+    CHECK_EQ_INT(om_store_put(fx.st, &d, "removed for want of a quarantine", 32), OM_OK);
+    CHECK_EQ_INT(om_store_quarantine(fx.st, &d, 31), OM_ERR_NOTFOUND);
+    CHECK(om_store_has(fx.st, &d, NULL));
+    CHECK_EQ_INT(om_store_quarantine(fx.st, &d, OM_STORE_ANY_SIZE), OM_OK);
+    CHECK(!om_store_has(fx.st, &d, NULL));
+    CHECK_EQ_INT(om_store_quarantined(fx.st), 1);
+    CHECK_EQ_INT(om_store_quarantine(fx.st, &d, OM_STORE_ANY_SIZE), OM_ERR_NOTFOUND);
+    fx_teardown(&fx);
+}
+
 int main(void)
 {
     RUN(test_store_backend__fs_store_says_what_it_can_do);
@@ -459,5 +505,7 @@ int main(void)
     RUN(test_store_backend__put_skips_what_has_reports_present);
     RUN(test_store_backend__fs_reads_ranges_and_cannot_presign);
     RUN(test_store_backend__a_backend_without_files_is_read_by_ranges);
+    RUN(test_store_backend__quarantine_goes_to_the_backend_and_is_counted);
+    RUN(test_store_backend__a_backend_without_quarantine_removes_instead);
     return test_done();
 }

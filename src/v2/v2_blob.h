@@ -1,0 +1,72 @@
+/* v2_blob.h — the parts of the blob endpoint its two files share, and the
+ * flight table's life for server/server.c:
+ *   v2_blob.c         the endpoint: the hit path (with the size check),
+ *                     serving cached and streaming blobs, and a flight's
+ *                     work (find the blob upstream, start or join its
+ *                     download) and every waiter's answer
+ *   v2_blob_flight.c  the single-flight of blob requests that must go
+ *                     upstream, and the brief memory of what the upstream
+ *                     answered
+ * Everything here runs on job threads, except om_blob_flight_join (an HTTP
+ * thread) and new/free (the server's start and end).
+ */
+#ifndef OM_V2_BLOB_H
+#define OM_V2_BLOB_H
+
+#include "http/req.h"
+
+struct om_blob_flights;
+
+/* The table of a server (srv->blob_flights).  *out owned by the caller
+ * (om_blob_flights_free; NULL is a no-op).  Free it only after the job pool
+ * stopped: every flight's job has then run and answered its waiters. */
+int om_blob_flights_new(struct om_blob_flights **out);
+void om_blob_flights_free(struct om_blob_flights *t);
+
+/* What a flight's work found, for every request waiting on it. */
+struct om_blob_answer {
+    unsigned status;              /* 200, or the error status to send */
+    const char *code;             /* OCI error code when status != 200 (static) */
+    char message[OM_NAME_MAX + OM_DIGEST_MAX + 96];
+    bool cached;                  /* 200: the store has it (right size): serve from there */
+    size_t chosen;                /* 200, not cached: the route candidate it came from */
+    uint64_t size;                /* 200, HEAD: the blob's size (upstream's HEAD) */
+    struct om_fetch *f;           /* 200, GET, not cached: the leader's reference to the
+                                     download (owned by the answer until handed over) */
+    bool joined;                  /* the leader joined a download already running */
+};
+
+/* Join the flight of req's (method, name, ns, digest), or start one: a job
+ * that runs om_v2_blob_work for the first request and then
+ * om_v2_blob_answer for each request that joined meanwhile (the first
+ * included).  Suspends req; returns MHD_YES.  HTTP thread. */
+enum MHD_Result om_blob_flight_join(struct om_req *req);
+
+/* ---- v2_blob.c, called by the flight's job ---- */
+/* Do what `leader` needs from upstream and fill *a. */
+void om_v2_blob_work(struct om_req *leader, struct om_blob_answer *a);
+/* Build w's response from *a (w may be the leader; a->f is handed to the
+ * leader's stream, and other GETs take references of their own). */
+void om_v2_blob_answer(struct om_req *w, const struct om_req *leader, struct om_blob_answer *a);
+
+/* ---- the memory of upstream answers (v2_blob_flight.c) ----
+ * Per (canonical repository, digest): 200 "there, `size` bytes" (from a
+ * HEAD), 404 "not there", 429/503 "the upstream failed".  Remembered for
+ * negative_ttl (200, 404) or OM_BLOB_ERROR_TTL_MS at most (failures: long
+ * enough that a crowd of clients, and their retries, cost the upstream one
+ * request; short enough that a blip is soon forgotten).  At most
+ * OM_BLOB_MEMO_SLOTS entries; an expired or the soonest-expiring entry of
+ * a probe window makes room. */
+#define OM_BLOB_ERROR_TTL_MS 2000
+#define OM_BLOB_MEMO_SLOTS 2048
+
+struct om_blob_memo {
+    unsigned status;              /* 200, 404, 429, 503 */
+    uint64_t size;                /* with 200 */
+};
+bool om_blob_memo_get(struct om_server *srv, const char *canonical, const om_digest *d,
+                      struct om_blob_memo *out);
+void om_blob_memo_put(struct om_server *srv, const char *canonical, const om_digest *d,
+                      const struct om_blob_memo *m);
+
+#endif
