@@ -37,6 +37,7 @@
  * with 503.
  */
 #include "v2/v2_blob.h"
+#include "v2/v2.h"
 
 #include <pthread.h>
 #include <stdio.h>
