@@ -412,6 +412,24 @@ static void answer_remembered(struct om_blob_answer *a, const struct om_blob_mem
         set_answer(a, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "upstream unavailable");
 }
 
+/* 403 DENIED: the blob is over limits.max_blob_size (size 0: not known
+ * exactly, only that the upstream sent more). */
+static void too_big(struct om_blob_answer *a, const struct om_server *srv, const om_digest *d,
+                    uint64_t size)
+{
+    char lim[32];
+    om_format_size(srv->cfg->limits.max_blob_size, lim, sizeof(lim));
+    a->status = MHD_HTTP_FORBIDDEN;
+    a->code = "DENIED";
+    if (size > 0)
+        snprintf(a->message, sizeof(a->message),
+                 "blob %s is %llu bytes, over limits.max_blob_size (%s)", d->str,
+                 (unsigned long long)size, lim);
+    else
+        snprintf(a->message, sizeof(a->message), "blob %s is over limits.max_blob_size (%s)",
+                 d->str, lim);
+}
+
 /* A download of c's blob d that failed before its first byte (err and
  * status from om_fetch_wait_ready): the answer, and what the memory
  * keeps of it — an upstream's answer, not a local failure and not a wait
@@ -426,6 +444,8 @@ static void fetch_failed(struct om_server *srv, const struct om_route_candidate 
     } else if (status == 429) {
         set_answer(a, MHD_HTTP_TOO_MANY_REQUESTS, "TOOMANYREQUESTS", "upstream rate limit");
         m.status = 429;
+    } else if (err == OM_ERR_DENIED) {
+        too_big(a, srv, d, 0);
     } else if (err == OM_ERR_DIGEST) {
         set_answer(a, MHD_HTTP_BAD_GATEWAY, "BLOB_UNKNOWN",
                    "upstream sent bytes that do not match the digest");
@@ -560,6 +580,13 @@ void om_v2_blob_work(struct om_req *req, struct om_blob_answer *a)
     snprintf(req->upstream, sizeof(req->upstream), "%s", srv->cfg->upstreams[c->upstream].name);
     a->chosen = chosen;
 
+    /* limits.max_blob_size: refused before a byte is fetched, when the
+     * upstream's HEAD told the size (else the download's headers do). */
+    if (srv->cfg->limits.max_blob_size > 0 && head_size >= 0 &&
+        (uint64_t)head_size > srv->cfg->limits.max_blob_size) {
+        too_big(a, srv, d, (uint64_t)head_size);
+        goto done;
+    }
     if (req->head) {
         uint64_t want = 0;
         if (head_size >= 0)
