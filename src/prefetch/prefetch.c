@@ -120,6 +120,7 @@ struct run_ctx {
     struct om_prefetcher *p;
     struct om_pf_job *j;
     size_t image;                   /* the image being pulled */
+    bool *ended;                    /* j->n: its final result was counted */
 };
 
 static void on_image_start(void *ud, size_t i, size_t n, unsigned try_no, unsigned tries)
@@ -234,6 +235,8 @@ static void on_image_end(void *ud, size_t i, size_t n, unsigned try_no, unsigned
         c->j->failed++;
         om_pf_job_add_failure(c->j, i, om_pf_err_from(&it->res));
     }
+    if (it->state != OM_PF_PENDING && c->ended != NULL)
+        c->ended[i] = true;
     om_pf_job_log(c->j, &r);
     pthread_mutex_unlock(&c->p->mu);
 
@@ -287,7 +290,8 @@ static void on_waiting(void *ud, unsigned try_no, unsigned tries, size_t pending
 static void run_job(struct om_prefetcher *p, struct om_pf_job *j)
 {
     struct om_pf_item *items = calloc(j->n, sizeof(*items));
-    struct run_ctx ctx = {p, j, 0};
+    bool *ended = calloc(j->n, sizeof(*ended));
+    struct run_ctx ctx = {p, j, 0, ended};
     struct om_pf_run_hooks hooks = {
         .ud = &ctx, .image_start = on_image_start, .image_end = on_image_end,
         .waiting = on_waiting,
@@ -301,7 +305,7 @@ static void run_job(struct om_prefetcher *p, struct om_pf_job *j)
     om_log_kv(OM_LOG_INFO, "prefetch: job started", "job", j->id, "kind", j->kind, "images",
               n_s, NULL);
     size_t failed = j->n;
-    if (items != NULL) {
+    if (items != NULL && ended != NULL) {
         for (size_t i = 0; i < j->n; i++)
             items[i].image = j->images[i];
         failed = om_pf_run(&t, items, j->n, (const char *const *)j->platforms, j->np, j->tries,
@@ -309,7 +313,15 @@ static void run_job(struct om_prefetcher *p, struct om_pf_job *j)
     }
     bool cancelled = atomic_load(&j->cancel);
     pthread_mutex_lock(&p->mu);
-    if (items == NULL) {
+    /* A stop (cancel, shutdown) fails what was still pending without an
+     * image_end: count those too. */
+    for (size_t i = 0; items != NULL && ended != NULL && i < j->n; i++) {
+        if (items[i].state == OM_PF_FAILED && !ended[i]) {
+            j->failed++;
+            om_pf_job_add_failure(j, i, om_pf_err_from(&items[i].res));
+        }
+    }
+    if (items == NULL || ended == NULL) {
         struct om_pf_result oom = {0};
         om_pf_fail(&oom, true, "internal", "out of memory");
         om_pf_job_add_failure(j, SIZE_MAX, om_pf_err_from(&oom));
@@ -340,6 +352,7 @@ static void run_job(struct om_prefetcher *p, struct om_pf_job *j)
                      bytes, msg, "job", j->id, "kind", j->kind, "#done", done_s, "#failed",
                      failed_s, "#blobs", blobs_s, "#cached", cached_s, NULL);
     free(items);
+    free(ended);
 }
 
 /* ---- the thread -------------------------------------------------------- */
@@ -572,6 +585,7 @@ int om_prefetch_cancel(struct om_server *srv, const char *id, json_t **out)
     struct om_prefetcher *p = srv ? srv->prefetch : NULL;
     int err = OM_ERR_NOTFOUND;
     bool was_queued = false, asked = false;
+    const char *kind = "admin";     /* static strings */
     *out = NULL;
     if (p == NULL)
         return OM_ERR_DENIED;
@@ -583,6 +597,7 @@ int om_prefetch_cancel(struct om_server *srv, const char *id, json_t **out)
             j->state = OM_PF_JOB_CANCELLED;
             j->finished_ms = om_now_ms();
             was_queued = true;
+            kind = j->kind;
         } else if (!om_pf_job_finished(j)) {
             atomic_store(&j->cancel, true);   /* run_job marks it when it stops */
             asked = true;
@@ -596,5 +611,12 @@ int om_prefetch_cancel(struct om_server *srv, const char *id, json_t **out)
     if (was_queued || asked)
         om_log_kv(OM_LOG_INFO, "prefetch: job cancel requested", "job", id, "state",
                   was_queued ? "queued" : "running", NULL);
+    if (was_queued) {            /* a running one says so when it stops (run_job) */
+        char msg[96];
+        snprintf(msg, sizeof(msg), "prefetch job %s (%s) cancelled: 0 done, 0 failed", id, kind);
+        om_events_add_kv(srv->events, OM_EV_PREFETCH, "prefetch_job_cancelled", NULL, NULL, 0,
+                         msg, "job", id, "kind", kind, "#done", "0", "#failed", "0", "#blobs",
+                         "0", "#cached", "0", NULL);
+    }
     return err;
 }

@@ -162,6 +162,14 @@ CURLcode om_pf_curl_setup(const struct om_pf_target *t, CURL *h, const char *url
     return rc;
 }
 
+/* A failure's "ref" value for a manifest: the image as a client writes it
+ * ("quay.io/x/y:1", "quay.io/x/y@sha256:..."). */
+static void arg_ref(struct pull *pl, const char *ref)
+{
+    om_pf_fail_arg(pl->res, "ref", "%s%c%s", pl->name, strncmp(ref, "sha256:", 7) == 0 ? '@' : ':',
+                   ref);
+}
+
 /* "HTTP 404 MANIFEST_UNKNOWN: manifest unknown" from an OCI error body;
  * the OCI code alone into oci (may be ""). */
 static void describe_status(long status, const struct membuf *body, char *out, size_t outsz,
@@ -207,7 +215,7 @@ static int get_manifest(struct pull *pl, const char *ref, const om_digest *want,
     if (body->over) {
         if (fail(pl, true, "manifest_too_big", "manifest %s is larger than %zu bytes", ref,
                  pl->t->max_manifest)) {
-            om_pf_fail_arg(pl->res, "ref", "%s", ref);
+            arg_ref(pl, ref);
             om_pf_fail_arg(pl->res, "#limit", "%zu", pl->t->max_manifest);
         }
         err = OM_ERR_TOOBIG;
@@ -215,7 +223,7 @@ static int get_manifest(struct pull *pl, const char *ref, const om_digest *want,
     }
     if (rc != CURLE_OK) {
         if (fail(pl, false, "network", "manifests/%s: %s", ref, curl_easy_strerror(rc))) {
-            om_pf_fail_arg(pl->res, "ref", "%s", ref);
+            arg_ref(pl, ref);
             om_pf_fail_arg(pl->res, "#curl", "%d", (int)rc);
             om_pf_fail_arg(pl->res, "detail", "%s", curl_easy_strerror(rc));
         }
@@ -225,7 +233,7 @@ static int get_manifest(struct pull *pl, const char *ref, const om_digest *want,
         char why[OM_PF_ERR_MAX], oci[64];
         describe_status(status, body, why, sizeof(why), oci, sizeof(oci));
         if (fail(pl, status_permanent(status), "http_status", "manifests/%s: %s", ref, why)) {
-            om_pf_fail_arg(pl->res, "ref", "%s", ref);
+            arg_ref(pl, ref);
             om_pf_fail_arg(pl->res, "#status", "%ld", status);
             if (oci[0] != '\0')
                 om_pf_fail_arg(pl->res, "oci_code", "%s", oci);
@@ -245,7 +253,7 @@ static int get_manifest(struct pull *pl, const char *ref, const om_digest *want,
     om_digest hdr;
     if (want != NULL && strcmp(want->str, d->str) != 0) {
         if (fail(pl, false, "digest_mismatch", "manifest %s: the body hashes to %s", ref, d->str)) {
-            om_pf_fail_arg(pl->res, "ref", "%s", ref);
+            arg_ref(pl, ref);
             om_pf_fail_arg(pl->res, "got", "%s", d->str);
         }
         err = OM_ERR_DIGEST;
@@ -256,7 +264,7 @@ static int get_manifest(struct pull *pl, const char *ref, const om_digest *want,
         if (fail(pl, false, "digest_mismatch",
                  "manifest %s: Docker-Content-Digest %s but the body hashes to %s", ref, hdr.str,
                  d->str)) {
-            om_pf_fail_arg(pl->res, "ref", "%s", ref);
+            arg_ref(pl, ref);
             om_pf_fail_arg(pl->res, "header", "%s", hdr.str);
             om_pf_fail_arg(pl->res, "got", "%s", d->str);
         }
