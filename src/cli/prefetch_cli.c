@@ -294,13 +294,14 @@ static void on_note(void *ud, const char *code, const char *value, const char *m
 }
 
 /* The mirror queued a job of ours. */
-static void on_job(void *ud, const char *id, size_t count, const char *platforms)
+static void on_job(void *ud, const char *id, size_t count, const char *platforms, bool queued)
 {
     struct cli *c = ud;
     c->n_jobs++;
     printf("prefetch: %zu image%s for %s through %s, as its prefetch job %s (in its web UI "
-           "and events)\n",
-           count, count == 1 ? "" : "s", platforms[0] ? platforms : "its platforms", c->where, id);
+           "and events)%s\n",
+           count, count == 1 ? "" : "s", platforms[0] ? platforms : "its platforms", c->where, id,
+           queued ? "; queued behind the mirror's other jobs" : "");
     fflush(stdout);
 }
 

@@ -7,9 +7,12 @@
  * and layer blob, bodies discarded), so the whole pull pipeline — routing,
  * single-flight downloads, digest checks, the index — is reused as it is.
  *
- * Implemented in prefetch.c (jobs, background thread, admin hooks),
- * prefetch_pull.c (pulling one image with libcurl) and prefetch_cli.c (the
- * command).  docs/prefetch.md is the user's side.
+ * Implemented in prefetch.c (the queue, the background thread, the admin
+ * hooks), prefetch_job.c (what a job records: counters, failures as codes,
+ * its progress log, JSON), prefetch_pull.c (pulling one image with
+ * libcurl), prefetch_run.c (a list with retries), prefetch_remote.c (a
+ * list as a job of a running mirror, through its admin API) and
+ * cli/prefetch_cli.c (the command).  docs/prefetch.md is the user's side.
  */
 #ifndef OM_PREFETCH_H
 #define OM_PREFETCH_H

@@ -139,9 +139,10 @@ struct om_pf_remote {
     const struct om_pf_target *t;
     const char *token;
     void *ud;
-    /* A job of count items was queued: its id and the platforms the
-     * mirror pulls ("linux/amd64, linux/arm64"). */
-    void (*job)(void *ud, const char *id, size_t count, const char *platforms);
+    /* A job of count items was queued: its id, the platforms the mirror
+     * pulls ("linux/amd64, linux/arm64"), and whether it waits behind
+     * other jobs (the mirror runs one at a time). */
+    void (*job)(void *ud, const char *id, size_t count, const char *platforms, bool queued);
 };
 
 /* Run the items as jobs of the mirror's own prefetcher (POST

@@ -160,6 +160,7 @@ struct follow {
     size_t count;                      /* images in this job */
     const struct om_pf_run_hooks *hooks;
     char id[OM_PREFETCH_ID_MAX + 1];
+    size_t cur;                        /* job image of the last image_start, SIZE_MAX: none */
 };
 
 static size_t jsize(const json_t *o, const char *k)
@@ -216,10 +217,15 @@ static void replay(struct follow *f, const json_t *rec)
     }
     if (i == SIZE_MAX)
         return;                        /* not an image of this job: ignore */
+    /* The records of an image follow its image_start; when that one was
+     * among the records the mirror no longer kept, say it here. */
+    unsigned try_no = (unsigned)jsize(rec, "try"), tries = (unsigned)jsize(rec, "tries");
+    if (strcmp(type, "image_start") != 0 && f->cur != k && hk->image_start != NULL)
+        hk->image_start(hk->ud, i, f->n, try_no ? try_no : 1, tries ? tries : 1);
+    f->cur = k;
     if (strcmp(type, "image_start") == 0) {
         if (hk->image_start != NULL)
-            hk->image_start(hk->ud, i, f->n, (unsigned)jsize(rec, "try"),
-                            (unsigned)jsize(rec, "tries"));
+            hk->image_start(hk->ud, i, f->n, try_no, tries);
     } else if (strcmp(type, "manifest") == 0) {
         if (hk->obs.manifest != NULL)
             hk->obs.manifest(hk->obs.ud, &d, jstr(rec, "media_type"), jsize(rec, "platforms"),
@@ -256,8 +262,7 @@ static void replay(struct follow *f, const json_t *rec)
         it->state = strcmp(st, "ok") == 0 ? OM_PF_OK : strcmp(st, "failed") == 0 ? OM_PF_FAILED
                                                                                : OM_PF_PENDING;
         if (hk->image_end != NULL)
-            hk->image_end(hk->ud, i, f->n, (unsigned)jsize(rec, "try"),
-                          (unsigned)jsize(rec, "tries"), it, (uint64_t)jsize(rec, "ms"));
+            hk->image_end(hk->ud, i, f->n, try_no, tries, it, (uint64_t)jsize(rec, "ms"));
     }
 }
 
@@ -360,7 +365,7 @@ static void follow_job(struct follow *f)
             json_array_foreach(json_object_get(job, "platforms"), k, p)
                 snprintf(plist + strlen(plist), sizeof(plist) - strlen(plist), "%s%s",
                          k ? ", " : "", json_string_value(p) ? json_string_value(p) : "?");
-            f->r->job(f->r->ud, f->id, f->count, plist);
+            f->r->job(f->r->ud, f->id, f->count, plist, strcmp(jstr(job, "state"), "queued") == 0);
             told = true;
         }
         size_t dropped = jsize(doc, "dropped"), k;
@@ -492,7 +497,7 @@ int om_pf_remote_run(const struct om_pf_remote *r, struct om_pf_item *items, siz
     for (size_t from = 0; from < m && !om_pf_stopped(r->t);) {
         size_t count = chunk_len(items, idx, from, m);
         struct follow f = {.r = r, .items = items, .n = n, .idx = idx + from, .count = count,
-                           .hooks = hooks};
+                           .hooks = hooks, .cur = SIZE_MAX};
         char cwhy[OM_PF_ERR_MAX];
         int e = submit(r, items, idx + from, count, platforms, np, tries, retry_ms, f.id,
                        sizeof(f.id), cwhy, sizeof(cwhy));

@@ -18,6 +18,7 @@ Run: cd tests/e2e && OCIMIRROR_BIN=... ../../scripts/netns-run python3 -u test_p
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -71,6 +72,7 @@ class PrefetchTest(WorldTestCase):
         proc = subprocess.Popen(run.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL, start_new_session=True, text=True)
         self.addCleanup(_kill_group, proc)
+        self.last_proc = proc
         err_chunks = []
         t = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)
         t.start()
@@ -310,6 +312,30 @@ class PrefetchTest(WorldTestCase):
         self.assertIn("belongs to a running ocimirror", run.err, run)
         self.assertIn("--mirror", run.err, run)
         self.assertEqual(m.get("/v2/").status, 200)
+
+    def test_ctrl_c_cancels_the_job_on_the_mirror(self):
+        m = self.mirror(extra={"admin": {"token": TOKEN}})
+        self.w.reg["quay"].stop()
+        self.addCleanup(self.w.ensure_upstreams_running)
+        sent = []
+
+        def on_line(line):
+            if line.startswith("retrying") and not sent:
+                os.kill(self.last_proc.pid, signal.SIGINT)
+                sent.append(line)
+        run = self.prefetch("-c", m.config_path, "--retries", "3", "--retry-interval", "1h",
+                            "quay.io/coreos/etcd:v3.5.0", on_line=on_line)
+        self.assertTrue(sent, run)
+        self.assertEqual(run.rc, 1, run)
+        self.assertIn("interrupted", run.err)
+        self.assertIn("prefetch failed: quay.io/coreos/etcd:v3.5.0 (", run.err, run)
+        jid = re.search(r"as its prefetch job (pf-\d+)", run.out).group(1)
+        job = m.get("/api/v1/prefetch/" + jid).json()["job"]
+        self.assertEqual(job["state"], "cancelled", job)
+        self.assertEqual((job["done"], job["failed"]), (0, 1), job)
+        evs = m.get("/api/v1/events?kind=prefetch").json()["events"]
+        self.assertTrue(any(e["code"] == "prefetch_job_cancelled" and e["values"]["job"] == jid
+                            for e in evs), evs)
 
     def test_a_job_can_be_cancelled_queued_or_while_it_waits_to_retry(self):
         m = self.mirror(extra={"admin": {"token": TOKEN}})

@@ -322,6 +322,8 @@ describe('the web UI against a real mirror', () => {
   });
 
   test('prefetch jobs show where they came from and their failures in words', async () => {
+    assert.ok(world.jobs.cli, 'ocimirror prefetch ran as the mirror\'s own job (see the launcher\'s messages)');
+    assert.equal(world.jobs.cancelled.length, 2, 'two jobs were cancelled');
     const { ctx, page } = await newPage(browser);
     await page.goto(base + '/#/');
     const cli = `table[data-t="prefetch"] tr[data-id="${world.jobs.cli}"]`;

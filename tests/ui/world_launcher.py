@@ -86,7 +86,7 @@ def admin(m, path, body=None, method=None):
 def wait_job(m, job_id, states=("done", "failed", "cancelled"), timeout=60):
     deadline = time.monotonic() + timeout
     while True:
-        job = admin(m, "/api/v1/prefetch/" + job_id)["job"]
+        job = next(j for j in admin(m, "/api/v1/prefetch")["jobs"] if j["id"] == job_id)
         if job["state"] in states:
             return job
         if time.monotonic() > deadline:
@@ -109,7 +109,8 @@ def try_pull(m, img, name):
 
 def make_events(w, m, proxy):
     """Events of every kind (see the module doc); returns what the tests
-    need to know about them."""
+    need to know about them.  What the mirror does not do (an older binary)
+    is logged, not fatal: the tests say what is missing."""
     corrupt = make_image("corrupt", "team/corrupt", "1", "quay", "docker", seed=501, n_layers=2)
     failing = make_image("failing", "team/failing", "1", "quay", "docker", seed=502, n_layers=1)
     evictme = make_image("evictme", "team/evictme", "1", "k8s", "docker", seed=503, n_layers=2)
@@ -145,24 +146,29 @@ def make_events(w, m, proxy):
                           "linux/amd64", "registry.k8s.io/pause:3.9"],
                          env=dict(os.environ, OCIMIRROR_ADMIN_TOKEN=ADMIN_TOKEN),
                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
-    if run.returncode != 0 or "as its prefetch job" not in run.stdout:
-        raise RuntimeError("ocimirror prefetch: %d\n%s\n%s" % (run.returncode, run.stdout, run.stderr))
-    cli_job = run.stdout.split("as its prefetch job ", 1)[1].split()[0]
+    cli_job = run.stdout.split("as its prefetch job ", 1)[1].split()[0] if "as its prefetch job " in run.stdout else None
+    if run.returncode != 0 or cli_job is None:
+        log("ocimirror prefetch did not run as the mirror's job (%d):\n%s\n%s" % (run.returncode, run.stdout, run.stderr))
     # Cancelled: one waiting for its next try (the failing blob), one queued.
-    waiting = admin(m, "/api/v1/prefetch", {"images": ["quay.io/team/failing:1"], "platforms": ["linux/amd64"],
-                                            "retries": 2, "retry_interval": "1h"})["id"]
-    queued = admin(m, "/api/v1/prefetch", {"images": ["registry.k8s.io/pause:3.9"]})["id"]
-    wait_job(m, waiting, states=("waiting", "failed"))
-    for jid in (queued, waiting):
-        admin(m, "/api/v1/prefetch/%s/cancel" % jid, {})
-        wait_job(m, jid, states=("cancelled",))
-    kinds = {e["code"] for e in admin(m, "/api/v1/events?limit=1000")["events"]}
+    cancelled = []
+    try:
+        waiting = admin(m, "/api/v1/prefetch", {"images": ["quay.io/team/failing:1"], "platforms": ["linux/amd64"],
+                                                "retries": 2, "retry_interval": "1h"})["id"]
+        queued = admin(m, "/api/v1/prefetch", {"images": ["registry.k8s.io/pause:3.9"]})["id"]
+        wait_job(m, waiting, states=("waiting", "failed"))
+        for jid in (queued, waiting):
+            admin(m, "/api/v1/prefetch/%s/cancel" % jid, {})
+            wait_job(m, jid, states=("cancelled",))
+            cancelled.append(jid)
+    except (RuntimeError, KeyError) as e:
+        log("cancelling prefetch jobs: %s" % e)
+    kinds = {e.get("code") for e in admin(m, "/api/v1/events?limit=1000")["events"]}
     want = {"blob_fetched", "blob_failed", "blob_digest_mismatch", "image_evicted", "gc_finished",
             "prefetch_image_done", "prefetch_image_failed", "prefetch_job_finished",
             "prefetch_job_cancelled"}
     if not want <= kinds:
-        raise RuntimeError("events missing: %s" % sorted(want - kinds))
-    return {"api": api_job, "cli": cli_job, "cancelled": [waiting, queued]}
+        log("events missing: %s" % sorted(want - kinds))
+    return {"api": api_job, "cli": cli_job, "cancelled": cancelled}
 
 
 def describe(img):
