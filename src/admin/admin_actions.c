@@ -5,6 +5,8 @@
  *   POST /api/v1/evict     om_gc_evict_image            on a job thread
  *   POST /api/v1/prefetch  om_prefetch_submit (prefetch.h), answers 202
  *   GET  /api/v1/prefetch  om_prefetch_jobs_json
+ *   GET  /api/v1/prefetch/<id>?since=N       om_prefetch_job_json
+ *   POST /api/v1/prefetch/<id>/cancel        om_prefetch_cancel
  * Access (the admin token) is checked by the dispatcher before these run.
  *
  * Design: a GC run walks the whole store and an eviction rewrites the
@@ -22,6 +24,7 @@
 #include <string.h>
 
 #include "cache/gc.h"
+#include "core/config.h"
 #include "core/log.h"
 #include "prefetch/prefetch.h"
 
@@ -217,12 +220,44 @@ static long string_array(const json_t *arr, const char **v, size_t max)
     return (long)json_array_size(arr);
 }
 
+/* The optional run settings of a prefetch POST: "kind" ("admin" | "cli"),
+ * "retries" (tries per image, 1..100), "retry_interval" (a duration as in
+ * the config, "30s", up to 7 days).  false when one is malformed. */
+static bool prefetch_opts(const json_t *doc, struct om_prefetch_opts *o)
+{
+    const json_t *kind = json_object_get(doc, "kind"), *tries = json_object_get(doc, "retries");
+    const json_t *ri = json_object_get(doc, "retry_interval");
+    uint64_t ms = 0;
+
+    *o = (struct om_prefetch_opts){.kind = "admin", .tries = 0, .retry_ms = -1};
+    if (kind != NULL) {
+        const char *k = json_string_value(kind);
+        if (k == NULL || (strcmp(k, "admin") != 0 && strcmp(k, "cli") != 0))
+            return false;
+        o->kind = strcmp(k, "cli") == 0 ? "cli" : "admin";
+    }
+    if (tries != NULL) {
+        if (!json_is_integer(tries) || json_integer_value(tries) < 1 ||
+            json_integer_value(tries) > 100)
+            return false;
+        o->tries = (unsigned)json_integer_value(tries);
+    }
+    if (ri != NULL) {
+        const char *v = json_string_value(ri);
+        if (v == NULL || om_parse_duration_ms(v, &ms) != OM_OK || ms > 7ull * 24 * 3600 * 1000)
+            return false;
+        o->retry_ms = (int64_t)ms;
+    }
+    return true;
+}
+
 enum MHD_Result om_admin_prefetch_post(struct om_req *req)
 {
     enum MHD_Result ret = MHD_NO;
     json_t *doc = body_object(req, &ret); /* freed below */
     const char *images[OM_MAX_PREFETCH_IMAGES], *plats[OM_MAX_PREFETCH_PLATFORMS];
     char id[OM_PREFETCH_ID_MAX + 1];
+    struct om_prefetch_opts opts;
     long ni, np;
     int err;
 
@@ -230,13 +265,16 @@ enum MHD_Result om_admin_prefetch_post(struct om_req *req)
         return ret;
     ni = string_array(json_object_get(doc, "images"), images, OM_MAX_PREFETCH_IMAGES);
     np = string_array(json_object_get(doc, "platforms"), plats, OM_MAX_PREFETCH_PLATFORMS);
-    if (ni <= 0 || np < 0) {
+    if (ni <= 0 || np < 0 || !prefetch_opts(doc, &opts)) {
         ret = om_admin_reply_error(req, MHD_HTTP_BAD_REQUEST, "UNSUPPORTED",
                                    "body: {\"images\": [1..256 references], "
-                                   "\"platforms\": [\"os/arch\", ...] (optional)}");
+                                   "\"platforms\": [\"os/arch\", ...], \"retries\": 1..100, "
+                                   "\"retry_interval\": \"30s\", \"kind\": \"admin\"|\"cli\"} "
+                                   "(all but images optional)");
         goto done;
     }
-    err = om_prefetch_submit(req->srv, images, (size_t)ni, plats, (size_t)np, id, sizeof(id));
+    err = om_prefetch_submit(req->srv, images, (size_t)ni, plats, (size_t)np, &opts, id,
+                             sizeof(id));
     switch (err) {
     case OM_OK:
         ret = om_admin_reply_json(req, MHD_HTTP_ACCEPTED,
@@ -258,6 +296,64 @@ enum MHD_Result om_admin_prefetch_post(struct om_req *req)
 done:
     json_decref(doc);
     return ret;
+}
+
+/* A job id from the path: "pf-12" (what om_prefetch_submit makes). */
+static bool job_id_ok(const char *s, size_t len)
+{
+    if (len == 0 || len > OM_PREFETCH_ID_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+            return false;
+    return true;
+}
+
+static enum MHD_Result job_answer(struct om_req *req, int err, json_t *doc)
+{
+    if (err == OM_OK)
+        return om_admin_reply_json(req, MHD_HTTP_OK, doc);
+    json_decref(doc);
+    if (err == OM_ERR_NOTFOUND)
+        return om_admin_reply_error(req, MHD_HTTP_NOT_FOUND, "NOT_FOUND",
+                                    "no such prefetch job (finished jobs are kept for a while)");
+    if (err == OM_ERR_DENIED)
+        return om_admin_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                                    "the prefetcher is not running");
+    return om_admin_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNKNOWN", "out of memory");
+}
+
+enum MHD_Result om_admin_prefetch_job(struct om_req *req, const char *rest)
+{
+    char id[OM_PREFETCH_ID_MAX + 1];
+    uint64_t since = 0;
+    json_t *doc = NULL;
+    size_t len = strlen(rest);
+
+    if (!job_id_ok(rest, len))
+        return om_admin_reply_error(req, MHD_HTTP_NOT_FOUND, "NOT_FOUND", "no such prefetch job");
+    if (om_admin_arg_uint(req, "since", 0, INT64_MAX, 0, &since) != OM_OK)
+        return om_admin_reply_error(req, MHD_HTTP_BAD_REQUEST, "PAGINATION_NUMBER_INVALID",
+                                    "since: the last record's seq (0 for all)");
+    memcpy(id, rest, len + 1);
+    int err = om_prefetch_job_json(req->srv, id, since, &doc);
+    return job_answer(req, err, doc);
+}
+
+enum MHD_Result om_admin_prefetch_cancel(struct om_req *req, const char *rest)
+{
+    char id[OM_PREFETCH_ID_MAX + 1];
+    const char *slash = strchr(rest, '/');
+    json_t *doc = NULL;
+    size_t len = slash != NULL ? (size_t)(slash - rest) : 0;
+
+    if (slash == NULL || strcmp(slash, "/cancel") != 0 || !job_id_ok(rest, len))
+        return om_admin_reply_error(req, MHD_HTTP_NOT_FOUND, "NOT_FOUND",
+                                    "POST /api/v1/prefetch/<id>/cancel");
+    memcpy(id, rest, len);
+    id[len] = '\0';
+    int err = om_prefetch_cancel(req->srv, id, &doc);
+    return job_answer(req, err, doc);
 }
 
 enum MHD_Result om_admin_prefetch_get(struct om_req *req)

@@ -1,5 +1,6 @@
 /* admin_int.h — what the files of the admin module share (api_admin.c,
- * admin_json.c, admin_repos.c, admin_metrics.c).  Not for other modules:
+ * admin_json.c, admin_repos.c, admin_events.c, admin_actions.c,
+ * admin_metrics.c).  Not for other modules:
  * they use admin.h.
  *
  * Every handler answers synchronously on the HTTP thread that called
@@ -76,6 +77,12 @@ enum MHD_Result om_admin_gc_status(struct om_req *req);   /* GET /api/v1/gc */
 enum MHD_Result om_admin_evict(struct om_req *req);       /* POST /api/v1/evict */
 enum MHD_Result om_admin_prefetch_post(struct om_req *req);
 enum MHD_Result om_admin_prefetch_get(struct om_req *req);
+/* rest: "<id>" (GET) or "<id>/cancel" (POST), after "/api/v1/prefetch/". */
+enum MHD_Result om_admin_prefetch_job(struct om_req *req, const char *rest);
+enum MHD_Result om_admin_prefetch_cancel(struct om_req *req, const char *rest);
+
+/* ---- admin_events.c ---- */
+enum MHD_Result om_admin_events(struct om_req *req);     /* GET /api/v1/events */
 
 /* ---- admin_metrics.c ---- */
 enum MHD_Result om_admin_metrics(struct om_req *req);

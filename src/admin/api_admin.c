@@ -37,7 +37,6 @@
 #include "core/log.h"
 
 #define FLIGHTS_MAX 1024           /* downloads listed by /api/v1/inflight */
-#define EVENTS_DEFAULT 100
 
 /* ---- lifecycle ------------------------------------------------------------ */
 
@@ -361,54 +360,17 @@ static enum MHD_Result handle_upstreams(struct om_req *req, const char *rest)
     return om_admin_reply_json(req, MHD_HTTP_OK, json_pack("{s:o}", "upstreams", arr));
 }
 
-/* ---- GET /api/v1/events ----------------------------------------------------------- */
+/* ---- GET /api/v1/events: admin_events.c ---------------------------------------- */
+
+static enum MHD_Result handle_events(struct om_req *req, const char *rest)
+{
+    (void)rest;
+    return om_admin_events(req);
+}
 
 static json_t *str_or_null(const char *s)
 {
     return s != NULL && s[0] != '\0' ? om_json_str(s) : json_null();
-}
-
-static enum MHD_Result handle_events(struct om_req *req, const char *rest)
-{
-    struct om_server *srv = req->srv;
-    struct om_event *ev = NULL;
-    uint64_t limit = EVENTS_DEFAULT;
-    char kind[16];
-    json_t *arr;
-    size_t n;
-    enum MHD_Result ret;
-    int err;
-    (void)rest;
-
-    if (om_admin_arg_uint(req, "limit", 1, OM_EVENTS_MAX, EVENTS_DEFAULT, &limit) != OM_OK)
-        return om_admin_reply_error(req, MHD_HTTP_BAD_REQUEST, "PAGINATION_NUMBER_INVALID",
-                                    "limit: 1..1000");
-    err = om_admin_arg(req, "kind", kind, sizeof(kind));
-    if (err == OM_ERR_NOTFOUND)
-        kind[0] = '\0';
-    else if (err != OM_OK)
-        return om_admin_reply_error(req, MHD_HTTP_BAD_REQUEST, "UNSUPPORTED", "bad kind");
-    ev = calloc(OM_EVENTS_MAX, sizeof(*ev)); /* freed below */
-    if (ev == NULL)
-        return om_admin_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNKNOWN", "out of memory");
-    /* Filter after copying: the kind filter must not shorten the window
-     * below `limit` matches when older matches exist. */
-    n = srv->events != NULL ? om_events_recent(srv->events, ev, OM_EVENTS_MAX) : 0;
-    arr = json_array();
-    for (size_t i = 0, shown = 0; arr != NULL && i < n && shown < limit; i++) {
-        const char *k = om_event_kind_str(ev[i].kind);
-        if (kind[0] != '\0' && strcmp(kind, k) != 0)
-            continue;
-        json_array_append_new(
-            arr, json_pack("{s:I, s:s, s:o, s:o, s:o, s:o}", "t_ms", (json_int_t)ev[i].t_ms, "kind",
-                           k, "repository", str_or_null(ev[i].repository), "digest",
-                           str_or_null(ev[i].digest), "message", str_or_null(ev[i].message),
-                           "bytes", om_json_u64(ev[i].bytes)));
-        shown++;
-    }
-    ret = om_admin_reply_json(req, MHD_HTTP_OK, json_pack("{s:o}", "events", arr));
-    free(ev);
-    return ret;
 }
 
 /* ---- GET /api/v1/inflight ---------------------------------------------------------- */
@@ -473,7 +435,7 @@ static enum MHD_Result handle_route(struct om_req *req, const char *rest)
     const struct om_config *cfg = srv->cfg;
     char name[OM_NAME_MAX + 2], ns[256], why[512], up[64], canon[OM_NAME_MAX + 1];
     struct om_route rt;
-    json_t *doc, *cands, *decided = NULL;
+    json_t *doc, *cands, *vals, *decided = NULL;
     int64_t now = om_now_ms();
     int err;
     (void)rest;
@@ -500,26 +462,42 @@ static enum MHD_Result handle_route(struct om_req *req, const char *rest)
         om_json_set(doc, "rewrite", json_pack("{s:o, s:o}", "match", om_json_str(rw->match),
                                               "target", om_json_str(rw->target)));
     }
+    /* why: a sentence for people reading the JSON; why_code and why_values
+     * the same as data, which the UI renders in the reader's language. */
+    vals = json_object();
+    if (ns[0] != '\0')
+        om_json_set(vals, "ns", om_json_str(ns));
     if (err != OM_OK) {
         /* Say why nothing serves this name; no upstream is contacted. */
-        if (err == OM_ERR_NOTFOUND && rt.why == OM_WHY_NS)
+        const char *reason;
+        if (err == OM_ERR_NOTFOUND && rt.why == OM_WHY_NS) {
+            reason = "unknown_ns";
             snprintf(why, sizeof(why), "ns=%s names no configured upstream or alias", ns);
-        else if (err == OM_ERR_NOTFOUND && rt.why == OM_WHY_PREFIX)
+        } else if (err == OM_ERR_NOTFOUND && rt.why == OM_WHY_PREFIX) {
+            reason = "unknown_registry";
             snprintf(why, sizeof(why), "the first component of the name looks like a registry "
                                        "host that is not configured");
-        else if (err == OM_ERR_NOTFOUND)
+            snprintf(canon, sizeof(canon), "%.*s", (int)strcspn(name, "/"), name);
+            om_json_set(vals, "registry", om_json_str(canon));
+        } else if (err == OM_ERR_NOTFOUND) {
+            reason = "empty_search_order";
             snprintf(why, sizeof(why), "the search order is empty");
-        else
+        } else {
+            reason = "invalid_result";
             snprintf(why, sizeof(why), "%s produced an invalid or over-long name",
                      om_route_why_str(rt.why));
+        }
+        om_json_set(vals, "reason", json_string(reason));
         om_json_set(doc, "kind", json_string("none"));
         om_json_set(doc, "why", om_json_str(why));
+        om_json_set(doc, "why_values", vals);
         om_json_set(doc, "candidates", cands);
         om_json_set(doc, "decided", json_null());
         return om_admin_reply_json(req, MHD_HTTP_OK, doc);
     }
 
     const char *first = cfg->upstreams[rt.c[0].upstream].name;
+    om_json_set(vals, "upstream", om_json_str(first));
     switch (rt.why) {
     case OM_WHY_NS:
         snprintf(why, sizeof(why), "ns=%s names upstream %s", ns, first);
@@ -531,12 +509,17 @@ static enum MHD_Result handle_route(struct om_req *req, const char *rest)
         snprintf(why, sizeof(why), "rewrite rule %s -> %s",
                  rt.rewrite_index >= 0 ? cfg->rewrites[rt.rewrite_index].match : "?",
                  rt.rewrite_index >= 0 ? cfg->rewrites[rt.rewrite_index].target : "?");
+        if (rt.rewrite_index >= 0) {
+            om_json_set(vals, "match", om_json_str(cfg->rewrites[rt.rewrite_index].match));
+            om_json_set(vals, "target", om_json_str(cfg->rewrites[rt.rewrite_index].target));
+        }
         break;
     default:
         snprintf(why, sizeof(why), "search order: the first upstream that has the name wins, "
                                    "and the choice is remembered");
         break;
     }
+    om_json_set(doc, "why_values", vals);
     bool cached = rt.kind == OM_ROUTE_SEARCH &&
                   om_index_route_get(srv->index, name, up, sizeof(up), canon, sizeof(canon)) == OM_OK;
     for (size_t i = 0; i < rt.n; i++) {
@@ -672,6 +655,8 @@ static const struct route ROUTES[] = {
     {"route", false, "GET", handle_route},
     {"prefetch", false, "GET", handle_prefetch_get},
     {"prefetch", false, "POST", handle_prefetch_post},
+    {"prefetch", true, "GET", om_admin_prefetch_job},
+    {"prefetch", true, "POST", om_admin_prefetch_cancel},
     {"gc", false, "GET", handle_gc_get},
     {"gc", false, "POST", handle_gc_post},
     {"evict", false, "POST", handle_evict},

@@ -415,15 +415,18 @@ static void *download_main(void *arg)
         pthread_mutex_lock(&t->mu);
         t->stats.completed++;
         pthread_mutex_unlock(&t->mu);
-        om_events_add(t->events, OM_EV_FETCH, f->canonical, f->digest.str, f->written,
-                      "blob fetched from upstream");
+        om_events_add_kv(t->events, OM_EV_FETCH, "blob_fetched", f->canonical, f->digest.str,
+                         f->written, "blob fetched from upstream", NULL);
     } else {
         if (err != OM_ERR_NOTFOUND) {
             om_log_kv(OM_LOG_ERROR, "blob download failed", "digest", f->digest.str, "repo",
                       f->canonical, "error", om_strerror(err), NULL);
-            om_events_add(t->events, OM_EV_ERROR, f->canonical, f->digest.str, f->written,
-                          err == OM_ERR_DIGEST ? "blob digest mismatch: not cached"
-                                               : "blob download failed");
+            om_events_add_kv(t->events, OM_EV_ERROR,
+                             err == OM_ERR_DIGEST ? "blob_digest_mismatch" : "blob_failed",
+                             f->canonical, f->digest.str, f->written,
+                             err == OM_ERR_DIGEST ? "blob digest mismatch: not cached"
+                                                  : "blob download failed",
+                             "error", om_err_code_name(err), NULL);
         }
         /* The disk reserved for it (om_ingest_reserve) goes back now, not
          * when the last reader closes its descriptor of the unlinked file. */

@@ -239,7 +239,10 @@ static void note_eviction(const struct om_gc_env *e, const struct om_gc_image *i
              name, why, idle_s, vd->objects, size);
     if (!e->dry_run) {
         if (e->events != NULL)
-            om_events_add(e->events, OM_EV_EVICT, im->repo, root->str, vd->bytes, msg);
+            om_events_add_kv(e->events, OM_EV_EVICT, "image_evicted", im->repo, root->str,
+                             vd->bytes, msg, "tag", im->tag,
+                             "why", strcmp(why, "evicted on request") == 0 ? "request" : "lru",
+                             "#idle_s", idle, "#objects", objs, NULL);
         om_log_kv(OM_LOG_INFO, "gc: image evicted", "image", name, "digest", root->str, "why",
                   why, "idle_s", idle, "objects", objs, "freed", size, NULL);
     }
@@ -456,7 +459,14 @@ static void summary(const struct om_gc_env *e, const struct om_gc_result *r, int
                  " objects and %" PRIu64 " stale ingest files; %s → %s of %s",
                  err != OM_OK ? " (failed)" : "", r->evicted_images, r->removed_blobs,
                  r->removed_ingest, used, after, max);
-        om_events_add(e->events, OM_EV_GC, NULL, NULL, r->freed_bytes, msg);
+        char ub[24], ua[24], mx[24];
+        snprintf(ub, sizeof(ub), "%" PRIu64, r->used_before);
+        snprintf(ua, sizeof(ua), "%" PRIu64, r->used_after);
+        snprintf(mx, sizeof(mx), "%" PRIu64, r->max_size);
+        om_events_add_kv(e->events, OM_EV_GC, err != OM_OK ? "gc_failed" : "gc_finished", NULL,
+                         NULL, r->freed_bytes, msg, "#images", ev, "#objects", rb, "#ingest",
+                         ing, "#used_before", ub, "#used_after", ua, "#max_size", mx,
+                         "error", err != OM_OK ? om_err_code_name(err) : NULL, NULL);
     }
     if (e->report != NULL) {
         fprintf(e->report,

@@ -3,17 +3,29 @@
  *
  *   ocimirror prefetch [-c FILE] [--platform OS/ARCH]... [--mirror URL]
  *                      [--ca-file FILE] [--storage DIR] [--retries N]
- *                      [--retry-interval DUR] [-v] IMAGE... | -f LIST
+ *                      [--retry-interval DUR] [--admin-token-file FILE]
+ *                      [-v] IMAGE... | -f LIST
  *
- * Which mirror it pulls through, in order:
- *   1. --mirror URL: a running mirror anywhere (only HTTP is needed).
+ * Which mirror does the work, in order:
+ *   1. --mirror URL: a running mirror anywhere.
  *   2. The mirror of this config, when one already answers at its listen
- *      address: two processes must never write one storage directory (the
- *      store removes "stale" ingest files at open, which would be the
- *      running server's downloads in progress).
- *   3. Otherwise the mirror is started in this process on an ephemeral
+ *      address: two processes never write one storage directory (the
+ *      store's owner lock refuses a second one).
+ *   3. Otherwise a mirror is started in this process on an ephemeral
  *      loopback port, on the config's storage, and stopped at the end.
  * No image, no -f: the config's prefetch.images.
+ *
+ * A running mirror (1, 2) is asked to run the list as its own job (POST
+ * /api/v1/prefetch with kind "cli", prefetch/prefetch_remote.c), and the
+ * command prints the job's progress as the server reports it: the server
+ * pulls in-process, knows which blobs it already held ("already cached"),
+ * and lists the run in its web UI and /api/v1/events like any job.  That
+ * takes the admin token when the mirror has one: --admin-token-file, the
+ * environment's OCIMIRROR_ADMIN_TOKEN, or admin.token(_file) of the config
+ * read.  When the mirror does not take jobs (no token, an older server),
+ * the command pulls through its /v2/ as a client and says so; a blob is
+ * then "pulled", since a registry's answer does not say whether it came
+ * from the cache.
  *
  * Output: one line per event on stdout (a manifest, each blob, each image's
  * result, retry waits, a summary), flushed line by line so it reads well
@@ -39,13 +51,15 @@
 #define LIST_FILE_MAX (1024 * 1024)
 #define CLI_IMAGES_MAX 10000
 #define PROBE_TIMEOUT_MS 2000L
+#define TOKEN_FILE_MAX 4096
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: ocimirror prefetch [-c FILE] [--platform OS/ARCH]... [--mirror URL]\n"
             "                          [--ca-file FILE] [--storage DIR] [--retries N]\n"
-            "                          [--retry-interval DUR] [-v] IMAGE... | -f LIST\n"
+            "                          [--retry-interval DUR] [--admin-token-file FILE]\n"
+            "                          [-v] IMAGE... | -f LIST\n"
             "\n"
             "Pulls each image through a mirror so that the mirror caches it: the manifest,\n"
             "the platform manifests of an index (default: the config's prefetch.platforms),\n"
@@ -54,11 +68,14 @@ static void usage(FILE *f)
             "LIST has one image per line ('#' comments; '-' reads stdin).  With no image,\n"
             "the config's prefetch.images.  --mirror: pull through that running mirror;\n"
             "otherwise through the one answering at the config's listen address, or one\n"
-            "started in this process on the config's storage.\n");
+            "started in this process on the config's storage.  A running mirror runs the\n"
+            "list as its own job (shown in its web UI and events) when it takes the admin\n"
+            "token: --admin-token-file, $OCIMIRROR_ADMIN_TOKEN or the config's\n"
+            "admin.token; otherwise the images are pulled through its /v2/.\n");
 }
 
 struct opts {
-    const char *config, *mirror, *ca_file, *storage, *list;
+    const char *config, *mirror, *ca_file, *storage, *list, *token_file;
     const char *platforms[OM_MAX_PREFETCH_PLATFORMS];
     size_t np;
     const char **images;          /* owned array; strings point into argv or list_buf */
@@ -149,6 +166,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             o->mirror = v;
         } else if (strcmp(a, "--ca-file") == 0) {
             o->ca_file = v;
+        } else if (strcmp(a, "--admin-token-file") == 0) {
+            o->token_file = v;
         } else if (strcmp(a, "--storage") == 0) {
             o->storage = v;
         } else if (strcmp(a, "-f") == 0 || strcmp(a, "--file") == 0) {
@@ -197,8 +216,11 @@ struct cli {
     size_t i, n;                  /* current image (0-based) of n */
     const char *image;            /* items[i].image */
     size_t blobs_seen;            /* blobs finished for the current image */
-    uint64_t bytes;               /* fetched in all */
+    uint64_t bytes;               /* fetched in all (pulled, when !knows) */
     size_t fetched, cached;       /* blobs in all */
+    bool knows;                   /* the mirror tells fetched from cached */
+    const char *where;            /* "the mirror at URL", for the job line */
+    size_t n_jobs;
 };
 
 static void short_digest(const om_digest *d, char *out, size_t outsz)
@@ -254,27 +276,47 @@ static void on_blob(void *ud, om_pf_blob_event ev, const om_digest *d, size_t id
             c->cached++;
         }
         printf("[%zu/%zu] %s: blob %zu/%zu %s: %s %s\n", c->i + 1, c->n, c->image,
-               c->blobs_seen, n, sd, b, ev == OM_PF_BLOB_FETCHED ? "fetched" : "already cached");
+               c->blobs_seen, n, sd, b,
+               !c->knows ? "pulled" : ev == OM_PF_BLOB_FETCHED ? "fetched" : "already cached");
     }
     fflush(stdout);
 }
 
-static void on_note(void *ud, const char *msg)
+static void on_note(void *ud, const char *code, const char *value, const char *msg)
 {
     struct cli *c = ud;
-    printf("[%zu/%zu] %s: %s\n", c->i + 1, c->n, c->image, msg);
+    (void)value;
+    if (strcmp(code, "records_dropped") == 0)
+        printf("%s\n", msg);
+    else
+        printf("[%zu/%zu] %s: %s\n", c->i + 1, c->n, c->image, msg);
+    fflush(stdout);
+}
+
+/* The mirror queued a job of ours. */
+static void on_job(void *ud, const char *id, size_t count, const char *platforms, bool queued)
+{
+    struct cli *c = ud;
+    c->n_jobs++;
+    printf("prefetch: %zu image%s for %s through %s, as its prefetch job %s (in its web UI "
+           "and events)%s\n",
+           count, count == 1 ? "" : "s", platforms[0] ? platforms : "its platforms", c->where, id,
+           queued ? "; queued behind the mirror's other jobs" : "");
     fflush(stdout);
 }
 
 static void on_image_end(void *ud, size_t i, size_t n, unsigned try_no, unsigned tries,
                          const struct om_pf_item *it, uint64_t ms)
 {
-    (void)ud;
+    struct cli *c = ud;
     char b[24];
     om_pf_human_bytes(it->res.bytes, b, sizeof(b));
-    if (it->state == OM_PF_OK)
+    if (it->state == OM_PF_OK && c->knows)
         printf("[%zu/%zu] %s: done in %.1fs: %zu blobs, %s fetched, %zu already cached\n",
                i + 1, n, it->image, (double)ms / 1000, it->res.blobs, b, it->res.blobs_cached);
+    else if (it->state == OM_PF_OK)
+        printf("[%zu/%zu] %s: done in %.1fs: %zu blobs, %s pulled\n", i + 1, n, it->image,
+               (double)ms / 1000, it->res.blobs, b);
     else
         printf("[%zu/%zu] %s: failed (try %u/%u%s): %s\n", i + 1, n, it->image, try_no, tries,
                it->state == OM_PF_FAILED ? (it->res.permanent && try_no < tries
@@ -362,6 +404,39 @@ static int mirror_url_base(const char *url, char *out, size_t outsz)
     return OM_OK;
 }
 
+/* The admin token for a running mirror: --admin-token-file, else
+ * $OCIMIRROR_ADMIN_TOKEN, else the config's admin.token(_file).  *out is
+ * NULL (none) or borrowed from cfg/env or points into buf.  2 when the
+ * file cannot be read (bad usage). */
+static int admin_token(const struct opts *o, const struct om_config *cfg, char *buf,
+                       size_t bufsz, const char **out)
+{
+    const char *env = getenv("OCIMIRROR_ADMIN_TOKEN");
+    *out = NULL;
+    if (o->token_file != NULL) {
+        FILE *f = fopen(o->token_file, "r");
+        size_t n = f != NULL ? fread(buf, 1, bufsz - 1, f) : 0;
+        if (f == NULL || ferror(f) || !feof(f)) {
+            fprintf(stderr, "ocimirror: prefetch: --admin-token-file %s: %s\n", o->token_file,
+                    f == NULL ? strerror(errno) : "unreadable or over 4 KiB");
+            if (f != NULL)
+                fclose(f);
+            return 2;
+        }
+        fclose(f);
+        buf[n] = '\0';
+        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
+                         buf[n - 1] == '\t'))
+            buf[--n] = '\0';
+        *out = buf;
+    } else if (env != NULL && env[0] != '\0') {
+        *out = env;
+    } else {
+        *out = cfg->admin_token;
+    }
+    return 0;
+}
+
 /* ---- the command ------------------------------------------------------- */
 
 int om_cmd_prefetch(int argc, char **argv)
@@ -373,12 +448,13 @@ int om_cmd_prefetch(int argc, char **argv)
     struct om_pf_item *items = NULL;
     struct sig_ctx sig = {0};
     pthread_t sig_tid;
-    bool sig_started = false, curl_ok = false;
+    bool sig_started = false, curl_ok = false, running = false;
     char *saved_cert = NULL, *saved_key = NULL, *saved_listen = NULL;
     size_t saved_n_images = 0;
     bool swapped = false;
     struct om_pf_target t = {0};
-    char where[OM_PF_BASE_MAX + 80];
+    char where[OM_PF_BASE_MAX + 80], token_buf[TOKEN_FILE_MAX + 1];
+    const char *token = NULL;
 
     if ((rc = parse_opts(argc, argv, &o)) != 0)
         goto done;
@@ -388,6 +464,9 @@ int om_cmd_prefetch(int argc, char **argv)
     om_log_setup(o.verbose ? cfg->log_level
                            : (cfg->log_level > OM_LOG_WARN ? cfg->log_level : OM_LOG_WARN),
                  cfg->log_format);
+    if ((rc = admin_token(&o, cfg, token_buf, sizeof(token_buf), &token)) != 0)
+        goto done;
+    rc = 1;
     if (o.n == 0) {
         for (size_t i = 0; i < cfg->n_prefetch_images; i++)
             if ((rc = add_image(&o, cfg->prefetch_images[i])) != 0)
@@ -435,6 +514,7 @@ int om_cmd_prefetch(int argc, char **argv)
         }
         t.ca_file = o.ca_file;
         snprintf(where, sizeof(where), "the mirror at %s", t.base);
+        running = true;
     } else if (om_parse_listen(cfg->listen, lhost, sizeof(lhost), &lport) == OM_OK &&
                om_pf_self_base(cfg->listen, lport, cfg->tls_cert != NULL, own, sizeof(own)) ==
                    OM_OK &&
@@ -443,6 +523,7 @@ int om_cmd_prefetch(int argc, char **argv)
         t.ca_file = cfg->tls_cert;
         t.no_verify_host = cfg->tls_cert != NULL;
         snprintf(where, sizeof(where), "the mirror already running at %s", t.base);
+        running = true;
     } else {
         /* In-process: plain HTTP on an ephemeral loopback port, no config
          * prefetch of its own.  The config is ours until the server starts;
@@ -457,7 +538,16 @@ int om_cmd_prefetch(int argc, char **argv)
         swapped = true;
         if (cfg->listen == NULL)
             goto done;
-        if (om_server_start(&srv, cfg) != OM_OK) {
+        int serr = om_server_start(&srv, cfg);
+        if (serr == OM_ERR_DENIED) {
+            /* The store's owner lock: a server runs on this storage, but
+             * not at the config's listen address. */
+            fprintf(stderr, "ocimirror: prefetch: storage %s belongs to a running ocimirror "
+                            "that does not answer at %s; prefetch through it with --mirror "
+                            "URL\n", cfg->storage_path, saved_listen);
+            goto done;
+        }
+        if (serr != OM_OK) {
             fprintf(stderr, "ocimirror: prefetch: cannot start the mirror on storage %s\n",
                     cfg->storage_path);
             goto done;
@@ -477,28 +567,56 @@ int om_cmd_prefetch(int argc, char **argv)
     for (size_t i = 0; i < np; i++)
         snprintf(plist + strlen(plist), sizeof(plist) - strlen(plist), "%s%s", i ? ", " : "",
                  platforms[i]);
-    printf("prefetch: %zu image%s for %s through %s\n", o.n, o.n == 1 ? "" : "s", plist, where);
-    fflush(stdout);
 
     if ((items = calloc(o.n, sizeof(*items))) == NULL)
         goto done;
     for (size_t i = 0; i < o.n; i++)
         items[i].image = o.images[i];
-    struct cli c = {0};
+    struct cli c = {.items = items, .knows = true, .where = where};
     struct om_pf_run_hooks hooks = {
         .ud = &c, .image_start = on_image_start, .image_end = on_image_end,
         .waiting = on_waiting,
         .obs = {.ud = &c, .manifest = on_manifest, .blob = on_blob, .note = on_note},
     };
-    c.items = items;
     int64_t t0 = om_now_us();
-    size_t failed = om_pf_run(&t, items, o.n, platforms, np, tries, retry_ms, &hooks);
+    size_t failed = 0;
+    bool pulled = true;
+    if (running) {
+        /* As a job of that mirror; only what was given on the command line
+         * overrides its own config. */
+        struct om_pf_remote r = {.t = &t, .token = token, .ud = &c, .job = on_job};
+        char why[OM_PF_ERR_MAX];
+        int rerr = om_pf_remote_run(&r, items, o.n, o.np ? o.platforms : NULL, o.np,
+                                    o.retries > 0 ? (unsigned)o.retries : 0,
+                                    o.retry_ms, &hooks, &failed, why, sizeof(why));
+        if (rerr == OM_OK) {
+            pulled = false;
+        } else {
+            printf("prefetch: %s does not run it as its own job (%s%s); pulling through its "
+                   "/v2/ instead, where it does not say which blobs it had cached\n",
+                   where, why,
+                   rerr == OM_ERR_AUTH ? "; give its admin token with --admin-token-file" : "");
+            c.knows = false;
+        }
+    }
+    if (pulled) {
+        printf("prefetch: %zu image%s for %s through %s\n", o.n, o.n == 1 ? "" : "s", plist,
+               where);
+        fflush(stdout);
+        failed = om_pf_run(&t, items, o.n, platforms, np, tries, retry_ms, &hooks);
+    }
     char b[24];
     om_pf_human_bytes(c.bytes, b, sizeof(b));
-    printf("prefetch: %zu of %zu image%s done, %zu failed; %zu blobs fetched (%s), %zu already "
-           "cached, in %.1fs\n",
-           o.n - failed, o.n, o.n == 1 ? "" : "s", failed, c.fetched, b, c.cached,
-           (double)(om_now_us() - t0) / 1e6);
+    if (c.knows)
+        printf("prefetch: %zu of %zu image%s done, %zu failed; %zu blobs fetched (%s), %zu "
+               "already cached, in %.1fs\n",
+               o.n - failed, o.n, o.n == 1 ? "" : "s", failed, c.fetched, b, c.cached,
+               (double)(om_now_us() - t0) / 1e6);
+    else
+        printf("prefetch: %zu of %zu image%s done, %zu failed; %zu blobs pulled (%s: fetched "
+               "or already cached, the mirror does not say), in %.1fs\n",
+               o.n - failed, o.n, o.n == 1 ? "" : "s", failed, c.fetched + c.cached, b,
+               (double)(om_now_us() - t0) / 1e6);
     fflush(stdout);
     for (size_t i = 0; i < o.n; i++)
         if (items[i].state != OM_PF_OK)

@@ -244,6 +244,7 @@ struct gen {
     struct registry *regs;
     size_t n_regs;
     json_t *files, *commands, *notes;  /* borrowed from the result object */
+    json_t *note_codes;                /* the notes as {"code","values"}, for the UI */
     int err;
 };
 
@@ -284,6 +285,19 @@ static void add_strf(struct gen *g, json_t *arr, const char *fmt, ...)
     add_str(g, arr, buf);
 }
 
+/* A note: its English text in "notes", and the same as a code (with the
+ * mirror's host when the text names it) in "note_codes", which the web UI
+ * renders in the reader's language. */
+static void add_note(struct gen *g, const char *code, bool with_host, const char *text)
+{
+    add_str(g, g->notes, text);
+    json_t *n = json_pack("{s:s, s:{}}", "code", code, "values");
+    if (n != NULL && with_host)
+        json_object_set_new(json_object_get(n, "values"), "host", json_string(g->m.host));
+    if (g->err == OM_OK && (n == NULL || json_array_append_new(g->note_codes, n) != 0))
+        g->err = OM_ERR_NOMEM;
+}
+
 static void hosts_toml(struct gen *g, const char *registry, const char *server)
 {
     struct sb b = {0};
@@ -305,12 +319,14 @@ static void gen_containerd(struct gen *g)
 {
     for (size_t i = 0; i < g->n_regs; i++)
         hosts_toml(g, g->regs[i].name, g->regs[i].up->url);
-    add_str(g, g->notes, "containerd reads these files when its registry config_path is set: "
+    add_note(g, "containerd_config_path", false,
+             "containerd reads these files when its registry config_path is set: "
                          "in /etc/containerd/config.toml (version 2), under "
                          "[plugins.\"io.containerd.grpc.v1.cri\".registry], set "
                          "config_path = \"/etc/containerd/certs.d\".");
     if (!g->m.http)
-        add_str(g, g->notes, "If the mirror's certificate is from a private CA, add "
+        add_note(g, "containerd_private_ca", false,
+                 "If the mirror's certificate is from a private CA, add "
                              "ca = \"/path/to/ca.crt\" under each [host.\"...\"] table.");
     add_str(g, g->commands, "systemctl restart containerd");
     add_str(g, g->commands,
@@ -355,7 +371,8 @@ static void gen_registries_conf(struct gen *g, const char *client)
 static void gen_crio(struct gen *g)
 {
     gen_registries_conf(g, "CRI-O");
-    add_str(g, g->notes, "CRI-O reads /etc/containers/registries.conf.d/*.conf after "
+    add_note(g, "crio_dropin", false,
+             "CRI-O reads /etc/containers/registries.conf.d/*.conf after "
                          "registries.conf; a [[registry]] with the same prefix in "
                          "registries.conf is replaced by this one.");
     add_str(g, g->commands, "systemctl reload crio");
@@ -365,9 +382,11 @@ static void gen_crio(struct gen *g)
 static void gen_podman(struct gen *g)
 {
     gen_registries_conf(g, "podman");
-    add_str(g, g->notes, "For rootless podman, put the file in "
+    add_note(g, "podman_rootless", false,
+             "For rootless podman, put the file in "
                          "~/.config/containers/registries.conf.d/ instead.");
-    add_str(g, g->notes, "Use fully qualified names (docker.io/library/alpine): the mirror is "
+    add_note(g, "podman_qualified", false,
+             "Use fully qualified names (docker.io/library/alpine): the mirror is "
                          "chosen by the registry prefix.");
     add_str(g, g->commands, "podman pull docker.io/library/alpine:latest");
 }
@@ -387,12 +406,15 @@ static void gen_docker(struct gen *g)
     free(b.p);
     free(text);
     json_decref(doc);
-    add_str(g, g->notes, "Merge these keys into an existing /etc/docker/daemon.json instead of "
+    add_note(g, "docker_merge", false,
+             "Merge these keys into an existing /etc/docker/daemon.json instead of "
                          "replacing it.");
-    add_strf(g, g->notes, "Docker sends only Docker Hub images to registry-mirrors.  Pull "
-                          "images of other registries by the mirror's name, e.g. docker pull "
-                          "%s/quay.io/coreos/etcd:v3.5.0 (or use Docker's containerd image "
-                          "store with the containerd files).", g->m.host);
+    char note[1024];
+    snprintf(note, sizeof(note), "Docker sends only Docker Hub images to registry-mirrors.  Pull "
+                                 "images of other registries by the mirror's name, e.g. docker "
+                                 "pull %s/quay.io/coreos/etcd:v3.5.0 (or use Docker's containerd "
+                                 "image store with the containerd files).", g->m.host);
+    add_note(g, "docker_hub_only", true, note);
     add_str(g, g->commands, "systemctl restart docker");
     add_str(g, g->commands, "docker pull alpine:latest");
 }
@@ -412,7 +434,7 @@ static void gen_k3s(struct gen *g)
     }
     add_file(g, "/etc/rancher/k3s/registries.yaml", &b);
     free(b.p);
-    add_str(g, g->notes, "Copy the file to every node (server and agents).");
+    add_note(g, "k3s_every_node", false, "Copy the file to every node (server and agents).");
     add_str(g, g->commands, "systemctl restart k3s        # on agents: systemctl restart k3s-agent");
 }
 
@@ -445,13 +467,16 @@ static void gen_kubeadm(struct gen *g)
         snprintf(path, sizeof(path), "/etc/containerd/certs.d/%s/hosts.toml", g->m.host);
         add_file(g, path, &h);
         free(h.p);
-        add_str(g, g->notes, "The mirror speaks plain HTTP: the containerd hosts.toml above "
+        add_note(g, "kubeadm_plain_http", false,
+                 "The mirror speaks plain HTTP: the containerd hosts.toml above "
                              "lets the kubelet pull from it (containerd's config_path must be "
                              "/etc/containerd/certs.d).");
     }
-    add_strf(g, g->notes, "Set the sandbox (pause) image to the same repository: containerd "
-                          "sandbox_image = \"%s/pause:3.9\" (or use the containerd files for "
-                          "registry.k8s.io).", g->m.host);
+    char text[1024];
+    snprintf(text, sizeof(text), "Set the sandbox (pause) image to the same repository: "
+                                 "containerd sandbox_image = \"%s/pause:3.9\" (or use the "
+                                 "containerd files for registry.k8s.io).", g->m.host);
+    add_note(g, "kubeadm_sandbox", true, text);
     add_strf(g, g->commands, "kubeadm config images pull --image-repository %s", g->m.host);
     add_str(g, g->commands, "kubeadm init --config kubeadm-config.yaml");
 }
@@ -476,13 +501,14 @@ int om_clientcfg_render(const char *kind, const char *mirror_url, const struct o
         goto done;
     g.err = OM_ERR_NOMEM;
     g.regs = calloc(MAX_REGISTRIES, sizeof(*g.regs));
-    res = json_pack("{s:s, s:s, s:[], s:[], s:[]}", "for", kind, "mirror", g.m.url, "files",
-                    "commands", "notes");
+    res = json_pack("{s:s, s:s, s:[], s:[], s:[], s:[]}", "for", kind, "mirror", g.m.url, "files",
+                    "commands", "notes", "note_codes");
     if (g.regs == NULL || res == NULL)
         goto done;
     g.files = json_object_get(res, "files");
     g.commands = json_object_get(res, "commands");
     g.notes = json_object_get(res, "notes");
+    g.note_codes = json_object_get(res, "note_codes");
     g.n_regs = registries(cfg, g.regs);
     g.err = OM_OK;
     gens[k].fn(&g);

@@ -6,9 +6,15 @@
  *   - "config": the config's prefetch.images, at start-up and then every
  *     prefetch.interval (interval 0: at start-up only).  A config job is
  *     not queued again while one is queued or running.
- *   - "admin": om_prefetch_submit() (POST /api/v1/prefetch).
+ *   - "admin" and "cli": om_prefetch_submit() (POST /api/v1/prefetch), from
+ *     the web UI or a script, or from `ocimirror prefetch` run beside this
+ *     server, which follows its job (om_prefetch_job_json) and prints its
+ *     progress: the run is one of ours, in the UI's prefetch panel and the
+ *     events like any other, and "already cached" is known in-process
+ *     (t->store), not guessed by a client.
  * A job runs its images with prefetch.retries tries, prefetch.retry_interval
- * apart (prefetch_run.c).  One thread is enough: the work is I/O bound and
+ * apart (or what the submitter asked, prefetch_run.c), and can be
+ * cancelled (om_prefetch_cancel).  What a job records is prefetch_job.c.  One thread is enough: the work is I/O bound and
  * each pull already moves up to 3 blobs at once; running jobs one at a time
  * keeps a large prefetch from crowding out the clients' own downloads.
  *
@@ -32,34 +38,9 @@
 
 #include "core/log.h"
 #include "prefetch/prefetch_int.h"
+#include "prefetch/prefetch_job.h"
 
-#define JOB_ERRORS_MAX 64   /* error strings kept per job (later ones counted only) */
-
-typedef enum { JOB_QUEUED, JOB_RUNNING, JOB_WAITING, JOB_DONE, JOB_FAILED } job_state;
-
-static const char *const state_names[] = {"queued", "running", "waiting", "done", "failed"};
-
-struct pf_job {
-    struct pf_job *next;            /* newest first */
-    char id[OM_PREFETCH_ID_MAX + 1];
-    const char *kind;               /* "config" | "admin" (static strings) */
-    char **images;                  /* owned, n entries, each owned */
-    size_t n;
-    char **platforms;               /* owned, np entries, each owned */
-    size_t np;
-    job_state state;
-    size_t done, failed;
-    char *errors[JOB_ERRORS_MAX];   /* owned "IMAGE: message" strings */
-    size_t n_errors;
-    unsigned try_no, tries;
-    uint64_t bytes;                 /* blob bytes fetched */
-    size_t blobs;                   /* blobs handled (fetched or already cached) */
-    bool has_current;
-    char cur_image[OM_PREFETCH_IMAGE_MAX + 1];
-    size_t cur_blobs_done, cur_blobs_total;
-    uint64_t cur_bytes;
-    int64_t created_ms, started_ms, finished_ms, next_try_ms;
-};
+#define LOGS_KEEP_DONE 4    /* finished jobs whose progress log is kept */
 
 struct om_prefetcher {
     struct om_server *srv;          /* borrowed: outlives us */
@@ -68,7 +49,7 @@ struct om_prefetcher {
     pthread_mutex_t mu;
     pthread_cond_t cv;              /* new job, or stop */
     atomic_bool stop;
-    struct pf_job *jobs;            /* owned list, newest first */
+    struct om_pf_job *jobs;         /* owned list, newest first */
     uint64_t seq;                   /* last job number */
     int64_t next_sync_ms;           /* when the next config job is due; 0 = never */
     struct om_pf_target target;
@@ -76,142 +57,153 @@ struct om_prefetcher {
 
 /* ---- jobs ----------------------------------------------------------- */
 
-static void free_strv(char **v, size_t n)
+/* A new queued job (not linked).  Caller holds mu (for seq).  NULL on
+ * allocation failure. */
+static struct om_pf_job *job_new(struct om_prefetcher *p, const char *kind,
+                                 const char *const *images, size_t n,
+                                 const char *const *platforms, size_t np, unsigned tries,
+                                 uint64_t retry_ms)
 {
-    for (size_t i = 0; v != NULL && i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
-static void job_free(struct pf_job *j)
-{
-    if (j == NULL)
-        return;
-    free_strv(j->images, j->n);
-    free_strv(j->platforms, j->np);
-    for (size_t i = 0; i < j->n_errors; i++)
-        free(j->errors[i]);
-    free(j);
-}
-
-/* Copies of n strings; NULL on allocation failure. */
-static char **dup_strv(const char *const *v, size_t n)
-{
-    char **out = calloc(n ? n : 1, sizeof(*out));
-    for (size_t i = 0; out != NULL && i < n; i++) {
-        if ((out[i] = strdup(v[i])) == NULL) {
-            free_strv(out, i);
-            out = NULL;
-        }
-    }
-    return out;
-}
-
-/* A new queued job (not linked); the strings are copied.  Caller holds mu
- * (for seq).  NULL on allocation failure. */
-static struct pf_job *job_new(struct om_prefetcher *p, const char *kind,
-                              const char *const *images, size_t n,
-                              const char *const *platforms, size_t np)
-{
-    struct pf_job *j = calloc(1, sizeof(*j));
-    if (j == NULL)
-        return NULL;
-    j->kind = kind;
-    j->images = dup_strv(images, n);
-    j->n = n;
-    j->platforms = dup_strv(platforms, np);
-    j->np = np;
-    if (j->images == NULL || j->platforms == NULL) {
-        job_free(j);
-        return NULL;
-    }
-    snprintf(j->id, sizeof(j->id), "pf-%llu", (unsigned long long)++p->seq);
-    j->state = JOB_QUEUED;
-    j->tries = p->srv->cfg->prefetch_retries;
-    j->created_ms = om_now_ms();
+    char id[OM_PREFETCH_ID_MAX + 1];
+    snprintf(id, sizeof(id), "pf-%llu", (unsigned long long)(p->seq + 1));
+    struct om_pf_job *j = om_pf_job_new(id, kind, images, n, platforms, np, tries, retry_ms);
+    if (j != NULL)
+        p->seq++;
     return j;
 }
 
 /* Keep every unfinished job and the newest OM_PREFETCH_KEEP_DONE finished
- * ones.  Caller holds mu. */
+ * ones; the progress logs of only the newest LOGS_KEEP_DONE.  Caller holds
+ * mu. */
 static void trim_finished(struct om_prefetcher *p)
 {
     size_t kept = 0;
-    for (struct pf_job **pp = &p->jobs; *pp != NULL;) {
-        struct pf_job *j = *pp;
-        bool finished = j->state == JOB_DONE || j->state == JOB_FAILED;
+    for (struct om_pf_job **pp = &p->jobs; *pp != NULL;) {
+        struct om_pf_job *j = *pp;
+        bool finished = om_pf_job_finished(j);
         if (finished && ++kept > OM_PREFETCH_KEEP_DONE) {
             *pp = j->next;
-            job_free(j);
-        } else {
-            pp = &j->next;
+            om_pf_job_free(j);
+            continue;
         }
+        if (finished && kept > LOGS_KEEP_DONE)
+            om_pf_job_log_drop(j);
+        pp = &j->next;
     }
 }
 
 /* The oldest queued job, or NULL.  Caller holds mu. */
-static struct pf_job *oldest_queued(struct om_prefetcher *p, bool *config_pending)
+static struct om_pf_job *oldest_queued(struct om_prefetcher *p, bool *config_pending)
 {
-    struct pf_job *found = NULL;
+    struct om_pf_job *found = NULL;
     *config_pending = false;
-    for (struct pf_job *j = p->jobs; j != NULL; j = j->next) {
-        bool unfinished = j->state == JOB_QUEUED || j->state == JOB_RUNNING ||
-                          j->state == JOB_WAITING;
-        if (unfinished && strcmp(j->kind, "config") == 0)
+    for (struct om_pf_job *j = p->jobs; j != NULL; j = j->next) {
+        if (!om_pf_job_finished(j) && strcmp(j->kind, "config") == 0)
             *config_pending = true;
-        if (j->state == JOB_QUEUED)
+        if (j->state == OM_PF_JOB_QUEUED)
             found = j;   /* the list is newest first: the last one seen is the oldest */
     }
     return found;
+}
+
+static struct om_pf_job *find_job(struct om_prefetcher *p, const char *id)
+{
+    for (struct om_pf_job *j = p->jobs; j != NULL; j = j->next)
+        if (strcmp(j->id, id) == 0)
+            return j;
+    return NULL;
 }
 
 /* ---- running a job: hooks that record progress --------------------- */
 
 struct run_ctx {
     struct om_prefetcher *p;
-    struct pf_job *j;
+    struct om_pf_job *j;
+    size_t image;                   /* the image being pulled */
+    bool *ended;                    /* j->n: its final result was counted */
 };
 
 static void on_image_start(void *ud, size_t i, size_t n, unsigned try_no, unsigned tries)
 {
-    (void)n, (void)tries;
+    (void)n;
     struct run_ctx *c = ud;
+    struct om_pf_rec r = {.type = OM_PF_REC_IMAGE_START, .image = i, .a = try_no, .b = tries};
+    c->image = i;
     pthread_mutex_lock(&c->p->mu);
-    c->j->state = JOB_RUNNING;
+    c->j->state = OM_PF_JOB_RUNNING;
     c->j->try_no = try_no;
     c->j->next_try_ms = 0;
     c->j->has_current = true;
-    snprintf(c->j->cur_image, sizeof(c->j->cur_image), "%s", c->j->images[i]);
-    c->j->cur_blobs_done = c->j->cur_blobs_total = 0;
+    c->j->cur_image = i;
+    c->j->cur_blobs_done = c->j->cur_blobs_total = c->j->cur_blobs_cached = 0;
     c->j->cur_bytes = 0;
+    om_pf_job_log(c->j, &r);
     pthread_mutex_unlock(&c->p->mu);
 }
 
 static void on_manifest(void *ud, const om_digest *d, const char *media_type, size_t np,
                         size_t n_blobs)
 {
-    (void)d, (void)media_type, (void)np;
     struct run_ctx *c = ud;
+    struct om_pf_rec r = {.type = OM_PF_REC_MANIFEST, .image = c->image, .c = np, .d = n_blobs};
+    snprintf(r.digest, sizeof(r.digest), "%s", d->str);
+    snprintf(r.text, sizeof(r.text), "%s", media_type);
     pthread_mutex_lock(&c->p->mu);
     c->j->cur_blobs_total = n_blobs;
+    om_pf_job_log(c->j, &r);
     pthread_mutex_unlock(&c->p->mu);
 }
 
 static void on_blob(void *ud, om_pf_blob_event ev, const om_digest *d, size_t idx, size_t n,
                     uint64_t bytes, int64_t total)
 {
-    (void)d, (void)idx, (void)n, (void)total;
     struct run_ctx *c = ud;
-    if (ev == OM_PF_BLOB_PROGRESS)
-        return;
+    struct om_pf_rec r = {.type = OM_PF_REC_BLOB, .image = c->image, .a = (unsigned)idx,
+                          .b = (unsigned)n, .ev = (int)ev, .bytes = bytes, .total = total};
+    snprintf(r.digest, sizeof(r.digest), "%s", d->str);
     pthread_mutex_lock(&c->p->mu);
-    c->j->cur_blobs_done++;
-    c->j->blobs++;
+    if (ev != OM_PF_BLOB_PROGRESS) {
+        c->j->cur_blobs_done++;
+        c->j->blobs++;
+    }
     if (ev == OM_PF_BLOB_FETCHED) {
         c->j->cur_bytes += bytes;
         c->j->bytes += bytes;
+    } else if (ev == OM_PF_BLOB_CACHED) {
+        c->j->cur_blobs_cached++;
+        c->j->blobs_cached++;
     }
+    om_pf_job_log(c->j, &r);
     pthread_mutex_unlock(&c->p->mu);
+}
+
+static void on_note(void *ud, const char *code, const char *value, const char *msg)
+{
+    (void)msg;
+    struct run_ctx *c = ud;
+    struct om_pf_rec r = {.type = OM_PF_REC_NOTE, .image = c->image};
+    snprintf(r.text, sizeof(r.text), "%s", code);
+    snprintf(r.value, sizeof(r.value), "%s", value ? value : "");
+    pthread_mutex_lock(&c->p->mu);
+    om_pf_job_log(c->j, &r);
+    pthread_mutex_unlock(&c->p->mu);
+}
+
+/* Event values of a failed pull: the job, ("error", its code) and the
+ * failure's own values, into kv (pairs, NULL-terminated; borrowed). */
+static void failure_kv(const char *job, const struct om_pf_result *res, const char **kv,
+                       size_t max)
+{
+    size_t k = 0;
+    kv[k++] = "job";
+    kv[k++] = job;
+    kv[k++] = "error";
+    kv[k++] = res->code[0] ? res->code : "internal";
+    for (size_t i = 0; i < res->n_args && k + 2 < max; i++) {
+        kv[k++] = res->args[i].key;
+        kv[k++] = res->args[i].value;
+    }
+    kv[k] = NULL;
 }
 
 static void on_image_end(void *ud, size_t i, size_t n, unsigned try_no, unsigned tries,
@@ -221,56 +213,73 @@ static void on_image_end(void *ud, size_t i, size_t n, unsigned try_no, unsigned
     struct run_ctx *c = ud;
     struct om_server *srv = c->p->srv;
     const char *image = c->j->images[i];
-    char msg[OM_PF_ERR_MAX + 64], ms_s[24], try_s[24], bytes_s[24];
+    char ms_s[24], try_s[24], bytes_s[24], blobs_s[24], cached_s[24];
+    struct om_pf_rec r = {.type = OM_PF_REC_IMAGE_END, .image = i, .a = try_no, .b = tries,
+                          .c = it->res.blobs, .d = it->res.blobs_cached, .ev = (int)it->state,
+                          .bytes = it->res.bytes, .total = (int64_t)ms,
+                          .permanent = it->res.permanent};
+    if (it->res.have_digest)
+        snprintf(r.digest, sizeof(r.digest), "%s", it->res.digest.str);
+    if (it->state != OM_PF_OK)
+        r.err = om_pf_err_from(&it->res);     /* consumed by the log */
     snprintf(ms_s, sizeof(ms_s), "%llu", (unsigned long long)ms);
     snprintf(try_s, sizeof(try_s), "%u/%u", try_no, tries);
     snprintf(bytes_s, sizeof(bytes_s), "%llu", (unsigned long long)it->res.bytes);
+    snprintf(blobs_s, sizeof(blobs_s), "%zu", it->res.blobs);
+    snprintf(cached_s, sizeof(cached_s), "%zu", it->res.blobs_cached);
     pthread_mutex_lock(&c->p->mu);
     c->j->has_current = false;
     if (it->state == OM_PF_OK) {
         c->j->done++;
     } else if (it->state == OM_PF_FAILED) {
         c->j->failed++;
-        if (c->j->n_errors < JOB_ERRORS_MAX) {
-            snprintf(msg, sizeof(msg), "%s: %s", image, it->res.error);
-            c->j->errors[c->j->n_errors] = strdup(msg);
-            if (c->j->errors[c->j->n_errors] != NULL)
-                c->j->n_errors++;
-        }
+        om_pf_job_add_failure(c->j, i, om_pf_err_from(&it->res));
     }
+    if (it->state != OM_PF_PENDING && c->ended != NULL)
+        c->ended[i] = true;
+    om_pf_job_log(c->j, &r);
     pthread_mutex_unlock(&c->p->mu);
 
     if (it->state == OM_PF_OK) {
+        char msg[OM_PF_ERR_MAX + 64];
         om_log_kv(OM_LOG_INFO, "prefetch: image done", "job", c->j->id, "image", image,
                   "digest", it->res.have_digest ? it->res.digest.str : "", "bytes", bytes_s,
-                  "try", try_s, "ms", ms_s, NULL);
+                  "blobs", blobs_s, "cached", cached_s, "try", try_s, "ms", ms_s, NULL);
         snprintf(msg, sizeof(msg), "prefetched (job %s): %zu blobs, %zu already cached",
                  c->j->id, it->res.blobs, it->res.blobs_cached);
-        om_events_add(srv->events, OM_EV_PREFETCH, image,
-                      it->res.have_digest ? it->res.digest.str : NULL, it->res.bytes, msg);
+        om_events_add_kv(srv->events, OM_EV_PREFETCH, "prefetch_image_done", image,
+                         it->res.have_digest ? it->res.digest.str : NULL, it->res.bytes, msg,
+                         "job", c->j->id, "#blobs", blobs_s, "#cached", cached_s, NULL);
     } else {
         bool final = it->state == OM_PF_FAILED;
         om_log_kv(final ? OM_LOG_WARN : OM_LOG_INFO,
                   final ? "prefetch: image failed" : "prefetch: image failed, will retry",
-                  "job", c->j->id, "image", image, "error", it->res.error, "try", try_s, NULL);
+                  "job", c->j->id, "image", image, "error", it->res.error, "code", it->res.code,
+                  "try", try_s, NULL);
         if (final) {
+            char msg[OM_PF_ERR_MAX + 64];
+            const char *kv[4 + 2 * OM_PF_ARGS_MAX + 1];
             snprintf(msg, sizeof(msg), "prefetch failed (job %s): %s", c->j->id,
                      it->res.error);
-            om_events_add(srv->events, OM_EV_PREFETCH, image, NULL, it->res.bytes, msg);
+            failure_kv(c->j->id, &it->res, kv, OM_ARRAY_LEN(kv));
+            om_events_add_kvv(srv->events, OM_EV_PREFETCH, "prefetch_image_failed", image, NULL,
+                              it->res.bytes, msg, kv);
         }
     }
 }
-
 static void on_waiting(void *ud, unsigned try_no, unsigned tries, size_t pending, uint64_t ms)
 {
     struct run_ctx *c = ud;
     char ms_s[24], try_s[24], n_s[24];
+    struct om_pf_rec r = {.type = OM_PF_REC_WAITING, .a = try_no, .b = tries, .c = pending,
+                          .bytes = ms};
     snprintf(ms_s, sizeof(ms_s), "%llu", (unsigned long long)ms);
     snprintf(try_s, sizeof(try_s), "%u/%u", try_no, tries);
     snprintf(n_s, sizeof(n_s), "%zu", pending);
     pthread_mutex_lock(&c->p->mu);
-    c->j->state = JOB_WAITING;
+    c->j->state = OM_PF_JOB_WAITING;
     c->j->next_try_ms = om_now_ms() + (int64_t)ms;
+    om_pf_job_log(c->j, &r);
     pthread_mutex_unlock(&c->p->mu);
     om_log_kv(OM_LOG_INFO, "prefetch: retrying failed images", "job", c->j->id, "images", n_s,
               "next_try", try_s, "in_ms", ms_s, NULL);
@@ -278,49 +287,72 @@ static void on_waiting(void *ud, unsigned try_no, unsigned tries, size_t pending
 
 /* Run one job on the worker thread.  The job's image and platform lists
  * are not changed by anyone while it runs, so they are read without mu. */
-static void run_job(struct om_prefetcher *p, struct pf_job *j)
+static void run_job(struct om_prefetcher *p, struct om_pf_job *j)
 {
-    const struct om_config *cfg = p->srv->cfg;
     struct om_pf_item *items = calloc(j->n, sizeof(*items));
-    struct run_ctx ctx = {p, j};
+    bool *ended = calloc(j->n, sizeof(*ended));
+    struct run_ctx ctx = {p, j, 0, ended};
     struct om_pf_run_hooks hooks = {
         .ud = &ctx, .image_start = on_image_start, .image_end = on_image_end,
         .waiting = on_waiting,
-        .obs = {.ud = &ctx, .manifest = on_manifest, .blob = on_blob},
+        .obs = {.ud = &ctx, .manifest = on_manifest, .blob = on_blob, .note = on_note},
     };
+    /* The server's stop flags, and this job's own. */
+    struct om_pf_target t = p->target;
+    t.stop[3] = &j->cancel;
     char n_s[24];
     snprintf(n_s, sizeof(n_s), "%zu", j->n);
     om_log_kv(OM_LOG_INFO, "prefetch: job started", "job", j->id, "kind", j->kind, "images",
               n_s, NULL);
     size_t failed = j->n;
-    if (items != NULL) {
+    if (items != NULL && ended != NULL) {
         for (size_t i = 0; i < j->n; i++)
             items[i].image = j->images[i];
-        failed = om_pf_run(&p->target, items, j->n, (const char *const *)j->platforms, j->np,
-                           j->tries, cfg->prefetch_retry_interval_ms, &hooks);
+        failed = om_pf_run(&t, items, j->n, (const char *const *)j->platforms, j->np, j->tries,
+                           j->retry_ms, &hooks);
     }
+    bool cancelled = atomic_load(&j->cancel);
     pthread_mutex_lock(&p->mu);
-    if (items == NULL && j->n_errors < JOB_ERRORS_MAX &&
-        (j->errors[j->n_errors] = strdup("out of memory")) != NULL)
-        j->n_errors++;
-    j->state = failed ? JOB_FAILED : JOB_DONE;
+    /* A stop (cancel, shutdown) fails what was still pending without an
+     * image_end: count those too. */
+    for (size_t i = 0; items != NULL && ended != NULL && i < j->n; i++) {
+        if (items[i].state == OM_PF_FAILED && !ended[i]) {
+            j->failed++;
+            om_pf_job_add_failure(j, i, om_pf_err_from(&items[i].res));
+        }
+    }
+    if (items == NULL || ended == NULL) {
+        struct om_pf_result oom = {0};
+        om_pf_fail(&oom, true, "internal", "out of memory");
+        om_pf_job_add_failure(j, SIZE_MAX, om_pf_err_from(&oom));
+    }
+    j->state = cancelled ? OM_PF_JOB_CANCELLED : failed ? OM_PF_JOB_FAILED : OM_PF_JOB_DONE;
     j->finished_ms = om_now_ms();
     j->has_current = false;
     j->next_try_ms = 0;
     size_t done = j->done;
     uint64_t bytes = j->bytes;
+    size_t blobs = j->blobs, cached = j->blobs_cached;
     pthread_mutex_unlock(&p->mu);
 
-    char done_s[24], failed_s[24], bytes_s[24], msg[160];
+    char done_s[24], failed_s[24], bytes_s[24], blobs_s[24], cached_s[24], msg[160];
     snprintf(done_s, sizeof(done_s), "%zu", done);
     snprintf(failed_s, sizeof(failed_s), "%zu", failed);
     snprintf(bytes_s, sizeof(bytes_s), "%llu", (unsigned long long)bytes);
-    om_log_kv(failed ? OM_LOG_WARN : OM_LOG_INFO, "prefetch: job finished", "job", j->id,
-              "kind", j->kind, "done", done_s, "failed", failed_s, "bytes", bytes_s, NULL);
-    snprintf(msg, sizeof(msg), "prefetch job %s (%s) finished: %zu done, %zu failed", j->id,
-             j->kind, done, failed);
-    om_events_add(p->srv->events, OM_EV_PREFETCH, NULL, NULL, bytes, msg);
+    snprintf(blobs_s, sizeof(blobs_s), "%zu", blobs);
+    snprintf(cached_s, sizeof(cached_s), "%zu", cached);
+    om_log_kv(failed ? OM_LOG_WARN : OM_LOG_INFO,
+              cancelled ? "prefetch: job cancelled" : "prefetch: job finished", "job", j->id,
+              "kind", j->kind, "done", done_s, "failed", failed_s, "bytes", bytes_s, "blobs",
+              blobs_s, "cached", cached_s, NULL);
+    snprintf(msg, sizeof(msg), "prefetch job %s (%s) %s: %zu done, %zu failed", j->id, j->kind,
+             cancelled ? "cancelled" : "finished", done, failed);
+    om_events_add_kv(p->srv->events, OM_EV_PREFETCH,
+                     cancelled ? "prefetch_job_cancelled" : "prefetch_job_finished", NULL, NULL,
+                     bytes, msg, "job", j->id, "kind", j->kind, "#done", done_s, "#failed",
+                     failed_s, "#blobs", blobs_s, "#cached", cached_s, NULL);
     free(items);
+    free(ended);
 }
 
 /* ---- the thread -------------------------------------------------------- */
@@ -332,7 +364,7 @@ static void *worker(void *arg)
     pthread_mutex_lock(&p->mu);
     while (!atomic_load(&p->stop)) {
         bool config_pending = false;
-        struct pf_job *j = oldest_queued(p, &config_pending);
+        struct om_pf_job *j = oldest_queued(p, &config_pending);
         int64_t now = om_now_ms();
         if (j == NULL && p->next_sync_ms != 0 && now >= p->next_sync_ms) {
             p->next_sync_ms = cfg->prefetch_interval_ms ? now + (int64_t)cfg->prefetch_interval_ms
@@ -341,7 +373,8 @@ static void *worker(void *arg)
                 j = job_new(p, "config", (const char *const *)cfg->prefetch_images,
                             cfg->n_prefetch_images,
                             (const char *const *)cfg->prefetch_platforms,
-                            cfg->n_prefetch_platforms);
+                            cfg->n_prefetch_platforms, cfg->prefetch_retries,
+                            cfg->prefetch_retry_interval_ms);
                 if (j != NULL) {
                     j->next = p->jobs;
                     p->jobs = j;
@@ -351,7 +384,7 @@ static void *worker(void *arg)
             }
         }
         if (j != NULL) {
-            j->state = JOB_RUNNING;
+            j->state = OM_PF_JOB_RUNNING;
             j->started_ms = om_now_ms();
             pthread_mutex_unlock(&p->mu);
             run_job(p, j);
@@ -437,9 +470,9 @@ void om_prefetch_stop(struct om_server *srv)
     if (p->started)
         pthread_join(p->thread, NULL);
     while (p->jobs != NULL) {
-        struct pf_job *j = p->jobs;
+        struct om_pf_job *j = p->jobs;
         p->jobs = j->next;
-        job_free(j);
+        om_pf_job_free(j);
     }
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
@@ -450,16 +483,22 @@ void om_prefetch_stop(struct om_server *srv)
 /* ---- admin API ----------------------------------------------------------- */
 
 int om_prefetch_submit(struct om_server *srv, const char *const *images, size_t n,
-                       const char *const *platforms, size_t np, char *id_out, size_t id_sz)
+                       const char *const *platforms, size_t np,
+                       const struct om_prefetch_opts *opts, char *id_out, size_t id_sz)
 {
     int err = OM_ERR_INVALID;
     struct om_prefetcher *p = srv ? srv->prefetch : NULL;
     char name[OM_NAME_MAX + 1], ref[OM_DIGEST_MAX + OM_TAG_MAX + 2];
+    const char *kind = opts != NULL && opts->kind != NULL ? opts->kind : "admin";
+    unsigned tries = opts != NULL ? opts->tries : 0;
+    int64_t retry_ms = opts != NULL ? opts->retry_ms : -1;
     if (id_sz > 0)
         id_out[0] = '\0';
     if (n == 0 || n > OM_MAX_PREFETCH_IMAGES || np > OM_MAX_PREFETCH_PLATFORMS ||
-        id_sz <= OM_PREFETCH_ID_MAX)
+        id_sz <= OM_PREFETCH_ID_MAX || tries > 100 ||
+        (strcmp(kind, "admin") != 0 && strcmp(kind, "cli") != 0))
         return err;
+    kind = strcmp(kind, "cli") == 0 ? "cli" : "admin";   /* static strings */
     for (size_t i = 0; i < n; i++)
         if (images[i] == NULL ||
             om_prefetch_ref_parse(images[i], name, sizeof(name), ref, sizeof(ref)) != OM_OK)
@@ -473,14 +512,19 @@ int om_prefetch_submit(struct om_server *srv, const char *const *images, size_t 
         platforms = (const char *const *)srv->cfg->prefetch_platforms;
         np = srv->cfg->n_prefetch_platforms;
     }
+    if (tries == 0)
+        tries = srv->cfg->prefetch_retries;
+    if (retry_ms < 0)
+        retry_ms = (int64_t)srv->cfg->prefetch_retry_interval_ms;
     pthread_mutex_lock(&p->mu);
     size_t queued = 0;
-    for (struct pf_job *j = p->jobs; j != NULL; j = j->next)
-        queued += j->state == JOB_QUEUED;
-    struct pf_job *j = NULL;
+    for (struct om_pf_job *j = p->jobs; j != NULL; j = j->next)
+        queued += j->state == OM_PF_JOB_QUEUED;
+    struct om_pf_job *j = NULL;
     if (queued >= OM_PREFETCH_QUEUE_MAX) {
         err = OM_ERR_TOOMANY;
-    } else if ((j = job_new(p, "admin", images, n, platforms, np)) == NULL) {
+    } else if ((j = job_new(p, kind, images, n, platforms, np, tries, (uint64_t)retry_ms)) ==
+               NULL) {
         err = OM_ERR_NOMEM;
     } else {
         j->next = p->jobs;
@@ -493,40 +537,10 @@ int om_prefetch_submit(struct om_server *srv, const char *const *images, size_t 
     if (err == OM_OK) {
         char n_s[24];
         snprintf(n_s, sizeof(n_s), "%zu", n);
-        om_log_kv(OM_LOG_INFO, "prefetch: job queued", "job", id_out, "images", n_s, NULL);
+        om_log_kv(OM_LOG_INFO, "prefetch: job queued", "job", id_out, "kind", kind, "images",
+                  n_s, NULL);
     }
     return err;
-}
-
-static json_t *strv_json(char *const *v, size_t n)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; a != NULL && i < n; i++)
-        json_array_append_new(a, json_string(v[i]));
-    return a;
-}
-
-static json_t *job_json(const struct pf_job *j)
-{
-    json_t *cur = json_null();
-    if (j->has_current)
-        cur = json_pack("{s:s, s:I, s:I, s:I}", "image", j->cur_image, "blobs_done",
-                        (json_int_t)j->cur_blobs_done, "blobs_total",
-                        (json_int_t)j->cur_blobs_total, "bytes", (json_int_t)j->cur_bytes);
-    return json_pack("{s:s, s:s, s:s, s:o, s:o, s:I, s:I, s:o, s:I, s:I, s:I, s:I, s:o, s:I,"
-                     " s:I, s:I, s:I}",
-                     "id", j->id, "kind", j->kind, "state", state_names[j->state],
-                     "images", strv_json(j->images, j->n),
-                     "platforms", strv_json(j->platforms, j->np),
-                     "done", (json_int_t)j->done, "failed", (json_int_t)j->failed,
-                     "errors", strv_json(j->errors, j->n_errors),
-                     "try", (json_int_t)j->try_no, "tries", (json_int_t)j->tries,
-                     "bytes", (json_int_t)j->bytes, "blobs", (json_int_t)j->blobs,
-                     "current", cur ? cur : json_null(),
-                     "created_ms", (json_int_t)j->created_ms,
-                     "started_ms", (json_int_t)j->started_ms,
-                     "finished_ms", (json_int_t)j->finished_ms,
-                     "next_try_ms", (json_int_t)j->next_try_ms);
 }
 
 json_t *om_prefetch_jobs_json(struct om_server *srv)
@@ -537,8 +551,8 @@ json_t *om_prefetch_jobs_json(struct om_server *srv)
         goto done;
     pthread_mutex_lock(&p->mu);
     bool ok = true;
-    for (const struct pf_job *j = p->jobs; ok && j != NULL; j = j->next) {
-        json_t *o = job_json(j);
+    for (const struct om_pf_job *j = p->jobs; ok && j != NULL; j = j->next) {
+        json_t *o = om_pf_job_json(j);
         ok = o != NULL && json_array_append_new(jobs, o) == 0;
     }
     pthread_mutex_unlock(&p->mu);
@@ -547,4 +561,62 @@ json_t *om_prefetch_jobs_json(struct om_server *srv)
 done:
     json_decref(jobs);
     return out;
+}
+
+int om_prefetch_job_json(struct om_server *srv, const char *id, uint64_t since, json_t **out)
+{
+    struct om_prefetcher *p = srv ? srv->prefetch : NULL;
+    int err = OM_ERR_NOTFOUND;
+    *out = NULL;
+    if (p == NULL)
+        return OM_ERR_DENIED;
+    pthread_mutex_lock(&p->mu);
+    const struct om_pf_job *j = find_job(p, id);
+    if (j != NULL) {
+        *out = om_pf_job_log_json(j, since);
+        err = *out != NULL ? OM_OK : OM_ERR_NOMEM;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return err;
+}
+
+int om_prefetch_cancel(struct om_server *srv, const char *id, json_t **out)
+{
+    struct om_prefetcher *p = srv ? srv->prefetch : NULL;
+    int err = OM_ERR_NOTFOUND;
+    bool was_queued = false, asked = false;
+    const char *kind = "admin";     /* static strings */
+    *out = NULL;
+    if (p == NULL)
+        return OM_ERR_DENIED;
+    pthread_mutex_lock(&p->mu);
+    struct om_pf_job *j = find_job(p, id);
+    if (j != NULL) {
+        if (j->state == OM_PF_JOB_QUEUED) {
+            /* Never started: it is finished now, with nothing done. */
+            j->state = OM_PF_JOB_CANCELLED;
+            j->finished_ms = om_now_ms();
+            was_queued = true;
+            kind = j->kind;
+        } else if (!om_pf_job_finished(j)) {
+            atomic_store(&j->cancel, true);   /* run_job marks it when it stops */
+            asked = true;
+        }
+        *out = om_pf_job_json(j);
+        err = *out != NULL ? OM_OK : OM_ERR_NOMEM;
+        if (was_queued)
+            trim_finished(p);                 /* j may be gone after this */
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (was_queued || asked)
+        om_log_kv(OM_LOG_INFO, "prefetch: job cancel requested", "job", id, "state",
+                  was_queued ? "queued" : "running", NULL);
+    if (was_queued) {            /* a running one says so when it stops (run_job) */
+        char msg[96];
+        snprintf(msg, sizeof(msg), "prefetch job %s (%s) cancelled: 0 done, 0 failed", id, kind);
+        om_events_add_kv(srv->events, OM_EV_PREFETCH, "prefetch_job_cancelled", NULL, NULL, 0,
+                         msg, "job", id, "kind", kind, "#done", "0", "#failed", "0", "#blobs",
+                         "0", "#cached", "0", NULL);
+    }
+    return err;
 }

@@ -1,10 +1,14 @@
-/* prefetch_int.h — private to prefetch*.c: pulling one image through a
- * mirror (prefetch_pull.c) and running a list of images with retries
- * (prefetch_run.c), shared by the background thread (prefetch.c) and the
- * command (prefetch_cli.c). */
+/* prefetch_int.h — private to prefetch*.c and the command: pulling one
+ * image through a mirror (prefetch_pull.c), running a list of images with
+ * retries (prefetch_run.c), both shared by the background thread
+ * (prefetch.c) and the command (cli/prefetch_cli.c); and running a list as
+ * a job of a mirror's own prefetcher through its admin API
+ * (prefetch_remote.c), which reports through the same hooks. */
 #ifndef OM_PREFETCH_INT_H
 #define OM_PREFETCH_INT_H
 
+#include <curl/curl.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 
 #include "cache/store.h"
@@ -26,7 +30,7 @@ struct om_pf_target {
                                    cert names the public host, not 127.0.0.1 */
     size_t max_manifest;        /* manifest body limit (limits.max_manifest_bytes) */
     struct om_store *store;     /* non-NULL (in-process): skip stored blobs */
-    const atomic_bool *stop[3]; /* abort as soon as any non-NULL one is true */
+    const atomic_bool *stop[4]; /* abort as soon as any non-NULL one is true */
 };
 
 /* What a pull reports as it goes; every callback may be NULL. */
@@ -41,9 +45,22 @@ struct om_pf_observer {
      * when unknown. */
     void (*blob)(void *ud, om_pf_blob_event ev, const om_digest *d, size_t idx, size_t n,
                  uint64_t bytes, int64_t total);
-    /* Something worth a line that is not a failure (a platform an index
-     * does not have). */
-    void (*note)(void *ud, const char *msg);
+    /* Something worth a line that is not a failure: code (a stable
+     * [a-z_] word, "platform_missing": an index lacks a platform asked
+     * for), its one value (the platform), and msg in English. */
+    void (*note)(void *ud, const char *code, const char *value, const char *msg);
+};
+
+/* A failure as data, for the admin API and the UI: a stable code
+ * (docs/prefetch.md lists them) and up to OM_PF_ARGS_MAX named values
+ * (a key starting with '#' holds an integer). */
+#define OM_PF_CODE_MAX 31
+#define OM_PF_ARGS_MAX 4
+#define OM_PF_ARG_MAX 160
+
+struct om_pf_arg {
+    char key[16];
+    char value[OM_PF_ARG_MAX];
 };
 
 struct om_pf_result {
@@ -54,8 +71,23 @@ struct om_pf_result {
     size_t platforms;           /* platform manifests pulled (0: not an index) */
     bool stale;                 /* the mirror answered with a stale copy */
     bool permanent;             /* retrying cannot help (404, bad name, cancel) */
-    char error[OM_PF_ERR_MAX];  /* "" on success */
+    char error[OM_PF_ERR_MAX];  /* "" on success: what failed in English */
+    char code[OM_PF_CODE_MAX + 1]; /* "" on success: the same as a code... */
+    struct om_pf_arg args[OM_PF_ARGS_MAX]; /* ...and its values */
+    size_t n_args;
 };
+
+/* Record res's failure (the first one only: later calls return false and
+ * change nothing): permanent, the code, then the English text from fmt.
+ * true when this call recorded it (then om_pf_fail_arg may add values). */
+bool om_pf_fail(struct om_pf_result *res, bool permanent, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+bool om_pf_vfail(struct om_pf_result *res, bool permanent, const char *code, const char *fmt,
+                 va_list ap) __attribute__((format(printf, 4, 0)));
+/* Add a value to res's failure ("#key" for an integer); dropped when
+ * OM_PF_ARGS_MAX are there; cut to OM_PF_ARG_MAX - 1 bytes. */
+void om_pf_fail_arg(struct om_pf_result *res, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Pull `image` through t for the given platforms.  OM_OK, or an error with
  * res->error saying what failed in words.  A stale answer (upstream down)
@@ -65,6 +97,10 @@ int om_pf_pull(const struct om_pf_target *t, const char *image, const char *cons
                size_t np, const struct om_pf_observer *obs, struct om_pf_result *res);
 
 bool om_pf_stopped(const struct om_pf_target *t);
+/* Options every request to t gets (URL, protocols, timeouts, TLS trust,
+ * the user agent, the stop flags as a progress callback); h is reset by
+ * the caller.  A CURLcode. */
+CURLcode om_pf_curl_setup(const struct om_pf_target *t, CURL *h, const char *url);
 
 /* ---- prefetch_run.c: a list of images with retries ------------------ */
 
@@ -94,6 +130,41 @@ struct om_pf_run_hooks {
 size_t om_pf_run(const struct om_pf_target *t, struct om_pf_item *items, size_t n,
                  const char *const *platforms, size_t np, unsigned tries, uint64_t retry_ms,
                  const struct om_pf_run_hooks *hooks);
+
+/* ---- prefetch_remote.c: a job of a running mirror ------------------ */
+
+/* Where the job goes: a mirror's admin API at t->base (TLS and stop flags
+ * as for pulling; borrowed), with its admin token (or NULL). */
+struct om_pf_remote {
+    const struct om_pf_target *t;
+    const char *token;
+    void *ud;
+    /* A job of count items was queued: its id, the platforms the mirror
+     * pulls ("linux/amd64, linux/arm64"), and whether it waits behind
+     * other jobs (the mirror runs one at a time). */
+    void (*job)(void *ud, const char *id, size_t count, const char *platforms, bool queued);
+};
+
+/* Run the items as jobs of the mirror's own prefetcher (POST
+ * /api/v1/prefetch, as many jobs as the API's limits need, one after
+ * another) and follow each (GET /api/v1/prefetch/<id>?since=), reporting
+ * through hooks exactly as om_pf_run does, from the mirror's records: so
+ * "already cached" is what the mirror knew, and the run is in its UI and
+ * events.  A stop flag of t cancels the job on the mirror.
+ *
+ * tries 0 / retry_ms < 0: the mirror's config.  np 0: its platforms.
+ * Returns OM_OK when the first job was taken (*failed = the items that
+ * failed; every item's state and res are set), or, when it was not and
+ * nothing ran, an error with why (English) saying what the mirror
+ * answered: OM_ERR_NOTFOUND (no such endpoint: an older mirror, or no
+ * admin API), OM_ERR_AUTH (401: the token is missing or wrong),
+ * OM_ERR_DENIED (403: no admin token configured there), OM_ERR_UPSTREAM
+ * (no answer, 5xx, a malformed answer).  Items with an invalid reference
+ * are failed here, before anything is sent. */
+int om_pf_remote_run(const struct om_pf_remote *r, struct om_pf_item *items, size_t n,
+                     const char *const *platforms, size_t np, unsigned tries, int64_t retry_ms,
+                     const struct om_pf_run_hooks *hooks, size_t *failed, char *why,
+                     size_t whysz);
 
 /* "12.3 MiB" */
 void om_pf_human_bytes(uint64_t n, char *buf, size_t len);

@@ -18,7 +18,12 @@
  * lengths, so a broken answer is reported instead of counted as success.
  * Errors are classified: 404/400/401/403 and bad input are permanent (a
  * retry would get the same answer), anything else (5xx, 429, connection
- * failures, short bodies, a stale answer) is worth another try.
+ * failures, short bodies, a stale answer) is worth another try.  Each
+ * failure is recorded twice: in English (res->error, for the command's
+ * output and the log) and as a code with values (res->code, res->args:
+ * "http_status" {ref, #status, oci_code}, "network" {ref, #curl, detail},
+ * ... — docs/prefetch.md), which the admin API passes on and the web UI
+ * translates.
  *
  * Memory: manifests up to t->max_manifest bytes; blob bodies are never
  * held (the write callback only counts them).
@@ -29,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/events.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "core/manifest.h"
@@ -108,20 +114,22 @@ static int xferinfo(void *ud, curl_off_t dlt, curl_off_t dln, curl_off_t ult, cu
     return om_pf_stopped(ud) ? 1 : 0;
 }
 
-static void fail(struct pull *pl, bool permanent, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void fail(struct pull *pl, bool permanent, const char *fmt, ...)
+/* The first failure is the one to report (om_pf_vfail); a pull that was
+ * stopped is never retried.  true when this one was recorded: the caller
+ * then adds its values with arg(). */
+static bool fail(struct pull *pl, bool permanent, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static bool fail(struct pull *pl, bool permanent, const char *code, const char *fmt, ...)
 {
-    if (pl->res->error[0] != '\0')
-        return;                   /* the first failure is the one to report */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(pl->res->error, sizeof(pl->res->error), fmt, ap);
+    bool rec = om_pf_vfail(pl->res, permanent || om_pf_stopped(pl->t), code, fmt, ap);
     va_end(ap);
-    pl->res->permanent = permanent || om_pf_stopped(pl->t);
+    return rec;
 }
 
-static CURLcode common_setup(const struct om_pf_target *t, CURL *h, const char *url)
+
+CURLcode om_pf_curl_setup(const struct om_pf_target *t, CURL *h, const char *url)
 {
     static char ua[64];           /* written once per process, same bytes */
     snprintf(ua, sizeof(ua), "ocimirror-prefetch/%s", OM_VERSION);
@@ -154,8 +162,18 @@ static CURLcode common_setup(const struct om_pf_target *t, CURL *h, const char *
     return rc;
 }
 
-/* "404 MANIFEST_UNKNOWN: manifest unknown" from an OCI error body. */
-static void describe_status(long status, const struct membuf *body, char *out, size_t outsz)
+/* A failure's "ref" value for a manifest: the image as a client writes it
+ * ("quay.io/x/y:1", "quay.io/x/y@sha256:..."). */
+static void arg_ref(struct pull *pl, const char *ref)
+{
+    om_pf_fail_arg(pl->res, "ref", "%s%c%s", pl->name, strncmp(ref, "sha256:", 7) == 0 ? '@' : ':',
+                   ref);
+}
+
+/* "HTTP 404 MANIFEST_UNKNOWN: manifest unknown" from an OCI error body;
+ * the OCI code alone into oci (may be ""). */
+static void describe_status(long status, const struct membuf *body, char *out, size_t outsz,
+                            char *oci, size_t ocisz)
 {
     const char *code = NULL, *msg = NULL;
     json_t *doc = body->len ? json_loadb(body->p, body->len, 0, NULL) : NULL;
@@ -164,6 +182,7 @@ static void describe_status(long status, const struct membuf *body, char *out, s
     msg = json_string_value(json_object_get(e0, "message"));
     snprintf(out, outsz, "HTTP %ld%s%s%s%s", status, code ? " " : "", code ? code : "",
              msg ? ": " : "", msg ? msg : "");
+    snprintf(oci, ocisz, "%s", code ? code : "");
     json_decref(doc);
 }
 
@@ -182,7 +201,7 @@ static int get_manifest(struct pull *pl, const char *ref, const om_digest *want,
     snprintf(url, sizeof(url), "%s/v2/%s/manifests/%s", pl->t->base, pl->name, ref);
     *body = (struct membuf){.max = pl->t->max_manifest};
     curl_easy_reset(pl->h);
-    CURLcode rc = common_setup(pl->t, pl->h, url);
+    CURLcode rc = om_pf_curl_setup(pl->t, pl->h, url);
     if (rc == CURLE_OK)
         rc = curl_easy_setopt(pl->h, CURLOPT_HTTPHEADER, pl->accept);
     if (rc == CURLE_OK)
@@ -194,18 +213,31 @@ static int get_manifest(struct pull *pl, const char *ref, const om_digest *want,
     long status = 0;
     curl_easy_getinfo(pl->h, CURLINFO_RESPONSE_CODE, &status);
     if (body->over) {
-        fail(pl, true, "manifest %s is larger than %zu bytes", ref, pl->t->max_manifest);
+        if (fail(pl, true, "manifest_too_big", "manifest %s is larger than %zu bytes", ref,
+                 pl->t->max_manifest)) {
+            arg_ref(pl, ref);
+            om_pf_fail_arg(pl->res, "#limit", "%zu", pl->t->max_manifest);
+        }
         err = OM_ERR_TOOBIG;
         goto done;
     }
     if (rc != CURLE_OK) {
-        fail(pl, false, "manifests/%s: %s", ref, curl_easy_strerror(rc));
+        if (fail(pl, false, "network", "manifests/%s: %s", ref, curl_easy_strerror(rc))) {
+            arg_ref(pl, ref);
+            om_pf_fail_arg(pl->res, "#curl", "%d", (int)rc);
+            om_pf_fail_arg(pl->res, "detail", "%s", curl_easy_strerror(rc));
+        }
         goto done;
     }
     if (status != 200) {
-        char why[OM_PF_ERR_MAX];
-        describe_status(status, body, why, sizeof(why));
-        fail(pl, status_permanent(status), "manifests/%s: %s", ref, why);
+        char why[OM_PF_ERR_MAX], oci[64];
+        describe_status(status, body, why, sizeof(why), oci, sizeof(oci));
+        if (fail(pl, status_permanent(status), "http_status", "manifests/%s: %s", ref, why)) {
+            arg_ref(pl, ref);
+            om_pf_fail_arg(pl->res, "#status", "%ld", status);
+            if (oci[0] != '\0')
+                om_pf_fail_arg(pl->res, "oci_code", "%s", oci);
+        }
         err = status == 404 ? OM_ERR_NOTFOUND : OM_ERR_UPSTREAM;
         goto done;
     }
@@ -220,14 +252,22 @@ static int get_manifest(struct pull *pl, const char *ref, const om_digest *want,
         goto done;
     om_digest hdr;
     if (want != NULL && strcmp(want->str, d->str) != 0) {
-        fail(pl, false, "manifest %s: the body hashes to %s", ref, d->str);
+        if (fail(pl, false, "digest_mismatch", "manifest %s: the body hashes to %s", ref, d->str)) {
+            arg_ref(pl, ref);
+            om_pf_fail_arg(pl->res, "got", "%s", d->str);
+        }
         err = OM_ERR_DIGEST;
     } else if (curl_easy_header(pl->h, "Docker-Content-Digest", 0, CURLH_HEADER, -1, &hv) ==
                    CURLHE_OK &&
                om_digest_parse(&hdr, hv->value, strlen(hv->value)) == OM_OK &&
                strcmp(hdr.str, d->str) != 0) {
-        fail(pl, false, "manifest %s: Docker-Content-Digest %s but the body hashes to %s", ref,
-             hdr.str, d->str);
+        if (fail(pl, false, "digest_mismatch",
+                 "manifest %s: Docker-Content-Digest %s but the body hashes to %s", ref, hdr.str,
+                 d->str)) {
+            arg_ref(pl, ref);
+            om_pf_fail_arg(pl->res, "header", "%s", hdr.str);
+            om_pf_fail_arg(pl->res, "got", "%s", d->str);
+        }
         err = OM_ERR_DIGEST;
     }
 done:
@@ -240,7 +280,8 @@ static int add_blob(struct pull *pl, const struct om_descriptor *desc)
         if (strcmp(pl->blobs[i].d.str, desc->digest.str) == 0)
             return OM_OK;
     if (pl->n_blobs >= OM_PF_MAX_BLOBS) {
-        fail(pl, true, "more than %d blobs", OM_PF_MAX_BLOBS);
+        if (fail(pl, true, "too_many_blobs", "more than %d blobs", OM_PF_MAX_BLOBS))
+            om_pf_fail_arg(pl->res, "#limit", "%d", OM_PF_MAX_BLOBS);
         return OM_ERR_TOOBIG;
     }
     pl->blobs[pl->n_blobs++] = (struct blob){.d = desc->digest, .size = desc->size};
@@ -252,7 +293,8 @@ static int add_image_blobs(struct pull *pl, const struct om_manifest *m, const c
 {
     int err = OM_OK;
     if (m->is_index) {
-        fail(pl, true, "%s is an index inside an index (not supported)", what);
+        if (fail(pl, true, "nested_index", "%s is an index inside an index (not supported)", what))
+            om_pf_fail_arg(pl->res, "ref", "%s", what);
         return OM_ERR_INVALID;
     }
     if (m->has_config)
@@ -277,8 +319,10 @@ static int collect(struct pull *pl, const char *ref, const om_digest *ref_digest
     pl->res->digest = d;
     if ((err = om_manifest_parse(&m, body.p ? body.p : "", body.len,
                                  ctype[0] ? ctype : NULL)) != OM_OK) {
-        fail(pl, true, "manifest %s is not a manifest or index it can read (%s)", d.str,
-             om_strerror(err));
+        if (fail(pl, true, "manifest_unreadable",
+                 "manifest %s is not a manifest or index it can read (%s)", d.str,
+                 om_strerror(err)))
+            om_pf_fail_arg(pl->res, "ref", "%s", d.str);
         goto done;
     }
     snprintf(pl->media_type, sizeof(pl->media_type), "%s", m.media_type);
@@ -292,7 +336,7 @@ static int collect(struct pull *pl, const char *ref, const om_digest *ref_digest
             char note[160];
             snprintf(note, sizeof(note), "the index has no %s manifest; skipped", platforms[i]);
             if (pl->obs && pl->obs->note)
-                pl->obs->note(pl->obs->ud, note);
+                pl->obs->note(pl->obs->ud, "platform_missing", platforms[i], note);
             continue;
         }
         struct membuf cb = {0};
@@ -302,7 +346,9 @@ static int collect(struct pull *pl, const char *ref, const om_digest *ref_digest
         err = get_manifest(pl, pd->digest.str, &pd->digest, &cb, &cd, cct, sizeof(cct));
         if (err == OM_OK && (err = om_manifest_parse(&cm, cb.p ? cb.p : "", cb.len,
                                                      cct[0] ? cct : pd->media_type)) != OM_OK)
-            fail(pl, true, "platform manifest %s does not parse (%s)", cd.str, om_strerror(err));
+            if (fail(pl, true, "manifest_unreadable", "platform manifest %s does not parse (%s)",
+                     cd.str, om_strerror(err)))
+                om_pf_fail_arg(pl->res, "ref", "%s", cd.str);
         if (err == OM_OK)
             err = add_image_blobs(pl, &cm, cd.str);
         if (err == OM_OK)
@@ -315,7 +361,9 @@ static int collect(struct pull *pl, const char *ref, const om_digest *ref_digest
         for (size_t i = 0; i < np; i++)
             snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "",
                      platforms[i]);
-        fail(pl, true, "the index has none of the platforms asked for (%s)", list);
+        if (fail(pl, true, "no_platform", "the index has none of the platforms asked for (%s)",
+                 list))
+            om_pf_fail_arg(pl->res, "platforms", "%s", list);
         err = OM_ERR_NOTFOUND;
     }
 done:
@@ -355,7 +403,7 @@ static int start_xfer(struct pull *pl, CURLM *multi, struct xfer *x, size_t idx)
     snprintf(x->url, sizeof(x->url), "%s/v2/%s/blobs/%s", pl->t->base, pl->name,
              pl->blobs[idx].d.str);
     curl_easy_reset(x->h);
-    CURLcode rc = common_setup(pl->t, x->h, x->url);
+    CURLcode rc = om_pf_curl_setup(pl->t, x->h, x->url);
     if (rc == CURLE_OK)
         rc = curl_easy_setopt(x->h, CURLOPT_WRITEFUNCTION, count_write);
     if (rc == CURLE_OK)
@@ -363,7 +411,7 @@ static int start_xfer(struct pull *pl, CURLM *multi, struct xfer *x, size_t idx)
     if (rc == CURLE_OK)
         rc = curl_easy_setopt(x->h, CURLOPT_PRIVATE, x);
     if (rc != CURLE_OK || curl_multi_add_handle(multi, x->h) != CURLM_OK) {
-        fail(pl, false, "blob %s: cannot start the request", pl->blobs[idx].d.str);
+        fail(pl, false, "internal", "blob %s: cannot start the request", pl->blobs[idx].d.str);
         x->idx = SIZE_MAX;
         return OM_ERR_NOMEM;
     }
@@ -377,15 +425,28 @@ static int finish_xfer(struct pull *pl, struct xfer *x, CURLcode result)
     const struct blob *b = &pl->blobs[x->idx];
     long status = 0;
     curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status);
-    if (result != CURLE_OK)
-        fail(pl, false, "blob %s: %s", b->d.str, curl_easy_strerror(result));
-    else if (status != 200)
-        fail(pl, status_permanent(status), "blob %s: HTTP %ld", b->d.str, status);
-    else if (b->size >= 0 && x->got != (uint64_t)b->size)
-        fail(pl, false, "blob %s: got %llu bytes, the manifest says %lld", b->d.str,
-             (unsigned long long)x->got, (long long)b->size);
-    else
+    if (result != CURLE_OK) {
+        if (fail(pl, false, "network", "blob %s: %s", b->d.str, curl_easy_strerror(result))) {
+            om_pf_fail_arg(pl->res, "ref", "%s", b->d.str);
+            om_pf_fail_arg(pl->res, "#curl", "%d", (int)result);
+            om_pf_fail_arg(pl->res, "detail", "%s", curl_easy_strerror(result));
+        }
+    } else if (status != 200) {
+        if (fail(pl, status_permanent(status), "http_status", "blob %s: HTTP %ld", b->d.str,
+                 status)) {
+            om_pf_fail_arg(pl->res, "ref", "%s", b->d.str);
+            om_pf_fail_arg(pl->res, "#status", "%ld", status);
+        }
+    } else if (b->size >= 0 && x->got != (uint64_t)b->size) {
+        if (fail(pl, false, "blob_short", "blob %s: got %llu bytes, the manifest says %lld",
+                 b->d.str, (unsigned long long)x->got, (long long)b->size)) {
+            om_pf_fail_arg(pl->res, "ref", "%s", b->d.str);
+            om_pf_fail_arg(pl->res, "#got", "%llu", (unsigned long long)x->got);
+            om_pf_fail_arg(pl->res, "#want", "%lld", (long long)b->size);
+        }
+    } else {
         err = OM_OK;
+    }
     if (err == OM_OK) {
         pl->res->bytes += x->got;
         report(pl, OM_PF_BLOB_FETCHED, x->idx, x->got);
@@ -428,7 +489,7 @@ static int fetch_blobs(struct pull *pl)
         int running = 0;
         if (curl_multi_perform(multi, &running) != CURLM_OK ||
             curl_multi_poll(multi, NULL, 0, POLL_MS, NULL) != CURLM_OK) {
-            fail(pl, false, "blob transfers: curl multi failed");
+            fail(pl, false, "internal", "blob transfers: curl multi failed");
             err = OM_ERR_UPSTREAM;
             break;
         }
@@ -448,7 +509,7 @@ static int fetch_blobs(struct pull *pl)
                 err = e;
         }
         if (err == OM_OK && om_pf_stopped(pl->t)) {
-            fail(pl, true, "cancelled");
+            fail(pl, true, "cancelled", "cancelled");
             err = OM_ERR_TIMEOUT;
         }
         int64_t now = om_now_us();
@@ -478,7 +539,7 @@ int om_pf_pull(const struct om_pf_target *t, const char *image, const char *cons
     *res = (struct om_pf_result){0};
     if ((err = om_prefetch_ref_parse(image, pl.name, sizeof(pl.name), ref, sizeof(ref))) !=
         OM_OK) {
-        fail(&pl, true, "not a valid image reference");
+        fail(&pl, true, "invalid_reference", "not a valid image reference");
         goto done;
     }
     om_digest ref_digest;
@@ -488,7 +549,7 @@ int om_pf_pull(const struct om_pf_target *t, const char *image, const char *cons
     pl.blobs = malloc(sizeof(*pl.blobs) * OM_PF_MAX_BLOBS);
     if (pl.h == NULL || pl.accept == NULL || pl.blobs == NULL) {
         err = OM_ERR_NOMEM;
-        fail(&pl, false, "out of memory");
+        fail(&pl, false, "internal", "out of memory");
         goto done;
     }
     if ((err = collect(&pl, ref, by_digest ? &ref_digest : NULL, platforms, np)) != OM_OK)
@@ -499,13 +560,14 @@ int om_pf_pull(const struct om_pf_target *t, const char *image, const char *cons
     if ((err = fetch_blobs(&pl)) != OM_OK)
         goto done;
     if (res->stale) {
-        fail(&pl, false, "the upstream could not be reached: the mirror kept its cached "
-                         "(stale) copy");
+        fail(&pl, false, "stale", "the upstream could not be reached: the mirror kept its "
+                                  "cached (stale) copy");
         err = OM_ERR_UPSTREAM;
     }
 done:
     if (err != OM_OK && res->error[0] == '\0')
-        fail(&pl, false, "%s", om_strerror(err));
+        if (fail(&pl, false, "internal", "%s", om_strerror(err)))
+            om_pf_fail_arg(res, "error", "%s", om_err_code_name(err));
     free(pl.blobs);
     curl_slist_free_all(pl.accept);
     if (pl.h != NULL)

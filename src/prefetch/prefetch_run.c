@@ -8,6 +8,7 @@
  * and a permanent failure (404, bad name) is reported at once instead of
  * after ten minutes of waiting.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -73,12 +74,47 @@ size_t om_pf_run(const struct om_pf_target *t, struct om_pf_item *items, size_t 
     for (size_t i = 0; i < n; i++) {
         if (items[i].state == OM_PF_PENDING) {
             items[i].state = OM_PF_FAILED;
-            if (items[i].res.error[0] == '\0')
-                snprintf(items[i].res.error, sizeof(items[i].res.error), "cancelled");
+            om_pf_fail(&items[i].res, true, "cancelled", "cancelled");
         }
         failed += items[i].state == OM_PF_FAILED;
     }
     return failed;
+}
+
+bool om_pf_vfail(struct om_pf_result *res, bool permanent, const char *code, const char *fmt,
+                 va_list ap)
+{
+    if (res->error[0] != '\0')
+        return false;             /* the first failure is the one to report */
+    vsnprintf(res->error, sizeof(res->error), fmt, ap);
+    if (res->error[0] == '\0')
+        snprintf(res->error, sizeof(res->error), "%s", code);
+    snprintf(res->code, sizeof(res->code), "%s", code);
+    res->n_args = 0;
+    res->permanent = permanent;
+    return true;
+}
+
+bool om_pf_fail(struct om_pf_result *res, bool permanent, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    bool rec = om_pf_vfail(res, permanent, code, fmt, ap);
+    va_end(ap);
+    return rec;
+}
+
+void om_pf_fail_arg(struct om_pf_result *res, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+    if (res->n_args >= OM_PF_ARGS_MAX)
+        return;
+    struct om_pf_arg *a = &res->args[res->n_args];
+    snprintf(a->key, sizeof(a->key), "%s", key);
+    va_start(ap, fmt);
+    vsnprintf(a->value, sizeof(a->value), fmt, ap);
+    va_end(ap);
+    res->n_args++;
 }
 
 void om_pf_human_bytes(uint64_t n, char *buf, size_t len)

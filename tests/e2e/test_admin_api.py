@@ -371,6 +371,10 @@ class AdminApiTest(WorldTestCase):
         m2 = self.mirror(extra={"public_url": "https://mirror.example"})
         doc = self.api(m2, "/api/v1/client-config?for=docker")
         self.assertEqual(doc["mirror"], "https://mirror.example")
+        # Every note also as a code with values (the UI translates them).
+        self.assertEqual([n["code"] for n in doc["note_codes"]], ["docker_merge", "docker_hub_only"])
+        self.assertEqual(doc["note_codes"][1]["values"], {"host": "mirror.example"})
+        self.assertEqual(len(doc["note_codes"]), len(doc["notes"]))
 
     def test_route_explainer_covers_bare_prefixed_ns_rewrite_and_unknown_names(self):
         m = self.mirror(extra={"negative_ttl": "10m"})
@@ -409,6 +413,12 @@ class AdminApiTest(WorldTestCase):
             with self.subTest(query=query):
                 doc = self.api(m, "/api/v1/route?" + query)
                 self.assertEqual((doc["kind"], doc["why_code"]), (kind, why), doc)
+                # The reason as data, for the UI to say in the reader's language.
+                self.assertEqual(doc["why_values"]["upstream"], up, doc)
+                if why == "ns":
+                    self.assertEqual(doc["why_values"]["ns"], urllib.parse.parse_qs(query)["ns"][0])
+                if why == "rewrite":
+                    self.assertEqual(doc["why_values"]["target"], "registry.k8s.io/coredns/coredns")
                 self.assertEqual(len(doc["candidates"]), 1)
                 self.assertEqual(doc["candidates"][0]["canonical"], canon)
                 self.assertEqual(doc["decided"]["upstream"], up)
@@ -417,12 +427,17 @@ class AdminApiTest(WorldTestCase):
         doc = self.api(m, "/api/v1/route?name=coredns")
         self.assertEqual(doc["rewrite"]["target"], "registry.k8s.io/coredns/coredns")
 
-        for query, why in (("name=evil.example.com/x", "prefix"), ("name=x&ns=nope.example", "ns"),
-                           ("name=127.0.0.1:5000/x", "prefix")):
+        for query, why, values in (
+                ("name=evil.example.com/x", "prefix",
+                 {"reason": "unknown_registry", "registry": "evil.example.com"}),
+                ("name=x&ns=nope.example", "ns", {"reason": "unknown_ns", "ns": "nope.example"}),
+                ("name=127.0.0.1:5000/x", "prefix",
+                 {"reason": "unknown_registry", "registry": "127.0.0.1:5000"})):
             with self.subTest(query=query):
                 doc = self.api(m, "/api/v1/route?" + query)
                 self.assertEqual(doc["kind"], "none")
                 self.assertEqual(doc["why_code"], why)
+                self.assertEqual(doc["why_values"], values)
                 self.assertEqual(doc["candidates"], [])
                 self.assertIsNone(doc["decided"])
         for bad in ("", "name=", "name=UPPER", "name=a//b", "name=" + "a" * 300):
@@ -496,8 +511,60 @@ class AdminApiTest(WorldTestCase):
         only = self.api(m, "/api/v1/events?kind=fetch")["events"]
         self.assertEqual(len(only), len(fetches))
         self.assertEqual(self.api(m, "/api/v1/events?kind=evict")["events"], [])
-        for bad in ("limit=0", "limit=1001", "limit=x"):
+        for bad in ("limit=0", "limit=1001", "limit=x", "group=tag"):
             self.assertErrorJSON(m.get("/api/v1/events?" + bad), 400)
+
+    def test_events_are_codes_with_values_and_a_pull_is_one_row_when_grouped(self):
+        m = self.mirror(extra={"admin": {"token": TOKEN}})
+        good = {"Authorization": "Bearer " + TOKEN}
+        etcd, alpine = self.w.fx["etcd"], self.w.fx["alpine"]
+        self.pull(m, etcd)
+        self.pull(m, alpine)
+        want = len(etcd.blobs) + len(alpine.blobs)
+        deadline = time.monotonic() + 10
+        while (len(self.api(m, "/api/v1/events?kind=fetch")["events"]) < want
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        raw = self.api(m, "/api/v1/events")["events"]
+        for e in raw:
+            self.assertEqual((e["kind"], e["code"], e["values"]), ("fetch", "blob_fetched", {}), e)
+            self.assertEqual(e["message"], "blob fetched from upstream")
+        rows = self.api(m, "/api/v1/events?group=pull")["events"]
+        # One row per pulled image, newest first, its blobs counted and summed.
+        self.assertEqual([r["repository"] for r in rows],
+                         [canonical_name(alpine), canonical_name(etcd)], rows)
+        for r, img in zip(rows, (alpine, etcd)):
+            self.assertEqual(r["count"], len(img.blobs), r)
+            self.assertEqual(r["bytes"], self.blob_bytes(img))
+            self.assertIsNone(r["digest"])
+            self.assertEqual(sorted(x["digest"] for x in r["events"]), sorted(img.blobs))
+            self.assertEqual(r["t_ms"], max(x["t_ms"] for x in r["events"]))
+            self.assertEqual(r["first_ms"], min(x["t_ms"] for x in r["events"]))
+        self.assertEqual(len(self.api(m, "/api/v1/events?group=pull&limit=1")["events"]), 1)
+        self.assertEqual(self.api(m, "/api/v1/events?group=pull&limit=1")["events"][0]["count"],
+                         len(alpine.blobs), "a row keeps all of its pull under a limit")
+        # An eviction and a GC run say what they did as values.
+        self.api(m, "/api/v1/evict", headers=good, method="POST",
+                 body={"name": canonical_name(alpine), "reference": alpine.tag})
+        stale = os.path.join(m.storage, "ingest", "stale-test")
+        with open(stale, "wb") as f:
+            f.write(b"x" * 100)
+        os.utime(stale, (time.time() - 7200, time.time() - 7200))
+        self.api(m, "/api/v1/gc", headers=good, method="POST", body="{}")
+        ev = {e["code"]: e for e in self.api(m, "/api/v1/events")["events"]}
+        evict = ev["image_evicted"]
+        self.assertEqual(evict["kind"], "evict")
+        self.assertEqual(evict["repository"], canonical_name(alpine))
+        self.assertEqual(evict["digest"], alpine.digest)
+        self.assertEqual(evict["values"]["tag"], alpine.tag)
+        self.assertEqual(evict["values"]["why"], "request")
+        self.assertEqual(evict["values"]["objects"], 1 + len(alpine.blobs))
+        self.assertIsInstance(evict["values"]["idle_s"], int)
+        gc = ev["gc_finished"]
+        self.assertEqual(gc["kind"], "gc")
+        self.assertEqual(gc["values"]["ingest"], 1, gc)
+        for k in ("images", "objects", "used_before", "used_after", "max_size"):
+            self.assertIsInstance(gc["values"][k], int, k)
 
 
 

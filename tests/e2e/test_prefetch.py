@@ -2,16 +2,23 @@
 
 The command pulls images through a mirror (one started in-process on the
 config's storage, one already running at the config's listen address, or
---mirror URL) so that the mirror caches them; the config's prefetch section
-does the same from a background thread of the server, at start-up and then
-every interval.  Each test checks the effect on the cache the way it
+--mirror URL) so that the mirror caches them; a running mirror that takes
+the admin token runs the list as its own job (listed by /api/v1/prefetch
+and in its events, "already cached" known in-process) and the command
+prints that job's progress; one that does not is pulled through as a
+client, and the command then says "pulled", never "fetched".  The config's
+prefetch section does the same from a background thread of the server, at
+start-up and then every interval.  Each test checks the effect on the cache the way it
 matters: with the upstream stopped afterwards, what was prefetched is still
 served and what was not is not; or a later pull costs the upstream no blob.
 
 Run: cd tests/e2e && OCIMIRROR_BIN=... ../../scripts/netns-run python3 -u test_prefetch.py
 """
 
+import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +33,13 @@ from lib.mirror import mirror_bin               # noqa: E402
 from lib.world import WorldTestCase, canonical_name  # noqa: E402
 
 CLI_TIMEOUT = 120     # one prefetch run, upper bound
+TOKEN = "pf-admin-token"
+
+
+def blob_lines(out):
+    """The per-blob result lines of a run: [(digest prefix, word)]."""
+    return re.findall(r"blob \d+/\d+ (sha256:[0-9a-f]+): \S+ \S+ (fetched|already cached|pulled)",
+                      out)
 
 
 class Run:
@@ -58,6 +72,7 @@ class PrefetchTest(WorldTestCase):
         proc = subprocess.Popen(run.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL, start_new_session=True, text=True)
         self.addCleanup(_kill_group, proc)
+        self.last_proc = proc
         err_chunks = []
         t = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)
         t.start()
@@ -205,6 +220,170 @@ class PrefetchTest(WorldTestCase):
             run = self.prefetch(*args)
             self.assertEqual(run.rc, 2, run)
 
+    # -- beside a running mirror: one of its jobs --------------------------
+    def test_beside_a_running_mirror_the_run_is_its_job_and_cached_blobs_are_reported_cached(self):
+        alpine = self.w.fx["alpine"]
+        hub = self.w.reg["hub"]
+        m = self.mirror(extra={"admin": {"token": TOKEN}})
+        hub.reset_counts()
+        run = self.prefetch("-c", m.config_path, "alpine:3.19")
+        self.assertEqual(run.rc, 0, run)
+        self.assertRegex(run.out, r"through the mirror already running at \S+, as its prefetch "
+                                  r"job (pf-\d+)", run)
+        first = re.search(r"as its prefetch job (pf-\d+)", run.out).group(1)
+        self.assertEqual(hub.count("GET", r"/blobs/"), len(alpine.blobs))
+        self.assertEqual([w for _, w in blob_lines(run.out)], ["fetched"] * len(alpine.blobs), run)
+        # The second run: the mirror had every blob, and says so.
+        hub.reset_counts()
+        run = self.prefetch("-c", m.config_path, "alpine:3.19")
+        self.assertEqual(run.rc, 0, run)
+        self.assertEqual(hub.count("GET", r"/blobs/"), 0)
+        self.assertEqual([w for _, w in blob_lines(run.out)],
+                         ["already cached"] * len(alpine.blobs), run)
+        self.assertIn("0 blobs fetched (0 B), %d already cached" % len(alpine.blobs), run.out)
+        second = re.search(r"as its prefetch job (pf-\d+)", run.out).group(1)
+        # Both runs are the server's jobs, in its prefetch list and events.
+        jobs = {j["id"]: j for j in m.get("/api/v1/prefetch").json()["jobs"]}
+        for jid, cached in ((first, 0), (second, len(alpine.blobs))):
+            self.assertEqual(jobs[jid]["kind"], "cli", jobs[jid])
+            self.assertEqual(jobs[jid]["state"], "done", jobs[jid])
+            self.assertEqual(jobs[jid]["images"], ["alpine:3.19"])
+            self.assertEqual((jobs[jid]["blobs"], jobs[jid]["blobs_cached"]),
+                             (len(alpine.blobs), cached), jobs[jid])
+        evs = m.get("/api/v1/events?kind=prefetch").json()["events"]
+        done = [e for e in evs if e["code"] == "prefetch_image_done"]
+        self.assertEqual(sorted(e["values"]["job"] for e in done), sorted([first, second]), evs)
+        self.assertEqual({e["values"]["job"]: e["values"]["cached"] for e in done},
+                         {first: 0, second: len(alpine.blobs)})
+        self.assertTrue(any(e["code"] == "prefetch_job_finished" and e["values"]["job"] == second
+                            and e["values"]["kind"] == "cli" for e in evs), evs)
+
+    def test_a_job_beside_the_mirror_takes_a_token_file_and_reports_failures_per_image(self):
+        pause = self.w.fx["pause"]
+        m = self.mirror(extra={"admin": {"token": TOKEN}})
+        with tempfile.NamedTemporaryFile("w", suffix=".token", delete=False) as f:
+            f.write(TOKEN + "\n")
+        self.addCleanup(os.unlink, f.name)
+        run = self.prefetch("--mirror", m.url, "--admin-token-file", f.name, "--platform",
+                            "linux/amd64", "registry.k8s.io/pause:3.9", "quay.io/nope/nothing:1",
+                            "Not/A/Valid:Name")
+        self.assertEqual(run.rc, 1, run)
+        self.assertRegex(run.out, r"2 images for linux/amd64 through the mirror at \S+, as its "
+                                  r"prefetch job pf-\d+", run)
+        self.assertIn("1 of 3 images done, 2 failed", run.out, run)
+        self.assertIn("ocimirror: prefetch failed: quay.io/nope/nothing:1", run.err, run)
+        self.assertIn("ocimirror: prefetch failed: Not/A/Valid:Name", run.err, run)
+        self.assertIn("not retried", run.out, run)       # a 404 is permanent
+        self.assertNotIn("pause", run.err)
+        job = m.get("/api/v1/prefetch").json()["jobs"][0]
+        self.assertEqual(job["state"], "failed", job)
+        self.assertEqual([(f["image"], f["code"], f["values"].get("status")) for f in job["failures"]],
+                         [("quay.io/nope/nothing:1", "http_status", 404)], job)
+        self.w.reg["k8s"].reset_counts()
+        self.pull(m, pause, platforms=["linux/amd64"])
+        self.assertEqual(self.w.reg["k8s"].count("GET", r"/blobs/"), 0)
+
+    def test_without_the_admin_token_it_pulls_through_v2_and_never_claims_fetched(self):
+        alpine = self.w.fx["alpine"]
+        for extra in ({"admin": {"token": TOKEN}}, {}):     # token elsewhere; none at all
+            with self.subTest(extra=extra):
+                m = self.mirror(extra=extra)
+                for _ in range(2):                           # cold, then warm
+                    run = self.prefetch("--mirror", m.url, "alpine:3.19",
+                                        "--retries", "1")
+                    self.assertEqual(run.rc, 0, run)
+                    self.assertIn("does not run it as its own job (HTTP %d"
+                                  % (401 if extra else 403), run.out, run)
+                    self.assertIn("pulling through its /v2/ instead", run.out)
+                    self.assertEqual([w for _, w in blob_lines(run.out)],
+                                     ["pulled"] * len(alpine.blobs), run)
+                    self.assertNotIn("blobs fetched", run.out)
+                    self.assertIn("%d blobs pulled (" % len(alpine.blobs), run.out)
+                    self.assertIn("fetched or already cached, the mirror does not say", run.out)
+                self.assertEqual(m.get("/api/v1/prefetch").json()["jobs"], [])
+
+    def test_a_storage_owned_by_a_server_elsewhere_is_not_opened_and_the_command_says_where_to_go(self):
+        m = self.mirror()
+        # The same storage, but a listen address where nothing answers.
+        other = self.mirror(start=False, storage=m.storage)
+        other.write_config()
+        run = self.prefetch("-c", other.config_path, "alpine:3.19")
+        self.assertEqual(run.rc, 1, run)
+        self.assertIn("belongs to a running ocimirror", run.err, run)
+        self.assertIn("--mirror", run.err, run)
+        self.assertEqual(m.get("/v2/").status, 200)
+
+    def test_ctrl_c_cancels_the_job_on_the_mirror(self):
+        m = self.mirror(extra={"admin": {"token": TOKEN}})
+        self.w.reg["quay"].stop()
+        self.addCleanup(self.w.ensure_upstreams_running)
+        sent = []
+
+        def on_line(line):
+            if line.startswith("retrying") and not sent:
+                os.kill(self.last_proc.pid, signal.SIGINT)
+                sent.append(line)
+        run = self.prefetch("-c", m.config_path, "--retries", "3", "--retry-interval", "1h",
+                            "quay.io/coreos/etcd:v3.5.0", on_line=on_line)
+        self.assertTrue(sent, run)
+        self.assertEqual(run.rc, 1, run)
+        self.assertIn("interrupted", run.err)
+        self.assertIn("prefetch failed: quay.io/coreos/etcd:v3.5.0 (", run.err, run)
+        jid = re.search(r"as its prefetch job (pf-\d+)", run.out).group(1)
+        job = m.get("/api/v1/prefetch/" + jid).json()["job"]
+        self.assertEqual(job["state"], "cancelled", job)
+        self.assertEqual((job["done"], job["failed"]), (0, 1), job)
+        evs = m.get("/api/v1/events?kind=prefetch").json()["events"]
+        self.assertTrue(any(e["code"] == "prefetch_job_cancelled" and e["values"]["job"] == jid
+                            for e in evs), evs)
+
+    def test_a_job_can_be_cancelled_queued_or_while_it_waits_to_retry(self):
+        m = self.mirror(extra={"admin": {"token": TOKEN}})
+        good = {"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"}
+        self.w.reg["quay"].stop()
+        self.addCleanup(self.w.ensure_upstreams_running)
+        r = m.get("/api/v1/prefetch", method="POST", headers=good, body=json.dumps(
+            {"images": ["quay.io/coreos/etcd:v3.5.0"], "retries": 3, "retry_interval": "1h"}))
+        self.assertEqual(r.status, 202, r)
+        waiting = r.json()["id"]
+        r = m.get("/api/v1/prefetch", method="POST", headers=good,
+                  body=json.dumps({"images": ["alpine:3.19"]}))
+        queued = r.json()["id"]
+        deadline = time.monotonic() + 30
+        job = {}
+        while time.monotonic() < deadline and job.get("state") != "waiting":
+            job = m.get("/api/v1/prefetch/" + waiting).json()["job"]
+            time.sleep(0.2)
+        self.assertEqual(job["state"], "waiting", job)
+        self.assertEqual((job["tries"], job["retry_interval_ms"]), (3, 3600000))
+        # The queued one never runs; the waiting one stops at once.
+        self.assertErrorJSON(m.get("/api/v1/prefetch/%s/cancel" % queued, method="POST"), 401)
+        for jid in (queued, waiting):
+            r = m.get("/api/v1/prefetch/%s/cancel" % jid, method="POST", headers=good)
+            self.assertEqual(r.status, 200, r)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and job["state"] != "cancelled":
+            job = m.get("/api/v1/prefetch/" + waiting).json()["job"]
+            time.sleep(0.1)
+        self.assertEqual(job["state"], "cancelled", job)
+        self.assertEqual(m.get("/api/v1/prefetch/" + queued).json()["job"]["state"], "cancelled")
+        # Its records: the failed first try, the wait.
+        doc = m.get("/api/v1/prefetch/%s?since=0" % waiting).json()
+        types = [rec["type"] for rec in doc["log"]]
+        self.assertEqual(types[:2], ["image_start", "image_end"], doc)
+        self.assertIn("waiting", types)
+        self.assertEqual(doc["log"][1]["state"], "retry")
+        self.assertEqual(doc["log"][1]["error"]["code"], "http_status", doc["log"][1])
+        later = m.get("/api/v1/prefetch/%s?since=%d" % (waiting, doc["since"])).json()
+        self.assertEqual(later["log"], [])
+        self.assertErrorJSON(m.get("/api/v1/prefetch/pf-999"), 404)
+        self.assertErrorJSON(m.get("/api/v1/prefetch/pf-999/cancel", method="POST",
+                                   headers=good), 404)
+        for bad in ({"images": ["alpine"], "retries": 0}, {"images": ["alpine"], "kind": "x"},
+                    {"images": ["alpine"], "retry_interval": "soon"}):
+            self.assertErrorJSON(m.get("/api/v1/prefetch", method="POST", headers=good,
+                                       body=json.dumps(bad)), 400)
+
     # -- the config's prefetch section ------------------------------------
     def test_the_config_prefetch_section_warms_the_cache_in_the_background_and_resyncs(self):
         etcd = self.w.fx["etcd"]
@@ -239,7 +418,6 @@ class PrefetchTest(WorldTestCase):
                             jobs)
 
     def test_an_admin_job_runs_on_the_prefetch_thread_and_reports_its_progress(self):
-        import json
         pause, etcd = self.w.fx["pause"], self.w.fx["etcd"]
         m = self.mirror(extra={"admin": {"token": "s3cret"}})
         r = m.get("/api/v1/prefetch", method="POST", headers={

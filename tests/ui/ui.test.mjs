@@ -113,7 +113,7 @@ describe('the web UI against a real mirror', () => {
       st = await api('/api/v1/stats');
       for (const k of stable) assert.equal(await cardRaw(page, k), pick(st, k), k);
     }, 15000, 500);
-    assert.equal(st.storage.repositories, 9 + world.paging.count, 'the pulled repositories are all cached');
+    assert.equal(st.storage.repositories, world.repositories, 'the pulled repositories are all cached');
     // The text is the API figure, formatted by the page's own formatter.
     const fmt = (fn, v) => page.evaluate(([f, x]) => window.omUI[f](x), [fn, v]);
     assert.equal(await cardText(page, 'storage.repositories'), await fmt('fmtNum', st.storage.repositories));
@@ -144,10 +144,10 @@ describe('the web UI against a real mirror', () => {
       const badge = (await page.textContent(`table[data-t="upstreams"] tr[data-name="${u.name}"] .badge`)).trim();
       assert.equal(badge, u.healthy ? 'healthy' : 'failing', u.name);
     }
-    // Recent events: the newest 20.
+    // Recent events: the newest 20 rows, a pull of an image being one row.
     await page.waitForSelector('table[data-t="events"] tbody tr');
     const evRows = await page.$$eval('table[data-t="events"] tbody tr', (e) => e.length);
-    assert.equal(evRows, Math.min(20, (await api('/api/v1/events?limit=20')).events.length));
+    assert.equal(evRows, Math.min(20, (await api('/api/v1/events?limit=20&group=pull')).events.length));
     await page.waitForSelector('[data-t="inflight"] .empty');
     await shot(page, 'desktop-en-dashboard');
     await noErrors(page);
@@ -268,6 +268,144 @@ describe('the web UI against a real mirror', () => {
     assert.deepEqual(await rowsAttr(page, 'table[data-t="candidates"] tbody tr', 'data-upstream'), s.candidates.map((c) => c.upstream));
     assert.match(page.url(), /#\/route\?name=alpine$/);
     await shot(page, 'desktop-en-route');
+    await noErrors(page);
+    await ctx.close();
+  });
+
+  test('the route page\'s pull command always carries a tag', async () => {
+    const { ctx, page } = await newPage(browser);
+    const cases = [
+      ['alpine', 'alpine:latest'],                                       // undecided: the name as typed
+      ['quay.io/coreos/etcd', 'quay.io/coreos/etcd:latest'],              // no tag typed
+      ['k8s.gcr.io/pause:3.9', 'registry.k8s.io/pause:3.9'],              // the tag typed
+      ['quay.io/coreos/etcd@' + world.images.etcd.digest, 'quay.io/coreos/etcd@' + world.images.etcd.digest],
+    ];
+    const host = new URL(base).host;
+    for (const [typed, want] of cases) {
+      await page.goto(base + '/#/route?name=' + encodeURIComponent(typed));
+      await page.waitForSelector('#route-result [data-k="pull"] pre');
+      assert.equal(await page.textContent('#route-result [data-k="pull"] pre'), `docker pull ${host}/${want}`, typed);
+    }
+    await noErrors(page);
+    await ctx.close();
+  });
+
+  test('one pull of one image is one row of events, its blobs counted and listed', async () => {
+    const { ctx, page } = await newPage(browser);
+    await page.goto(base + '/#/');
+    await page.waitForSelector('table[data-t="events"] tbody tr');
+    const grouped = (await api('/api/v1/events?limit=20&group=pull')).events;
+    const raw = (await api('/api/v1/events?limit=1000&kind=fetch')).events;
+    // A group: every blob of the corrupt image arrived (one after a digest
+    // mismatch), all in one row.
+    const name = 'quay.io/team/corrupt';
+    const g = grouped.find((e) => e.code === 'blob_fetched' && e.repository === name);
+    assert.ok(g, 'the pull of ' + name + ' is among the newest rows');
+    const blobs = raw.filter((e) => e.code === 'blob_fetched' && e.repository === name);
+    assert.ok(blobs.length >= 3, 'three blobs fetched');
+    assert.equal(g.count, blobs.length);
+    assert.equal(g.bytes, blobs.reduce((a, e) => a + e.bytes, 0));
+    assert.equal(grouped.filter((e) => e.code === 'blob_fetched' && e.repository === name).length, 1);
+    await eventually(async () => assert.deepEqual(
+      await page.$$eval('table[data-t="events"] tbody tr', (rows) => rows.map((r) => Number(r.dataset.count))),
+      grouped.map((e) => e.count || 1)), 15000, 500);
+    const row = page.locator('table[data-t="events"] tbody tr', { hasText: name }).filter({ has: page.locator('details.evgroup') });
+    assert.match(await row.locator('summary').textContent(), new RegExp(`${blobs.length} blobs fetched from upstream`));
+    await row.locator('summary').click();
+    assert.deepEqual((await row.locator('ul.evblobs code.digest').evaluateAll((e) => e.map((x) => x.title))).sort(),
+      blobs.map((e) => e.digest).sort());
+    // Opened, it stays open across the next refresh.
+    await page.waitForTimeout(5500);
+    assert.equal(await row.locator('details.evgroup').getAttribute('open'), '');
+    await noErrors(page);
+    await ctx.close();
+  });
+
+  test('prefetch jobs show where they came from and their failures in words', async () => {
+    assert.ok(world.jobs.cli, 'ocimirror prefetch ran as the mirror\'s own job (see the launcher\'s messages)');
+    assert.equal(world.jobs.cancelled.length, 2, 'two jobs were cancelled');
+    const { ctx, page } = await newPage(browser);
+    await page.goto(base + '/#/');
+    const cli = `table[data-t="prefetch"] tr[data-id="${world.jobs.cli}"]`;
+    await page.waitForSelector(cli);
+    assert.equal(await page.getAttribute(cli, 'data-kind'), 'cli');
+    const job = (await api('/api/v1/prefetch/' + world.jobs.cli)).job;
+    assert.ok(job.blobs > 0 && job.blobs_cached === job.blobs, JSON.stringify(job));
+    const text = await page.textContent(cli);
+    assert.ok(text.includes('from the command line'), text);
+    assert.ok(text.includes(`${job.blobs} blobs, ${job.blobs_cached} already cached`), text);
+    const failed = await page.textContent(`table[data-t="prefetch"] tr[data-id="${world.jobs.api}"]`);
+    assert.match(failed, /quay\.io\/nope\/missing:1: the mirror answered HTTP 404/);
+    for (const id of world.jobs.cancelled) {
+      assert.equal(await page.getAttribute(`table[data-t="prefetch"] tr[data-id="${id}"]`, 'data-state'), 'cancelled');
+    }
+    await noErrors(page);
+    await ctx.close();
+  });
+
+  test('every page in Chinese: no English text from the server', async () => {
+    // Latin words a Chinese page may hold outside literal values (names,
+    // digests, commands are marked translate="no" or are <code>): units,
+    // protocol and product names.
+    const ALLOW = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'HTTP', 'TLS', 'API', 'JSON', 'OCI', 'CA', 'I', 'O',
+      'Blob', 'blob', 'digest', 'Docker', 'Hub', 'Podman', 'podman', 'containerd', 'CRI', 'k3s', 'kubeadm',
+      'Entrypoint', 'Cmd', 'Labels', 'ns', 'ocimirror'];
+    const multi = world.images.multi;
+    const child = multi.children['linux/amd64'];
+    const evil = world.images.evil;
+    const zero = 'sha256:' + '0'.repeat(64);
+    const ready = '#view h1';
+    const pages = [
+      ['/#/', ['table[data-t="events"] tbody tr', 'table[data-t="prefetch"] tbody tr', 'table[data-t="upstreams"] tbody tr', 'svg.chartsvg']],
+      ['/#/repos', ['table[data-t="repos"] tbody tr']],
+      ['/#/repos?q=coreos', ['table[data-t="repos"] mark']],
+      ['/#/repos?q=nothing-is-called-this', ['#repo-results .empty']],
+      ['/#/r/quay.io/coreos/etcd', ['table[data-t="tags"] tbody tr']],
+      ['/#/r/docker.io/library/never-pulled', ['#view .empty']],
+      [`/#/i/${multi.name}@${multi.digest}?tag=${multi.tag}`, ['table[data-t="platforms"] tbody tr']],
+      [`/#/i/${multi.name}@${child.digest}`, ['table[data-t="layers"] tbody tr', 'table[data-t="history"]']],
+      [`/#/i/${evil.name}@${evil.digest}`, ['table[data-t="labels"] tbody tr']],
+      [`/#/i/docker.io/library/never-pulled@${zero}`, ['#view .empty']],
+      ['/#/route?name=alpine', ['#route-result .answer[data-kind="search"]']],
+      ['/#/route?name=k8s.gcr.io%2Fpause%3A3.9', ['#route-result [data-reason=""][data-raw="prefix"]']],
+      ['/#/route?name=coreos%2Fetcd&ns=quay.io', ['#route-result [data-raw="ns"]']],
+      ['/#/route?name=coredns', ['#route-result [data-raw="rewrite"]']],
+      ['/#/route?name=evil.example.com%2Fx', ['#route-result [data-reason="unknown_registry"]']],
+      ['/#/route?name=x&ns=nope.example', ['#route-result [data-reason="unknown_ns"]']],
+      ['/#/route?name=UPPER%2Fcase', ['#route-result .error']],
+      ...['docker', 'containerd', 'crio', 'podman', 'k3s', 'kubeadm'].map((c) => [`/#/setup?for=${c}`, ['#setup-panel [data-source] .codeblock']]),
+      ['/#/no-such-page', [ready]],
+    ];
+    const { ctx, page } = await newPage(browser, { locale: 'zh-CN' });
+    const seen = new Set();
+    for (const [url, waits] of pages) {
+      await page.goto(base + url);
+      await page.waitForSelector('#nav a[data-page="dashboard"]:text-is("概览")');
+      for (const w of [ready, ...waits]) await page.waitForSelector(w);
+      await page.waitForFunction(() => !document.querySelector('[aria-busy="true"]'));
+      const found = await page.evaluate((allow) => {
+        const ok = new Set(allow);
+        for (const d of document.querySelectorAll('details')) d.open = true;
+        const bad = [], codes = [];
+        const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+        for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+          const el = n.parentElement;
+          if (!el || el.closest('[translate="no"], code, pre, script, style, noscript, template, [hidden]')) continue;
+          const words = (n.textContent.match(/[A-Za-z][A-Za-z0-9]*/g) || []).filter((w) => !ok.has(w));
+          if (words.length) bad.push(`${words.join(' ')}  ← “${n.textContent.trim().slice(0, 120)}” in <${el.tagName.toLowerCase()} class="${el.className}">`);
+        }
+        for (const el of document.querySelectorAll('[data-code]')) codes.push(el.dataset.code);
+        return { bad, codes };
+      }, ALLOW);
+      for (const c of found.codes) seen.add(c);
+      assert.deepEqual(found.bad, [], `${url}: English text on the Chinese page`);
+      await shot(page, 'zh-walk-' + url.replace(/[^a-z0-9]+/gi, '_').slice(0, 60), true);
+    }
+    // The walk saw every kind of event the world made.
+    for (const c of ['blob_fetched', 'blob_failed', 'blob_digest_mismatch', 'image_evicted', 'gc_finished',
+      'prefetch_image_done', 'prefetch_image_failed', 'prefetch_job_finished', 'prefetch_job_cancelled']) {
+      assert.ok(seen.has(c), `the dashboard showed no ${c} event`);
+    }
     await noErrors(page);
     await ctx.close();
   });

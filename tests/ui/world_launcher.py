@@ -15,9 +15,15 @@ What it does:
   3. starts ocimirror (admin token ADMIN_TOKEN, storage quota 1 GiB) and
      pulls the images through it the way a client does (manifest by tag,
      children of an index, every blob), and the paging repositories' tags;
+     then makes events of every kind (make_events) so that the page that
+     walks every page in Chinese sees each of them rendered: a blob whose
+     bytes do not match its digest, a blob the upstream keeps failing, an
+     eviction, a GC run, prefetch jobs from the API and from the command
+     line (done, failed, cancelled);
   4. prints ONE line on stdout: "OM_WORLD " + JSON {url, token, log,
      images: {key: {name, tag, digest, media_type, platforms, layers,
-     sizes}}, big: {...}, paging: {prefix, count}};
+     sizes}}, big: {...}, paging: {prefix, count}, repositories (how many
+     the cache holds), jobs: {api, cli, cancelled: [ids]}};
   5. waits until its stdin closes (or SIGTERM), then stops everything and
      exits 1 if the mirror died or its log holds a sanitizer report.
 
@@ -27,6 +33,7 @@ namespace (scripts/netns-run), like every e2e test.
 
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -64,6 +71,104 @@ def pull(m, img, name):
             get("/v2/%s/manifests/%s" % (name, c.digest), ACCEPT_ALL)
         for d in c.blobs:
             get("/v2/%s/blobs/%s" % (name, d))
+
+
+def admin(m, path, body=None, method=None):
+    """An admin API call with the token; the JSON answer (2xx only)."""
+    r = m.get(path, {"Authorization": "Bearer " + ADMIN_TOKEN, "Content-Type": "application/json"},
+              method=method or ("POST" if body is not None else "GET"),
+              body=json.dumps(body) if body is not None else None, timeout=60)
+    if r.status // 100 != 2:
+        raise RuntimeError("%s %s -> %d %r" % (method or "POST", path, r.status, r.body[:300]))
+    return r.json()
+
+
+def wait_job(m, job_id, states=("done", "failed", "cancelled"), timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        job = next(j for j in admin(m, "/api/v1/prefetch")["jobs"] if j["id"] == job_id)
+        if job["state"] in states:
+            return job
+        if time.monotonic() > deadline:
+            raise RuntimeError("prefetch job %s stuck in %s" % (job_id, job["state"]))
+        time.sleep(0.2)
+
+
+def try_pull(m, img, name):
+    """A pull that may fail (a fault is injected): True if every blob came."""
+    ok = True
+    m.get("/v2/%s/manifests/%s" % (name, img.tag), {"Accept": ACCEPT_ALL}, timeout=60)
+    for d in img.blobs:
+        try:
+            r = m.get("/v2/%s/blobs/%s" % (name, d), timeout=60)
+            ok = ok and r.status == 200
+        except Exception:       # the mirror cuts a download that went wrong
+            ok = False
+    return ok
+
+
+def make_events(w, m, proxy):
+    """Events of every kind (see the module doc); returns what the tests
+    need to know about them.  What the mirror does not do (an older binary)
+    is logged, not fatal: the tests say what is missing."""
+    corrupt = make_image("corrupt", "team/corrupt", "1", "quay", "docker", seed=501, n_layers=2)
+    failing = make_image("failing", "team/failing", "1", "quay", "docker", seed=502, n_layers=1)
+    evictme = make_image("evictme", "team/evictme", "1", "k8s", "docker", seed=503, n_layers=2)
+    for img in (corrupt, failing, evictme):
+        w.push(img)
+    # A blob whose bytes are flipped once: digest mismatch, not cached; the
+    # next pull gets it.
+    proxy.add_rule("corrupt", path=r"/blobs/" + corrupt.layers[0], times=1, offset=10)
+    try_pull(m, corrupt, canonical_name(corrupt))
+    if not try_pull(m, corrupt, canonical_name(corrupt)):
+        raise RuntimeError("the corrupt image did not arrive on the second pull")
+    # A blob whose connection the upstream always breaks before the first
+    # byte: the download fails after its resumes.  (A 5xx answer would be
+    # "not there", not a failed download.)
+    proxy.add_rule("reset", path=r"/blobs/" + failing.layers[0], after=0)
+    try_pull(m, failing, canonical_name(failing))
+    # An eviction on request, then a GC run with something to remove.
+    pull(m, evictme, canonical_name(evictme))
+    admin(m, "/api/v1/evict", {"name": canonical_name(evictme), "reference": evictme.tag})
+    stale = os.path.join(m.storage, "ingest", "ui-test-stale")
+    os.makedirs(os.path.dirname(stale), exist_ok=True)
+    with open(stale, "wb") as f:
+        f.write(b"x" * 1000)
+    old = time.time() - 3 * 3600
+    os.utime(stale, (old, old))
+    admin(m, "/api/v1/gc", {})
+    # Prefetch from the API: one image done, one failed.
+    api_job = admin(m, "/api/v1/prefetch", {"images": ["registry.k8s.io/pause:3.9", "quay.io/nope/missing:1"],
+                                            "platforms": ["linux/amd64"]})["id"]
+    wait_job(m, api_job)
+    # From the command line, as the mirror's own job: everything cached.
+    run = subprocess.run([os.environ["OCIMIRROR_BIN"], "prefetch", "--mirror", m.url, "--platform",
+                          "linux/amd64", "registry.k8s.io/pause:3.9"],
+                         env=dict(os.environ, OCIMIRROR_ADMIN_TOKEN=ADMIN_TOKEN),
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    cli_job = run.stdout.split("as its prefetch job ", 1)[1].split()[0] if "as its prefetch job " in run.stdout else None
+    if run.returncode != 0 or cli_job is None:
+        log("ocimirror prefetch did not run as the mirror's job (%d):\n%s\n%s" % (run.returncode, run.stdout, run.stderr))
+    # Cancelled: one waiting for its next try (the failing blob), one queued.
+    cancelled = []
+    try:
+        waiting = admin(m, "/api/v1/prefetch", {"images": ["quay.io/team/failing:1"], "platforms": ["linux/amd64"],
+                                                "retries": 2, "retry_interval": "1h"})["id"]
+        queued = admin(m, "/api/v1/prefetch", {"images": ["registry.k8s.io/pause:3.9"]})["id"]
+        wait_job(m, waiting, states=("waiting", "failed"))
+        for jid in (queued, waiting):
+            admin(m, "/api/v1/prefetch/%s/cancel" % jid, {})
+            wait_job(m, jid, states=("cancelled",))
+            cancelled.append(jid)
+    except (RuntimeError, KeyError) as e:
+        log("cancelling prefetch jobs: %s" % e)
+    kinds = {e.get("code") for e in admin(m, "/api/v1/events?limit=1000")["events"]}
+    want = {"blob_fetched", "blob_failed", "blob_digest_mismatch", "image_evicted", "gc_finished",
+            "prefetch_image_done", "prefetch_image_failed", "prefetch_job_finished",
+            "prefetch_job_cancelled"}
+    if not want <= kinds:
+        log("events missing: %s" % sorted(want - kinds))
+    return {"api": api_job, "cli": cli_job, "cancelled": cancelled}
 
 
 def describe(img):
@@ -108,10 +213,12 @@ def main():
         r = m.get("/v2/%s/manifests/%s" % (canonical_name(img), img.tag), {"Accept": ACCEPT_ALL})
         if r.status != 200:
             raise RuntimeError("paging pull %s -> %d" % (img.repo, r.status))
+    jobs = make_events(w, m, proxy)
+    repositories = m.get("/api/v1/stats").json()["storage"]["repositories"]
     log("mirror ready in %.1f s: %s" % (time.monotonic() - t0, m.url))
 
     info = {"url": m.url, "token": ADMIN_TOKEN, "log": m.log_path, "images": images,
-            "evil": EVIL, "big": describe(big),
+            "evil": EVIL, "big": describe(big), "repositories": repositories, "jobs": jobs,
             "paging": {"prefix": "registry.k8s.io/" + PAGING_PREFIX, "count": PAGING_REPOS}}
     sys.stdout.write("OM_WORLD " + json.dumps(info) + "\n")
     sys.stdout.flush()

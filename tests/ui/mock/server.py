@@ -114,9 +114,28 @@ class Data:
         return {"upstreams": out}
 
     def events(self, limit):
-        ev = [{"t_ms": NOW() - i * 30000, "kind": ["fetch", "evict", "error", "prefetch", "gc"][i % 5],
-               "repository": "docker.io/library/alpine", "digest": sha("e%d" % i),
-               "message": "event %d %s" % (i, EVIL if i == 2 else ""), "bytes": i * 100000} for i in range(40)]
+        """Events as the server sends them: codes and values (the English
+        message beside them is not for the page), a hostile tag among them,
+        and grouped blob rows as ?group=pull makes them."""
+        kinds = [("fetch", "blob_fetched", {}), ("evict", "image_evicted",
+                  {"tag": "1" + EVIL, "why": "lru", "idle_s": 3600, "objects": 4}),
+                 ("error", "blob_failed", {"error": "upstream"}),
+                 ("prefetch", "prefetch_image_failed", {"job": "pf-1", "error": "http_status",
+                                                        "ref": "x" + EVIL, "status": 404}),
+                 ("gc", "gc_finished", {"images": 1, "objects": 4, "ingest": 0, "used_before": 2 << 30,
+                                        "used_after": 1 << 30, "max_size": 0})]
+        ev = []
+        for i in range(40):
+            kind, code, values = kinds[i % 5]
+            e = {"t_ms": NOW() - i * 30000, "kind": kind, "code": code,
+                 "repository": "docker.io/library/alpine", "digest": sha("e%d" % i),
+                 "message": "English for API users %d" % i, "bytes": i * 100000, "values": values,
+                 "count": 1}
+            if code == "blob_fetched" and i % 10 == 0:
+                e.update(count=3, digest=None, first_ms=e["t_ms"] - 2000,
+                         events=[{"t_ms": e["t_ms"] - k * 1000, "digest": sha("g%d-%d" % (i, k)),
+                                  "bytes": 1000 * (k + 1)} for k in range(3)])
+            ev.append(e)
         return {"events": ev[:limit]}
 
     def tags(self, name):
@@ -167,10 +186,12 @@ class Data:
             rest = name.split("/", 1)[1]
             c = up + "/" + rest
             return {"name": name, "ns": ns, "kind": "fixed", "why": "explicit prefix",
+                    "why_code": "prefix", "why_values": {"upstream": up},
                     "candidates": [{"upstream": up, "remote": rest, "canonical": c, "negative": False}],
                     "decided": {"upstream": up, "canonical": c}}
         rest = name if "/" in name else "library/" + name
-        return {"name": name, "ns": ns, "kind": "search", "why": "search order",
+        return {"name": name, "ns": ns, "kind": "search", "why": "search order", "why_code": "search",
+                "why_values": {},
                 "candidates": [{"upstream": "docker.io", "remote": rest, "canonical": "docker.io/" + rest, "negative": False},
                                {"upstream": "registry.k8s.io", "remote": name, "canonical": "registry.k8s.io/" + name, "negative": True}],
                 "decided": None}
