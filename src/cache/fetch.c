@@ -91,15 +91,17 @@ void om_fetch_release(struct om_fetch *f)
 {
     if (f == NULL)
         return;
+    struct om_fetch_table *t = f->t; /* outlives f: read before the ref goes */
     pthread_mutex_lock(&f->mu);
     int left = --f->refs;
     pthread_mutex_unlock(&f->mu);
     if (left == 1) {
-        /* Only the download thread is left: if it waits for a slot, it
-         * should see that nobody wants it any more. */
-        pthread_mutex_lock(&f->t->mu);
-        pthread_cond_broadcast(&f->t->slot);
-        pthread_mutex_unlock(&f->t->mu);
+        /* Only one holder is left (f may be gone by now: touch only t): if
+         * it is the download thread waiting for a slot, it should see that
+         * nobody wants it any more. */
+        pthread_mutex_lock(&t->mu);
+        pthread_cond_broadcast(&t->slot);
+        pthread_mutex_unlock(&t->mu);
     }
     if (left == 0)
         fetch_free(f);

@@ -195,6 +195,9 @@ int om_parse_size(const char *s, uint64_t *out);
  * ("5m", "500ms", "4MiB", "1000"), never rounded, so what they print reads
  * back as the same number.  buf gets at least 24 bytes to be safe. */
 int om_parse_listen(const char *s, char *host, size_t hostlen, unsigned *port);
+/* The same, also taking port 0: "any free port" (the in-process server of
+ * `ocimirror prefetch`, tests) — never from a user's config. */
+int om_parse_listen_bind(const char *s, char *host, size_t hostlen, unsigned *port);
 /* NULL when om_parse_listen takes s, else what is wrong with it: a phrase
  * that reads after the value ("is not HOST:PORT: the port must be a number
  * from 1 to 65535"), in static storage. */

@@ -144,7 +144,7 @@ static bool listen_host_char(char c, bool bracketed)
 /* om_parse_listen, saying in *why what is wrong (a phrase that follows the
  * value, static storage). */
 static int parse_listen(const char *s, char *host, size_t hostlen, unsigned *port,
-                        const char **why)
+                        bool allow_zero, const char **why)
 {
     int rc = OM_ERR_INVALID;
     const char *h, *h_end, *p;
@@ -196,7 +196,7 @@ static int parse_listen(const char *s, char *host, size_t hostlen, unsigned *por
             goto done;
         pv = pv * 10 + (unsigned long)(*q - '0');
     }
-    if (pv == 0 || pv > 65535)
+    if ((pv == 0 && !allow_zero) || pv > 65535)
         goto done;
     memcpy(host, h, n);
     host[n] = '\0';
@@ -210,7 +210,13 @@ done:
 int om_parse_listen(const char *s, char *host, size_t hostlen, unsigned *port)
 {
     const char *why;
-    return parse_listen(s, host, hostlen, port, &why);
+    return parse_listen(s, host, hostlen, port, false, &why);
+}
+
+int om_parse_listen_bind(const char *s, char *host, size_t hostlen, unsigned *port)
+{
+    const char *why;
+    return parse_listen(s, host, hostlen, port, true, &why);
 }
 
 const char *om_listen_why(const char *s)
@@ -218,6 +224,6 @@ const char *om_listen_why(const char *s)
     char host[256];
     unsigned port = 0;
     const char *why;
-    parse_listen(s, host, sizeof(host), &port, &why);
+    parse_listen(s, host, sizeof(host), &port, false, &why);
     return why;
 }

@@ -128,7 +128,7 @@ static int open_listener(const char *addr, int *fd_out, bool *v6)
     int fd = -1, one = 1, err = OM_ERR_IO, gai;
 
     *fd_out = -1;
-    if (om_parse_listen(addr, host, sizeof(host), &portn) != OM_OK) {
+    if (om_parse_listen_bind(addr, host, sizeof(host), &portn) != OM_OK) {
         om_log(OM_LOG_ERROR, "cannot listen on %s: it %s", addr, om_listen_why(addr));
         err = OM_ERR_INVALID;
         goto done;
