@@ -14,8 +14,11 @@
  *   fs_ingest_begin   an ingest file in <root>/ingest (store_ingest.c: a
  *                     random O_EXCL name; written with pwrite at in->size,
  *                     so readers that dup() the fd cannot misplace bytes).
- *   fs_ingest_commit  fsync(file) → renameat2(RENAME_NOREPLACE) into blobs/
- *                     → fsync(fan-out dir).  NOREPLACE makes "already there"
+ *   fs_ingest_commit  the digest in the journal (store_fs_sync.c: durable
+ *                     before the name can be) → renameat2(RENAME_NOREPLACE)
+ *                     into blobs/; the fsync of the file and of its fan-out
+ *                     directory follow in the background, so a client's last
+ *                     byte waits for the digest, not for the disk.  NOREPLACE makes "already there"
  *                     an atomic answer (EEXIST) instead of a stat/rename race,
  *                     so two commits of one digest count its bytes once.  On
  *                     filesystems without renameat2 flags we fall back to
@@ -236,7 +239,7 @@ int om_store_fs_open(struct om_store **out, const char *root, bool attach)
                 (err = mkdir_ok(path, NULL)) != OM_OK)
                 goto done;
         }
-        if ((err = clean_ingest(st)) != OM_OK)
+        if ((err = clean_ingest(st)) != OM_OK || (err = om_store_fs__sync_open(st)) != OM_OK)
             goto done;
     }
     st->attached = attach;
@@ -264,6 +267,7 @@ static void fs_free(struct om_store_fs *st)
 {
     if (st == NULL)
         return;
+    om_store_fs__sync_close(st); /* everything committed made durable first */
     if (st->record_at_close)
         om_store_fs__write_record(st);
     if (st->lock_fd >= 0)
@@ -352,12 +356,16 @@ static int fs_ingest_commit(struct om_store *base, struct om_ingest *in, const o
 
     if ((err = digest_path(st, d, dst, sizeof(dst), dir, sizeof(dir))) != OM_OK)
         goto done;
-    if (fsync(in->fd) != 0 || fstat(in->fd, &sb) != 0) {
+    if (fstat(in->fd, &sb) != 0) {
         int e = errno;
-        om_log(OM_LOG_ERROR, "store: fsync %s: %s", in->path, strerror(e));
+        om_log(OM_LOG_ERROR, "store: stat %s: %s", in->path, strerror(e));
         err = om_store_sys_err(e);
         goto done;
     }
+    /* The power-loss rule: listed durably before the name can be durable
+     * (store_fs_sync.c); the bytes themselves are synced in the background. */
+    if ((err = om_store_fs__journal(st, d)) != OM_OK)
+        goto done;
     if ((err = mkdir_ok(dir, &created)) != OM_OK)
         goto done;
     if (created) {
@@ -372,7 +380,6 @@ static int fs_ingest_commit(struct om_store *base, struct om_ingest *in, const o
         goto done;
     }
     om_store_fs__count_add(st, (int64_t)sb.st_size);
-    err = om_store_fs__fsync_dir(dir);
 done:
     /* Frees `in` in every case; its file is unlinked unless it now lives
      * in blobs/. */

@@ -5,6 +5,9 @@
  *   store_fs_meta.c  what the backend keeps beside the objects: the owner's
  *                    lock, the size record and the dirty mark, and the byte
  *                    total (adjustments and the recount)
+ *   store_fs_sync.c  durability off the request path: the journal of
+ *                    objects committed but not yet durable, the thread that
+ *                    syncs them, the check after an unclean shutdown
  * Callers use store.h; store.c reaches the backend through
  * om_store_fs_open (store_backend.h) and the ops table.
  */
@@ -31,6 +34,7 @@ struct om_store_fs {
     int lock_fd;                /* owner: LOCK_FILE, flock()ed; -1 when attached */
     bool record_at_close;       /* owner, fully opened: write SIZE_RECORD at close */
     atomic_bool marked_dirty;   /* attached and removed a blob: DIRTY_MARK made */
+    struct om_store_fs_sync *sync; /* owner only: store_fs_sync.c; NULL when attached */
 };
 
 /* One owner per storage root.  Two servers on one directory would each
@@ -81,5 +85,20 @@ void om_store_fs__count_add(struct om_store_fs *st, int64_t delta);
 void om_store_fs__mark_dirty(struct om_store_fs *st);
 /* Walk the store and make its sum the byte total (see store_fs_meta.c). */
 void om_store_fs__recount(struct om_store_fs *st);
+
+/* ---- store_fs_sync.c ---- */
+
+/* The owner's open: re-check what an unclean shutdown left in the journal
+ * (damaged objects removed), then start the journal afresh and the thread
+ * that makes commits durable.  Sets st->sync. */
+int om_store_fs__sync_open(struct om_store_fs *st);
+/* Before a commit's rename: d in the journal, durably (a group fdatasync).
+ * OM_OK without doing anything when attached. */
+int om_store_fs__journal(struct om_store_fs *st, const om_digest *d);
+/* Objects committed and not yet durable. */
+size_t om_store_fs__unsynced(struct om_store_fs *st);
+/* Stop the thread, sync everything, empty the journal (a clean close).
+ * NULL st->sync is a no-op. */
+void om_store_fs__sync_close(struct om_store_fs *st);
 
 #endif
