@@ -48,7 +48,7 @@ static void rs_sleep_ms_(long ms)
 }
 
 /* A free loopback TCP port (bound and closed: a small race, fine here). */
-static unsigned rs_free_port(void)
+static inline unsigned rs_free_port(void)
 {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof(a);
@@ -139,18 +139,18 @@ static void rs_kill(struct rs *s)
     s->pid = 0;
 }
 
-static bool rs_restart(struct rs *s)
+static inline bool rs_restart(struct rs *s)
 {
     rs_kill(s);
     return rs_spawn_(s);
 }
 
-static void rs_pause(struct rs *s)
+static inline void rs_pause(struct rs *s)
 {
     kill(s->pid, SIGSTOP);
 }
 
-static void rs_resume(struct rs *s)
+static inline void rs_resume(struct rs *s)
 {
     kill(s->pid, SIGCONT);
 }
@@ -166,7 +166,7 @@ static void rs_stop(struct rs *s)
 /* Run one command (words split at blanks) on a connection of the test's own:
  * the reply's integer, or -1 on an error; str (if not NULL) gets a string
  * reply. */
-static long long rs_cmd(const struct rs *s, unsigned db, const char *cmd, char *str, size_t strsz)
+static inline long long rs_cmd(const struct rs *s, unsigned db, const char *cmd, char *str, size_t strsz)
 {
     struct timeval tv = {1, 0};
     long long v = -1;

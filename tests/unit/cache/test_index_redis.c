@@ -1,0 +1,706 @@
+/* test_index_redis.c — one behaviour table run against both index backends:
+ * SQLite (om_index_open) and Redis (om_index_open_cfg with cluster.redis,
+ * on a redis-server the test starts).  Every case uses only index.h, so a
+ * difference between the backends is a failure of one of them.  Then what
+ * only Redis does: a replica sharing another's records, the rebuild of an
+ * empty Redis from the store, an outage (OM_ERR_UNAVAILABLE at once,
+ * om_index_health, back by itself), a schema it does not know.  Adapted
+ * from test_index.c's cases. */
+#include "test.h"
+
+#include "cache/index.h"
+#include "cache/store.h"
+#include "core/config.h"
+#include "core/hash.h"
+#include "redis_server.h"
+
+#include <ftw.h>
+#include <pthread.h>
+
+#define OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define OCI_INDEX "application/vnd.oci.image.index.v1+json"
+#define DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
+
+static struct rs srv;
+static bool have_srv;
+
+enum backend { B_SQLITE, B_REDIS };
+static const char *const backend_name[] = {"sqlite", "redis"};
+
+struct fixture {
+    enum backend b;
+    char root[64];
+    struct om_store *st;
+    struct om_index *ix;
+    struct om_config *cfg;
+    bool rebuilt;
+};
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb; (void)flag; (void)ftw;
+    return remove(path);
+}
+
+static struct om_config *redis_cfg(unsigned db)
+{
+    struct om_config *cfg = NULL;
+    char url[200];
+    if (om_config_default(&cfg) != OM_OK)
+        return NULL;
+    snprintf(url, sizeof(url), "unix://%s?db=%u", srv.sock, db);
+    cfg->cluster_redis = strdup(url);
+    return cfg;
+}
+
+static int fx_open(struct fixture *fx)
+{
+    fx->rebuilt = true;
+    return fx->b == B_SQLITE ? om_index_open(&fx->ix, fx->st, &fx->rebuilt)
+                             : om_index_open_cfg(&fx->ix, fx->st, fx->cfg, &fx->rebuilt);
+}
+
+static bool fx_setup(struct fixture *fx, enum backend b)
+{
+    memset(fx, 0, sizeof(*fx));
+    fx->b = b;
+    snprintf(fx->root, sizeof(fx->root), "/tmp/om-test-ixr-XXXXXX");
+    if (mkdtemp(fx->root) == NULL)
+        return false;
+    if (b == B_REDIS) {
+        rs_cmd(&srv, 5, "FLUSHDB", NULL, 0);
+        fx->cfg = redis_cfg(5);
+    }
+    return om_store_open(&fx->st, fx->root) == OM_OK && fx_open(fx) == OM_OK;
+}
+
+static void fx_teardown(struct fixture *fx)
+{
+    om_index_close(fx->ix);
+    om_store_close(fx->st);
+    om_config_free(fx->cfg);
+    nftw(fx->root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static om_digest dig(const char *s)
+{
+    om_digest d;
+    om_hash_buf(s, strlen(s), &d);
+    return d;
+}
+
+static om_digest put(struct fixture *fx, const char *s)
+{
+    om_digest d = dig(s);
+    CHECK_EQ_INT(om_store_put(fx->st, &d, s, strlen(s)), OM_OK);
+    return d;
+}
+
+struct list {
+    char joined[2048];
+    int calls;
+    int stop_after;
+};
+
+static int collect(void *ud, const char *s)
+{
+    struct list *l = ud;
+    size_t n = strlen(l->joined);
+    snprintf(l->joined + n, sizeof(l->joined) - n, "%s%s", n ? "," : "", s);
+    l->calls++;
+    return l->stop_after != 0 && l->calls == l->stop_after ? 7 : 0;
+}
+
+/* ---- the table: each case takes a fresh fixture ------------------------------ */
+
+static void case_tag_round_trip(struct fixture *fx)
+{
+    struct om_tag_rec rec;
+    om_digest a = dig("manifest a"), b = dig("manifest b");
+    const char *r = "docker.io/library/nginx";
+
+    CHECK_EQ_INT(om_index_tag_get(fx->ix, r, "latest", &rec), OM_ERR_NOTFOUND);
+    CHECK_EQ_INT(om_index_tag_put(fx->ix, r, "latest", &a, OCI_MANIFEST, 1234, 1000), OM_OK);
+    CHECK_EQ_INT(om_index_tag_get(fx->ix, r, "latest", &rec), OM_OK);
+    CHECK_EQ_STR(rec.digest.str, a.str);
+    CHECK_EQ_STR(rec.media_type, OCI_MANIFEST);
+    CHECK_EQ_INT(rec.size, 1234);
+    CHECK_EQ_INT(rec.fetched_at, 1000);
+    CHECK_EQ_INT(rec.checked_at, 1000);
+    CHECK_EQ_INT(om_index_tag_checked(fx->ix, r, "latest", 2000), OM_OK);
+    CHECK_EQ_INT(om_index_tag_get(fx->ix, r, "latest", &rec), OM_OK);
+    CHECK_EQ_INT(rec.fetched_at, 1000);
+    CHECK_EQ_INT(rec.checked_at, 2000);
+    CHECK_EQ_INT(om_index_tag_put(fx->ix, r, "latest", &b, DOCKER_LIST, 99, 3000), OM_OK);
+    CHECK_EQ_INT(om_index_tag_get(fx->ix, r, "latest", &rec), OM_OK);
+    CHECK_EQ_STR(rec.digest.str, b.str);
+    CHECK_EQ_STR(rec.media_type, DOCKER_LIST);
+    CHECK_EQ_INT(rec.size, 99);
+    CHECK_EQ_INT(rec.fetched_at, 3000);
+    CHECK_EQ_INT(rec.checked_at, 3000);
+    CHECK_EQ_INT(om_index_tag_checked(fx->ix, r, "nope", 1), OM_ERR_NOTFOUND);
+    CHECK_EQ_INT(om_index_tag_get(fx->ix, "docker.io/library/other", "latest", &rec),
+                 OM_ERR_NOTFOUND);
+    /* not a tag: could never have been put */
+    CHECK_EQ_INT(om_index_tag_get(fx->ix, r, "a:b", &rec), OM_ERR_NOTFOUND);
+    CHECK_EQ_INT(om_index_tag_checked(fx->ix, r, "", 5), OM_ERR_NOTFOUND);
+}
+
+static void case_tag_put_rejects_bad_input(struct fixture *fx)
+{
+    om_digest a = dig("x"), bad;
+    char longname[OM_NAME_MAX + 2];
+    struct om_index_counts c;
+
+    memset(longname, 'a', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    memset(&bad, 0, sizeof(bad));
+    snprintf(bad.str, sizeof(bad.str), "sha256:../../etc");
+    CHECK_EQ_INT(om_index_tag_put(fx->ix, NULL, "t", &a, OCI_MANIFEST, 1, 1), OM_ERR_INVALID);
+    CHECK_EQ_INT(om_index_tag_put(fx->ix, longname, "t", &a, OCI_MANIFEST, 1, 1), OM_ERR_INVALID);
+    CHECK_EQ_INT(om_index_tag_put(fx->ix, "r", "a/b", &a, OCI_MANIFEST, 1, 1), OM_ERR_INVALID);
+    CHECK_EQ_INT(om_index_tag_put(fx->ix, "r", "t", &bad, OCI_MANIFEST, 1, 1), OM_ERR_INVALID);
+    CHECK_EQ_INT(om_index_tag_put(fx->ix, "r", "t", &a, "bad utf-8 \xff", 1, 1), OM_ERR_INVALID);
+    CHECK_EQ_INT(om_index_tag_put(fx->ix, "r", "t", &a, OCI_MANIFEST, (uint64_t)INT64_MAX + 1, 1),
+                 OM_ERR_INVALID);
+    longname[OM_NAME_MAX] = '\0'; /* exactly the limit is fine */
+    CHECK_EQ_INT(om_index_tag_put(fx->ix, longname, "t", &a, OCI_MANIFEST, 1, 1), OM_OK);
+    CHECK_EQ_INT(om_index_counts(fx->ix, &c), OM_OK);
+    CHECK_EQ_INT(c.tags, 1);
+    CHECK_EQ_INT(c.repos, 1);
+}
+
+static void case_tags_list_is_byte_ordered_and_paged(struct fixture *fx)
+{
+    static const char *const tags[] = {"latest", "B", "a", "_x", "A1", "a.b", "a-b", "10", "9", "a_b"};
+    static const char all[] = "10,9,A1,B,_x,a,a-b,a.b,a_b,latest";
+    static const struct {
+        const char *last;
+        long n;
+        const char *want;
+    } cases[] = {
+        {NULL, -1, all}, {NULL, 0, ""}, {NULL, 2, "10,9"}, {NULL, 10, all}, {NULL, 1000, all},
+        {"9", 2, "A1,B"}, {"A", 3, "A1,B,_x"}, {"a", -1, "a-b,a.b,a_b,latest"},
+        {"a-a", 1, "a-b"}, {"latest", 5, ""}, {"zzz", -1, ""}, {"0", 1, "10"}, {"9", 0, ""},
+    };
+    om_digest d = dig("tagged");
+
+    for (size_t i = 0; i < OM_ARRAY_LEN(tags); i++)
+        CHECK_EQ_INT(om_index_tag_put(fx->ix, "docker.io/library/x", tags[i], &d, OCI_MANIFEST, 1,
+                                      1),
+                     OM_OK);
+    CHECK_EQ_INT(om_index_tag_put(fx->ix, "docker.io/library/y", "zz", &d, OCI_MANIFEST, 1, 1),
+                 OM_OK);
+    for (size_t i = 0; i < OM_ARRAY_LEN(cases); i++) {
+        struct list l = {0};
+        CHECK_EQ_INT(om_index_tags_list(fx->ix, "docker.io/library/x", cases[i].last, cases[i].n,
+                                        collect, &l),
+                     OM_OK);
+        if (strcmp(l.joined, cases[i].want) != 0)
+            fprintf(stderr, "  case %zu (last=%s n=%ld)\n", i, cases[i].last ? cases[i].last : "-",
+                    cases[i].n);
+        CHECK_EQ_STR(l.joined, cases[i].want);
+    }
+    struct list stop = {.stop_after = 3};
+    CHECK_EQ_INT(om_index_tags_list(fx->ix, "docker.io/library/x", NULL, -1, collect, &stop), 7);
+    CHECK_EQ_STR(stop.joined, "10,9,A1");
+    struct list none = {0};
+    CHECK_EQ_INT(om_index_tags_list(fx->ix, "docker.io/library/nope", NULL, -1, collect, &none),
+                 OM_ERR_NOTFOUND);
+    CHECK_EQ_INT(om_index_tags_list(fx->ix, "docker.io/library/nope", NULL, 0, collect, &none),
+                 OM_ERR_NOTFOUND);
+    CHECK_EQ_INT(none.calls, 0);
+    CHECK_EQ_INT(om_index_blob_put(fx->ix, "ghcr.io/o/p", &d, 1, 1), OM_OK);
+    CHECK_EQ_INT(om_index_tags_list(fx->ix, "ghcr.io/o/p", NULL, -1, collect, &none), OM_OK);
+    CHECK_EQ_INT(om_index_tags_list(fx->ix, "ghcr.io/o/p", NULL, 0, collect, &none), OM_OK);
+    CHECK_EQ_INT(none.calls, 0);
+}
+
+/* More tags than one Redis page: the pages join without a gap or a repeat. */
+static void case_a_long_tag_list_pages_through(struct fixture *fx)
+{
+    om_digest d = dig("many");
+    char tag[16];
+    struct list l = {0};
+    int calls = 0;
+
+    for (int i = 0; i < 2500; i++) {
+        snprintf(tag, sizeof(tag), "v%05d", i);
+        CHECK_EQ_INT(om_index_tag_put(fx->ix, "quay.io/many/tags", tag, &d, OCI_MANIFEST, 1, 1),
+                     OM_OK);
+    }
+    CHECK_EQ_INT(om_index_tags_list(fx->ix, "quay.io/many/tags", NULL, -1, collect, &l), OM_OK);
+    calls = l.calls;
+    CHECK_EQ_INT(calls, 2500);
+    memset(&l, 0, sizeof(l));
+    CHECK_EQ_INT(om_index_tags_list(fx->ix, "quay.io/many/tags", "v00999", 1002, collect, &l),
+                 OM_OK);
+    CHECK_EQ_INT(l.calls, 1002);
+    CHECK(strncmp(l.joined, "v01000,v01001", 13) == 0);
+}
+
+static void case_catalog_is_byte_ordered_and_paged(struct fixture *fx)
+{
+    static const char *const repos[] = {"quay.io/coreos/etcd", "docker.io/library/nginx",
+                                        "docker.io/library/alpine", "registry.k8s.io/pause",
+                                        "docker.io/bitnami/redis", "ghcr.io/a/b"};
+    static const char all[] = "docker.io/bitnami/redis,docker.io/library/alpine,"
+                              "docker.io/library/nginx,ghcr.io/a/b,quay.io/coreos/etcd,"
+                              "registry.k8s.io/pause";
+    static const struct {
+        const char *last;
+        long n;
+        const char *want;
+    } cases[] = {
+        {NULL, -1, all}, {NULL, 0, ""}, {NULL, 1, "docker.io/bitnami/redis"},
+        {"docker.io/library/alpine", 2, "docker.io/library/nginx,ghcr.io/a/b"},
+        {"docker.io/library/b", 1, "docker.io/library/nginx"},
+        {"registry.k8s.io/pause", 10, ""}, {"zzz", 10, ""}, {"a", 0, ""},
+    };
+    om_digest d = dig("catalog");
+    struct list e = {0};
+
+    CHECK_EQ_INT(om_index_catalog(fx->ix, NULL, -1, collect, &e), OM_OK);
+    CHECK_EQ_INT(e.calls, 0);
+    for (size_t i = 0; i < OM_ARRAY_LEN(repos); i++) {
+        if (i % 3 == 0)
+            CHECK_EQ_INT(om_index_tag_put(fx->ix, repos[i], "t", &d, OCI_MANIFEST, 1, 1), OM_OK);
+        else if (i % 3 == 1)
+            CHECK_EQ_INT(om_index_manifest_put(fx->ix, repos[i], &d, OCI_MANIFEST, 1, NULL, 0, 1),
+                         OM_OK);
+        else
+            CHECK_EQ_INT(om_index_blob_put(fx->ix, repos[i], &d, 1, 1), OM_OK);
+    }
+    for (size_t i = 0; i < OM_ARRAY_LEN(cases); i++) {
+        struct list l = {0};
+        CHECK_EQ_INT(om_index_catalog(fx->ix, cases[i].last, cases[i].n, collect, &l), OM_OK);
+        CHECK_EQ_STR(l.joined, cases[i].want);
+    }
+}
+
+static void case_manifests_blobs_pulls_and_counts(struct fixture *fx)
+{
+    struct om_manifest_rec rec;
+    struct om_index_counts c;
+    om_digest m = dig("manifest"), kids[3] = {dig("config"), dig("layer1"), dig("layer2")};
+    om_digest b = dig("blob"), unknown = dig("unknown"), bad;
+    uint64_t size = 0;
+
+    CHECK_EQ_INT(om_index_manifest_get(fx->ix, &m, &rec), OM_ERR_NOTFOUND);
+    CHECK_EQ_INT(om_index_manifest_put(fx->ix, "docker.io/library/nginx", &m, OCI_MANIFEST, 321,
+                                       kids, 3, 10),
+                 OM_OK);
+    CHECK_EQ_INT(om_index_manifest_put(fx->ix, "quay.io/x/nginx", &m, OCI_MANIFEST, 321, kids, 3,
+                                       20),
+                 OM_OK);
+    CHECK_EQ_INT(om_index_manifest_get(fx->ix, &m, &rec), OM_OK);
+    CHECK_EQ_STR(rec.media_type, OCI_MANIFEST);
+    CHECK_EQ_INT(rec.size, 321);
+    om_digest m2 = dig("manifest 2");
+    CHECK_EQ_INT(om_index_manifest_put(fx->ix, NULL, &m2, OCI_INDEX, 5, NULL, 0, 30), OM_OK);
+    memset(&bad, 0, sizeof(bad));
+    snprintf(bad.str, sizeof(bad.str), "md5:abc");
+    om_digest mixed[2] = {kids[0], bad};
+    om_digest m3 = dig("manifest 3");
+    CHECK_EQ_INT(om_index_manifest_put(fx->ix, "r", &m3, OCI_MANIFEST, 1, mixed, 2, 1),
+                 OM_ERR_INVALID);
+    CHECK_EQ_INT(om_index_manifest_get(fx->ix, &m3, &rec), OM_ERR_NOTFOUND);
+    CHECK_EQ_INT(om_index_manifest_get(fx->ix, &bad, &rec), OM_ERR_INVALID);
+
+    CHECK_EQ_INT(om_index_blob_put(fx->ix, "docker.io/library/nginx", &b, 1000, 5), OM_OK);
+    CHECK_EQ_INT(om_index_blob_put(fx->ix, "docker.io/library/httpd", &b, 1000, 6), OM_OK);
+    CHECK_EQ_INT(om_index_blob_put(fx->ix, NULL, &b, 1000, 7), OM_OK);
+    CHECK_EQ_INT(om_index_note_pull(fx->ix, "docker.io/library/nginx", NULL, &b, 100), OM_OK);
+    CHECK_EQ_INT(om_index_note_pull(fx->ix, NULL, NULL, &b, 200), OM_OK);
+    CHECK_EQ_INT(om_index_tag_put(fx->ix, "docker.io/library/nginx", "latest", &m, OCI_MANIFEST,
+                                  321, 1),
+                 OM_OK);
+    CHECK_EQ_INT(om_index_note_pull(fx->ix, "docker.io/library/nginx", "latest", &m, 300), OM_OK);
+    CHECK_EQ_INT(om_index_note_pull(fx->ix, NULL, NULL, &unknown, 1), OM_ERR_NOTFOUND);
+    CHECK_EQ_INT(om_index_note_pull(fx->ix, NULL, "latest", &m, 1), OM_ERR_INVALID);
+
+    CHECK_EQ_INT(om_index_blob_size(fx->ix, &b, &size), OM_OK);
+    CHECK_EQ_INT(size, 1000);
+    CHECK_EQ_INT(om_index_blob_size(fx->ix, &m, &size), OM_OK);
+    CHECK_EQ_INT(size, 321);
+    CHECK_EQ_INT(om_index_blob_size(fx->ix, &unknown, &size), OM_ERR_NOTFOUND);
+    CHECK_EQ_INT(om_index_blob_put(fx->ix, NULL, &b, 900, 8), OM_OK); /* fetched again */
+    CHECK_EQ_INT(om_index_blob_size(fx->ix, &b, &size), OM_OK);
+    CHECK_EQ_INT(size, 900);
+
+    CHECK_EQ_INT(om_index_counts(fx->ix, &c), OM_OK);
+    CHECK_EQ_INT(c.repos, 3); /* nginx, quay.io/x/nginx, httpd; none for NULL */
+    CHECK_EQ_INT(c.tags, 1);
+    CHECK_EQ_INT(c.manifests, 2);
+    CHECK_EQ_INT(c.blobs, 1);
+    CHECK_EQ_INT(c.blob_bytes, 900);
+}
+
+static void case_note_pulls_flags_what_is_known(struct fixture *fx)
+{
+    struct om_pull_note n[4];
+    om_digest b = dig("pulled blob"), m = dig("pulled manifest"), u = dig("nobody's");
+
+    memset(n, 0, sizeof(n));
+    CHECK_EQ_INT(om_index_blob_put(fx->ix, NULL, &b, 10, 1), OM_OK);
+    CHECK_EQ_INT(om_index_manifest_put(fx->ix, "r/x", &m, OCI_MANIFEST, 5, &b, 1, 1), OM_OK);
+    CHECK_EQ_INT(om_index_tag_put(fx->ix, "r/x", "t", &m, OCI_MANIFEST, 5, 1), OM_OK);
+    n[0] = (struct om_pull_note){.digest = b, .t_ms = 50, .count = 3};
+    n[1] = (struct om_pull_note){.repo = "r/x", .tag = "t", .digest = m, .t_ms = 60, .count = 2};
+    n[2] = (struct om_pull_note){.digest = u, .t_ms = 70, .count = 1};
+    n[3] = (struct om_pull_note){.digest = b, .t_ms = 80, .count = 1};
+    memset(n[3].digest.str, 0, sizeof(n[3].digest.str)); /* invalid: skipped */
+    n[3].found = true;
+    CHECK_EQ_INT(om_index_note_pulls(fx->ix, n, 4), OM_OK);
+    CHECK(n[0].found);
+    CHECK(n[1].found);
+    CHECK(!n[2].found);
+    CHECK(!n[3].found);
+    CHECK_EQ_INT(om_index_note_pulls(fx->ix, n, 0), OM_OK);
+}
+
+static void case_routes_negative_entries_and_referrers(struct fixture *fx)
+{
+    char up[64], canon[OM_NAME_MAX + 1], tiny[4];
+    om_digest d = dig("subject");
+    const char *json = "{\"schemaVersion\":2,\"manifests\":[]}";
+    char *got = NULL;
+    size_t len = 0, big_n = 4u * 1024 * 1024;
+    int64_t at = 0;
+
+    CHECK_EQ_INT(om_index_route_get(fx->ix, "nginx", up, sizeof(up), canon, sizeof(canon)),
+                 OM_ERR_NOTFOUND);
+    CHECK_EQ_INT(om_index_route_put(fx->ix, "nginx", "docker.io", "docker.io/library/nginx", 1),
+                 OM_OK);
+    CHECK_EQ_INT(om_index_route_put(fx->ix, "nginx", "quay.io", "quay.io/nginx", 2), OM_OK);
+    CHECK_EQ_INT(om_index_route_get(fx->ix, "nginx", up, sizeof(up), canon, sizeof(canon)), OM_OK);
+    CHECK_EQ_STR(up, "quay.io");
+    CHECK_EQ_STR(canon, "quay.io/nginx");
+    CHECK_EQ_INT(om_index_route_get(fx->ix, "nginx", tiny, sizeof(tiny), canon, sizeof(canon)),
+                 OM_ERR_TOOBIG);
+    CHECK_EQ_INT(om_index_route_put(fx->ix, "nginx", "", "x/y", 1), OM_ERR_INVALID);
+
+    CHECK(!om_index_negative_get(fx->ix, "foo/bar", "docker.io", 0));
+    CHECK_EQ_INT(om_index_negative_put(fx->ix, "foo/bar", "docker.io", 1000), OM_OK);
+    CHECK(om_index_negative_get(fx->ix, "foo/bar", "docker.io", 999));
+    CHECK(!om_index_negative_get(fx->ix, "foo/bar", "quay.io", 999));
+    CHECK(!om_index_negative_get(fx->ix, "foo/baz", "docker.io", 999));
+    CHECK(!om_index_negative_get(fx->ix, "foo/bar", "docker.io", 1000));
+    CHECK(!om_index_negative_get(fx->ix, "foo/bar", "docker.io", 10)); /* gone, not hidden */
+    CHECK_EQ_INT(om_index_negative_put(fx->ix, "foo/bar", "docker.io", 5000), OM_OK);
+    CHECK(om_index_negative_get(fx->ix, "foo/bar", "docker.io", 4999));
+    /* a name and an upstream that could run into each other */
+    CHECK_EQ_INT(om_index_negative_put(fx->ix, "b:c", "a", 5000), OM_OK);
+    CHECK(!om_index_negative_get(fx->ix, "c", "a:b", 1));
+
+    CHECK_EQ_INT(om_index_referrers_get(fx->ix, "r/x", &d, &got, &len, &at), OM_ERR_NOTFOUND);
+    CHECK_EQ_INT(om_index_referrers_put(fx->ix, "r/x", &d, json, strlen(json), 77), OM_OK);
+    CHECK_EQ_INT(om_index_referrers_get(fx->ix, "r/x", &d, &got, &len, &at), OM_OK);
+    CHECK(got != NULL && len == strlen(json) && memcmp(got, json, len) == 0 && got[len] == '\0');
+    CHECK_EQ_INT(at, 77);
+    free(got);
+    got = NULL;
+    CHECK_EQ_INT(om_index_referrers_get(fx->ix, "r/y", &d, &got, &len, NULL), OM_ERR_NOTFOUND);
+    char *big = malloc(big_n + 1);
+    if (big != NULL) {
+        memset(big, ' ', big_n + 1);
+        CHECK_EQ_INT(om_index_referrers_put(fx->ix, "r/x", &d, big, big_n + 1, 78), OM_ERR_TOOBIG);
+        CHECK_EQ_INT(om_index_referrers_put(fx->ix, "r/x", &d, big, big_n, 79), OM_OK);
+        CHECK_EQ_INT(om_index_referrers_get(fx->ix, "r/x", &d, &got, &len, NULL), OM_OK);
+        CHECK_EQ_INT(len, big_n);
+        free(got);
+        free(big);
+    }
+}
+
+/* A small world in the store and tags.log; rebuilt, the index knows it. */
+static void case_rebuild_recovers_tags_and_manifests(struct fixture *fx)
+{
+    char buf[1024];
+    struct om_tag_rec t;
+    struct om_manifest_rec m;
+    struct om_index_counts c;
+    struct list l = {0};
+    size_t nm = 0, nt = 0;
+    uint64_t size = 0;
+
+    om_digest layer = put(fx, "\x1f\x8b layer bytes!!"); /* 16 bytes */
+    om_digest config = put(fx, "{\"architecture\":\"amd64\",\"config\":{}}");
+    snprintf(buf, sizeof(buf),
+             "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MANIFEST "\","
+             "\"config\":{\"digest\":\"%s\",\"size\":37},"
+             "\"layers\":[{\"digest\":\"%s\",\"size\":16}]}",
+             config.str, layer.str);
+    om_digest man = put(fx, buf);
+    om_store_has(fx->st, &man, &size);
+    CHECK_EQ_INT(om_index_tag_put(fx->ix, "docker.io/library/nginx", "latest", &man, OCI_MANIFEST,
+                                  size, 2000),
+                 OM_OK);
+    CHECK_EQ_INT(om_index_route_put(fx->ix, "nginx", "docker.io", "docker.io/library/nginx", 1),
+                 OM_OK);
+    CHECK_EQ_INT(om_index_rebuild(fx->ix, &nm, &nt), OM_OK);
+    CHECK_EQ_INT(nm, 1);
+    CHECK_EQ_INT(nt, 1);
+    CHECK_EQ_INT(om_index_tag_get(fx->ix, "docker.io/library/nginx", "latest", &t), OM_OK);
+    CHECK_EQ_STR(t.digest.str, man.str);
+    CHECK_EQ_INT(t.fetched_at, 2000);
+    CHECK_EQ_INT(om_index_manifest_get(fx->ix, &man, &m), OM_OK);
+    CHECK_EQ_STR(m.media_type, OCI_MANIFEST);
+    CHECK_EQ_INT(om_index_blob_size(fx->ix, &layer, &size), OM_OK);
+    CHECK_EQ_INT(size, 16);
+    CHECK_EQ_INT(om_index_counts(fx->ix, &c), OM_OK);
+    CHECK_EQ_INT(c.manifests, 1);
+    CHECK_EQ_INT(c.blobs, 2);
+    CHECK_EQ_INT(c.tags, 1);
+    CHECK_EQ_INT(c.repos, 1);
+    CHECK_EQ_INT(om_index_catalog(fx->ix, NULL, -1, collect, &l), OM_OK);
+    CHECK_EQ_STR(l.joined, "docker.io/library/nginx");
+    char up[64], canon[OM_NAME_MAX + 1];
+    CHECK_EQ_INT(om_index_route_get(fx->ix, "nginx", up, sizeof(up), canon, sizeof(canon)),
+                 OM_ERR_NOTFOUND); /* a rebuild cannot know route decisions */
+}
+
+struct worker {
+    struct om_index *ix;
+    int id, failures;
+};
+
+static void *worker_run(void *arg)
+{
+    struct worker *w = arg;
+    char repo[64], tag[16];
+    struct om_tag_rec rec;
+    for (int i = 0; i < 200; i++) {
+        om_digest d;
+        char s[32];
+        snprintf(s, sizeof(s), "%d-%d", w->id, i);
+        om_hash_buf(s, strlen(s), &d);
+        snprintf(repo, sizeof(repo), "docker.io/t/r%d", w->id);
+        snprintf(tag, sizeof(tag), "v%d", i);
+        w->failures += om_index_manifest_put(w->ix, repo, &d, OCI_MANIFEST, 10, NULL, 0, i) != OM_OK;
+        w->failures += om_index_tag_put(w->ix, repo, tag, &d, OCI_MANIFEST, 10, i) != OM_OK;
+        w->failures += om_index_tag_get(w->ix, repo, tag, &rec) != OM_OK;
+        w->failures += om_index_note_pull(w->ix, repo, tag, &d, i + 1) != OM_OK;
+    }
+    return NULL;
+}
+
+static void case_four_threads_at_once(struct fixture *fx)
+{
+    pthread_t t[4];
+    struct worker w[4];
+    struct om_index_counts c;
+
+    for (int i = 0; i < 4; i++) {
+        w[i] = (struct worker){.ix = fx->ix, .id = i};
+        pthread_create(&t[i], NULL, worker_run, &w[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        CHECK_EQ_INT(w[i].failures, 0);
+    }
+    CHECK_EQ_INT(om_index_counts(fx->ix, &c), OM_OK);
+    CHECK_EQ_INT(c.tags, 800);
+    CHECK_EQ_INT(c.manifests, 800);
+    CHECK_EQ_INT(c.repos, 4);
+}
+
+static void case_health_says_which_backend(struct fixture *fx)
+{
+    struct om_index_health h;
+    om_index_health(fx->ix, &h);
+    CHECK_EQ_STR(h.backend, backend_name[fx->b]);
+    CHECK_EQ_INT(h.shared, fx->b == B_REDIS);
+    CHECK(h.available);
+    CHECK(h.where[0] != '\0');
+}
+
+static const struct {
+    const char *name;
+    void (*fn)(struct fixture *fx);
+} table[] = {
+    {"tag_round_trip", case_tag_round_trip},
+    {"tag_put_rejects_bad_input", case_tag_put_rejects_bad_input},
+    {"tags_list_is_byte_ordered_and_paged", case_tags_list_is_byte_ordered_and_paged},
+    {"a_long_tag_list_pages_through", case_a_long_tag_list_pages_through},
+    {"catalog_is_byte_ordered_and_paged", case_catalog_is_byte_ordered_and_paged},
+    {"manifests_blobs_pulls_and_counts", case_manifests_blobs_pulls_and_counts},
+    {"note_pulls_flags_what_is_known", case_note_pulls_flags_what_is_known},
+    {"routes_negative_entries_and_referrers", case_routes_negative_entries_and_referrers},
+    {"rebuild_recovers_tags_and_manifests", case_rebuild_recovers_tags_and_manifests},
+    {"four_threads_at_once", case_four_threads_at_once},
+    {"health_says_which_backend", case_health_says_which_backend},
+};
+
+static void run_table(enum backend b)
+{
+    for (size_t i = 0; i < OM_ARRAY_LEN(table); i++) {
+        struct fixture fx;
+        int before = test_failures_;
+        CHECK(fx_setup(&fx, b));
+        if (fx.ix != NULL)
+            table[i].fn(&fx);
+        fx_teardown(&fx);
+        if (test_failures_ == before) {
+            test_cases_passed_++;
+        } else {
+            test_cases_failed_++;
+            fprintf(stderr, "FAIL %s on %s\n", table[i].name, backend_name[b]);
+        }
+    }
+}
+
+/* ---- what only Redis does --------------------------------------------------- */
+
+/* Two replicas (two stores, one Redis): what one records, the other reads. */
+static void test_index_redis__two_replicas_share_one_index(void)
+{
+    struct fixture a, b;
+    struct om_tag_rec rec;
+    om_digest d = dig("shared manifest");
+
+    CHECK(fx_setup(&a, B_REDIS));
+    memset(&b, 0, sizeof(b));
+    b.b = B_REDIS;
+    snprintf(b.root, sizeof(b.root), "/tmp/om-test-ixr-XXXXXX");
+    CHECK(mkdtemp(b.root) != NULL);
+    b.cfg = redis_cfg(5);
+    CHECK(om_store_open(&b.st, b.root) == OM_OK && fx_open(&b) == OM_OK);
+    if (a.ix != NULL && b.ix != NULL) {
+        CHECK_EQ_INT(om_index_tag_put(a.ix, "docker.io/library/nginx", "1.25", &d, OCI_MANIFEST,
+                                      7, 100),
+                     OM_OK);
+        CHECK_EQ_INT(om_index_tag_get(b.ix, "docker.io/library/nginx", "1.25", &rec), OM_OK);
+        CHECK_EQ_STR(rec.digest.str, d.str);
+        CHECK_EQ_INT(om_index_tag_checked(b.ix, "docker.io/library/nginx", "1.25", 200), OM_OK);
+        CHECK_EQ_INT(om_index_tag_get(a.ix, "docker.io/library/nginx", "1.25", &rec), OM_OK);
+        CHECK_EQ_INT(rec.checked_at, 200);
+        CHECK_EQ_INT(om_index_negative_put(b.ix, "x/y", "quay.io", 9000), OM_OK);
+        CHECK(om_index_negative_get(a.ix, "x/y", "quay.io", 8999));
+    }
+    fx_teardown(&b);
+    fx_teardown(&a);
+}
+
+/* A Redis that lost everything, beside a store with content: the open
+ * rebuilds it from the store and tags.log. */
+static void test_index_redis__an_empty_redis_is_rebuilt_from_the_store_at_open(void)
+{
+    struct fixture fx;
+    struct om_tag_rec rec;
+    om_digest d;
+    uint64_t size = 0;
+
+    CHECK(fx_setup(&fx, B_REDIS));
+    CHECK(!fx.rebuilt);
+    d = put(&fx, "{\"schemaVersion\":2,\"mediaType\":\"" OCI_MANIFEST "\",\"layers\":[]}");
+    om_store_has(fx.st, &d, &size);
+    CHECK_EQ_INT(om_index_tag_put(fx.ix, "quay.io/a/b", "v1", &d, OCI_MANIFEST, size, 5), OM_OK);
+    om_index_close(fx.ix);
+    fx.ix = NULL;
+    rs_cmd(&srv, 5, "FLUSHDB", NULL, 0);
+    CHECK_EQ_INT(fx_open(&fx), OM_OK);
+    CHECK(fx.rebuilt);
+    CHECK_EQ_INT(om_index_tag_get(fx.ix, "quay.io/a/b", "v1", &rec), OM_OK);
+    CHECK_EQ_STR(rec.digest.str, d.str);
+    /* opened again: intact, not rebuilt */
+    om_index_close(fx.ix);
+    fx.ix = NULL;
+    CHECK_EQ_INT(fx_open(&fx), OM_OK);
+    CHECK(!fx.rebuilt);
+    fx_teardown(&fx);
+}
+
+static void test_index_redis__a_schema_it_does_not_know_is_left_alone(void)
+{
+    struct fixture fx;
+    char v[16];
+
+    CHECK(fx_setup(&fx, B_REDIS));
+    om_index_close(fx.ix);
+    fx.ix = NULL;
+    rs_cmd(&srv, 5, "HSET om:meta schema 99", NULL, 0);
+    CHECK_EQ_INT(fx_open(&fx), OM_ERR_INVALID);
+    CHECK(fx.ix == NULL);
+    rs_cmd(&srv, 5, "HGET om:meta schema", v, sizeof(v));
+    CHECK_EQ_STR(v, "99");
+    fx_teardown(&fx);
+}
+
+/* Redis stops: every call answers OM_ERR_UNAVAILABLE at once, health says
+ * so, nothing reaches tags.log; Redis comes back: so does the index. */
+static void test_index_redis__an_outage_answers_unavailable_fast_and_heals(void)
+{
+    struct fixture fx;
+    struct om_tag_rec rec;
+    struct om_index_health h;
+    struct om_pull_note n = {.t_ms = 1, .count = 1};
+    om_digest d = dig("outage");
+    struct list l = {0};
+    char up[64], canon[OM_NAME_MAX + 1];
+    uint64_t size;
+
+    n.digest = d;
+    CHECK(fx_setup(&fx, B_REDIS));
+    if (fx.ix == NULL)
+        return;
+    CHECK_EQ_INT(om_index_tag_put(fx.ix, "r/x", "t", &d, OCI_MANIFEST, 1, 1), OM_OK);
+    rs_kill(&srv);
+    /* the first call sees it (hiredis reads EOF), the rest fail at once */
+    (void)om_index_tag_get(fx.ix, "r/x", "t", &rec);
+    int64_t t0 = om_now_us();
+    CHECK_EQ_INT(om_index_tag_get(fx.ix, "r/x", "t", &rec), OM_ERR_UNAVAILABLE);
+    CHECK_EQ_INT(om_index_tag_put(fx.ix, "r/x", "u", &d, OCI_MANIFEST, 1, 1), OM_ERR_UNAVAILABLE);
+    CHECK_EQ_INT(om_index_manifest_get(fx.ix, &d, &(struct om_manifest_rec){0}),
+                 OM_ERR_UNAVAILABLE);
+    CHECK_EQ_INT(om_index_blob_size(fx.ix, &d, &size), OM_ERR_UNAVAILABLE);
+    CHECK_EQ_INT(om_index_note_pulls(fx.ix, &n, 1), OM_ERR_UNAVAILABLE);
+    CHECK(!n.found);
+    CHECK_EQ_INT(om_index_tags_list(fx.ix, "r/x", NULL, -1, collect, &l), OM_ERR_UNAVAILABLE);
+    CHECK_EQ_INT(om_index_route_get(fx.ix, "x", up, sizeof(up), canon, sizeof(canon)),
+                 OM_ERR_UNAVAILABLE);
+    CHECK(!om_index_negative_get(fx.ix, "x", "y", 0));
+    CHECK(om_now_us() - t0 < 20000);
+    om_index_health(fx.ix, &h);
+    CHECK(!h.available);
+    CHECK(h.shared);
+    CHECK_EQ_INT(h.outages, 1);
+    CHECK(h.last_error[0] != '\0');
+    /* nothing Redis never got went to tags.log */
+    char logp[128], buf[2048] = "";
+    snprintf(logp, sizeof(logp), "%s/tags.log", fx.root);
+    FILE *f = fopen(logp, "r");
+    if (f != NULL) {
+        buf[fread(buf, 1, sizeof(buf) - 1, f)] = '\0';
+        fclose(f);
+    }
+    CHECK(strstr(buf, "\"tag\":\"u\"") == NULL);
+
+    CHECK(rs_restart(&srv)); /* an empty Redis (no persistence) */
+    int64_t end = om_now_ms() + 5000;
+    do {
+        om_index_health(fx.ix, &h);
+    } while (!h.available && om_now_ms() < end && (rs_sleep_ms_(10), true));
+    CHECK(h.available);
+    CHECK_EQ_INT(om_index_tag_put(fx.ix, "r/x", "u", &d, OCI_MANIFEST, 1, 2), OM_OK);
+    CHECK_EQ_INT(om_index_tag_get(fx.ix, "r/x", "u", &rec), OM_OK);
+    fx_teardown(&fx);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    run_table(B_SQLITE);
+    have_srv = rs_start(&srv, false);
+    if (!have_srv) {
+        printf("redis-server not found: the Redis half is skipped\n");
+        return test_done();
+    }
+    run_table(B_REDIS);
+    RUN(test_index_redis__two_replicas_share_one_index);
+    RUN(test_index_redis__an_empty_redis_is_rebuilt_from_the_store_at_open);
+    RUN(test_index_redis__a_schema_it_does_not_know_is_left_alone);
+    RUN(test_index_redis__an_outage_answers_unavailable_fast_and_heals);
+    rs_stop(&srv);
+    return test_done();
+}
