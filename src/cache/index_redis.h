@@ -3,6 +3,7 @@
  *   index_redis.c        the operations of struct om_index_ops, the scripts
  *   index_redis_open.c   open (schema check, rebuild when empty), close,
  *                        rebuild from the store + tags.log, health, tags.log
+ *   index_redis_admin.c  the admin views (index_admin.h) read from the schema
  * Callers use index.h; index.c reaches the backend through
  * om_index_redis_open (index_backend.h) and the ops table.
  *
@@ -41,6 +42,7 @@
 #ifndef OM_INDEX_REDIS_H
 #define OM_INDEX_REDIS_H
 
+#include "cache/index_admin.h"
 #include "cache/index_backend.h"
 #include "cache/redis.h"
 
@@ -82,6 +84,17 @@ void om_index_redis__scripts_init(void);
  * not fit (cannot happen for input index.c passed). */
 int om_index_redis__key(char *key, size_t keysz, const char *kind, const char *a,
                         const char *b);
+
+/* ---- index_redis_admin.c: the admin views (index_admin.h) on Redis,
+ * called by index_admin.c after its input checks ---- */
+int om_index_redis__admin_counts(struct om_index *ix, struct om_index_admin_counts *out);
+int om_index_redis__admin_repos(struct om_index *ix, const struct om_repo_query *q,
+                                struct om_repo_row *rows, size_t *n, uint64_t *total);
+int om_index_redis__admin_tags(struct om_index *ix, const char *repo, om_tag_sort sort,
+                               uint64_t offset, size_t limit, struct om_tag_row *rows, size_t *n,
+                               uint64_t *total);
+int om_index_redis__admin_digest_tags(struct om_index *ix, const char *repo, const om_digest *d,
+                                      char (*out)[OM_TAG_MAX + 1], size_t max, size_t *n);
 
 /* ---- index_redis_open.c ---- */
 

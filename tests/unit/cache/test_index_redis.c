@@ -9,6 +9,7 @@
 #include "test.h"
 
 #include "cache/index.h"
+#include "cache/index_admin.h"
 #include "cache/store.h"
 #include "core/config.h"
 #include "core/hash.h"
@@ -550,6 +551,144 @@ static void run_table(enum backend b)
     }
 }
 
+/* ---- the admin views: the same answers from both backends ------------------- */
+
+/* Some repositories with images, shared layers, an index with children,
+ * tags pulled at different times, a repository known only by a blob. */
+static void admin_world(struct om_index *ix)
+{
+    static const char *const repos[] = {"docker.io/library/nginx", "docker.io/library/alpine",
+                                        "quay.io/coreos/etcd", "docker.io/bitnami/Redis",
+                                        "ghcr.io/o/app"};
+    char buf[128], tag[16];
+    om_digest shared = dig("shared layer");
+    for (size_t r = 0; r < OM_ARRAY_LEN(repos); r++) {
+        om_digest kids[3], m, idx;
+        snprintf(buf, sizeof(buf), "config %zu", r);
+        kids[0] = dig(buf);
+        snprintf(buf, sizeof(buf), "layer %zu", r);
+        kids[1] = dig(buf);
+        kids[2] = shared;
+        for (int k = 0; k < 3; k++)
+            CHECK_EQ_INT(om_index_blob_put(ix, repos[r], &kids[k], 100 * (r + 1) + (uint64_t)k,
+                                           10),
+                         OM_OK);
+        snprintf(buf, sizeof(buf), "manifest %zu", r);
+        m = dig(buf);
+        CHECK_EQ_INT(om_index_manifest_put(ix, repos[r], &m, OCI_MANIFEST, 50 + r, kids, 3, 10),
+                     OM_OK);
+        snprintf(buf, sizeof(buf), "index %zu", r);
+        idx = dig(buf);
+        CHECK_EQ_INT(om_index_manifest_put(ix, NULL, &idx, OCI_INDEX, 7, &m, 1, 10), OM_OK);
+        for (size_t t = 0; t <= r; t++) {
+            snprintf(tag, sizeof(tag), "v%zu", t);
+            CHECK_EQ_INT(om_index_tag_put(ix, repos[r], tag, t % 2 ? &m : &idx,
+                                          t % 2 ? OCI_MANIFEST : OCI_INDEX, 7, 100 + (int64_t)(t * 7 % 5)),
+                         OM_OK);
+            for (size_t p = 0; p < (r * 3 + t) % 4; p++)
+                CHECK_EQ_INT(om_index_note_pull(ix, repos[r], tag, t % 2 ? &m : &idx,
+                                                1000 + (int64_t)(r * 10 + t + p)),
+                             OM_OK);
+        }
+    }
+    CHECK_EQ_INT(om_index_blob_put(ix, "registry.k8s.io/pause", &shared, 102, 10), OM_OK);
+}
+
+/* Every view as one text, for comparing. */
+static void admin_render(struct om_index_admin *ia, char *out, size_t outsz)
+{
+    static const struct om_repo_query qs[] = {
+        {.sort = OM_REPO_SORT_NAME, .limit = 500},
+        {.sort = OM_REPO_SORT_NAME, .offset = 1, .limit = 2},
+        {.q = "REDIS", .sort = OM_REPO_SORT_NAME, .limit = 10},
+        {.upstream = "docker.io", .sort = OM_REPO_SORT_NAME, .limit = 10},
+        {.upstream = "docker.io", .sort = OM_REPO_SORT_SIZE, .offset = 1, .limit = 1},
+        {.sort = OM_REPO_SORT_PULLED, .limit = 10},
+        {.sort = OM_REPO_SORT_PULLS, .limit = 10},
+        {.sort = OM_REPO_SORT_SIZE, .limit = 10},
+        {.q = "zzz", .sort = OM_REPO_SORT_SIZE, .limit = 10},
+        {.sort = OM_REPO_SORT_NAME, .offset = 99, .limit = 10},
+    };
+    static const om_tag_sort ts[] = {OM_TAG_SORT_NAME, OM_TAG_SORT_FETCHED, OM_TAG_SORT_PULLED};
+    struct om_repo_row rows[10];
+    struct om_tag_row tr[10];
+    struct om_index_admin_counts c;
+    size_t n = 0, used = 0;
+    uint64_t total = 0;
+    static struct om_repo_row big[500];
+
+#define EMIT(...) used += (size_t)snprintf(out + used, used < outsz ? outsz - used : 0, __VA_ARGS__)
+    CHECK_EQ_INT(om_index_admin_counts(ia, &c), OM_OK);
+    EMIT("counts %llu %llu %llu %llu %llu %llu\n", (unsigned long long)c.repos,
+         (unsigned long long)c.tags, (unsigned long long)c.manifests, (unsigned long long)c.blobs,
+         (unsigned long long)c.manifest_bytes, (unsigned long long)c.blob_bytes);
+    for (size_t i = 0; i < OM_ARRAY_LEN(qs); i++) {
+        struct om_repo_row *rr = i == 0 ? big : rows;
+        CHECK_EQ_INT(om_index_admin_repos(ia, &qs[i], rr, &n, &total), OM_OK);
+        EMIT("q%zu total %llu:", i, (unsigned long long)total);
+        for (size_t k = 0; k < n; k++)
+            EMIT(" %s/%llu/%llu/%lld/%llu", rr[k].name, (unsigned long long)rr[k].tags,
+                 (unsigned long long)rr[k].size_bytes, (long long)rr[k].last_pulled,
+                 (unsigned long long)rr[k].pull_count);
+        EMIT("\n");
+    }
+    for (size_t i = 0; i < OM_ARRAY_LEN(ts); i++) {
+        CHECK_EQ_INT(om_index_admin_tags(ia, "docker.io/bitnami/Redis", ts[i], 1, 3, tr, &n, &total),
+                     OM_OK);
+        EMIT("tags%zu total %llu:", i, (unsigned long long)total);
+        for (size_t k = 0; k < n; k++)
+            EMIT(" %s/%s/%s/%llu/%lld/%lld/%lld/%llu", tr[k].tag, tr[k].digest.str + 7,
+                 tr[k].media_type, (unsigned long long)tr[k].size, (long long)tr[k].fetched_at,
+                 (long long)tr[k].checked_at, (long long)tr[k].last_pulled,
+                 (unsigned long long)tr[k].pull_count);
+        EMIT("\n");
+    }
+    CHECK_EQ_INT(om_index_admin_tags(ia, "nope/nope", OM_TAG_SORT_NAME, 0, 3, tr, &n, &total),
+                 OM_ERR_NOTFOUND);
+    CHECK_EQ_INT(om_index_admin_tags(ia, "registry.k8s.io/pause", OM_TAG_SORT_NAME, 0, 3, tr, &n,
+                                     &total),
+                 OM_OK);
+    EMIT("pause %zu %llu\n", n, (unsigned long long)total);
+    char names[8][OM_TAG_MAX + 1];
+    om_digest m = dig("manifest 4"), i4 = dig("index 4");
+    CHECK_EQ_INT(om_index_admin_digest_tags(ia, "ghcr.io/o/app", &m, names, 8, &n), OM_OK);
+    EMIT("digest tags:");
+    for (size_t k = 0; k < n; k++)
+        EMIT(" %s", names[k]);
+    CHECK_EQ_INT(om_index_admin_digest_tags(ia, "ghcr.io/o/app", &i4, names, 2, &n), OM_OK);
+    for (size_t k = 0; k < n; k++)
+        EMIT(" %s", names[k]);
+    EMIT("\n");
+#undef EMIT
+}
+
+static void test_index_redis__admin_views_answer_as_on_sqlite(void)
+{
+    struct fixture fx[2];
+    static char text[2][16384];
+
+    for (int b = 0; b < 2; b++) {
+        struct om_index_admin *ia = NULL;
+        text[b][0] = '\0';
+        CHECK(fx_setup(&fx[b], (enum backend)b));
+        if (fx[b].ix == NULL)
+            continue;
+        admin_world(fx[b].ix);
+        CHECK_EQ_INT(om_index_admin_open_index(&ia, fx[b].ix), OM_OK);
+        if (ia != NULL)
+            admin_render(ia, text[b], sizeof(text[b]));
+        om_index_admin_close(ia);
+    }
+    CHECK_EQ_STR(text[1], text[0]);
+    if (strcmp(text[0], text[1]) != 0)
+        fprintf(stderr, "--- sqlite\n%s--- redis\n%s", text[0], text[1]);
+    CHECK(strstr(text[0], "q0 total 6:") != NULL);
+    if (getenv("OM_TEST_SHOW") != NULL)
+        fprintf(stderr, "%s", text[0]);
+    for (int b = 0; b < 2; b++)
+        fx_teardown(&fx[b]);
+}
+
 /* ---- what only Redis does --------------------------------------------------- */
 
 /* Two replicas (two stores, one Redis): what one records, the other reads. */
@@ -697,6 +836,7 @@ int main(void)
         return test_done();
     }
     run_table(B_REDIS);
+    RUN(test_index_redis__admin_views_answer_as_on_sqlite);
     RUN(test_index_redis__two_replicas_share_one_index);
     RUN(test_index_redis__an_empty_redis_is_rebuilt_from_the_store_at_open);
     RUN(test_index_redis__a_schema_it_does_not_know_is_left_alone);
