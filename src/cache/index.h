@@ -58,11 +58,15 @@
  *     manifests are found by parsing stored blobs, tags by replaying the
  *     log).  om_index_open() checks the database (SQLite: PRAGMA
  *     quick_check); an unusable one is moved aside (index.db.corrupt-<time>)
- *     and rebuilt, with a warning in the log.
+ *     and rebuilt, with a warning in the log.  Redis: a Redis without an
+ *     index (om:meta) beside a store with content is rebuilt from the
+ *     store and this replica's tags.log; one of another schema version is
+ *     refused, never overwritten.
  *
  * If you add a query: add it here, to struct om_index_ops and its dispatch
  * with the input checks in index.c, to the SQLite backend (index_sqlite.c)
- * and (later) to the Redis backend.
+ * and to the Redis backend (index_redis.c; its keys: index_redis.h), and a
+ * case to tests/unit/cache/test_index_redis.c's table (both backends).
  */
 #ifndef OM_INDEX_H
 #define OM_INDEX_H

@@ -1,6 +1,7 @@
 /* index_redis.h — the Redis backend's handle and key schema, shared by its
  * files and by the cluster work that reuses its connection:
- *   index_redis.c        the operations of struct om_index_ops, the scripts
+ *   index_redis.c        the reads, the ops table
+ *   index_redis_write.c  the writes and their Lua scripts
  *   index_redis_open.c   open (schema check, rebuild when empty), close,
  *                        rebuild from the store + tags.log, health, tags.log
  *   index_redis_admin.c  the admin views (index_admin.h) read from the schema
@@ -75,11 +76,42 @@ static inline struct om_index_redis *om_index_redis__of(struct om_index *base)
  * lives as long as the index. */
 struct om_redis *om_index_redis_conn(struct om_index *ix);
 
-/* ---- index_redis.c ---- */
+/* One command on the index's pool; *rp freed by the caller. */
+static inline int om_index_redis__exec1(struct om_index *base, struct om_redis_cmd *c,
+                                        redisReply **rp)
+{
+    return om_redis_exec(om_index_redis__of(base)->r, c, 1, rp);
+}
+
+/* ---- index_redis.c (reads, the ops table) ---- */
 
 extern const struct om_index_ops om_index_redis__ops;
+
+/* ---- index_redis_write.c: the writes, with the contracts of index.h ---- */
+
 /* SHA-1 of every script, once (om_index_redis_open). */
 void om_index_redis__scripts_init(void);
+int om_index_redis__tag_put(struct om_index *ix, const char *repo, const char *tag,
+                            const om_digest *d, const char *media_type, uint64_t size,
+                            int64_t now);
+int om_index_redis__tag_checked(struct om_index *ix, const char *repo, const char *tag,
+                                int64_t now);
+int om_index_redis__manifest_put(struct om_index *ix, const char *repo, const om_digest *d,
+                                 const char *media_type, uint64_t size,
+                                 const om_digest *children, size_t n_children, int64_t now);
+int om_index_redis__blob_put(struct om_index *ix, const char *repo, const om_digest *d,
+                             uint64_t size, int64_t now);
+int om_index_redis__note_pull(struct om_index *ix, const char *repo, const char *tag,
+                              const om_digest *d, int64_t now);
+int om_index_redis__note_pulls(struct om_index *ix, struct om_pull_note *notes, size_t n);
+int om_index_redis__route_put(struct om_index *ix, const char *name, const char *upstream,
+                              const char *canonical, int64_t now);
+bool om_index_redis__negative_get(struct om_index *ix, const char *name, const char *upstream,
+                                  int64_t now);
+int om_index_redis__negative_put(struct om_index *ix, const char *name, const char *upstream,
+                                 int64_t until);
+int om_index_redis__referrers_put(struct om_index *ix, const char *repo, const om_digest *d,
+                                  const char *json, size_t len, int64_t now);
 /* key = P kind ":" a [":" b], NUL-terminated; OM_ERR_INVALID when it does
  * not fit (cannot happen for input index.c passed). */
 int om_index_redis__key(char *key, size_t keysz, const char *kind, const char *a,

@@ -1,4 +1,5 @@
-/* redis.h — the cache layer's connection to Redis (redis.c), over hiredis
+/* redis.h — the cache layer's connection to Redis (redis.c; the checked
+ * reply accessors in redis_reply.c), over hiredis
  * 0.14's synchronous API: one pool of connections per struct om_redis,
  * reconnection on its own, an "available" state anyone can read, pipelines
  * and Lua scripts.  Users: the Redis index backend (index_redis*.c) today;
@@ -176,5 +177,12 @@ int om_redis_reply_copy(const redisReply *rp, const char *what, char *out, size_
 int om_redis_reply_num(const redisReply *rp, const char *what, int64_t *out);
 /* An array of at most max elements (elements unchecked: check each). */
 int om_redis_reply_array(const redisReply *rp, const char *what, size_t max);
+
+/* ---- shared by redis.c and redis_reply.c only ---- */
+/* An error reply's text as om_err (the mapping above; NOAUTH, WRONGPASS,
+ * NOPERM → OM_ERR_AUTH). */
+int om_redis__err_of_reply(const redisReply *rp);
+/* s[0..len) as one printable line into out (control bytes as '?'). */
+void om_redis__shown(char *out, size_t outsz, const char *s, size_t len);
 
 #endif

@@ -689,6 +689,49 @@ static void test_index_redis__admin_views_answer_as_on_sqlite(void)
         fx_teardown(&fx[b]);
 }
 
+/* ---- figures (OM_INDEX_BENCH=1 ./test_index_redis) --------------------------- */
+
+static void bench_backend(enum backend b)
+{
+    struct fixture fx;
+    struct om_tag_rec rec;
+    enum { N_TAGS = 2000, N_GETS = 20000, N_NOTES = 2048, N_FLUSHES = 20 };
+    static struct om_pull_note notes[N_NOTES];
+    om_digest d = dig("bench manifest");
+    char tag[16];
+
+    if (!fx_setup(&fx, b))
+        return;
+    CHECK_EQ_INT(om_index_manifest_put(fx.ix, "docker.io/library/bench", &d, OCI_MANIFEST, 10,
+                                       NULL, 0, 1),
+                 OM_OK);
+    int64_t t0 = om_now_us();
+    for (int i = 0; i < N_TAGS; i++) {
+        snprintf(tag, sizeof(tag), "t%d", i);
+        om_index_tag_put(fx.ix, "docker.io/library/bench", tag, &d, OCI_MANIFEST, 10, 1);
+    }
+    int64_t t1 = om_now_us();
+    for (int i = 0; i < N_GETS; i++) {
+        snprintf(tag, sizeof(tag), "t%d", i % N_TAGS);
+        om_index_tag_get(fx.ix, "docker.io/library/bench", tag, &rec);
+    }
+    int64_t t2 = om_now_us();
+    for (int f = 0; f < N_FLUSHES; f++) {
+        for (int i = 0; i < N_NOTES; i++) {
+            notes[i] = (struct om_pull_note){.digest = d, .t_ms = 1000 + f, .count = 1};
+            snprintf(notes[i].repo, sizeof(notes[i].repo), "docker.io/library/bench");
+            snprintf(notes[i].tag, sizeof(notes[i].tag), "t%d", i % N_TAGS);
+        }
+        om_index_note_pulls(fx.ix, notes, N_NOTES);
+    }
+    int64_t t3 = om_now_us();
+    printf("bench %-6s tag_put %6.1f us  tag_get %6.1f us  note_pulls of %d: %7.2f ms (%.2f us a "
+           "note)\n",
+           backend_name[b], (double)(t1 - t0) / N_TAGS, (double)(t2 - t1) / N_GETS, N_NOTES,
+           (double)(t3 - t2) / N_FLUSHES / 1000, (double)(t3 - t2) / N_FLUSHES / N_NOTES);
+    fx_teardown(&fx);
+}
+
 /* ---- what only Redis does --------------------------------------------------- */
 
 /* Two replicas (two stores, one Redis): what one records, the other reads. */
@@ -836,6 +879,10 @@ int main(void)
         return test_done();
     }
     run_table(B_REDIS);
+    if (getenv("OM_INDEX_BENCH") != NULL) {
+        bench_backend(B_SQLITE);
+        bench_backend(B_REDIS);
+    }
     RUN(test_index_redis__admin_views_answer_as_on_sqlite);
     RUN(test_index_redis__two_replicas_share_one_index);
     RUN(test_index_redis__an_empty_redis_is_rebuilt_from_the_store_at_open);
