@@ -138,15 +138,19 @@ static int list_lex(struct om_index *base, const char *key, const char *last, lo
 {
     struct om_redis_cmd c[2];
     redisReply *rp[2] = {NULL, NULL};
-    char from[OM_NAME_MAX + 2], name[OM_NAME_MAX + 1];
+    char name[OM_NAME_MAX + 1];
+    /* "(" + last, then "(" + the last name listed; last comes from a
+     * client (?last=) and may be longer than any name */
+    size_t fromsz = (last != NULL ? strlen(last) : 0) + OM_NAME_MAX + 2;
+    char *from = malloc(fromsz); /* freed below */
     size_t nc;
     long left = n;
     int err = OM_OK;
     bool first = true, more = true;
 
-    if (last != NULL && strlen(last) > OM_NAME_MAX)
-        last = NULL; /* cannot happen for names index.c passed; never a key */
-    snprintf(from, sizeof(from), "%s%s", last != NULL ? "(" : "-", last != NULL ? last : "");
+    if (from == NULL)
+        return OM_ERR_NOMEM;
+    snprintf(from, fromsz, "%s%s", last != NULL ? "(" : "-", last != NULL ? last : "");
     while (err == OM_OK && more) {
         long page = left < 0 || left > OM_IXR_PAGE ? OM_IXR_PAGE : left;
         nc = 0;
@@ -194,7 +198,7 @@ static int list_lex(struct om_index *base, const char *key, const char *last, lo
             }
             if ((err = fn(ud, name)) != 0)
                 break;
-            snprintf(from, sizeof(from), "(%s", name);
+            snprintf(from, fromsz, "(%s", name);
         }
         more = err == OM_OK && arr->elements == (size_t)page;
         if (left > 0)
@@ -203,6 +207,7 @@ static int list_lex(struct om_index *base, const char *key, const char *last, lo
         om_redis_replies_free(rp, nc);
     }
     om_redis_replies_free(rp, 2);
+    free(from);
     return err;
 }
 

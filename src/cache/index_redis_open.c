@@ -14,7 +14,10 @@
  *     fix, and shared data another build wrote is never overwritten.
  *   - An empty Redis (no P meta) with content in the store is rebuilt, as
  *     SQLite rebuilds a missing index.db; with an empty store it only gets
- *     P meta.
+ *     P meta.  The same check runs each time Redis comes back after an
+ *     outage (the watchdog's on_up hook, on its thread): a Redis restarted
+ *     without persistence is rebuilt then, not at the next start.  Until
+ *     then (and while it runs) lookups miss: revalidation, never content.
  *   - Rebuild: the store and tags.log are read by the SQLite rebuild
  *     (index_rebuild.c) into a private in-memory SQLite database — the one
  *     copy of the rules of what a rebuild recovers — and its rows are then
@@ -470,7 +473,15 @@ static int rebuild(struct om_index_redis *ix, size_t *n_manifests, size_t *n_tag
     }
     if ((err = batch_flush(&b)) != OM_OK)
         goto done;
-    om_log_kv(OM_LOG_INFO, "index: redis rebuilt from the store", "redis", "", NULL);
+    {
+        struct om_redis_status rs;
+        char nms[24], nts[24];
+        om_redis_status(ix->r, &rs);
+        snprintf(nms, sizeof(nms), "%zu", nm);
+        snprintf(nts, sizeof(nts), "%zu", nt);
+        om_log_kv(OM_LOG_INFO, "index: redis rebuilt from the store", "redis", rs.where,
+                  "manifests", nms, "tags", nts, NULL);
+    }
     if (n_manifests != NULL)
         *n_manifests = nm;
     if (n_tags != NULL)
@@ -541,13 +552,48 @@ static int mark_created(struct om_index_redis *ix)
     return err;
 }
 
+/* What a Redis found at the open or after an outage holds: our schema (go
+ * on), nothing (mark it ours, or rebuild it from the store when the store
+ * has content), or another schema (OM_ERR_INVALID: left alone). */
+static int adopt(struct om_index_redis *ix, bool *rebuilt)
+{
+    char schema[16];
+    int err;
+
+    if ((err = schema_of(ix, schema, sizeof(schema))) != OM_OK)
+        return err;
+    if (schema[0] != '\0' && strcmp(schema, OM_IXR_SCHEMA) != 0) {
+        om_log(OM_LOG_ERROR,
+               "index: redis holds an index of schema version %s, this build knows %s; "
+               "not touching it (another build's data, or another application's database)",
+               schema, OM_IXR_SCHEMA);
+        return OM_ERR_INVALID;
+    }
+    if (schema[0] != '\0')
+        return OM_OK;
+    if (om_store_walk(ix->base.st, store_nonempty_cb, NULL) != 1)
+        return mark_created(ix);
+    om_log(OM_LOG_WARN, "index: redis holds no index but the store has content; rebuilding");
+    err = rebuild(ix, NULL, NULL);
+    if (err == OM_OK && rebuilt != NULL)
+        *rebuilt = true;
+    return err == OM_ERR_TIMEOUT ? OM_OK : err; /* another replica is at it */
+}
+
+/* The watchdog's hook: Redis is back — did it keep its data? (A Redis
+ * restarted without persistence comes back empty: rebuilt here, once, by
+ * the replica that takes the lease; the others find it done.) */
+static void on_redis_up(void *ud)
+{
+    (void)adopt(ud, NULL);
+}
+
 int om_index_redis_open(struct om_index **out, struct om_store *st, const struct om_config *cfg,
                         bool *rebuilt)
 {
     struct om_index_redis *ix = NULL;
     struct om_redis_opts o;
     const char *why = NULL;
-    char schema[16];
     int err;
 
     *out = NULL;
@@ -567,6 +613,8 @@ int om_index_redis_open(struct om_index **out, struct om_store *st, const struct
         err = OM_ERR_NOMEM;
         goto done;
     }
+    o.on_up = on_redis_up;
+    o.ud = ix;
     ix->base.ops = &om_index_redis__ops;
     ix->base.st = st;
     ix->log_fd = -1;
@@ -578,31 +626,8 @@ int om_index_redis_open(struct om_index **out, struct om_store *st, const struct
                               "tags.log")) != OM_OK ||
         (err = log_open(ix)) != OM_OK || (err = om_redis_open(&ix->r, &o)) != OM_OK)
         goto done;
-    if (om_redis_available(ix->r)) {
-        if ((err = schema_of(ix, schema, sizeof(schema))) != OM_OK)
-            goto done;
-        if (schema[0] != '\0' && strcmp(schema, OM_IXR_SCHEMA) != 0) {
-            om_log(OM_LOG_ERROR,
-                   "index: redis holds an index of schema version %s, this build knows %s; "
-                   "not touching it (another build's data, or another application's database)",
-                   schema, OM_IXR_SCHEMA);
-            err = OM_ERR_INVALID;
-            goto done;
-        }
-        if (schema[0] == '\0' && om_store_walk(st, store_nonempty_cb, NULL) == 1) {
-            om_log(OM_LOG_WARN, "index: redis holds no index but the store has content; "
-                                "rebuilding");
-            err = rebuild(ix, NULL, NULL);
-            if (err == OM_OK && rebuilt != NULL)
-                *rebuilt = true;
-            if (err == OM_ERR_TIMEOUT) /* another replica is at it */
-                err = OM_OK;
-            if (err != OM_OK)
-                goto done;
-        } else if (schema[0] == '\0' && (err = mark_created(ix)) != OM_OK) {
-            goto done;
-        }
-    }
+    if (om_redis_available(ix->r) && (err = adopt(ix, rebuilt)) != OM_OK)
+        goto done;
     *out = &ix->base;
     ix = NULL;
 done:

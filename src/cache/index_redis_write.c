@@ -158,12 +158,10 @@ int om_index_redis__tag_put(struct om_index *base, const char *repo, const char 
     if ((err = om_index_redis__key(key, sizeof(key), "tag", repo, tag)) != OM_OK ||
         (err = om_index_redis__key(tk, sizeof(tk), "t", repo, NULL)) != OM_OK)
         goto done;
-    /* Fail fast while down: nothing goes to the log that Redis never got
-     * (a rebuild would bring back a tag this replica then forgot). */
-    if (!om_redis_available(ix->r)) {
-        err = OM_ERR_UNAVAILABLE;
-        goto done;
-    }
+    /* The log first, also while Redis is down: it may be ahead of Redis,
+     * never behind (a rebuild after Redis lost its data brings the tag
+     * back; a tag it brings back that Redis never had is stored content
+     * with an old check time: revalidated, never wrong). */
     if ((err = om_index_redis__log_append(ix, repo, tag, d, media_type, size, now)) != OM_OK)
         goto done;
     om_redis_cmd_init(&c, &S_TAG_PUT, 4);

@@ -38,6 +38,8 @@ struct om_redis {
     char password[OM_REDIS_SECRET_MAX + 1];
     unsigned pool_max, connect_ms, command_ms, backoff_min, backoff_max, ping_ms;
     const char *who;
+    void (*on_up)(void *ud);
+    void *ud;
 
     pthread_mutex_t mu;
     pthread_cond_t pool_cond;      /* a connection came back (clock: monotonic) */
@@ -545,6 +547,8 @@ static void *watchdog(void *arg)
             if (conn_open(r, &c, why, sizeof(why)) == OM_OK) {
                 mark_up(r, c, false);
                 backoff = r->backoff_min;
+                if (r->on_up != NULL)
+                    r->on_up(r->ud);
             } else {
                 pthread_mutex_lock(&r->mu);
                 if (strcmp(r->last_error, why) != 0)
@@ -586,6 +590,8 @@ int om_redis_open(struct om_redis **out, const struct om_redis_opts *o)
         r->backoff_max = r->backoff_min;
     r->ping_ms = o->ping_interval_ms ? o->ping_interval_ms : 1000;
     r->who = o->who != NULL ? o->who : "redis";
+    r->on_up = o->on_up;
+    r->ud = o->ud;
     if (r->url.is_unix)
         snprintf(r->where, sizeof(r->where), "unix:%s?db=%u", r->url.path, r->url.db);
     else

@@ -88,6 +88,12 @@ struct om_redis_opts {
     unsigned ping_interval_ms;     /* 0 = 1000 */
     const char *who;               /* names the user in log lines ("index");
                                       static or outliving the struct */
+    /* Called on the watchdog thread each time Redis is available again
+     * after an outage (not at the open), with no lock held: it may run
+     * commands (the index checks that Redis still holds its data).  NULL =
+     * none. */
+    void (*on_up)(void *ud);
+    void *ud;
 };
 
 /* Open (see the life cycle above).  o and everything it points to are
