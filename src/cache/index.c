@@ -15,15 +15,19 @@
  *   - om_index_note_pulls checks note by note inside the backend's one
  *     transaction (a bad note is skipped, not an error):
  *     om_index__pull_note_ok is that check.
- *   - om_index_open opens the SQLite backend; choosing another backend (by
- *     configuration) will happen here, and nowhere else.
+ *   - om_index_open opens the SQLite backend; om_index_open_cfg chooses the
+ *     backend from the configuration (cluster.redis set: Redis), here and
+ *     nowhere else.
  *
  * If you add a query, see index.h: a public function here with its checks,
  * an operation in struct om_index_ops, and an implementation per backend.
  */
 #include "cache/index_backend.h"
 
+#include "core/config.h"
+
 #include <assert.h>
+#include <stdio.h>
 #include <string.h>
 
 #define UPSTREAM_NAME_MAX 255
@@ -72,6 +76,31 @@ int om_index_open(struct om_index **out, struct om_store *st, bool *rebuilt)
     int err = om_index_sqlite_open(out, st, rebuilt);
     assert(err != OM_OK || (*out)->ops->version == OM_INDEX_OPS_VERSION);
     return err;
+}
+
+int om_index_open_cfg(struct om_index **out, struct om_store *st, const struct om_config *cfg,
+                      bool *rebuilt)
+{
+    int err;
+
+    if (cfg->cluster_redis == NULL)
+        return om_index_open(out, st, rebuilt);
+    err = om_index_redis_open(out, st, cfg, rebuilt);
+    assert(err != OM_OK || (*out)->ops->version == OM_INDEX_OPS_VERSION);
+    return err;
+}
+
+void om_index_health(struct om_index *ix, struct om_index_health *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->backend = ix->ops->name;
+    out->available = true;
+    if (ix->ops->version >= 3 && ix->ops->health != NULL) {
+        (void)ix->ops->health(ix, out);
+        out->backend = ix->ops->name;
+    } else {
+        snprintf(out->where, sizeof(out->where), "%s", om_store_root(ix->st));
+    }
 }
 
 void om_index_close(struct om_index *ix)

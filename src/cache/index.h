@@ -1,8 +1,9 @@
 /* index.h — the metadata index: what the cache knows about the content the
- * store holds.  One interface (this file, index.c), one backend behind it:
- * SQLite in WAL mode at <storage>/index.db (index_sqlite*.c).  The next
- * backend keeps the same metadata in Redis, one index for a whole cluster of
- * replicas; index_backend.h is the interface a backend implements.
+ * store holds.  One interface (this file, index.c), two backends behind it:
+ * SQLite in WAL mode at <storage>/index.db (index_sqlite*.c), for a replica
+ * alone, and Redis (index_redis*.c), one index for a whole cluster of
+ * replicas (cluster.redis set); index_backend.h is the interface a backend
+ * implements.
  *
  * What it holds (the store holds the bytes):
  *   repos      canonical repository names seen (the _catalog)
@@ -38,7 +39,12 @@
  *     such repository, tag, manifest, pulled content, route decision or
  *     referrers entry), never "could not ask".  Failing to reach or read
  *     the data is OM_ERR_IO, OM_ERR_TIMEOUT (busy), OM_ERR_NOSPACE or
- *     OM_ERR_NOMEM; a caller's buffer too small is OM_ERR_TOOBIG.
+ *     OM_ERR_NOMEM, or OM_ERR_UNAVAILABLE: a shared backend (Redis) that
+ *     cannot be reached now — the call failed fast, without waiting, and
+ *     the backend reconnects by itself (om_index_health says when).  A
+ *     caller treats it as "the index cannot say": serve what the store and
+ *     the memory caches have, skip the bookkeeping.  om_index_negative_get
+ *     answers false then.  A caller's buffer too small is OM_ERR_TOOBIG.
  *   - Times are Unix milliseconds, supplied by the caller (rebuild reads the
  *     clock).  Names compare in byte order (what the distribution spec
  *     means by "lexical").
@@ -52,11 +58,15 @@
  *     manifests are found by parsing stored blobs, tags by replaying the
  *     log).  om_index_open() checks the database (SQLite: PRAGMA
  *     quick_check); an unusable one is moved aside (index.db.corrupt-<time>)
- *     and rebuilt, with a warning in the log.
+ *     and rebuilt, with a warning in the log.  Redis: a Redis without an
+ *     index (om:meta) beside a store with content is rebuilt from the
+ *     store and this replica's tags.log; one of another schema version is
+ *     refused, never overwritten.
  *
  * If you add a query: add it here, to struct om_index_ops and its dispatch
  * with the input checks in index.c, to the SQLite backend (index_sqlite.c)
- * and (later) to the Redis backend.
+ * and to the Redis backend (index_redis.c; its keys: index_redis.h), and a
+ * case to tests/unit/cache/test_index_redis.c's table (both backends).
  */
 #ifndef OM_INDEX_H
 #define OM_INDEX_H
@@ -87,7 +97,28 @@ struct om_manifest_rec {
  * st is borrowed and must outlive the index.  *out owned by the caller
  * (om_index_close, which accepts NULL). */
 int om_index_open(struct om_index **out, struct om_store *st, bool *rebuilt);
+/* The backend the configuration asks for: Redis when cfg->cluster_redis is
+ * set (an unreachable Redis does not fail the open: the index starts
+ * unavailable and reconnects by itself; a refused password or database
+ * does), else SQLite exactly as om_index_open.  cfg is borrowed for the
+ * call. */
+struct om_config;
+int om_index_open_cfg(struct om_index **out, struct om_store *st, const struct om_config *cfg,
+                      bool *rebuilt);
 void om_index_close(struct om_index *ix);
+
+/* Is the index reachable now, and since when (for the log, /healthz and
+ * /metrics)?  Never blocks.  A local backend is always available. */
+struct om_index_health {
+    const char *backend;      /* "sqlite", "redis" (static) */
+    bool shared;              /* one index for a cluster */
+    bool available;
+    int64_t since_ms;         /* last change of `available` (0: never changed) */
+    uint64_t outages;         /* times it became unavailable */
+    char last_error[160];     /* "" = none */
+    char where[280];          /* what it talks to ("host:port/db"; the path) */
+};
+void om_index_health(struct om_index *ix, struct om_index_health *out);
 
 /* Drop the database and rebuild from the store + tags.log (also used by
  * om_index_open).  Sets *n_manifests and *n_tags when non-NULL.  One

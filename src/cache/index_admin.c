@@ -28,9 +28,14 @@
  *     Substring search scans the names (instr), which is a few milliseconds
  *     at 10k repositories.  No extra index is needed; see
  *     tests/unit/cache/test_index_admin.c for the 10k-repository case.
+ *   - An index in Redis (om_index_admin_open_index on a Redis-backed
+ *     om_index): no SQLite connection; every call goes, after the same
+ *     input checks, to index_redis_admin.c, on the index's own pooled
+ *     Redis connection (no mutex of ours is needed there).
  */
 #include "cache/index_admin.h"
 #include "cache/index_private.h"
+#include "cache/index_redis.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -39,8 +44,29 @@
 
 struct om_index_admin {
     pthread_mutex_t mu;   /* serialises db */
-    sqlite3 *db;          /* owned; read-only */
+    sqlite3 *db;          /* owned; read-only; NULL with `shared` */
+    struct om_index *shared; /* borrowed: a Redis-backed index, or NULL */
 };
+
+int om_index_admin_open_index(struct om_index_admin **out, struct om_index *ix)
+{
+    char path[4096];
+    struct om_index_admin *ia = NULL;
+    int err;
+
+    *out = NULL;
+    if (om_index_redis_conn(ix) == NULL) {
+        if ((err = om_index__path(path, sizeof(path), om_store_root(ix->st), "index.db")) != OM_OK)
+            return err;
+        return om_index_admin_open(out, path);
+    }
+    if ((ia = calloc(1, sizeof(*ia))) == NULL) /* owned by the caller via *out */
+        return OM_ERR_NOMEM;
+    pthread_mutex_init(&ia->mu, NULL);
+    ia->shared = ix;
+    *out = ia;
+    return OM_OK;
+}
 
 int om_index_admin_open(struct om_index_admin **out, const char *db_path)
 {
@@ -186,6 +212,10 @@ int om_index_admin_repos(struct om_index_admin *ia, const struct om_repo_query *
         err = OM_ERR_INVALID;
         goto done;
     }
+    if (ia->shared != NULL) {
+        err = om_index_redis__admin_repos(ia->shared, q, rows, n, total);
+        goto done;
+    }
     if (has_up) {
         /* '0' is '/' + 1: the range holds exactly the names "<u>/...". */
         snprintf(lo, sizeof(lo), "%s/", q->upstream);
@@ -282,6 +312,10 @@ int om_index_admin_tags(struct om_index_admin *ia, const char *repo, om_tag_sort
         err = OM_ERR_INVALID;
         goto done;
     }
+    if (ia->shared != NULL) {
+        err = om_index_redis__admin_tags(ia->shared, repo, sort, offset, limit, rows, n, total);
+        goto done;
+    }
     pthread_mutex_lock(&ia->mu);
     locked = true;
     if ((err = begin_read(ia)) != OM_OK)
@@ -349,6 +383,8 @@ int om_index_admin_digest_tags(struct om_index_admin *ia, const char *repo, cons
     *n = 0;
     if (!om_index__repo_ok(repo) || !om_index__digest_ok(d))
         return OM_ERR_INVALID;
+    if (ia->shared != NULL)
+        return om_index_redis__admin_digest_tags(ia->shared, repo, d, out, max, n);
     pthread_mutex_lock(&ia->mu);
     /* tags_digest indexes digest; the repo test filters its few rows. */
     if ((err = prepare(ia, "SELECT tag FROM tags WHERE digest = ?1 AND repo = ?2 ORDER BY tag",
@@ -381,6 +417,8 @@ int om_index_admin_counts(struct om_index_admin *ia, struct om_index_admin_count
     int rc, err;
 
     memset(out, 0, sizeof(*out));
+    if (ia->shared != NULL)
+        return om_index_redis__admin_counts(ia->shared, out);
     pthread_mutex_lock(&ia->mu);
     if ((err = prepare(ia, sql, &s)) != OM_OK)
         goto done;

@@ -3,7 +3,7 @@
  * per-repository tag count, size, last pull and pull count), one
  * repository's tags with their records, the tags that point at a digest.
  *
- * Read-only, on a connection of its own: the admin view opens a second
+ * Read-only.  SQLite: on a connection of its own: the admin view opens a second
  * SQLite connection to <storage>/index.db (WAL mode lets it read while the
  * pull path writes, and its queries never hold the index mutex the pull
  * path waits on).  One mutex serialises the admin connection; every call
@@ -24,6 +24,12 @@ struct om_index_admin;
  * om_index_open has created).  *out owned by the caller
  * (om_index_admin_close). */
 int om_index_admin_open(struct om_index_admin **out, const char *db_path);
+/* The admin view of an open index, whatever its backend: for SQLite a
+ * read-only connection to <storage>/index.db as above; for Redis the
+ * index's own connection (index_redis_admin.c; the same answers, computed
+ * from the key schema).  ix is borrowed and must outlive the view.  *out
+ * owned by the caller (om_index_admin_close). */
+int om_index_admin_open_index(struct om_index_admin **out, struct om_index *ix);
 void om_index_admin_close(struct om_index_admin *ia);
 
 typedef enum {

@@ -11,13 +11,13 @@
  * them and keeps the contract written at the top of index.h.
  *
  * Life cycle: om_index_open() (index.c) calls a backend's constructor
- * (om_index_sqlite_open today), which fills in base.ops and base.st;
+ * (om_index_sqlite_open, om_index_redis_open), which fills in base.ops and base.st;
  * om_index_close() calls ops->close, which frees the handle.
  *
  * If you add an operation: add its pointer here (at the end, and bump
  * OM_INDEX_OPS_VERSION), its public function and checks in index.h /
- * index.c, and an implementation in every backend (index_sqlite.c, later
- * the Redis one).  An optional operation may be NULL only when index.c
+ * index.c, and an implementation in every backend (index_sqlite.c,
+ * index_redis.c).  An optional operation may be NULL only when index.c
  * says what happens without it.
  */
 #ifndef OM_INDEX_BACKEND_H
@@ -25,8 +25,8 @@
 
 #include "cache/index.h"
 
-/* 1: the first table; 2: + blob_size. */
-#define OM_INDEX_OPS_VERSION 2
+/* 1: the first table; 2: + blob_size; 3: + health. */
+#define OM_INDEX_OPS_VERSION 3
 
 /* The largest cached referrers answer (index.h: a larger put is
  * OM_ERR_TOOBIG; a backend refuses to return a larger stored one). */
@@ -84,6 +84,10 @@ struct om_index_ops {
 
     /* Version 2. */
     int (*blob_size)(struct om_index *ix, const om_digest *d, uint64_t *size);
+
+    /* Version 3.  Optional: NULL = a local backend, always available.
+     * index.c zeroes *out and sets backend = ops->name first. */
+    int (*health)(struct om_index *ix, struct om_index_health *out);
 };
 
 /* What every backend shares: embedded first in the backend's handle. */
@@ -97,6 +101,12 @@ struct om_index {
 /* The SQLite backend (index_sqlite_open.c): <store root>/index.db and
  * <store root>/tags.log; the contract of om_index_open in index.h. */
 int om_index_sqlite_open(struct om_index **out, struct om_store *st, bool *rebuilt);
+
+/* The Redis backend (index_redis_open.c): the database cfg->cluster_redis
+ * names, with <store root>/tags.log kept as the SQLite backend keeps it;
+ * the contract of om_index_open_cfg in index.h. */
+int om_index_redis_open(struct om_index **out, struct om_store *st, const struct om_config *cfg,
+                        bool *rebuilt);
 
 /* ---- input checks (index.c), shared by the interface, the backends and
  * the side connections (index_gc.c, index_fsck.c, index_admin.c) and the

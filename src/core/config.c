@@ -5,7 +5,7 @@
  *
  * Ownership: the struct owns every string in it (strdup'd), the compiled
  * regexes in rewrites[0..n_rewrites), the password read from a
- * password_file and the admin token; om_config_free() releases all of it
+ * password_file, the admin token and the cluster.* secrets; om_config_free() releases all of it
  * and wipes passwords and the token first so they don't linger in freed heap memory.
  *
  * The dump is YAML that om_config_parse() reads back to the same struct,
@@ -343,6 +343,39 @@ static void put_proxy(FILE *f, const char *proxy)
     }
 }
 
+/* cluster.redis may carry [USER]:PASSWORD@: print :<redacted>@ (the user
+ * stays, it is not a secret). */
+static void put_redis_url(FILE *f, const char *url)
+{
+    const char *start = strstr(url, "://");
+    const char *auth = start != NULL ? start + 3 : url;
+    size_t alen = strcspn(auth, "/");
+    const char *at = memrchr(auth, '@', alen);
+    const char *colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+
+    if (colon == NULL) {
+        put_kv(f, "  ", "redis", url);
+    } else {
+        fputs("  redis: \"", f);
+        put_escaped(f, url, (size_t)(colon - url));
+        fputs(":<redacted>", f);
+        put_escaped(f, at, strlen(at));
+        fputs("\"\n", f);
+    }
+}
+
+/* Secrets never printed: the files they came from are. */
+static void dump_cluster(FILE *f, const struct om_config *cfg)
+{
+    if (cfg->cluster_redis == NULL)
+        return;
+    fputs("cluster:\n", f);
+    put_redis_url(f, cfg->cluster_redis);
+    put_kv(f, "  ", "redis_password_file", cfg->cluster_redis_password_file);
+    put_kv(f, "  ", "peer_url", cfg->cluster_peer_url);
+    put_kv(f, "  ", "peer_token_file", cfg->cluster_peer_token_file);
+}
+
 static void dump_upstream(FILE *f, const struct om_upstream_cfg *u)
 {
     fputs("  - ", f);
@@ -443,6 +476,7 @@ void om_config_dump(const struct om_config *cfg, FILE *f)
     put_ms(f, "  ", "interval", cfg->prefetch_interval_ms);
     fprintf(f, "  retries: %u\n", cfg->prefetch_retries);
     put_ms(f, "  ", "retry_interval", cfg->prefetch_retry_interval_ms);
+    dump_cluster(f, cfg);
 }
 
 /* ---- free --------------------------------------------------------------- */
@@ -473,6 +507,14 @@ void om_cfg_rewrites_clear(struct om_config *cfg)
     cfg->n_rewrites = 0;
 }
 
+/* Wipe, then free (a password, a token, a URL that may hold a password). */
+static void free_secret(char *s)
+{
+    if (s != NULL)
+        explicit_bzero(s, strlen(s));
+    free(s);
+}
+
 void om_config_free(struct om_config *cfg)
 {
     if (cfg != NULL) {
@@ -485,6 +527,12 @@ void om_config_free(struct om_config *cfg)
             explicit_bzero(cfg->admin_token, strlen(cfg->admin_token));
         free(cfg->admin_token);
         free(cfg->admin_token_file);
+        free_secret(cfg->cluster_redis);
+        free_secret(cfg->cluster_redis_password);
+        free(cfg->cluster_redis_password_file);
+        free(cfg->cluster_peer_url);
+        free_secret(cfg->cluster_peer_token);
+        free(cfg->cluster_peer_token_file);
         for (size_t i = 0; i < cfg->n_prefetch_images; i++)
             free(cfg->prefetch_images[i]);
         for (size_t i = 0; i < cfg->n_prefetch_platforms; i++)

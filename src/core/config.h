@@ -26,6 +26,9 @@
  *            shutdown_grace, threads, max_downloads, max_tags}
  *   prefetch: {images: [REF, ...], platforms: ["linux/amd64", ...],
  *              interval: "6h", retries: 3, retry_interval: "5m"}
+ *   cluster: {redis: "redis://HOST:PORT/DB" | "unix:///PATH?db=N",
+ *             redis_password_file: FILE, peer_url: "http://HOST:PORT",
+ *             peer_token_file: FILE}      all unset = a replica alone
  * Unknown keys and bad values are errors naming file:line:column.
  *
  * If you add a key: follow the list at the top of config_keys.c (a row in
@@ -144,6 +147,20 @@ struct om_config {
                                      start-up; else >= 1s (6 h) */
     unsigned prefetch_retries;    /* tries per image per round, 1..100 (3) */
     uint64_t prefetch_retry_interval_ms; /* wait between those tries (5 min) */
+    /* cluster: N replicas sharing their metadata in Redis (cache/redis.h,
+     * cache/index_redis.c).  All NULL = a replica alone (the SQLite index). */
+    char *cluster_redis;          /* the URL as written (om_parse_redis_url
+                                     takes it); may hold a password: dumped
+                                     with it redacted */
+    char *cluster_redis_password; /* the contents of redis_password_file
+                                     (trailing CR/LF cut); NULL = the URL's
+                                     own, if any.  Secret: never logged */
+    char *cluster_redis_password_file;
+    char *cluster_peer_url;       /* how the other replicas reach this one:
+                                     http(s)://host[:port], no path */
+    char *cluster_peer_token;     /* the trimmed contents of peer_token_file:
+                                     the internal endpoint's shared secret */
+    char *cluster_peer_token_file;
     char *source;                 /* file path, or "<embedded defaults>" */
 };
 
@@ -205,9 +222,36 @@ const char *om_listen_why(const char *s);
 void om_format_duration_ms(uint64_t ms, char *buf, size_t len);
 void om_format_size(uint64_t n, char *buf, size_t len);
 
+/* cluster.redis: "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]" (HOST a name,
+ * an IPv4 address or [IPv6]; PORT 6379 when absent; DB 0 when absent) or
+ * "unix:///ABSOLUTE/PATH[?db=N]".  Pure, bounded (at most OM_REDIS_URL_MAX
+ * bytes; s need not be NUL-terminated), never allocates.  OM_OK fills *out;
+ * OM_ERR_INVALID sets *why (static text that reads after the value: "needs
+ * a host") and leaves *out zeroed.  "rediss://" is refused: the client
+ * library (hiredis 0.14) has no TLS.  A password in the URL is taken
+ * verbatim (no %-decoding): one with '@' or '/' belongs in
+ * redis_password_file. */
+#define OM_REDIS_URL_MAX 1024
+#define OM_REDIS_HOST_MAX 255
+#define OM_REDIS_PATH_MAX 107        /* sun_path holds 108 bytes with the NUL */
+#define OM_REDIS_SECRET_MAX 512      /* user, password */
+#define OM_REDIS_DB_MAX 65535
+#define OM_REDIS_PORT_DEFAULT 6379
+struct om_redis_url {
+    bool is_unix;
+    char host[OM_REDIS_HOST_MAX + 1];   /* without brackets; "" for unix */
+    unsigned port;                      /* 1..65535; 0 for unix */
+    char path[OM_REDIS_PATH_MAX + 1];   /* unix only */
+    unsigned db;                        /* 0..OM_REDIS_DB_MAX */
+    char user[OM_REDIS_SECRET_MAX + 1];     /* "" = none (AUTH password) */
+    char password[OM_REDIS_SECRET_MAX + 1]; /* "" = none */
+};
+int om_parse_redis_url(struct om_redis_url *out, const char *s, size_t len, const char **why);
+
 #define OM_CONFIG_MAX_BYTES (1024 * 1024)   /* config file size limit */
 #define OM_STORAGE_PATH_MAX 4096            /* storage.path, bytes */
 #define OM_PASSWORD_FILE_MAX 4096           /* password_file size limit */
 #define OM_ADMIN_TOKEN_FILE_MAX 4096        /* admin.token_file size limit */
+#define OM_CLUSTER_SECRET_FILE_MAX 512      /* cluster.*_file size limit */
 
 #endif

@@ -10,6 +10,7 @@
  *
  *   top level   listen public_url tls admin storage upstreams search_order
  *               rewrites tag_ttl negative_ttl retries log limits prefetch
+ *               cluster
  *   tls         cert key                      (both or neither)
  *   admin       token token_file protect_reads (token or token_file, not
  *               both; protect_reads needs one)
@@ -31,6 +32,10 @@
  *               revalidate_timeout max_blob_size
  *   prefetch    images platforms interval retries retry_interval
  *                                             (interval 0 or >= 1s)
+ *   cluster     redis redis_password_file peer_url peer_token_file
+ *                                             (the others need redis; a
+ *               password in the URL or the file, not both; peer_url needs
+ *               peer_token_file; the URL: config_cluster.c)
  *
  * Lists from the file replace the defaults (upstreams, rewrites, prefetch
  * images and platforms); a missing
@@ -445,6 +450,72 @@ static int h_prefetch(struct om_cfg_ctx *c, void *obj, struct fy_node *key, stru
     return rc;
 }
 
+/* ---- cluster.* (issue 11: N replicas sharing their metadata in Redis) --
+ * Kept in one block: other scale-out keys (storage.*) land in this file
+ * too. */
+
+static const char *check_redis_url(char *s)
+{
+    struct om_redis_url u;
+    const char *why = NULL;
+
+    (void)om_parse_redis_url(&u, s, strlen(s), &why);
+    explicit_bzero(&u, sizeof(u));
+    return why;
+}
+
+static const struct om_cfg_field cluster_fields[] = {
+    {.key = "redis", .kind = K_OPTSTR, .off = CFG(cluster_redis), .check = check_redis_url},
+    OPTSTR("redis_password_file", CFG(cluster_redis_password_file)),
+    {.key = "peer_url", .kind = K_OPTSTR, .off = CFG(cluster_peer_url),
+     .check = check_public_url},
+    OPTSTR("peer_token_file", CFG(cluster_peer_token_file)),
+};
+
+/* The secrets are read here (a file the server cannot read fails
+ * check-config, as admin.token_file does); the password keeps inner blanks
+ * (AUTH takes any bytes), the token is trimmed like admin's. */
+static int h_cluster(struct om_cfg_ctx *c, void *obj, struct fy_node *key, struct fy_node *v)
+{
+    struct om_config *cfg = obj;
+    struct fy_node *pw_k = NULL, *pw_v = NULL, *pu_k = NULL, *tf_k = NULL, *tf_v = NULL;
+    struct om_redis_url u;
+    const char *why = NULL;
+    int rc = om_cfg_walk_map(c, key, v, "cluster", cluster_fields, OM_ARRAY_LEN(cluster_fields),
+                             obj);
+
+    memset(&u, 0, sizeof(u));
+    pw_k = om_cfg_find_key(v, "redis_password_file", &pw_v);
+    pu_k = om_cfg_find_key(v, "peer_url", NULL);
+    tf_k = om_cfg_find_key(v, "peer_token_file", &tf_v);
+    if (rc == OM_OK && cfg->cluster_redis == NULL &&
+        (cfg->cluster_redis_password_file != NULL || cfg->cluster_peer_url != NULL ||
+         cfg->cluster_peer_token_file != NULL))
+        rc = om_cfg_report(c, pw_k != NULL ? pw_k : pu_k != NULL ? pu_k : tf_k, key,
+                           "cluster: redis_password_file, peer_url and peer_token_file need "
+                           "cluster.redis");
+    if (rc == OM_OK && cfg->cluster_redis != NULL)
+        (void)om_parse_redis_url(&u, cfg->cluster_redis, strlen(cfg->cluster_redis), &why);
+    if (rc == OM_OK && u.password[0] != '\0' && cfg->cluster_redis_password_file != NULL)
+        rc = om_cfg_report(c, pw_k, key,
+                           "cluster: give the password in redis or in redis_password_file, not "
+                           "both");
+    if (rc == OM_OK && cfg->cluster_peer_url != NULL && cfg->cluster_peer_token_file == NULL)
+        rc = om_cfg_report(c, pu_k, key,
+                           "cluster peer_url needs peer_token_file (the internal endpoint refuses "
+                           "requests without the shared secret)");
+    if (rc == OM_OK && cfg->cluster_redis_password_file != NULL)
+        rc = om_cfg_read_secret(c, cfg->cluster_redis_password_file, OM_CLUSTER_SECRET_FILE_MAX,
+                                "redis_password_file", false, pw_v, &cfg->cluster_redis_password);
+    if (rc == OM_OK && cfg->cluster_peer_token_file != NULL)
+        rc = om_cfg_read_secret(c, cfg->cluster_peer_token_file, OM_CLUSTER_SECRET_FILE_MAX,
+                                "peer_token_file", true, tf_v, &cfg->cluster_peer_token);
+    explicit_bzero(&u, sizeof(u));
+    return rc;
+}
+
+/* ---- the top level ------------------------------------------------------- */
+
 const struct om_cfg_field om_cfg_top_fields[] = {
     STR("listen", CFG(listen), check_listen),
     {.key = "public_url", .kind = K_OPTSTR, .off = CFG(public_url), .check = check_public_url},
@@ -460,6 +531,7 @@ const struct om_cfg_field om_cfg_top_fields[] = {
     FN("log", h_log),
     FN("limits", h_limits),
     FN("prefetch", h_prefetch),
+    FN("cluster", h_cluster),
 };
 
 const size_t om_cfg_n_top_fields = OM_ARRAY_LEN(om_cfg_top_fields);

@@ -223,6 +223,7 @@ const char *om_err_code_name(int err)
     case OM_ERR_DENIED: return "denied";
     case OM_ERR_NOSPACE: return "nospace";
     case OM_ERR_TIMEOUT: return "timeout";
+    case OM_ERR_UNAVAILABLE: return "unavailable";
     }
     return "unknown";
 }

@@ -24,6 +24,7 @@ const char *om_strerror(int err)
     case OM_ERR_DENIED: s = "refused by policy"; break;
     case OM_ERR_NOSPACE: s = "disk full"; break;
     case OM_ERR_TIMEOUT: s = "timed out"; break;
+    case OM_ERR_UNAVAILABLE: s = "shared service unavailable"; break;
     }
     return s;
 }

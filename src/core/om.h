@@ -27,6 +27,8 @@ typedef enum {
     OM_ERR_DENIED = -10,    /* policy refused (host not allowed, downgrade) */
     OM_ERR_NOSPACE = -11,   /* disk full */
     OM_ERR_TIMEOUT = -12,
+    OM_ERR_UNAVAILABLE = -13, /* a shared service (Redis) cannot be reached now;
+                                 its client reconnects by itself */
 } om_err;
 
 const char *om_strerror(int err);

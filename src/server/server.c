@@ -245,10 +245,20 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
         goto fail;
     }
     bool rebuilt = false;
-    if ((err = om_index_open(&srv->index, srv->store, &rebuilt)) != OM_OK) {
-        om_log(OM_LOG_ERROR, "cannot open index in %s: %s", cfg->storage_path, om_strerror(err));
+    /* cluster.redis set: the metadata every replica shares lives in Redis
+     * (an unreachable Redis does not stop the start: the index reconnects
+     * by itself); else <storage>/index.db. */
+    if ((err = om_index_open_cfg(&srv->index, srv->store, cfg, &rebuilt)) != OM_OK) {
+        if (cfg->cluster_redis != NULL)
+            om_log(OM_LOG_ERROR, "cannot open the index in redis: %s", om_strerror(err));
+        else
+            om_log(OM_LOG_ERROR, "cannot open index in %s: %s", cfg->storage_path,
+                   om_strerror(err));
         goto fail;
     }
+    struct om_index_health ih;
+    om_index_health(srv->index, &ih);
+    bool shared_index = ih.shared;
     if (rebuilt)
         om_log_kv(OM_LOG_WARN, "index was missing or corrupt and has been rebuilt from the store",
                   "storage", cfg->storage_path, NULL);
@@ -337,7 +347,15 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
         .cfg = srv->cfg, .store = srv->store, .events = srv->events, .pulls = srv->pulls,
         .mcache = srv->mcache, .cancel = &srv->cancel, .on_evictions = note_evictions, .ud = srv,
     };
-    if ((err = om_gc_start(&srv->gc, &gc_host)) != OM_OK ||
+    /* GC reads and deletes through its own SQLite connection (index_gc.h):
+     * with the index in Redis that file is not the truth (a stale one would
+     * evict by an old plan), and eviction on shared content needs the
+     * cluster's GC leader.  Until then a shared index runs without GC
+     * (srv->gc NULL = "not started" for every caller). */
+    if (shared_index)
+        om_log(OM_LOG_WARN, "gc: not started: the index is shared (cluster.redis); eviction "
+                            "waits for the cluster's GC leader");
+    if ((!shared_index && (err = om_gc_start(&srv->gc, &gc_host)) != OM_OK) ||
         (err = om_prefetch_start(srv)) != OM_OK) {
         om_log(OM_LOG_ERROR, "cannot start background tasks: %s", om_strerror(err));
         goto fail;

@@ -534,6 +534,26 @@ static const struct err_case err_cases[] = {
     {"admin:\n  token_file: /tmp\n", "t.yaml:2:15: ", "not a regular file"},
     {"admin:\n  tokens: x\n", "t.yaml:2:3: ", "unknown key \"tokens\" in admin"},
     {"admin: secret\n", "t.yaml:1:8: ", "admin must be a mapping"},
+    /* cluster (issue 11) */
+    {"cluster:\n  redis: http://h:1\n", "t.yaml:2:10: ", "must start with redis:// or unix://"},
+    {"cluster:\n  redis: rediss://h:1\n", "t.yaml:2:10: ", "TLS"},
+    {"cluster:\n  redis: redis://h:0\n", "t.yaml:2:10: ", "port from 1 to 65535"},
+    {"cluster:\n  redis: unix://r.sock\n", "t.yaml:2:10: ", "absolute socket path"},
+    {"cluster:\n  redis: \"\"\n", "t.yaml:2:10: ", "is empty"},
+    {"cluster:\n  peer_url: http://10.0.0.5:5000\n", "t.yaml:2:3: ", "need cluster.redis"},
+    {"cluster:\n  redis_password_file: /p\n", "t.yaml:2:3: ", "need cluster.redis"},
+    {"cluster:\n  redis: redis://:pw@h\n  redis_password_file: /p\n", "t.yaml:3:3: ",
+     "in redis or in redis_password_file, not both"},
+    {"cluster:\n  redis: redis://h\n  peer_url: http://10.0.0.5:5000\n", "t.yaml:3:3: ",
+     "peer_url needs peer_token_file"},
+    {"cluster:\n  redis: redis://h\n  peer_url: http://10.0.0.5:5000/x\n", "t.yaml:3:13: ",
+     "must not have a path"},
+    {"cluster:\n  redis: redis://h\n  redis_password_file: /nonexistent/om-pw\n",
+     "t.yaml:3:24: ", "cannot read redis_password_file"},
+    {"cluster:\n  redis: redis://h\n  peer_url: http://a:1\n  peer_token_file: /tmp\n",
+     "t.yaml:4:20: ", "not a regular file"},
+    {"cluster:\n  reddis: redis://h\n", "t.yaml:2:3: ", "unknown key \"reddis\" in cluster"},
+    {"cluster: redis://h\n", "t.yaml:1:10: ", "cluster must be a mapping"},
     /* storage */
     {"storage:\n  max_size: 10 GB\n", "t.yaml:2:13: ", "is not a size"},
     {"storage:\n  max_size: -1\n", "t.yaml:2:13: ", "is not a size"},
@@ -1010,6 +1030,67 @@ static void round_trip(const struct om_config *cfg)
     free(second);
 }
 
+/* cluster.*: the secrets come from files, the dump names the files and
+ * redacts a password written in the URL, and nothing is set by default. */
+static void test_config__cluster_keys_read_their_secrets_and_dump_none(void)
+{
+    char yaml[1024], err[512] = "";
+    const char *pw = NULL, *tok = NULL;
+    char pwp[256], tokp[256];
+    struct om_config *cfg = NULL;
+    char *dump = NULL;
+
+    CHECK_EQ_INT(om_config_default(&cfg), OM_OK);
+    CHECK(cfg->cluster_redis == NULL && cfg->cluster_peer_url == NULL &&
+          cfg->cluster_redis_password == NULL && cfg->cluster_peer_token == NULL);
+    dump = dump_to_string(cfg);
+    CHECK(dump != NULL && strstr(dump, "cluster:") == NULL);
+    free(dump);
+    om_config_free(cfg);
+    cfg = NULL;
+
+    pw = tmpfile_with("redis-pw", "p w d\n", 6); /* inner blanks stay, the newline goes */
+    snprintf(pwp, sizeof(pwp), "%s", pw);
+    tok = tmpfile_with("peer-tok", "  t0ken \n", 9);
+    snprintf(tokp, sizeof(tokp), "%s", tok);
+    snprintf(yaml, sizeof(yaml),
+             "cluster:\n  redis: unix:///run/redis/redis.sock?db=2\n  redis_password_file: %s\n"
+             "  peer_url: http://10.0.0.5:5000/\n  peer_token_file: %s\n",
+             pwp, tokp);
+    cfg = parse_ok(yaml);
+    if (cfg != NULL) {
+        CHECK_EQ_STR(cfg->cluster_redis, "unix:///run/redis/redis.sock?db=2");
+        CHECK_EQ_STR(cfg->cluster_redis_password, "p w d");
+        CHECK_EQ_STR(cfg->cluster_redis_password_file, pwp);
+        CHECK_EQ_STR(cfg->cluster_peer_url, "http://10.0.0.5:5000");
+        CHECK_EQ_STR(cfg->cluster_peer_token, "t0ken");
+        CHECK_EQ_STR(cfg->cluster_peer_token_file, tokp);
+        dump = dump_to_string(cfg);
+        CHECK(dump != NULL && strstr(dump, "p w d") == NULL && strstr(dump, "t0ken") == NULL);
+        CHECK(dump != NULL && strstr(dump, pwp) != NULL && strstr(dump, tokp) != NULL);
+        free(dump);
+        round_trip(cfg);
+        om_config_free(cfg);
+    }
+    cfg = parse_ok("cluster:\n  redis: redis://mirror:s3cret@redis.internal:6380/1\n");
+    if (cfg != NULL) {
+        dump = dump_to_string(cfg);
+        CHECK(dump != NULL && strstr(dump, "s3cret") == NULL);
+        CHECK(dump != NULL &&
+              strstr(dump, "redis: \"redis://mirror:<redacted>@redis.internal:6380/1\"") != NULL);
+        free(dump);
+        om_config_free(cfg);
+    }
+    /* a password file larger than the limit */
+    char big[600];
+    memset(big, 'x', sizeof(big));
+    pw = tmpfile_with("redis-pw-big", big, sizeof(big));
+    snprintf(yaml, sizeof(yaml), "cluster:\n  redis: redis://h\n  redis_password_file: %s\n", pw);
+    CHECK_EQ_INT(om_config_parse(&cfg, yaml, strlen(yaml), "t.yaml", err, sizeof(err)),
+                 OM_ERR_INVALID);
+    CHECK(strstr(err, "larger than 512 bytes") != NULL);
+}
+
 static void test_config__dump_reads_back_to_the_same_config(void)
 {
     struct om_config *cfg = NULL;
@@ -1096,6 +1177,7 @@ static void test_config__the_example_file_loads_and_documents_every_key(void)
         "threads:", "max_downloads:", "max_tags:", "public_url:", "admin:", "token:", "token_file:",
         "protect_reads:", "max_size:", "high_water:", "low_water:", "gc_interval:",
         "prefetch:", "images:", "platforms:", "interval:", "retry_interval:",
+        "cluster:", "redis:", "redis_password_file:", "peer_url:", "peer_token_file:",
     };
     const char *src = __FILE__; /* .../tests/unit/core/test_config.c */
     const char *tail = strstr(src, "tests/unit/core/test_config.c");
@@ -1413,7 +1495,7 @@ static void test_config__every_error_code_has_its_own_text(void)
 {
     const char *seen[16] = {0};
 
-    for (int e = OM_OK; e >= OM_ERR_TIMEOUT; e--) {
+    for (int e = OM_OK; e >= OM_ERR_UNAVAILABLE; e--) {
         const char *s = om_strerror(e);
         CHECK(s != NULL && strcmp(s, "unknown error") != 0);
         for (int j = 0; j < -e; j++)
@@ -1516,6 +1598,7 @@ int main(void)
     RUN(test_config__admin_token_file_is_read_trimmed_and_bounded);
     RUN(test_config__storage_limits_and_prefetch_accept_good_values);
     RUN(test_config__prefetch_lists_and_entries_are_bounded);
+    RUN(test_config__cluster_keys_read_their_secrets_and_dump_none);
     RUN(test_config__dump_reads_back_to_the_same_config);
     RUN(test_config__dump_never_shows_a_password);
     RUN(test_config__dump_shows_the_token_file_not_the_token);
