@@ -307,6 +307,20 @@ static void downloads(struct mbuf *b, struct om_server *srv)
             "Downloads nobody reads any more, finishing outside the slots.", fs.background);
 }
 
+/* The metadata index: which backend, reachable or not (Redis). */
+static void index_health(struct mbuf *b, struct om_server *srv)
+{
+    struct om_index_health ih;
+    char be[32];
+    om_index_health(srv->index, &ih);
+    esc(ih.backend, be, sizeof(be));
+    family(b, "ocimirror_index_up", "gauge",
+           "1 while the metadata index (SQLite, or Redis shared by a cluster) answers.");
+    mb_printf(b, "ocimirror_index_up{backend=\"%s\"} %d\n", be, ih.available ? 1 : 0);
+    one_u64(b, "ocimirror_index_outages_total", "counter",
+            "Times the metadata index became unreachable.", ih.outages);
+}
+
 /* Per lane and per upstream: how much waits (limits.jobs_per_upstream,
  * limits.max_downloads_per_upstream). */
 static void load(struct mbuf *b, struct om_server *srv)
@@ -411,6 +425,7 @@ enum MHD_Result om_admin_metrics(struct om_req *req)
     upstreams(&b, srv);
     downloads(&b, srv);
     load(&b, srv);
+    index_health(&b, srv);
     storage(&b, srv);
     if (b.failed) {
         free(b.buf);

@@ -42,15 +42,14 @@
 
 int om_admin_init(struct om_server *srv)
 {
-    char path[4096];
     int err = om_stats_new(&srv->stats);
     if (err != OM_OK)
         return err;
-    snprintf(path, sizeof(path), "%s/index.db", om_store_root(srv->store));
-    /* Without it the repository views answer 503; the rest works. */
-    if ((err = om_index_admin_open(&srv->stats->ia, path)) != OM_OK)
-        om_log_kv(OM_LOG_ERROR, "admin: cannot open the index for reading", "path", path,
-                  "error", om_strerror(err), NULL);
+    /* Whatever the backend (a read-only SQLite connection, or Redis).
+     * Without it the repository views answer 503; the rest works. */
+    if ((err = om_index_admin_open_index(&srv->stats->ia, srv->index)) != OM_OK)
+        om_log_kv(OM_LOG_ERROR, "admin: cannot open the index for reading", "storage",
+                  om_store_root(srv->store), "error", om_strerror(err), NULL);
     return OM_OK;
 }
 

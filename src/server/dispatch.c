@@ -93,6 +93,14 @@ static enum MHD_Result handle_healthz(struct om_req *req)
                                     srv->cfg->upstreams[i].name, ld.jobs.running, ld.jobs.max,
                                     ld.jobs.waiting, ld.dl_active, ld.dl_max, ld.dl_waiting);
     }
+    /* A shared index (Redis) that is down: cached content is still served,
+     * coordination waits until it is back. */
+    struct om_index_health ih;
+    om_index_health(srv->index, &ih);
+    if (!ih.available && len < sizeof(lines))
+        len += (size_t)snprintf(lines + len, sizeof(lines) - len,
+                                "index %s (%s) unavailable: %s\n", ih.backend, ih.where,
+                                ih.last_error[0] ? ih.last_error : "no answer");
     int n = snprintf(body, sizeof(body), "%s\n%s", len ? "degraded" : "ok", lines);
     req->resp = om_http_body("text/plain", body, n < (int)sizeof(body) ? (size_t)n : sizeof(body) - 1);
     req->status = atomic_load(&srv->stopping) ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK;

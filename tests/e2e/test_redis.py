@@ -155,9 +155,15 @@ class RedisClusterTest(WorldTestCase):
         self.assertLess(time.monotonic() - t0, 5, "serving must not wait on the dead Redis")
         self.wait_log(m, "redis: unavailable")
         self.pull(m, etcd)                        # a cold pull still works
-        self.assertEqual(m.get("/healthz").status, 200)
+        h = m.get("/healthz")
+        self.assertEqual(h.status, 200)           # the replica still serves: keep it
+        self.assertTrue(h.body.startswith(b"degraded\n"), h.body)
+        self.assertIn(b"index redis", h.body)
+        self.assertIn('ocimirror_index_up{backend="redis"} 0', m.get("/metrics").body.decode())
         self.redis.start()                        # back, and empty
         self.wait_log(m, "redis: available again")
+        self.assertEqual(m.get("/healthz").body, b"ok\n")
+        self.assertIn('ocimirror_index_up{backend="redis"} 1', m.get("/metrics").body.decode())
         self.pull(m, self.w.fx["pause"])
         self.assertIn(canonical_name(self.w.fx["pause"]), self.catalog(m))
 
