@@ -74,7 +74,11 @@ static void write_table(struct om_pullstats *ps, struct table *t)
     for (size_t i = 0; i < SLOTS; i++)
         if (t->used[i])
             t->notes[k++] = t->notes[i];
-    om_index_note_pulls(ps->ix, t->notes, k);
+    /* An index that cannot take them (a shared one, unreachable) costs
+     * these statistics — last access, pull counts — never content; and
+     * nothing is adopted from answers that never came. */
+    if (om_index_note_pulls(ps->ix, t->notes, k) != OM_OK)
+        return;
     for (size_t i = 0; i < k; i++) {
         const struct om_pull_note *pn = &t->notes[i];
         uint64_t size = 0;
