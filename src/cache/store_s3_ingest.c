@@ -125,6 +125,7 @@ static int create_upload(struct s3_ing *g, const char *spool)
         pthread_mutex_unlock(&g->mu);
         om_store_s3__live_add(g->s, a.upload_id);
         (void)write_record(g, spool);
+        om_log_kv(OM_LOG_DEBUG, "store: multipart upload started", "key", g->key, NULL);
     }
     om_s3_resp_clear(&rs);
     return err;
@@ -153,6 +154,10 @@ int om_store_s3__abort_upload(struct om_store_s3 *s, const char *key, const char
 static void abort_upload(struct s3_ing *g)
 {
     if (g->upload_id[0] != '\0') {
+        char parts[16];
+        snprintf(parts, sizeof(parts), "%u", g->n_parts);
+        om_log_kv(OM_LOG_DEBUG, "store: multipart upload aborted", "key", g->key, "parts", parts,
+                  NULL);
         if (om_store_s3__abort_upload(g->s, g->key, g->upload_id) != OM_OK)
             om_log_kv(OM_LOG_WARN, "store: could not abort a multipart upload (GC will)", "key",
                       g->key, NULL);
