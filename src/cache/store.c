@@ -40,6 +40,9 @@
 #include <unistd.h>
 
 #define VERIFY_BUF (64u * 1024)          /* streaming hash buffer */
+/* A backend without local files reads a request's worth at a time: one
+ * ranged GET per VERIFY_BUF would cost a round trip per 64 KiB. */
+#define VERIFY_BUF_REMOTE (4u << 20)
 
 /* ---- opening and closing ------------------------------------------------ */
 
@@ -447,15 +450,16 @@ int om_store_verify(struct om_store *st, const om_digest *d)
 
     if ((err = open_for_read(st, d, &fd, &size)) != OM_OK)
         goto done;
-    buf = malloc(VERIFY_BUF); /* freed below */
-    h = om_hash_new();        /* freed below */
+    size_t bufsz = fd >= 0 ? VERIFY_BUF : VERIFY_BUF_REMOTE;
+    buf = malloc(bufsz); /* freed below */
+    h = om_hash_new();   /* freed below */
     if (buf == NULL || h == NULL) {
         err = OM_ERR_NOMEM;
         goto done;
     }
     for (;;) {
         size_t n = 0;
-        if ((err = read_some(st, d, fd, off, buf, VERIFY_BUF, &n)) != OM_OK)
+        if ((err = read_some(st, d, fd, off, buf, bufsz, &n)) != OM_OK)
             goto done;
         if (n == 0)
             break;

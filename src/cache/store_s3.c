@@ -439,13 +439,14 @@ static int s3_remove(struct om_store *base, const om_digest *d)
         goto done;
     /* DELETE answers 204 whether or not the key existed: the contract's
      * OM_ERR_NOTFOUND comes from what we know, or a HEAD. */
-    if (!om_s3_objects_get(s->objs, d, NULL, NULL) && (err = head(s, key, &rs)) != OM_OK)
+    bool known = om_s3_objects_get(s->objs, d, NULL, NULL);
+    if (!known && (err = head(s, key, &rs)) != OM_OK)
         goto done;
     struct om_s3_req rq = {.method = "DELETE", .key = key, .body_fd = -1};
     if ((err = om_s3_do(s->cl, &rq, &rs)) != OM_OK ||
         (err = om_s3_status_err(&rs, "DELETE", key)) != OM_OK)
         goto done;
-    if (!om_s3_objects_del(s->objs, d, NULL))
+    if (!om_s3_objects_del(s->objs, d, NULL) && known)
         err = OM_ERR_NOTFOUND; /* a concurrent remove won: it counted it */
 done:
     om_s3_resp_clear(&rs);

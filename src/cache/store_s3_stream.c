@@ -42,6 +42,7 @@
 #include "core/log.h"
 
 #define FIRST_ANSWER_MS 10000
+#define STALL_MS 30000            /* no byte for this long, not paused: broken */
 #define RESUMES 2
 #define RING_MIN (64u * 1024)
 #define POLL_MS 200
@@ -68,6 +69,7 @@ struct s3_reader {
     bool in_multi;
     int resumes;
     int64_t deadline_ms;           /* the first answer by then */
+    int64_t last_byte_ms;          /* when bytes last came (or the transfer began) */
     struct s3_reader *next;        /* the thread's list of readers */
     struct s3_reader *cmd_next;    /* the command queue */
 };
@@ -234,6 +236,7 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
     memcpy(r->ring, p + first, n - first);
     r->fill += n;
     r->got += n;
+    r->last_byte_ms = om_now_ms();
     wake_locked(r);
     pthread_mutex_unlock(&r->mu);
     return n;
@@ -262,6 +265,9 @@ static int start_transfer(struct om_s3_streamer *sm, struct s3_reader *r)
     if (curl_multi_add_handle(sm->multi, r->h) != CURLM_OK)
         return OM_ERR_IO;
     r->in_multi = true;
+    pthread_mutex_lock(&r->mu);
+    r->last_byte_ms = om_now_ms();
+    pthread_mutex_unlock(&r->mu);
     return OM_OK;
 }
 
@@ -330,8 +336,10 @@ static void run_commands(struct om_s3_streamer *sm)
         pthread_mutex_lock(&r->mu);
         bool closed = r->closed, unpause = r->want_unpause && r->paused;
         r->want_unpause = false;
-        if (unpause)
+        if (unpause) {
             r->paused = false;
+            r->last_byte_ms = om_now_ms(); /* a pause is not a stall */
+        }
         pthread_mutex_unlock(&r->mu);
         if (closed) {
             detach(sm, r);
@@ -353,19 +361,25 @@ static void run_commands(struct om_s3_streamer *sm)
     }
 }
 
-/* Readers still without a first answer past their deadline. */
+/* Readers still without a first answer past their deadline, and
+ * transfers that stopped moving without being paused (a hung bucket: the
+ * client's connection is suspended, so nothing else would end it). */
 static void check_deadlines(struct om_s3_streamer *sm)
 {
     int64_t now = om_now_ms();
     for (struct s3_reader *r = sm->all; r != NULL; r = r->next) {
         pthread_mutex_lock(&r->mu);
         bool late = !r->ready && now > r->deadline_ms;
+        bool stalled = r->ready && !r->done && !r->paused && r->in_multi &&
+                       now - r->last_byte_ms > STALL_MS;
         pthread_mutex_unlock(&r->mu);
         if (late) {
             detach(sm, r);
             om_log_kv(OM_LOG_ERROR, "s3: no answer to a streamed GET in time", "key", r->key,
                       NULL);
             set_ready(r, OM_ERR_IO);
+        } else if (stalled) {
+            transfer_done(sm, r, CURLE_OPERATION_TIMEDOUT);
         }
     }
 }
