@@ -169,7 +169,8 @@ struct om_s3_resp {
 int om_s3_client_new(struct om_s3_client **out, const struct om_s3_cfg *cfg);
 void om_s3_client_free(struct om_s3_client *c);
 /* Send rq (retried on a transport error, 500 or 503 unless no_retry) and
- * fill *rs (cleared first; om_s3_resp_clear it).  OM_OK when S3 answered,
+ * fill *rs, which must be zeroed or hold an earlier answer (freed here);
+ * om_s3_resp_clear it after.  OM_OK when S3 answered,
  * whatever the status; OM_ERR_IO when it did not (logged, rate-limited),
  * OM_ERR_TOOBIG when a body did not fit. */
 int om_s3_do(struct om_s3_client *c, const struct om_s3_req *rq, struct om_s3_resp *rs);

@@ -531,7 +531,7 @@ int om_s3_do(struct om_s3_client *c, const struct om_s3_req *rq, struct om_s3_re
     CURLcode cc = CURLE_OK;
     int err;
 
-    memset(rs, 0, sizeof(*rs));
+    om_s3_resp_clear(rs); /* an earlier answer in it is freed */
     rs->last_modified_ms = -1;
     if ((err = om_s3_url(c, rq->key, rq->query, url, sizeof(url))) != OM_OK)
         goto done;
