@@ -287,8 +287,13 @@ int om_store_s3_open(struct om_store **out, const struct om_config *cfg, bool at
     }
     /* What is in the bucket, and the byte total: one listing. */
     if ((err = s3_walk_all(&s->base, count_cb, &n)) != OM_OK) {
-        om_log(OM_LOG_ERROR, "store: cannot list bucket %s at %s: %s", sc->bucket, sc->endpoint,
-               om_strerror(err));
+        if (err == OM_ERR_NOTFOUND)
+            om_log(OM_LOG_ERROR, "store: bucket %s does not exist at %s (create it first)",
+                   sc->bucket, sc->endpoint);
+        else
+            om_log(OM_LOG_ERROR, "store: cannot list bucket %s at %s: the request failed (the "
+                   "lines above say how: no answer, a wrong key, no permission)",
+                   sc->bucket, sc->endpoint);
         goto done;
     }
     om_log_kv(OM_LOG_INFO, "store: opened", "backend", "s3", "bucket", sc->bucket, "prefix",

@@ -422,6 +422,10 @@ class S3Test(WorldTestCase):
         self.assertEqual(st, sum(left.values()))
         # evicted content comes back from upstream
         self.pull(m, alpine)
+        # `ocimirror gc` beside the server, on the same bucket
+        r = self.run_cli(m, "gc", "--dry-run")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(b"dry run", r.stdout.lower() + r.stderr.lower())
 
     def test_fsck_on_s3_repairs_a_corrupt_object_and_aborts_a_stale_foreign_upload(self):
         m = self.s3_mirror()

@@ -238,6 +238,45 @@ static void test_store_s3__a_walk_forgets_what_others_removed_and_keeps_what_cha
     om_s3_objects_free(o);
 }
 
+/* ---- URLs ------------------------------------------------------------------ */
+
+static void test_store_s3__urls_are_virtual_hosted_or_path_style(void)
+{
+    struct om_s3_cfg c = {.endpoint = "https://s3.example.com:8443", .region = "eu-west-1",
+                          .bucket = "my-bucket", .access_key = "AK", .secret_key = "SK"};
+    struct om_s3_client *cl = NULL;
+    char url[4096];
+
+    CHECK_EQ_INT(om_s3_client_new(&cl, &c), OM_OK);
+    if (cl != NULL) {
+        CHECK_EQ_INT(om_s3_url(cl, "p/blobs/sha256/ab/abcd", "uploads=", url, sizeof(url)), OM_OK);
+        CHECK_EQ_STR(url, "https://my-bucket.s3.example.com:8443/p/blobs/sha256/ab/abcd?uploads=");
+        CHECK_EQ_INT(om_s3_url(cl, NULL, "list-type=2", url, sizeof(url)), OM_OK);
+        CHECK_EQ_STR(url, "https://my-bucket.s3.example.com:8443/?list-type=2");
+        CHECK_EQ_INT(om_s3_presign_get(cl, "k", 600, url, sizeof(url)), OM_OK);
+        CHECK(strncmp(url, "https://my-bucket.s3.example.com:8443/k?X-Amz-Algorithm=", 56) == 0);
+        CHECK(strstr(url, "%2Feu-west-1%2Fs3%2Faws4_request&") != NULL);
+        CHECK_EQ_INT(om_s3_url(cl, "k", NULL, url, 20), OM_ERR_TOOBIG);
+        om_s3_client_free(cl);
+    }
+    c.path_style = true;
+    c.endpoint = "http://127.0.0.1:7480";
+    CHECK_EQ_INT(om_s3_client_new(&cl, &c), OM_OK);
+    if (cl != NULL) {
+        CHECK_EQ_INT(om_s3_url(cl, "k", NULL, url, sizeof(url)), OM_OK);
+        CHECK_EQ_STR(url, "http://127.0.0.1:7480/my-bucket/k");
+        CHECK_EQ_INT(om_s3_url(cl, NULL, NULL, url, sizeof(url)), OM_OK);
+        CHECK_EQ_STR(url, "http://127.0.0.1:7480/my-bucket");
+        CHECK_EQ_INT(om_s3_presign_get(cl, "k", 600, url, sizeof(url)), OM_OK);
+        CHECK(strncmp(url, "http://127.0.0.1:7480/my-bucket/k?X-Amz-", 40) == 0);
+        om_s3_client_free(cl);
+    }
+    c.endpoint = "http://h/path";
+    CHECK_EQ_INT(om_s3_client_new(&cl, &c), OM_ERR_INVALID);
+    c.endpoint = NULL;
+    CHECK_EQ_INT(om_s3_client_new(&cl, &c), OM_ERR_INVALID);
+}
+
 /* ---- against a real bucket ------------------------------------------------- */
 
 static const char *env_endpoint, *env_ak, *env_sk;
@@ -654,6 +693,7 @@ int main(void)
     RUN(test_store_s3__xml_refuses_doctypes_huge_fields_and_bad_numbers);
     RUN(test_store_s3__objects_count_each_digest_once_and_grow);
     RUN(test_store_s3__a_walk_forgets_what_others_removed_and_keeps_what_changed);
+    RUN(test_store_s3__urls_are_virtual_hosted_or_path_style);
     env_endpoint = getenv("OM_TEST_S3_ENDPOINT");
     env_ak = getenv("OM_TEST_S3_ACCESS_KEY");
     env_sk = getenv("OM_TEST_S3_SECRET_KEY");
