@@ -3,7 +3,13 @@
  * Cached: answered in the HTTP thread with sendfile from the content file
  * (MHD_create_response_from_fd_at_offset64: no user-space copy), for the
  * whole blob, one range (206), or several ranges (206 multipart/byteranges,
- * read with pread; rare, so no sendfile there).  Before that, the file's
+ * read with pread; rare, so no sendfile there).  A store whose objects are
+ * not local files (the S3 bucket) answers through v2_blob_object.c: a 307
+ * to a presigned URL, or a stream from the store that never blocks this
+ * thread; HEAD is answered here from what the process knows either way.
+ * Before a miss goes upstream, its job asks such a store itself
+ * (om_store_stat: another replica may have put the blob there), and a
+ * store that does not answer is a 503.  Before that, the file's
  * size is compared with the size the blob must have — what the index
  * recorded when it was stored (om_index_blob_size), remembered per process
  * (cache/mcache: one lookup in a fixed table, no index query per hit; the
