@@ -127,6 +127,11 @@ class S3Test(WorldTestCase):
         cls.s3 = cls.ceph.client()
         cls.n_buckets = 0
 
+    @classmethod
+    def tearDownClass(cls):
+        cls.ceph.stop()   # before the World removes the directory Ceph lives in
+        super().tearDownClass()
+
     def setUp(self):
         super().setUp()
         for r in self.w.reg.values():

@@ -8,8 +8,9 @@ look into its bucket from the test side.
         c.stop_rgw(); c.start_rgw()             # the gateway only (same port, same data)
 
 The daemons are started by lib/ceph.sh on free loopback ports, each under
-setsid, their PIDs recorded; stop() (also at exit, also after a failure)
-kills exactly those PIDs and removes the directory.  The client is an
+setsid, their PIDs recorded (in the directory and here); stop() (also at
+exit, also after a failure) kills exactly those PIDs and removes the
+directory — stop it before whatever removes the directory it lives in.  The client is an
 independent SigV4 implementation (hashlib/hmac), so the test side does not
 trust the mirror's signer to check the mirror's work.
 """
@@ -22,6 +23,7 @@ import http.client
 import os
 import re
 import shutil
+import signal
 import subprocess
 import urllib.parse
 import xml.etree.ElementTree as ET
@@ -143,6 +145,7 @@ class Ceph:
         self.osd_store = osd_store
         self.env = None
         self.mon_port = self.rgw_port = None
+        self.pids = {}          # daemon name -> PID, kept here too: stop() needs no files
         self._up = False
 
     def _run(self, cmd, timeout=180):
@@ -165,12 +168,28 @@ class Ceph:
         except BaseException:
             self.stop()
             raise
+        self._read_pids()
         self.env = {}
         with open(os.path.join(self.dir, "s3.env")) as f:
             for line in f:
                 k, _, v = line.strip().partition("=")
                 self.env[k] = v
         return self
+
+    def _read_pids(self):
+        for name in ("mon.a", "osd.0", "client.rgw"):
+            try:
+                with open(os.path.join(self.dir, "run", name + ".pid")) as f:
+                    self.pids[name] = int(f.read().strip())
+            except (OSError, ValueError):
+                pass
+
+    def _ours(self, pid):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                return (self.dir + "/ceph.conf").encode() in f.read()
+        except OSError:
+            return False
 
     @property
     def endpoint(self):
@@ -192,6 +211,7 @@ class Ceph:
 
     def start_rgw(self):
         self._run("rgw-start")
+        self._read_pids()
 
     def keep_logs(self):
         """Copy the daemons' logs to the artifacts directory."""
@@ -213,8 +233,17 @@ class Ceph:
         self.keep_logs()
         try:
             self._run("down", timeout=60)
-        except Exception as e:   # never leave daemons behind silently
+        except Exception as e:
             print("ceph: stopping failed: %r" % (e,))
+        # Whatever down could not reach (its directory removed under it, a
+        # failure above): the PIDs we recorded, if they still are our daemons.
+        for pid in self.pids.values():
+            if self._ours(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.pids = {}
 
     def __enter__(self):
         return self.start()
