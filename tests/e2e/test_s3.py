@@ -139,8 +139,9 @@ class S3Test(WorldTestCase):
 
     # -- helpers -------------------------------------------------------------
     def new_bucket(self):
-        S3Test.n_buckets += 1
-        name = "om-e2e-%d-%d" % (os.getpid(), S3Test.n_buckets)
+        cls = type(self)
+        cls.n_buckets += 1
+        name = "om-e2e-%d-%d" % (os.getpid(), cls.n_buckets)
         self.s3.create_bucket(name)
         return name
 
