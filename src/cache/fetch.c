@@ -471,7 +471,8 @@ static int fetch_new(struct om_fetch_table *t, const om_digest *d,
     f->refs = 2; /* the caller's and the download thread's */
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cond, NULL);
-    int err = om_ingest_begin(t->st, &f->ing);
+    /* Named: a store that uploads as the download goes (s3) needs the key */
+    int err = om_ingest_begin_for(t->st, d, &f->ing);
     if (err == OM_OK) {
         f->read_fd = dup(f->ing->fd);
         f->hash = om_hash_new();

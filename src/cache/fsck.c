@@ -46,6 +46,13 @@
  * because it decides which ingest files are stale and must be read before
  * the index is opened.
  *
+ * [added for store_s3.c] A store in a bucket (o->cfg, backend s3): the
+ * same checks on the objects of the bucket (verify reads them back with
+ * ranged GETs), the local ingest/ as the spool, and the bucket's multipart
+ * uploads older than ingest_age_s counted as stale ingests (aborted with
+ * repair); wrong-size objects are quarantined inside the bucket, so the
+ * local quarantine count stays 0.
+ *
  * Failures are handed to o->complain one line each (the command prints
  * them to stderr); the findings go into the result, nothing is printed.
  *
@@ -274,10 +281,35 @@ done:
  * server whose downloads are in there. */
 static int open_store(struct fsck *f)
 {
-    int err = om_store_attach(&f->st, f->o->root);
+    int err = f->o->cfg != NULL ? om_store_attach_cfg(&f->st, f->o->cfg)
+                                : om_store_attach(&f->st, f->o->root);
     if (err != OM_OK)
         complain(f, "cannot open the store %s: %s", f->o->root, om_strerror(err));
     return err;
+}
+
+/* [added for store_s3.c] Uploads the store keeps outside ingest/ (S3
+ * multipart uploads) that no download will finish: older than
+ * o->ingest_age_s with no part as recent.  Counted as stale ingests; with
+ * repair, aborted. */
+static void check_uploads(struct fsck *f)
+{
+    uint64_t n = 0;
+    uint64_t age_ms = f->o->ingest_age_s > 0 ? (uint64_t)f->o->ingest_age_s * 1000 : 0;
+    int err = om_store_clean_stale(f->st, age_ms, !f->o->repair, &n);
+    if (err != OM_OK)
+        complain(f, "cannot list the store's unfinished uploads: %s", om_strerror(err));
+    for (uint64_t i = 0; i < n; i++) {
+        struct om_fsck_problem *p = add_problem(f, OM_FSCK_STALE_INGEST);
+        if (p != NULL)
+            snprintf(p->name, sizeof(p->name), "(a multipart upload in the bucket)");
+        if (f->o->repair) {
+            if (p != NULL)
+                mark_repaired(f, p);
+            else
+                f->r->repaired[OM_FSCK_STALE_INGEST]++;
+        }
+    }
 }
 
 static int walk_one(void *ud, const om_digest *d, uint64_t size)
@@ -514,8 +546,10 @@ int om_fsck_run(struct om_fsck_result *out, const struct om_fsck_opts *o)
     int err;
 
     memset(out, 0, sizeof(*out));
+    bool bucket = o->cfg != NULL && o->cfg->storage_backend == OM_STORAGE_S3;
     int n = snprintf(path, sizeof(path), "%s/blobs/sha256", o->root);
-    if (n < 0 || (size_t)n >= sizeof(path) || stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+    if (!bucket && (n < 0 || (size_t)n >= sizeof(path) || stat(path, &sb) != 0 ||
+                    !S_ISDIR(sb.st_mode))) {
         complain(&f, "%s is not an ocimirror storage directory (no blobs/sha256)", o->root);
         err = OM_ERR_NOTFOUND;
         goto done;
@@ -525,6 +559,7 @@ int om_fsck_run(struct om_fsck_result *out, const struct om_fsck_opts *o)
         goto done;
     if ((err = open_store(&f)) != OM_OK)
         goto done;
+    check_uploads(&f);
     if ((err = open_index(&f)) != OM_OK) {
         complain(&f, "index: %s", out->index_why);
         goto done;

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "cache/index_fsck.h"
+#include "core/config.h"
 #include "core/om.h"
 #include "core/ref.h"
 
@@ -49,6 +50,10 @@ struct om_fsck_problem {
 
 struct om_fsck_opts {
     const char *root;            /* the storage directory; borrowed */
+    /* [added for store_s3.c] The config whose storage section names the
+     * store (backend s3: the bucket, root its local directory); NULL: the
+     * filesystem store at root.  Borrowed. */
+    const struct om_config *cfg;
     bool repair;
     /* Next to another process holding the storage open (a server), ingest
      * files younger than this are downloads in flight, never touched. */

@@ -14,7 +14,10 @@
  *      to the low water mark.
  *   4. Execute, one index transaction per image (index_gc.c re-checks each
  *      step on the live rows), then unlink the files whose rows went.
- *   5. Remove ingest files nobody wrote to for OM_GC_INGEST_STALE_MS.
+ *   5. Remove ingest files nobody wrote to for OM_GC_INGEST_STALE_MS, and
+ *      have the store abort what it keeps of such downloads itself (S3:
+ *      multipart uploads that old, with no part as recent;
+ *      om_store_clean_stale).
  *
  * Why this never removes content being downloaded or served:
  *   - A download in progress lives in ingest/<random> and is renamed into
@@ -90,6 +93,29 @@ static int64_t file_changed_ms(const struct stat *sb)
     return m > c ? m : c; /* ctime moves on rename: the commit time */
 }
 
+/* When object d last changed (its commit): the file's times, or, for a
+ * store without local files, what the store says (a HEAD).  false when it
+ * is gone or cannot be asked. */
+static bool object_changed_ms(struct om_store *st, const om_digest *d, int64_t *out)
+{
+    struct om_store_stat ss;
+    struct stat sb;
+    int fd = -1;
+    bool ok = false;
+
+    if (om_store_open_blob(st, d, &fd, NULL) == OM_OK) {
+        ok = fstat(fd, &sb) == 0;
+        if (ok)
+            *out = file_changed_ms(&sb);
+        close(fd);
+    } else if (!(om_store_caps(st) & OM_STORE_CAN_SENDFILE) &&
+               om_store_stat(st, d, &ss) == OM_OK && ss.mtime_ms >= 0) {
+        *out = ss.mtime_ms;
+        ok = true;
+    }
+    return ok;
+}
+
 /* pct % of n without overflow. */
 static uint64_t percent_of(uint64_t n, unsigned pct)
 {
@@ -146,8 +172,7 @@ static int walk_cb(void *ud, const om_digest *d, uint64_t size)
     struct walk_ud *w = ud;
     long i = om_gc_graph_find(w->g, d->str);
     struct om_gc_stray *s;
-    struct stat sb;
-    int fd = -1;
+    int64_t changed = 0;
 
     w->used += size;
     if (i >= 0) {
@@ -157,16 +182,13 @@ static int walk_cb(void *ud, const om_digest *d, uint64_t size)
     }
     /* Unknown to the index: its age decides (a commit whose index row is
      * not written yet is seconds old). */
-    if (om_store_open_blob(w->st, d, &fd, NULL) != OM_OK)
+    if (!object_changed_ms(w->st, d, &changed))
         return 0; /* removed meanwhile */
-    if (fstat(fd, &sb) == 0) {
-        if ((w->err = om_gc_graph_add_stray(w->g, &s)) == OM_OK) {
-            s->digest = *d;
-            s->size = size;
-            s->changed = file_changed_ms(&sb);
-        }
+    if ((w->err = om_gc_graph_add_stray(w->g, &s)) == OM_OK) {
+        s->digest = *d;
+        s->size = size;
+        s->changed = changed;
     }
-    close(fd);
     return w->err != OM_OK ? 1 : 0;
 }
 
@@ -348,9 +370,8 @@ static int run_strays(const struct om_gc_env *e, const struct om_gc_graph *g,
 
     for (size_t k = 0; k < plan->n_strays && !aborted(e); k++) {
         const struct om_gc_stray *s = &g->strays[plan->strays[k]];
-        struct stat sb;
         bool known = true, old = false;
-        int fd = -1;
+        int64_t changed = 0;
 
         if (e->dry_run) {
             res->orphan_blobs++;
@@ -364,10 +385,7 @@ static int run_strays(const struct om_gc_env *e, const struct om_gc_graph *g,
             break;
         if (known)
             continue;
-        if (om_store_open_blob(e->store, &s->digest, &fd, NULL) == OM_OK) {
-            old = fstat(fd, &sb) == 0 && file_changed_ms(&sb) < cutoff;
-            close(fd);
-        }
+        old = object_changed_ms(e->store, &s->digest, &changed) && changed < cutoff;
         uint64_t bytes = 0;
         if (old && remove_object(e, &s->digest, &bytes)) {
             res->orphan_blobs++;
@@ -537,6 +555,13 @@ int om_gc_run_env(const struct om_gc_env *e, struct om_gc_result *res)
     if ((err = run_strays(e, &g, &plan, cutoff, res)) != OM_OK)
         goto done;
     err = clean_ingest(e, now, res);
+    int uerr = om_store_clean_stale(e->store, OM_GC_INGEST_STALE_MS, e->dry_run,
+                                    &res->aborted_uploads);
+    if (uerr != OM_OK)
+        om_log(OM_LOG_WARN, "gc: cannot clean the store's stale uploads: %s", om_strerror(uerr));
+    else if (e->report != NULL && res->aborted_uploads > 0)
+        fprintf(e->report, "%s %" PRIu64 " stale multipart upload(s) in the bucket\n",
+                e->dry_run ? "would abort" : "aborted", res->aborted_uploads);
 done:
     res->removed_blobs += res->orphan_blobs;
     res->freed_bytes = res->evicted_bytes + res->orphan_bytes;

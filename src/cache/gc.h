@@ -47,6 +47,8 @@ struct om_gc_result {
     uint64_t evicted_bytes;       /* ... of which freed by evictions */
     uint64_t orphan_blobs, orphan_bytes; /* ... of which no image held */
     uint64_t removed_ingest, ingest_bytes; /* stale ingest files removed */
+    uint64_t aborted_uploads;     /* [added for store_s3.c] stale multipart uploads
+                                     the store aborted (om_store_clean_stale) */
     uint64_t kept_recent;         /* images spared: used within the grace period */
     uint64_t skipped_touched;     /* images a client used while GC ran: spared */
 };

@@ -14,11 +14,18 @@
  *   om_store_quarantine  the backend's quarantine, or (a backend without
  *                    one) remove while the size is still the wrong one;
  *                    counted in the store's head either way
+ *   om_store_stat    the backend's own, or has() for one whose has is
+ *                    its storage's answer already
+ *   om_store_reader_*  the backend's streamed reads, or a reader over
+ *                    read_at that reads in the caller's thread (bounded:
+ *                    OM_STORE_READER_BUF a call at most)
  *
- * The backend is chosen in om_store_open / om_store_attach: the filesystem
- * (store_fs.c) is the only one today.  If you add a backend, choose it there
- * (from the storage configuration) and declare its open in
- * store_backend.h; callers do not change.
+ * The backend is chosen in om_store_open_cfg / om_store_attach_cfg from
+ * the storage configuration (fs: store_fs.c, s3: store_s3.c);
+ * om_store_open / om_store_attach of a root are the filesystem's, for
+ * callers that have no config (tests, tools given a directory).  If you
+ * add a backend, choose it there and declare its open in store_backend.h;
+ * callers do not change.
  */
 #include "cache/store.h"
 
@@ -33,6 +40,9 @@
 #include <unistd.h>
 
 #define VERIFY_BUF (64u * 1024)          /* streaming hash buffer */
+/* A backend without local files reads a request's worth at a time: one
+ * ranged GET per VERIFY_BUF would cost a round trip per 64 KiB. */
+#define VERIFY_BUF_REMOTE (4u << 20)
 
 /* ---- opening and closing ------------------------------------------------ */
 
@@ -44,6 +54,20 @@ int om_store_open(struct om_store **out, const char *root)
 int om_store_attach(struct om_store **out, const char *root)
 {
     return om_store_fs_open(out, root, true);
+}
+
+int om_store_open_cfg(struct om_store **out, const struct om_config *cfg)
+{
+    if (cfg->storage_backend == OM_STORAGE_S3)
+        return om_store_s3_open(out, cfg, false);
+    return om_store_fs_open(out, cfg->storage_path, false);
+}
+
+int om_store_attach_cfg(struct om_store **out, const struct om_config *cfg)
+{
+    if (cfg->storage_backend == OM_STORAGE_S3)
+        return om_store_s3_open(out, cfg, true);
+    return om_store_fs_open(out, cfg->storage_path, true);
 }
 
 void om_store_close(struct om_store *st)
@@ -70,6 +94,16 @@ int om_ingest_begin(struct om_store *st, struct om_ingest **out)
     int err = st->ops->ingest_begin(st, out);
     if (err == OM_OK)
         (*out)->st = st; /* the dispatcher's: later calls on *out go to st */
+    return err;
+}
+
+int om_ingest_begin_for(struct om_store *st, const om_digest *d, struct om_ingest **out)
+{
+    if (st->ops->version < 3 || st->ops->ingest_begin_for == NULL)
+        return om_ingest_begin(st, out);
+    int err = st->ops->ingest_begin_for(st, d, out);
+    if (err == OM_OK)
+        (*out)->st = st;
     return err;
 }
 
@@ -242,6 +276,114 @@ done:
     return err;
 }
 
+int om_store_stat(struct om_store *st, const om_digest *d, struct om_store_stat *out)
+{
+    *out = (struct om_store_stat){0};
+    if (st->ops->version >= 3 && st->ops->stat != NULL)
+        return st->ops->stat(st, d, out);
+    return om_store_has(st, d, &out->size) ? OM_OK : OM_ERR_NOTFOUND;
+}
+
+/* ---- streamed reads --------------------------------------------------- */
+
+/* The reader of a backend without its own: read_at in the caller's
+ * thread, a bounded piece a call (local files answer at once). */
+struct sync_reader {
+    struct om_store_reader base;   /* first */
+    struct om_store *st;
+    om_digest d;
+    uint64_t off, left;            /* next byte, bytes still to send (UINT64_MAX: to the end) */
+    int result;
+};
+
+static int sync_result(struct om_store_reader *r)
+{
+    return ((struct sync_reader *)r)->result;
+}
+
+static ssize_t sync_read(struct om_store_reader *r, void *buf, size_t max, om_store_cb suspend,
+                         om_store_cb wake, void *ud)
+{
+    struct sync_reader *sr = (struct sync_reader *)r;
+    size_t got = 0;
+    (void)suspend, (void)wake, (void)ud; /* never waits */
+    if (sr->result != OM_OK)
+        return OM_STORE_READ_FAILED;
+    if (sr->left == 0)
+        return OM_STORE_READ_EOF;
+    if (max > OM_STORE_READER_BUF)
+        max = OM_STORE_READER_BUF;
+    if (sr->left != UINT64_MAX && max > sr->left)
+        max = (size_t)sr->left;
+    if (om_store_read_at(sr->st, &sr->d, sr->off, buf, max, &got) != OM_OK)
+        return OM_STORE_READ_FAILED;
+    if (got == 0)
+        return sr->left == UINT64_MAX ? OM_STORE_READ_EOF : OM_STORE_READ_FAILED;
+    sr->off += got;
+    if (sr->left != UINT64_MAX)
+        sr->left -= got;
+    return (ssize_t)got;
+}
+
+static void sync_close(struct om_store_reader *r)
+{
+    free(r);
+}
+
+static const struct om_store_reader_ops sync_reader_ops = {sync_result, sync_read, sync_close};
+
+int om_store_reader_open(struct om_store *st, const om_digest *d, uint64_t off, uint64_t len,
+                         om_store_cb ready, void *ud, struct om_store_reader **out)
+{
+    struct sync_reader *sr = NULL;
+    uint64_t size = 0;
+
+    *out = NULL;
+    if (st->ops->version >= 3 && st->ops->reader_open != NULL)
+        return st->ops->reader_open(st, d, off, len, ready, ud, out);
+    sr = calloc(1, sizeof(*sr)); /* owned by the caller via *out */
+    if (sr == NULL)
+        return OM_ERR_NOMEM;
+    sr->base.ops = &sync_reader_ops;
+    sr->st = st;
+    sr->d = *d;
+    sr->off = off;
+    sr->left = len == 0 ? UINT64_MAX : len;
+    sr->result = om_store_has(st, d, &size) ? OM_OK : OM_ERR_NOTFOUND;
+    if (sr->result == OM_OK && off > size)
+        sr->result = OM_ERR_INVALID;
+    *out = &sr->base;
+    ready(ud);
+    return OM_OK;
+}
+
+int om_store_reader_result(struct om_store_reader *r)
+{
+    return r->ops->result(r);
+}
+
+ssize_t om_store_reader_read(struct om_store_reader *r, void *buf, size_t max,
+                             om_store_cb suspend, om_store_cb wake, void *ud)
+{
+    return r->ops->read(r, buf, max, suspend, wake, ud);
+}
+
+void om_store_reader_close(struct om_store_reader *r)
+{
+    if (r != NULL)
+        r->ops->close(r);
+}
+
+int om_store_clean_stale(struct om_store *st, uint64_t older_than_ms, bool dry_run,
+                         uint64_t *aborted)
+{
+    if (aborted != NULL)
+        *aborted = 0;
+    if (st->ops->version >= 3 && st->ops->clean_stale != NULL)
+        return st->ops->clean_stale(st, older_than_ms, dry_run, aborted);
+    return OM_OK;
+}
+
 int om_store_remove(struct om_store *st, const om_digest *d)
 {
     return st->ops->remove(st, d);
@@ -288,15 +430,16 @@ int om_store_verify(struct om_store *st, const om_digest *d)
 
     if ((err = open_for_read(st, d, &fd, &size)) != OM_OK)
         goto done;
-    buf = malloc(VERIFY_BUF); /* freed below */
-    h = om_hash_new();        /* freed below */
+    size_t bufsz = fd >= 0 ? VERIFY_BUF : VERIFY_BUF_REMOTE;
+    buf = malloc(bufsz); /* freed below */
+    h = om_hash_new();   /* freed below */
     if (buf == NULL || h == NULL) {
         err = OM_ERR_NOMEM;
         goto done;
     }
     for (;;) {
         size_t n = 0;
-        if ((err = read_some(st, d, fd, off, buf, VERIFY_BUF, &n)) != OM_OK)
+        if ((err = read_some(st, d, fd, off, buf, bufsz, &n)) != OM_OK)
             goto done;
         if (n == 0)
             break;

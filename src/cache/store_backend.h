@@ -9,8 +9,8 @@
  * om_store_verify) are written once in store.c on top of the others.
  *
  * Backends:
- *   store_fs.c   files under a local root (the only one today)
- *   store_s3.c   (planned) objects in an S3-compatible bucket
+ *   store_fs.c   files under a local root
+ *   store_s3.c   objects in an S3-compatible bucket (store_s3.h)
  * and what they share: store_ingest.c, the local ingest file.
  * A backend is chosen at start by store.c (om_store_open / om_store_attach).
  * A wrapper backend (one that forwards to another store's ops, e.g. to inject
@@ -54,8 +54,9 @@
 #include "core/om.h"
 #include "core/ref.h"
 
-/* 1: the first table; 2: + quarantine. */
-#define OM_STORE_OPS_VERSION 2
+/* 1: the first table; 2: + quarantine; 3: + stat, reader_open,
+ * clean_stale. */
+#define OM_STORE_OPS_VERSION 3
 
 /* The head of every store.  A backend's struct starts with it; ops is set
  * once at open and never changes. */
@@ -116,6 +117,30 @@ struct om_store_ops {
      * bytes; the backend keeps quarantined objects where has, open_blob
      * and walk never see them. */
     int (*quarantine)(struct om_store *st, const om_digest *d, uint64_t if_size);
+
+    /* Version 3, optional.  stat: NULL = has() (a backend whose has is
+     * already its storage's answer).  reader_open: NULL = store.c's reader
+     * over read_at in the caller's thread.  clean_stale: NULL = nothing
+     * to clean.  Contracts: store.h's functions of the same names. */
+    int (*stat)(struct om_store *st, const om_digest *d, struct om_store_stat *out);
+    int (*reader_open)(struct om_store *st, const om_digest *d, uint64_t off, uint64_t len,
+                       om_store_cb ready, void *ud, struct om_store_reader **out);
+    int (*clean_stale)(struct om_store *st, uint64_t older_than_ms, bool dry_run,
+                       uint64_t *aborted);
+    /* NULL = ingest_begin (the digest is of no use to the backend). */
+    int (*ingest_begin_for)(struct om_store *st, const om_digest *d, struct om_ingest **out);
+};
+
+/* A streamed read: a backend's reader starts with this head.  Contracts:
+ * om_store_reader_result / _read / _close in store.h. */
+struct om_store_reader_ops {
+    int (*result)(struct om_store_reader *r);
+    ssize_t (*read)(struct om_store_reader *r, void *buf, size_t max, om_store_cb suspend,
+                    om_store_cb wake, void *ud);
+    void (*close)(struct om_store_reader *r);
+};
+struct om_store_reader {
+    const struct om_store_reader_ops *ops; /* borrowed: a static table */
 };
 
 /* ---- for every backend: the ingest file (store_ingest.c) -------------- */
@@ -123,6 +148,7 @@ struct om_store_ops {
 /* ENOSPC/EDQUOT → OM_ERR_NOSPACE, any other errno → OM_ERR_IO: the one
  * errno translation of the store. */
 int om_store_sys_err(int e);
+
 
 /* Create a fresh ingest file in the existing directory `dir` (a backend's
  * spool).  *out owned by the caller (om_ingest_file_free, usually through
@@ -145,5 +171,8 @@ void om_ingest_file_free(struct om_ingest *in, bool unlink_file);
  * attach=true is om_store_attach (an existing root, beside its owner).
  * *out owned by the caller (om_store_close). */
 int om_store_fs_open(struct om_store **out, const char *root, bool attach);
+/* store_s3.c: the bucket cfg->storage_s3 names, with cfg->storage_path as
+ * the local directory; attach as for fs.  *out owned by the caller. */
+int om_store_s3_open(struct om_store **out, const struct om_config *cfg, bool attach);
 
 #endif

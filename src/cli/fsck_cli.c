@@ -326,7 +326,7 @@ int om_cmd_fsck(int argc, char **argv)
         goto done;
     /* The report is the output; library warnings would only repeat it. */
     om_log_setup(OM_LOG_ERROR, OM_LOG_TEXT);
-    struct om_fsck_opts fo = {.root = cfg->storage_path, .repair = o.repair,
+    struct om_fsck_opts fo = {.root = cfg->storage_path, .cfg = cfg, .repair = o.repair,
                               .ingest_age_s = o.ingest_age_s, .complain = complain};
     if (om_fsck_run(&res, &fo) != OM_OK)
         goto done; /* said by complain() */

@@ -67,7 +67,7 @@ int om_cmd_gc(int argc, char **argv)
         return 1;
     /* The report is the output; library warnings and errors go to stderr. */
     om_log_setup(cfg->log_level == OM_LOG_DEBUG ? OM_LOG_DEBUG : OM_LOG_WARN, OM_LOG_TEXT);
-    if ((err = om_store_attach(&st, cfg->storage_path)) != OM_OK) {
+    if ((err = om_store_attach_cfg(&st, cfg)) != OM_OK) {
         fprintf(stderr, "ocimirror gc: %s: %s\n", cfg->storage_path,
                 err == OM_ERR_NOTFOUND ? "no storage there" : om_strerror(err));
         rc = 1;

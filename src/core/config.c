@@ -5,12 +5,14 @@
  *
  * Ownership: the struct owns every string in it (strdup'd), the compiled
  * regexes in rewrites[0..n_rewrites), the password read from a
- * password_file, the admin token and the cluster.* secrets; om_config_free() releases all of it
- * and wipes passwords and the token first so they don't linger in freed heap memory.
+ * password_file, the admin token, the cluster.* secrets and the S3 secret
+ * key; om_config_free() releases all of it and wipes passwords, the token
+ * and the secret keys first so they don't linger in freed heap memory.
  *
  * The dump is YAML that om_config_parse() reads back to the same struct,
- * except secrets: a password or the admin token prints as "<redacted>" (a
- * password_file or token_file prints as its path) and user:password@ in a
+ * except secrets: a password, the admin token or the S3 secret key prints
+ * as "<redacted>" (a password_file, token_file or secret_key_file prints
+ * as its path) and user:password@ in a
  * proxy URL as <redacted>@.  Every
  * string is double-quoted with escapes, so no value can break the YAML.
  *
@@ -102,6 +104,8 @@ static int fill_defaults(struct om_config *cfg)
     cfg->storage_high_water = 90;
     cfg->storage_low_water = 80;
     cfg->gc_interval_ms = 10 * 60 * 1000;
+    if (om_cfg_storage_defaults(cfg) != OM_OK)
+        goto done;
     cfg->prefetch_interval_ms = 6 * 3600 * 1000;
     cfg->prefetch_retries = 3;
     cfg->prefetch_retry_interval_ms = 5 * 60 * 1000;
@@ -398,6 +402,27 @@ static void dump_upstream(FILE *f, const struct om_upstream_cfg *u)
         put_proxy(f, u->proxy);
 }
 
+/* storage.s3, the secret key as "<redacted>" (a key file as its path). */
+static void dump_s3(FILE *f, const struct om_s3_cfg *s3)
+{
+    fputs("  s3:\n", f);
+    put_kv(f, "    ", "endpoint", s3->endpoint);
+    put_kv(f, "    ", "region", s3->region);
+    put_kv(f, "    ", "bucket", s3->bucket);
+    put_kv(f, "    ", "prefix", s3->prefix);
+    if (s3->access_key_file != NULL)
+        put_kv(f, "    ", "access_key_file", s3->access_key_file);
+    else
+        put_kv(f, "    ", "access_key", s3->access_key);
+    if (s3->secret_key_file != NULL)
+        put_kv(f, "    ", "secret_key_file", s3->secret_key_file);
+    else if (s3->secret_key != NULL)
+        fputs("    secret_key: \"<redacted>\"\n", f);
+    fprintf(f, "    path_style: %s\n", s3->path_style ? "true" : "false");
+    put_kv(f, "    ", "ca_file", s3->ca_file);
+    put_size(f, "    ", "part_size", s3->part_size);
+}
+
 void om_config_dump(const struct om_config *cfg, FILE *f)
 {
     static const char *const levels[] = {"debug", "info", "warn", "error"};
@@ -425,6 +450,12 @@ void om_config_dump(const struct om_config *cfg, FILE *f)
     fprintf(f, "  high_water: %u\n  low_water: %u\n", cfg->storage_high_water,
             cfg->storage_low_water);
     put_ms(f, "  ", "gc_interval", cfg->gc_interval_ms);
+    fprintf(f, "  backend: %s\n  redirect: %s\n",
+            cfg->storage_backend == OM_STORAGE_S3 ? "s3" : "fs",
+            cfg->storage_redirect ? "true" : "false");
+    put_ms(f, "  ", "redirect_ttl", cfg->storage_redirect_ttl_ms);
+    if (cfg->storage_backend == OM_STORAGE_S3)
+        dump_s3(f, &cfg->storage_s3);
     fputs("upstreams:\n", f);
     for (size_t i = 0; i < cfg->n_upstreams; i++)
         dump_upstream(f, &cfg->upstreams[i]);
@@ -522,6 +553,7 @@ void om_config_free(struct om_config *cfg)
         free(cfg->tls_cert);
         free(cfg->tls_key);
         free(cfg->storage_path);
+        om_cfg_storage_clear(cfg);
         free(cfg->public_url);
         if (cfg->admin_token != NULL)
             explicit_bzero(cfg->admin_token, strlen(cfg->admin_token));

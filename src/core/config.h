@@ -13,7 +13,11 @@
  *   public_url: "https://mirror.example"   how clients reach us (unset)
  *   admin: {token: SECRET | token_file: FILE, protect_reads: false}
  *   storage: {path: DIR, max_size: "0", high_water: 90, low_water: 80,
- *             gc_interval: "10m"}
+ *             gc_interval: "10m", backend: fs|s3, redirect: false,
+ *             redirect_ttl: "10m",
+ *             s3: {endpoint, region: us-east-1, bucket, prefix: "",
+ *                  access_key | access_key_file, secret_key | secret_key_file,
+ *                  path_style: false, ca_file, part_size: "16MiB"}}
  *   upstreams: [{name, url, aliases: [..], ca_file, insecure_skip_verify,
  *                username, password | password_file, proxy}]
  *   search_order: [upstream name or alias, ...]
@@ -63,6 +67,27 @@ struct om_upstream_cfg {
     char *proxy;            /* NULL = libcurl default (https_proxy/no_proxy env) */
     bool is_docker_hub;     /* one-component names get "library/" (derived:
                                name or an alias is docker.io) */
+};
+
+/* Where content lives (storage.backend).  storage.path is the local
+ * directory either way: the whole store with fs; with s3 the spool of
+ * downloads in progress, the index and the owner's lock. */
+typedef enum { OM_STORAGE_FS, OM_STORAGE_S3 } om_storage_backend;
+
+/* storage.s3: an S3-compatible bucket (config_storage.c checks it). */
+struct om_s3_cfg {
+    char *endpoint;         /* "https://s3.eu-west-1.amazonaws.com", "http://127.0.0.1:7480":
+                               scheme + host[:port], no path, no trailing / */
+    char *region;           /* "us-east-1" */
+    char *bucket;           /* 3..63 of [a-z0-9.-] */
+    char *prefix;           /* "" or "some/path/" (always ends with /): keys start with it */
+    char *access_key;       /* access_key or the trimmed contents of access_key_file */
+    char *access_key_file;
+    char *secret_key;       /* secret: never logged, dumped as "<redacted>" */
+    char *secret_key_file;
+    bool path_style;        /* false: https://BUCKET.host/key; true: https://host/BUCKET/key */
+    char *ca_file;          /* extra CA bundle for the endpoint, NULL = system store */
+    uint64_t part_size;     /* multipart part size, 5 MiB..5 GiB (16 MiB) */
 };
 
 struct om_rewrite_cfg {
@@ -119,6 +144,11 @@ struct om_config {
     unsigned storage_low_water;   /* ... and evicts down to this % (80);
                                      < high_water when max_size != 0 */
     uint64_t gc_interval_ms;      /* how often GC checks usage; >= 1s (10 min) */
+    om_storage_backend storage_backend; /* fs (default) or s3 */
+    struct om_s3_cfg storage_s3;  /* with s3 */
+    bool storage_redirect;        /* s3 only: a cached blob GET answers 307 to a
+                                     presigned URL of the object (false) */
+    uint64_t storage_redirect_ttl_ms; /* how long that URL is valid, 1s..7d (10 min) */
     struct om_upstream_cfg upstreams[OM_MAX_UPSTREAMS];
     size_t n_upstreams;
     size_t search_order[OM_MAX_UPSTREAMS];  /* indexes into upstreams[] */
@@ -253,5 +283,9 @@ int om_parse_redis_url(struct om_redis_url *out, const char *s, size_t len, cons
 #define OM_PASSWORD_FILE_MAX 4096           /* password_file size limit */
 #define OM_ADMIN_TOKEN_FILE_MAX 4096        /* admin.token_file size limit */
 #define OM_CLUSTER_SECRET_FILE_MAX 512      /* cluster.*_file size limit */
+#define OM_S3_KEY_FILE_MAX 4096             /* storage.s3 access/secret_key_file size limit */
+#define OM_S3_PREFIX_MAX 256                /* storage.s3.prefix, bytes */
+#define OM_S3_PART_MIN (5ull << 20)         /* S3's smallest part but the last */
+#define OM_S3_PART_MAX (5ull << 30)         /* S3's largest part */
 
 #endif

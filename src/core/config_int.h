@@ -10,6 +10,7 @@
  *                       retries, prefetch) and the checks across its keys
  *   config_upstreams.c  where images come from: upstreams, rewrites,
  *                       search_order
+ *   config_storage.c    where content lives: storage (fs or an S3 bucket)
  *   config_value.c      pure value parsers (durations, sizes, listen)
  */
 #ifndef OM_CONFIG_INT_H
@@ -107,6 +108,18 @@ bool om_cfg_has_ctl(const char *s);
  * at `at`. */
 int om_cfg_read_secret(struct om_cfg_ctx *c, const char *path, size_t max, const char *what,
                        bool trim_blanks, struct fy_node *at, char **out);
+/* A K_STR/K_OPTSTR check: http:// or https:// and a host[:port], nothing
+ * else (a trailing '/' is cut). */
+const char *om_cfg_check_base_url(char *s);
+
+/* --- config_storage.c --- */
+
+/* The value of the top-level key storage (an om_cfg_fn, obj = the config). */
+int om_cfg_h_storage(struct om_cfg_ctx *c, void *obj, struct fy_node *key, struct fy_node *v);
+/* The storage defaults that are not plain numbers (region, prefix). */
+int om_cfg_storage_defaults(struct om_config *cfg);
+/* Free storage.s3's strings (wiping the secret key) and zero it. */
+void om_cfg_storage_clear(struct om_config *cfg);
 
 /* --- config_upstreams.c --- */
 

@@ -1,12 +1,13 @@
 /* config_keys.c — what each config key means: the top-level table (the
  * index of every section below), and for the server side of the file —
- * listen, public_url, tls, admin, storage, the TTLs, retries, log, limits,
+ * listen, public_url, tls, admin, the TTLs, retries, log, limits,
  * prefetch — one `struct om_cfg_field` table per YAML mapping, the handlers
  * for values that need more than a type check, and the checks that span
  * several keys.  The keys that say where images come from (upstreams,
  * rewrites, search_order) have their tables, handlers and checks in
- * config_upstreams.c; two helpers both files use (om_cfg_has_ctl,
- * om_cfg_read_secret) are here.
+ * config_upstreams.c, and the storage section's in config_storage.c; the
+ * helpers those files use (om_cfg_has_ctl, om_cfg_read_secret,
+ * om_cfg_check_base_url) are here.
  *
  *   top level   listen public_url tls admin storage upstreams search_order
  *               rewrites tag_ttl negative_ttl retries log limits prefetch
@@ -14,8 +15,8 @@
  *   tls         cert key                      (both or neither)
  *   admin       token token_file protect_reads (token or token_file, not
  *               both; protect_reads needs one)
- *   storage     path max_size high_water low_water gc_interval
- *                                             (low < high when max_size set)
+ *   storage     path max_size high_water low_water gc_interval backend
+ *               redirect redirect_ttl s3      (config_storage.c)
  *   upstream    name url aliases ca_file insecure_skip_verify username
  *               password password_file proxy  (name+url required; password
  *               or password_file; names/aliases unique across upstreams;
@@ -82,7 +83,9 @@ static const char *check_listen(char *s)
  * snippets, pull commands), so it is only scheme://host[:port]: a path would
  * be glued in front of /v2/ by every client differently.  A single trailing
  * "/" is accepted and dropped. */
-static const char *check_public_url(char *s)
+/* http(s)://host[:port] with nothing after it but one optional '/' (cut).
+ * path_why: what to say of a path. */
+static const char *base_url_why(char *s, const char *path_why)
 {
     const char *rest = strncasecmp(s, "https://", 8) == 0  ? s + 8
                        : strncasecmp(s, "http://", 7) == 0 ? s + 7
@@ -97,7 +100,7 @@ static const char *check_public_url(char *s)
         goto done;
     }
     if (rest[host_len] != '\0' && strcmp(rest + host_len, "/") != 0) {
-        why = "must not have a path (clients add /v2/ themselves)";
+        why = path_why;
         goto done;
     }
     if (host_ok && rest[0] == '[') { /* [v6addr] or [v6addr]:port */
@@ -128,6 +131,16 @@ static const char *check_public_url(char *s)
         s[rest + host_len - s] = '\0'; /* one form only: no trailing slash */
 done:
     return why;
+}
+
+static const char *check_public_url(char *s)
+{
+    return base_url_why(s, "must not have a path (clients add /v2/ themselves)");
+}
+
+const char *om_cfg_check_base_url(char *s)
+{
+    return base_url_why(s, "must not have a path (the bucket and key go there)");
 }
 
 /* The admin token travels in "Authorization: Bearer TOKEN": a blank or a
@@ -285,13 +298,6 @@ static const struct om_cfg_field admin_fields[] = {
     OPTSTR("token_file", CFG(admin_token_file)),
     {.key = "protect_reads", .kind = K_BOOL, .off = CFG(admin_protect_reads)},
 };
-static const struct om_cfg_field storage_fields[] = {
-    STR("path", CFG(storage_path), NULL),
-    NUM("max_size", K_SIZE64, CFG(storage_max_size), 0, UINT64_MAX),
-    NUM("high_water", K_UINT, CFG(storage_high_water), 1, 100),
-    NUM("low_water", K_UINT, CFG(storage_low_water), 1, 100),
-    NUM("gc_interval", K_MS, CFG(gc_interval_ms), 1000, MS_MAX),
-};
 static const struct om_cfg_field prefetch_fields[] = {
     FN("images", h_prefetch_images),
     FN("platforms", h_prefetch_platforms),
@@ -394,23 +400,6 @@ done:
     if (buf != NULL)
         explicit_bzero(buf, len);
     free(buf);
-    return rc;
-}
-
-/* After the storage mapping: the GC thresholds only matter with a limit. */
-static int h_storage(struct om_cfg_ctx *c, void *obj, struct fy_node *key, struct fy_node *v)
-{
-    struct om_config *cfg = obj;
-    struct fy_node *lw_v = NULL;
-    int rc = om_cfg_walk_map(c, key, v, "storage", storage_fields, OM_ARRAY_LEN(storage_fields),
-                             obj);
-
-    if (rc == OM_OK && cfg->storage_max_size != 0 &&
-        cfg->storage_low_water >= cfg->storage_high_water) {
-        om_cfg_find_key(v, "low_water", &lw_v);
-        rc = om_cfg_report(c, lw_v, key, "storage low_water (%u) must be below high_water (%u)",
-                           cfg->storage_low_water, cfg->storage_high_water);
-    }
     return rc;
 }
 
@@ -521,7 +510,7 @@ const struct om_cfg_field om_cfg_top_fields[] = {
     {.key = "public_url", .kind = K_OPTSTR, .off = CFG(public_url), .check = check_public_url},
     FN("tls", h_tls),
     FN("admin", h_admin),
-    FN("storage", h_storage),
+    FN("storage", om_cfg_h_storage),
     FN("upstreams", om_cfg_h_upstreams),
     FN("search_order", om_cfg_h_search_order),
     FN("rewrites", om_cfg_h_rewrites),

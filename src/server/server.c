@@ -240,7 +240,7 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
     srv->started_ms = om_now_ms();
     pthread_mutex_init(&srv->flights_mu, NULL);
 
-    if ((err = om_store_open(&srv->store, cfg->storage_path)) != OM_OK) {
+    if ((err = om_store_open_cfg(&srv->store, cfg)) != OM_OK) {
         om_log(OM_LOG_ERROR, "cannot open storage %s: %s", cfg->storage_path, om_strerror(err));
         goto fail;
     }

@@ -3,7 +3,13 @@
  * Cached: answered in the HTTP thread with sendfile from the content file
  * (MHD_create_response_from_fd_at_offset64: no user-space copy), for the
  * whole blob, one range (206), or several ranges (206 multipart/byteranges,
- * read with pread; rare, so no sendfile there).  Before that, the file's
+ * read with pread; rare, so no sendfile there).  A store whose objects are
+ * not local files (the S3 bucket) answers through v2_blob_object.c: a 307
+ * to a presigned URL, or a stream from the store that never blocks this
+ * thread; HEAD is answered here from what the process knows either way.
+ * Before a miss goes upstream, its job asks such a store itself
+ * (om_store_stat: another replica may have put the blob there), and a
+ * store that does not answer is a 503.  Before that, the file's
  * size is compared with the size the blob must have — what the index
  * recorded when it was stored (om_index_blob_size), remembered per process
  * (cache/mcache: one lookup in a fixed table, no index query per hit; the
@@ -42,7 +48,7 @@
 
 #define BLOB_TYPE "application/octet-stream"
 
-static void blob_headers(struct MHD_Response *r, const om_digest *d)
+void om_blob_headers(struct MHD_Response *r, const om_digest *d)
 {
     char etag[OM_DIGEST_MAX + 3];
     MHD_add_response_header(r, "Docker-Content-Digest", d->str);
@@ -52,7 +58,7 @@ static void blob_headers(struct MHD_Response *r, const om_digest *d)
     MHD_add_response_header(r, "Cache-Control", "max-age=31536000");
 }
 
-static void content_range(struct MHD_Response *r, uint64_t first, uint64_t last, uint64_t size)
+void om_blob_content_range(struct MHD_Response *r, uint64_t first, uint64_t last, uint64_t size)
 {
     char v[96];
     snprintf(v, sizeof(v), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, first, last, size);
@@ -67,7 +73,8 @@ static enum MHD_Result queue(struct om_req *req)
     return r;
 }
 
-static void set_resp(struct om_req *req, struct MHD_Response *r, unsigned status, uint64_t bytes)
+void om_blob_set_resp(struct om_req *req, struct MHD_Response *r, unsigned status,
+                      uint64_t bytes)
 {
     if (r == NULL) {
         om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "out of memory");
@@ -79,7 +86,7 @@ static void set_resp(struct om_req *req, struct MHD_Response *r, unsigned status
     req->bytes = bytes;
 }
 
-static void range_not_satisfiable(struct om_req *req, uint64_t size)
+void om_blob_range_not_satisfiable(struct om_req *req, uint64_t size)
 {
     om_req_error(req, MHD_HTTP_RANGE_NOT_SATISFIABLE, "UNSUPPORTED",
                  "requested range not satisfiable");
@@ -198,29 +205,35 @@ static bool expected_size(struct om_server *srv, const om_digest *d, uint64_t *w
     return true;
 }
 
-/* Answer from the store, when the file is the size the blob must have
- * (`want`, or OM_STORE_ANY_SIZE when nothing says).  False (no response
+/* Answer from the store, when the object is the size the blob must have
+ * (`want`, or OM_STORE_ANY_SIZE when nothing says).  MISS (no response
  * set) when the blob vanished since the caller saw it (GC evicted it in
- * between) or its size is wrong: go the miss way instead. */
-static bool serve_cached(struct om_req *req, const om_digest *d, uint64_t size, uint64_t want)
+ * between) or its size is wrong: go the miss way instead.  A store without
+ * local files serves through v2_blob_object.c (in_job: on a job thread,
+ * which may wait; else PENDING: suspended and answered later); pull_name
+ * is the name a full GET's pull is counted for there ("" = none). */
+static om_blob_served serve_cached(struct om_req *req, const om_digest *d, uint64_t size,
+                                   uint64_t want, bool in_job, const char *pull_name)
 {
     struct om_server *srv = req->srv;
     if (want != OM_STORE_ANY_SIZE && size != want)
-        return false;
+        return OM_BLOB_MISS;
     if (req->head) {
         struct MHD_Response *r = om_http_head(BLOB_TYPE, size);
         if (r != NULL)
-            blob_headers(r, d);
-        set_resp(req, r, MHD_HTTP_OK, 0);
+            om_blob_headers(r, d);
+        om_blob_set_resp(req, r, MHD_HTTP_OK, 0);
         req->cache = OM_CACHE_HIT;
-        return true;
+        return OM_BLOB_SERVED;
     }
+    if (!(om_store_caps(srv->store) & OM_STORE_CAN_SENDFILE))
+        return om_v2_blob_object(req, d, size, in_job, pull_name);
     int fd = -1;
     if (om_store_open_blob(srv->store, d, &fd, &size) != OM_OK)
-        return false;
+        return OM_BLOB_MISS;
     if (want != OM_STORE_ANY_SIZE && size != want) {
         close(fd); /* changed since the caller looked */
-        return false;
+        return OM_BLOB_MISS;
     }
     req->cache = OM_CACHE_HIT;
     const char *range = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Range");
@@ -228,8 +241,8 @@ static bool serve_cached(struct om_req *req, const om_digest *d, uint64_t size, 
     int rerr = range ? om_range_parse(&rs, range, strlen(range), size) : OM_ERR_INVALID;
     if (rerr == OM_ERR_NOTFOUND) {
         close(fd);
-        range_not_satisfiable(req, size);
-        return true;
+        om_blob_range_not_satisfiable(req, size);
+        return OM_BLOB_SERVED;
     }
     struct MHD_Response *r;
     if (rerr == OM_OK && rs.n == 1) {
@@ -237,34 +250,34 @@ static bool serve_cached(struct om_req *req, const om_digest *d, uint64_t size, 
         r = MHD_create_response_from_fd_at_offset64(len, fd, rs.r[0].first);
         if (r != NULL) {
             MHD_add_response_header(r, "Content-Type", BLOB_TYPE);
-            content_range(r, rs.r[0].first, rs.r[0].last, size);
-            blob_headers(r, d);
+            om_blob_content_range(r, rs.r[0].first, rs.r[0].last, size);
+            om_blob_headers(r, d);
         } else {
             close(fd);
         }
-        set_resp(req, r, MHD_HTTP_PARTIAL_CONTENT, len);
+        om_blob_set_resp(req, r, MHD_HTTP_PARTIAL_CONTENT, len);
     } else if (rerr == OM_OK) {
         char ctype[96];
         uint64_t total = 0;
         r = multipart_response(fd, size, &rs, ctype, sizeof(ctype), &total);
         if (r != NULL) {
             MHD_add_response_header(r, "Content-Type", ctype);
-            blob_headers(r, d);
+            om_blob_headers(r, d);
         }
-        set_resp(req, r, MHD_HTTP_PARTIAL_CONTENT, total);
+        om_blob_set_resp(req, r, MHD_HTTP_PARTIAL_CONTENT, total);
     } else {
         r = MHD_create_response_from_fd64(size, fd);
         if (r != NULL) {
             MHD_add_response_header(r, "Content-Type", BLOB_TYPE);
-            blob_headers(r, d);
+            om_blob_headers(r, d);
         } else {
             close(fd);
         }
-        set_resp(req, r, MHD_HTTP_OK, size);
+        om_blob_set_resp(req, r, MHD_HTTP_OK, size);
         if (req->canonical[0] != '\0')
             om_pullstats_note(srv->pulls, req->canonical, NULL, d, om_now_ms());
     }
-    return true;
+    return OM_BLOB_SERVED;
 }
 
 /* ---- streaming from a download -------------------------------------- */
@@ -339,7 +352,7 @@ static void serve_streaming(struct om_req *req, const om_digest *d, struct om_fe
         int rerr = om_range_parse(&rs, range, strlen(range), total);
         if (rerr == OM_ERR_NOTFOUND) {
             stream_free(s);
-            range_not_satisfiable(req, total);
+            om_blob_range_not_satisfiable(req, total);
             return;
         }
         if (rerr == OM_OK && rs.n == 1) { /* several ranges: the whole blob, 200 */
@@ -358,10 +371,10 @@ static void serve_streaming(struct om_req *req, const om_digest *d, struct om_fe
         return;
     }
     MHD_add_response_header(r, "Content-Type", BLOB_TYPE);
-    blob_headers(r, d);
+    om_blob_headers(r, d);
     if (status == MHD_HTTP_PARTIAL_CONTENT)
-        content_range(r, s->start, s->start + s->len - 1, total);
-    set_resp(req, r, status, s->len == MHD_SIZE_UNKNOWN ? 0 : s->len);
+        om_blob_content_range(r, s->start, s->start + s->len - 1, total);
+    om_blob_set_resp(req, r, status, s->len == MHD_SIZE_UNKNOWN ? 0 : s->len);
 }
 
 
@@ -462,7 +475,11 @@ static void fetch_failed(struct om_server *srv, const struct om_route_candidate 
 }
 
 /* A stored copy of the blob: true (a->cached) when it is the right size.
- * One of the wrong size is quarantined and the request goes on as a miss. */
+ * One of the wrong size is quarantined and the request goes on as a miss.
+ * A store whose has() is what the process remembers (no local files: the
+ * bucket) is asked itself here, before anything goes upstream: another
+ * replica may have put the blob there, or another process removed it; a
+ * store that does not answer is a 503 (true, a->status set). */
 static bool check_stored(struct om_req *req, struct om_blob_answer *a)
 {
     struct om_server *srv = req->srv;
@@ -471,8 +488,20 @@ static bool check_stored(struct om_req *req, struct om_blob_answer *a)
     char disk[24], must[24], msg[128];
     bool ok = false;
 
-    if (!om_store_has(srv->store, d, &size))
+    if (!(om_store_caps(srv->store) & OM_STORE_CAN_SENDFILE)) {
+        struct om_store_stat ss;
+        int serr = om_store_stat(srv->store, d, &ss);
+        if (serr == OM_ERR_IO) {
+            set_answer(a, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                       "the mirror's storage is not answering");
+            return true;
+        }
+        if (serr != OM_OK)
+            goto done;
+        size = ss.size;
+    } else if (!om_store_has(srv->store, d, &size)) {
         goto done;
+    }
     if (!expected_size(srv, d, &want) || size == want) {
         ok = true;
         goto done;
@@ -639,9 +668,11 @@ static void answer_get_waiter(struct om_req *w, struct om_blob_answer *a)
 
     if (expected_size(srv, d, &v))
         want = v;
-    if (om_store_has(srv->store, d, &size) && serve_cached(w, d, size, want))
+    if (om_store_has(srv->store, d, &size) && serve_cached(w, d, size, want, true, w->canonical) ==
+                                                  OM_BLOB_SERVED)
         goto done;
-    if ((err = om_fetch_get(srv->fetch, d, &src, &f, &joined)) != OM_OK) {
+    err = om_fetch_get(srv->fetch, d, &src, &f, &joined);
+    if (err != OM_OK) {
         om_req_error(w, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", om_strerror(err));
         goto done;
     }
@@ -675,14 +706,15 @@ void om_v2_blob_answer(struct om_req *w, const struct om_req *leader, struct om_
         uint64_t size = 0, want = OM_STORE_ANY_SIZE, v = 0;
         if (expected_size(srv, d, &v))
             want = v;
-        if (!om_store_has(srv->store, d, &size) || !serve_cached(w, d, size, want))
+        if (!om_store_has(srv->store, d, &size) ||
+            serve_cached(w, d, size, want, true, w->canonical) != OM_BLOB_SERVED)
             om_req_error(w, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
                          "the blob changed in the store while it was looked up; try again");
     } else if (w->head) {
         struct MHD_Response *r = om_http_head(BLOB_TYPE, a->size);
         if (r != NULL)
-            blob_headers(r, d);
-        set_resp(w, r, MHD_HTTP_OK, 0);
+            om_blob_headers(r, d);
+        om_blob_set_resp(w, r, MHD_HTTP_OK, 0);
         w->cache = lead ? OM_CACHE_MISS : OM_CACHE_COALESCED;
     } else if (lead && a->f != NULL) {
         struct om_fetch *f = a->f;
@@ -705,14 +737,31 @@ enum MHD_Result om_v2_blob(struct om_req *req)
     if (om_store_has(srv->store, d, &size)) {
         if (expected_size(srv, d, &v))
             want = v;
-        if (serve_cached(req, d, size, want)) {
-            /* For the log line, as an explicit prefix has it: the remembered
-             * search decision, from memory only (no index query on a hit). */
-            if (req->canonical[0] == '\0' && req->route.kind == OM_ROUTE_SEARCH)
+        /* For the log line, as an explicit prefix has it: the remembered
+         * search decision, from memory only (no index query on a hit).  A
+         * serve that may finish on another thread (a store without local
+         * files) has them set first; the pull statistics see the name the
+         * request had (pull_name), whichever way it is served. */
+        char pull_name[sizeof(req->canonical)];
+        snprintf(pull_name, sizeof(pull_name), "%s", req->canonical);
+        bool fill = req->canonical[0] == '\0' && req->route.kind == OM_ROUTE_SEARCH;
+        bool early = fill && !req->head && !(om_store_caps(srv->store) & OM_STORE_CAN_SENDFILE);
+        if (early)
+            om_mcache_route_get(srv->mcache, req->p.name, req->upstream, sizeof(req->upstream),
+                                req->canonical, sizeof(req->canonical));
+        om_blob_served served = serve_cached(req, d, size, want, false, pull_name);
+        if (served == OM_BLOB_SERVED) {
+            if (fill && !early)
                 om_mcache_route_get(srv->mcache, req->p.name, req->upstream,
                                     sizeof(req->upstream), req->canonical,
                                     sizeof(req->canonical));
             return queue(req);
+        }
+        if (served == OM_BLOB_PENDING)
+            return MHD_YES;
+        if (early) { /* the miss way sets them itself */
+            req->upstream[0] = '\0';
+            req->canonical[0] = '\0';
         }
     }
     return om_blob_flight_join(req);

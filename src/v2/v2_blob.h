@@ -7,8 +7,11 @@
  *   v2_blob_flight.c  the single-flight of blob requests that must go
  *                     upstream, and the brief memory of what the upstream
  *                     answered
+ *   v2_blob_object.c  a cached blob from a store without local files: a
+ *                     307 to a presigned URL, or a stream from the store
  * Everything here runs on job threads, except om_blob_flight_join (an HTTP
- * thread) and new/free (the server's start and end).
+ * thread), om_blob_flight_enter (any thread), om_v2_blob_object (either)
+ * and new/free (the server's start and end).
  */
 #ifndef OM_V2_BLOB_H
 #define OM_V2_BLOB_H
@@ -41,6 +44,9 @@ struct om_blob_answer {
  * om_v2_blob_answer for each request that joined meanwhile (the first
  * included).  Suspends req; returns MHD_YES.  HTTP thread. */
 enum MHD_Result om_blob_flight_join(struct om_req *req);
+/* The same for a request that is suspended already (phase 1), from any
+ * thread: a cached serve that found the object gone goes the miss way. */
+void om_blob_flight_enter(struct om_req *req);
 
 /* ---- v2_blob.c, called by the flight's job ---- */
 /* Do what `leader` needs from upstream and fill *a. */
@@ -48,6 +54,31 @@ void om_v2_blob_work(struct om_req *leader, struct om_blob_answer *a);
 /* Build w's response from *a (w may be the leader; a->f is handed to the
  * leader's stream, and other GETs take references of their own). */
 void om_v2_blob_answer(struct om_req *w, const struct om_req *leader, struct om_blob_answer *a);
+
+/* ---- the response parts v2_blob.c and v2_blob_object.c share ---- */
+/* Docker-Content-Digest, Etag, Accept-Ranges, Cache-Control. */
+void om_blob_headers(struct MHD_Response *r, const om_digest *d);
+void om_blob_content_range(struct MHD_Response *r, uint64_t first, uint64_t last,
+                           uint64_t size);
+/* req->resp = r (NULL: 503 out of memory) with the common headers. */
+void om_blob_set_resp(struct om_req *req, struct MHD_Response *r, unsigned status,
+                      uint64_t bytes);
+void om_blob_range_not_satisfiable(struct om_req *req, uint64_t size);
+
+/* ---- v2_blob_object.c ---- */
+typedef enum {
+    OM_BLOB_SERVED,   /* req->resp is set: queue it (or return it, in a job) */
+    OM_BLOB_PENDING,  /* HTTP thread: suspended; answered and resumed later */
+    OM_BLOB_MISS,     /* not served (gone from the store): go the miss way */
+} om_blob_served;
+/* GET of the cached blob d (size bytes, the size it must have) from a store
+ * without OM_STORE_CAN_SENDFILE: 307 to a presigned URL with
+ * storage.redirect, else streamed from the store with Range passed
+ * through.  in_job: a job thread, which may wait for the bucket's first
+ * answer (never PENDING); else an HTTP thread, which never waits.  A whole
+ * blob's pull is counted for pull_name ("" = not counted; copied). */
+om_blob_served om_v2_blob_object(struct om_req *req, const om_digest *d, uint64_t size,
+                                 bool in_job, const char *pull_name);
 
 /* ---- the memory of upstream answers (v2_blob_flight.c) ----
  * Per (canonical repository, digest): 200 "there, `size` bytes" (from a

@@ -218,14 +218,20 @@ static void flight_job(void *arg)
 
 enum MHD_Result om_blob_flight_join(struct om_req *req)
 {
+    req->phase = 1;
+    MHD_suspend_connection(req->conn);
+    om_blob_flight_enter(req);
+    return MHD_YES;
+}
+
+void om_blob_flight_enter(struct om_req *req)
+{
     struct om_server *srv = req->srv;
     struct om_blob_flights *t = srv->blob_flights;
     char key[FLIGHT_KEY_MAX];
     flight_key(req, key, sizeof(key));
     struct blob_flight **bucket = &t->buckets[fnv(key, NULL) % FLIGHT_BUCKETS];
 
-    req->phase = 1;
-    MHD_suspend_connection(req->conn);
     pthread_mutex_lock(&t->mu);
     struct blob_flight *fl = *bucket;
     while (fl != NULL && strcmp(fl->key, key) != 0)
@@ -235,14 +241,14 @@ enum MHD_Result om_blob_flight_join(struct om_req *req)
         req->flight_next = fl->waiters;
         fl->waiters = req;
         pthread_mutex_unlock(&t->mu);
-        return MHD_YES;
+        return;
     }
     fl = calloc(1, sizeof(*fl)); /* freed by finish() */
     if (fl == NULL) {
         pthread_mutex_unlock(&t->mu);
         om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "out of memory");
         om_req_job_done(req);
-        return MHD_YES;
+        return;
     }
     fl->srv = srv;
     snprintf(fl->key, sizeof(fl->key), "%s", key);
@@ -256,5 +262,4 @@ enum MHD_Result om_blob_flight_join(struct om_req *req)
         snprintf(a.message, sizeof(a.message), "mirror overloaded");
         finish(fl, &a, req);
     }
-    return MHD_YES;
 }

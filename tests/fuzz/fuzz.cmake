@@ -18,7 +18,7 @@
 # reading a config's secret files), instrumented for coverage:
 set(OM_FUZZ_PURE_SOURCES core/ref.c upstream/authparse.c core/manifest.c core/route.c core/om.c
     core/image_config.c core/config.c core/config_keys.c core/config_upstreams.c core/config_value.c
-    core/config_yaml.c core/config_cluster.c)
+    core/config_yaml.c core/config_cluster.c core/config_storage.c cache/store_s3_xml.c)
 
 set(OM_FUZZ_DIR ${CMAKE_CURRENT_LIST_DIR})
 get_filename_component(OM_FUZZ_SRC_DIR ${OM_FUZZ_DIR}/../../src ABSOLUTE)
@@ -45,7 +45,7 @@ if(OM_FUZZ)
     message(FATAL_ERROR "OM_FUZZ needs clang: cmake -DCMAKE_C_COMPILER=clang ...")
   endif()
   find_package(PkgConfig REQUIRED)
-  pkg_check_modules(OM_FUZZ_DEPS REQUIRED IMPORTED_TARGET jansson libfyaml libcurl)
+  pkg_check_modules(OM_FUZZ_DEPS REQUIRED IMPORTED_TARGET jansson libfyaml libcurl expat)
 
   set(OM_FUZZ_FLAGS -fsanitize=address,undefined -fno-sanitize-recover=undefined
       -fno-omit-frame-pointer -g -O1)

@@ -120,6 +120,15 @@ static void check_defaults(const struct om_config *cfg)
     CHECK(cfg->storage_max_size == 0);
     CHECK_EQ_INT(cfg->storage_high_water, 90);
     CHECK_EQ_INT(cfg->storage_low_water, 80);
+    CHECK_EQ_INT(cfg->storage_backend, OM_STORAGE_FS);
+    CHECK(!cfg->storage_redirect);
+    CHECK_EQ_INT(cfg->storage_redirect_ttl_ms, 600000);
+    CHECK_EQ_STR(cfg->storage_s3.region, "us-east-1");
+    CHECK_EQ_STR(cfg->storage_s3.prefix, "");
+    CHECK(cfg->storage_s3.part_size == 16ull << 20);
+    CHECK(!cfg->storage_s3.path_style);
+    CHECK(cfg->storage_s3.endpoint == NULL && cfg->storage_s3.bucket == NULL);
+    CHECK(cfg->storage_s3.access_key == NULL && cfg->storage_s3.secret_key == NULL);
     CHECK_EQ_INT(cfg->gc_interval_ms, 10 * 60 * 1000);
     CHECK_EQ_INT(cfg->n_prefetch_images, 0);
     CHECK_EQ_INT(cfg->n_prefetch_platforms, 2);
@@ -175,6 +184,19 @@ static const char full_fmt[] =
     "  high_water: 95\n"
     "  low_water: 70\n"
     "  gc_interval: 30s\n"
+    "  backend: s3\n"
+    "  redirect: true\n"
+    "  redirect_ttl: 5m\n"
+    "  s3:\n"
+    "    endpoint: https://s3.eu-west-1.example.com/\n"
+    "    region: eu-west-1\n"
+    "    bucket: mirror.cache-1\n"
+    "    prefix: team/ocimirror\n"
+    "    access_key: AKIAEXAMPLEKEY\n"
+    "    secret_key: \"s3-Secr3t/Key+xyz\"\n"
+    "    path_style: true\n"
+    "    ca_file: /etc/ssl/s3.pem\n"
+    "    part_size: 32MiB\n"
     "upstreams:\n"
     "  - name: docker.io\n"
     "    url: https://mirror.example.com/\n"
@@ -315,6 +337,18 @@ static void test_config__a_file_with_every_key_sets_every_field(void)
     CHECK_EQ_INT(cfg->storage_high_water, 95);
     CHECK_EQ_INT(cfg->storage_low_water, 70);
     CHECK_EQ_INT(cfg->gc_interval_ms, 30000);
+    CHECK_EQ_INT(cfg->storage_backend, OM_STORAGE_S3);
+    CHECK(cfg->storage_redirect);
+    CHECK_EQ_INT(cfg->storage_redirect_ttl_ms, 300000);
+    CHECK_EQ_STR(cfg->storage_s3.endpoint, "https://s3.eu-west-1.example.com"); /* / dropped */
+    CHECK_EQ_STR(cfg->storage_s3.region, "eu-west-1");
+    CHECK_EQ_STR(cfg->storage_s3.bucket, "mirror.cache-1");
+    CHECK_EQ_STR(cfg->storage_s3.prefix, "team/ocimirror/"); /* always ends with / */
+    CHECK_EQ_STR(cfg->storage_s3.access_key, "AKIAEXAMPLEKEY");
+    CHECK_EQ_STR(cfg->storage_s3.secret_key, "s3-Secr3t/Key+xyz");
+    CHECK(cfg->storage_s3.path_style);
+    CHECK_EQ_STR(cfg->storage_s3.ca_file, "/etc/ssl/s3.pem");
+    CHECK(cfg->storage_s3.part_size == 32ull << 20);
     CHECK_EQ_INT(cfg->n_prefetch_images, 2);
     CHECK_EQ_STR(cfg->prefetch_images[0], "nginx:1.25");
     CHECK_EQ_STR(cfg->prefetch_images[1], "quay.io/org/app@sha256:0123456789abcdef0123456789abcdef"
@@ -598,6 +632,47 @@ static const struct err_case err_cases[] = {
     {"prefetch:\n  retry_interval: 400d\n", "t.yaml:2:19: ", "retry_interval must be between"},
     {"prefetch:\n  image: [x]\n", "t.yaml:2:3: ", "unknown key \"image\" in prefetch"},
     {"prefetch: [nginx]\n", "t.yaml:1:12: ", "prefetch must be a mapping"},
+
+    /* storage backends */
+    {"storage:\n  backend: S3\n", "t.yaml:2:12: ", "storage backend must be fs or s3"},
+    {"storage:\n  backend: s3\n", "t.yaml:1:1: ", "backend s3 needs storage.s3.endpoint"},
+    {"storage:\n  backend: s3\n  s3: {endpoint: 'http://127.0.0.1:7480'}\n", "t.yaml:3:3: ",
+     "backend s3 needs storage.s3.bucket"},
+    {"storage:\n  backend: s3\n  s3: {endpoint: 'http://h', bucket: abc}\n", "t.yaml:3:3: ",
+     "needs storage.s3.access_key or access_key_file"},
+    {"storage:\n  backend: s3\n  s3: {endpoint: 'http://h', bucket: abc, access_key: a}\n",
+     "t.yaml:3:3: ", "needs storage.s3.secret_key or secret_key_file"},
+    {"storage:\n  redirect: true\n", "t.yaml:2:13: ", "storage redirect needs backend s3"},
+    {"storage:\n  redirect: yes\n", "t.yaml:2:13: ", "redirect must be true or false"},
+    {"storage:\n  redirect_ttl: 8d\n", "t.yaml:2:17: ", "redirect_ttl must be between"},
+    {"storage:\n  redirect_ttl: 0\n", "t.yaml:2:17: ", "redirect_ttl must be between"},
+    {"storage:\n  s3: {endpoint: 'ftp://h'}\n", "t.yaml:2:18: ", "must be http:// or https://"},
+    {"storage:\n  s3: {endpoint: 'http://h/bucket'}\n", "t.yaml:2:18: ",
+     "must not have a path (the bucket and key go there)"},
+    {"storage:\n  s3: {endpoint: 'http://a:b@h'}\n", "t.yaml:2:18: ", "no user:password@"},
+    {"storage:\n  s3: {bucket: ab}\n", "t.yaml:2:16: ", "S3 bucket rules"},
+    {"storage:\n  s3: {bucket: My_Bucket}\n", "t.yaml:2:16: ", "S3 bucket rules"},
+    {"storage:\n  s3: {bucket: -abc}\n", "t.yaml:2:16: ", "S3 bucket rules"},
+    {"storage:\n  s3: {prefix: /abs}\n", "t.yaml:2:16: ", "no leading '/'"},
+    {"storage:\n  s3: {prefix: 'a//b'}\n", "t.yaml:2:16: ", "no empty segment"},
+    {"storage:\n  s3: {prefix: 'a b'}\n", "t.yaml:2:16: ", "letters, digits"},
+    {"storage:\n  s3: {prefix: 'a%2f'}\n", "t.yaml:2:16: ", "letters, digits"},
+    {"storage:\n  s3: {region: 'US EAST'}\n", "t.yaml:2:16: ", "e.g. us-east-1"},
+    {"storage:\n  s3: {access_key: 'a/b'}\n", "t.yaml:2:20: ", "without '/'"},
+    {"storage:\n  s3: {secret_key: 'a b'}\n", "t.yaml:2:20: ",
+     "secret_key must be non-empty, without blanks"},
+    {"storage:\n  s3: {secret_key: x, secret_key_file: /nonexistent/sk}\n", "t.yaml:2:23: ",
+     "give secret_key or secret_key_file, not both"},
+    {"storage:\n  s3: {secret_key_file: /nonexistent/ocimirror-sk}\n", "t.yaml:2:25: ",
+     "cannot read secret_key_file \"/nonexistent/ocimirror-sk\""},
+    {"storage:\n  s3: {access_key_file: /nonexistent/ocimirror-ak}\n", "t.yaml:2:25: ",
+     "cannot read access_key_file"},
+    {"storage:\n  s3: {part_size: 4MiB}\n", "t.yaml:2:19: ", "part_size must be between"},
+    {"storage:\n  s3: {part_size: 6GiB}\n", "t.yaml:2:19: ", "part_size must be between"},
+    {"storage:\n  s3: {path_style: 1}\n", "t.yaml:2:20: ", "path_style must be true or false"},
+    {"storage:\n  s3: {bukcet: abc}\n", "t.yaml:2:8: ",
+     "unknown key \"bukcet\" in storage s3 (did you mean \"bucket\"?)"},
+    {"storage:\n  s3: abc\n", "t.yaml:2:7: ", "storage s3 must be a mapping"},
 };
 
 static void test_config__each_error_names_file_line_and_column(void)
@@ -1133,6 +1208,9 @@ static void test_config__dump_never_shows_a_password(void)
         CHECK(strstr(out, "username: \"alice\"") != NULL);
         CHECK(strstr(out, "adm1n-T0ken") == NULL); /* admin token */
         CHECK(strstr(out, "admin:\n  token: \"<redacted>\"\n  protect_reads: true\n") != NULL);
+        CHECK(strstr(out, "s3-Secr3t") == NULL);   /* the S3 secret key */
+        CHECK(strstr(out, "    secret_key: \"<redacted>\"\n") != NULL);
+        CHECK(strstr(out, "    access_key: \"AKIAEXAMPLEKEY\"\n") != NULL); /* an id, shown */
     }
     free(out);
     om_config_free(cfg);
@@ -1141,6 +1219,43 @@ static void test_config__dump_never_shows_a_password(void)
 
 /* A token read from token_file: the dump names the file, never the token,
  * and reads back (reading the file again) to the same config. */
+static void test_config__s3_key_files_are_read_trimmed_and_dumped_as_paths(void)
+{
+    char ak[256], sk[256];
+    snprintf(ak, sizeof(ak), "%s", tmpfile_with("ak", " AKIDFILE\n", 10));
+    snprintf(sk, sizeof(sk), "%s", tmpfile_with("sk", "f1le-S3cret\r\n", 13));
+    char yaml[1024], want[600];
+    struct om_config *cfg = NULL;
+    char *out = NULL;
+
+    snprintf(yaml, sizeof(yaml),
+             "storage:\n  backend: s3\n  s3:\n    endpoint: http://127.0.0.1:7480\n"
+             "    bucket: abc\n    access_key_file: %s\n    secret_key_file: %s\n", ak, sk);
+    snprintf(want, sizeof(want), "    access_key_file: \"%s\"\n    secret_key_file: \"%s\"\n",
+             ak, sk);
+    cfg = parse_ok(yaml);
+    out = cfg != NULL ? dump_to_string(cfg) : NULL;
+    if (out != NULL) {
+        CHECK_EQ_STR(cfg->storage_s3.access_key, "AKIDFILE");
+        CHECK_EQ_STR(cfg->storage_s3.secret_key, "f1le-S3cret");
+        CHECK(strstr(out, "f1le-S3cret") == NULL);
+        CHECK(strstr(out, "AKIDFILE") == NULL); /* the file's path, not its contents */
+        CHECK(strstr(out, want) != NULL);
+        CHECK(strstr(out, "    prefix: \"\"\n") != NULL);
+        round_trip(cfg);
+    }
+    free(out);
+    om_config_free(cfg);
+    /* a file of blanks holds no key */
+    snprintf(ak, sizeof(ak), "%s", tmpfile_with("ak2", "  \n", 3));
+    snprintf(yaml, sizeof(yaml), "storage:\n  s3:\n    access_key_file: %s\n", ak);
+    char err[512] = "";
+    cfg = NULL;
+    CHECK_EQ_INT(om_config_parse(&cfg, yaml, strlen(yaml), "t.yaml", err, sizeof(err)),
+                 OM_ERR_INVALID);
+    CHECK(strstr(err, "empty") != NULL);
+}
+
 static void test_config__dump_shows_the_token_file_not_the_token(void)
 {
     const char *tok = tmpfile_with("tok", "f1le-T0ken\n", 11);
@@ -1178,6 +1293,9 @@ static void test_config__the_example_file_loads_and_documents_every_key(void)
         "protect_reads:", "max_size:", "high_water:", "low_water:", "gc_interval:",
         "prefetch:", "images:", "platforms:", "interval:", "retry_interval:",
         "cluster:", "redis:", "redis_password_file:", "peer_url:", "peer_token_file:",
+        "backend:", "redirect:", "redirect_ttl:", "s3:", "endpoint:", "region:", "bucket:",
+        "prefix:", "access_key:", "access_key_file:", "secret_key:", "secret_key_file:",
+        "path_style:", "part_size:",
     };
     const char *src = __FILE__; /* .../tests/unit/core/test_config.c */
     const char *tail = strstr(src, "tests/unit/core/test_config.c");
@@ -1602,6 +1720,7 @@ int main(void)
     RUN(test_config__dump_reads_back_to_the_same_config);
     RUN(test_config__dump_never_shows_a_password);
     RUN(test_config__dump_shows_the_token_file_not_the_token);
+    RUN(test_config__s3_key_files_are_read_trimmed_and_dumped_as_paths);
     RUN(test_config__the_example_file_loads_and_documents_every_key);
     RUN(test_config__every_truncated_prefix_parses_or_fails_cleanly);
     RUN(test_config__single_byte_corruptions_parse_or_fail_cleanly);
