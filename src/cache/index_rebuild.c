@@ -181,48 +181,38 @@ static void bind_text(sqlite3_stmt *s, int i, const char *v)
     sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
 }
 
-/* pread exactly len bytes at offset 0. */
-static bool read_all(int fd, char *buf, size_t len)
+/* Read exactly len bytes from offset 0 through the store's ranged read
+ * (any backend: a local file, or an object in a bucket). */
+static bool read_all(struct om_store *st, const om_digest *d, char *buf, size_t len)
 {
-    size_t got = 0;
+    size_t got = 0, n = 0;
     while (got < len) {
-        ssize_t n = pread(fd, buf + got, len - got, (off_t)got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
+        if (om_store_read_at(st, d, got, buf + got, len - got, &n) != OM_OK || n == 0)
             return false;
-        got += (size_t)n;
+        got += n;
     }
     return true;
 }
 
 /* Parse the blob as JSON when it looks like a JSON object.  *out is NULL
- * when it does not; a new reference otherwise (caller decrefs). */
+ * when it does not; a new reference otherwise (caller decrefs).  A blob
+ * removed while we walk, or unreadable, stays a plain blob. */
 static int load_json(struct rb *rb, const om_digest *d, uint64_t size, json_t **out)
 {
     size_t peek = size < PEEK_BYTES ? (size_t)size : PEEK_BYTES, i = 0;
-    int fd = -1, err;
 
     *out = NULL;
-    if ((err = om_store_open_blob(rb->st, d, &fd, NULL)) != OM_OK) {
-        /* Removed while we walk, or unreadable: it stays a plain blob. */
-        err = err == OM_ERR_NOMEM ? err : OM_OK;
-        goto done;
-    }
-    if (!read_all(fd, rb->buf, peek))
-        goto done;
+    if (!read_all(rb->st, d, rb->buf, peek))
+        return OM_OK;
     while (i < peek && (rb->buf[i] == ' ' || rb->buf[i] == '\t' || rb->buf[i] == '\r' ||
                         rb->buf[i] == '\n'))
         i++;
     if (i == peek || rb->buf[i] != '{')
-        goto done;
-    if (!read_all(fd, rb->buf, (size_t)size))
-        goto done;
+        return OM_OK;
+    if (!read_all(rb->st, d, rb->buf, (size_t)size))
+        return OM_OK;
     *out = json_loadb(rb->buf, (size_t)size, 0, NULL);
-done:
-    if (fd >= 0)
-        close(fd);
-    return err;
+    return OM_OK;
 }
 
 /* The media type when j is a manifest (see the file comment), else NULL.
