@@ -25,8 +25,8 @@
 
 #include "cache/index.h"
 
-/* 1: the first table; 2: + blob_size. */
-#define OM_INDEX_OPS_VERSION 2
+/* 1: the first table; 2: + blob_size; 3: + member. */
+#define OM_INDEX_OPS_VERSION 3
 
 /* The largest cached referrers answer (index.h: a larger put is
  * OM_ERR_TOOBIG; a backend refuses to return a larger stored one). */
@@ -84,6 +84,11 @@ struct om_index_ops {
 
     /* Version 2. */
     int (*blob_size)(struct om_index *ix, const om_digest *d, uint64_t *size);
+
+    /* Version 3.  Required: without it nothing cached could be served by
+     * name (index.c answers OM_ERR_NOTFOUND, and every request would ask
+     * the upstream). */
+    int (*member)(struct om_index *ix, const char *repo, const om_digest *d);
 };
 
 /* What every backend shares: embedded first in the backend's handle. */

@@ -49,6 +49,13 @@ void om_v2_blob_work(struct om_req *leader, struct om_blob_answer *a);
  * leader's stream, and other GETs take references of their own). */
 void om_v2_blob_answer(struct om_req *w, const struct om_req *leader, struct om_blob_answer *a);
 
+/* ---- v2_member.c, called by the flight's job ---- */
+/* A GET of candidate ci's blob joined a download already running, which
+ * may be another repository's: true when this repository holds the blob
+ * too (one HEAD under its name, remembered in the memory below); else
+ * false with the answer (404 BLOB_UNKNOWN, 429, 503) in *a. */
+bool om_v2_member_confirm_join(struct om_req *req, size_t ci, struct om_blob_answer *a);
+
 /* ---- the memory of upstream answers (v2_blob_flight.c) ----
  * Per (canonical repository, digest): 200 "there, `size` bytes" (from a
  * HEAD), 404 "not there", 429/503 "the upstream failed".  Remembered for
