@@ -25,7 +25,9 @@
  * manifests and blobs, manifest → children, access times, pull counters,
  * bytes used (om_index_counts), route decisions, negative-cache entries and
  * cached referrers.  These stay PER PROCESS and never go into the index:
- * the manifest memory cache (cache/mcache), the route memory cache in front
+ * the manifest memory cache (cache/mcache, with its memory of memberships
+ * known to be true: a replica that did not see a membership being recorded
+ * asks om_index_member once), the route memory cache in front
  * of the index (v2/v2_resolve.c), the pull-statistics batch (cache/pullstats)
  * until it is flushed through om_index_note_pulls, the in-flight download
  * and manifest tables, and the admin's request statistics.
