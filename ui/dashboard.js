@@ -206,9 +206,66 @@
     }));
     const errs = list.filter((u) => arr(u.recent_errors).length > 0);
     return h('div', null, table(cols, rows, { id: 'upstreams', caption: t('dash.upstreams') }),
+      renderEndpoints(list), renderAccounts(list),
       errs.map((u) => h('details', { class: 'errs' },
         h('summary', null, tx('up.recent_errors', { name: lit(u.name), n: arr(u.recent_errors).length })),
         h('ul', null, arr(u.recent_errors).map((e) => h('li', null, timeEl(e.t_ms), ' ', h('span', { class: 'break' }, codes().upstreamError(e.message))))))));
+  }
+
+  /* Each URL of the upstreams that have several (upstreams[].urls): its
+   * health, and how long it is still skipped after failing. */
+  function renderEndpoints(list) {
+    const many = list.filter((u) => arr(u.urls).length > 1);
+    if (many.length === 0) return null;
+    const cols = [
+      { label: t('up.name') }, { label: t('up.url') }, { label: t('up.health') },
+      { label: t('up.requests'), cls: 'num' }, { label: t('up.errors'), cls: 'num' },
+      { label: t('up.last_error') }, { label: t('up.backoff') },
+    ];
+    const rows = [];
+    for (const u of many) {
+      arr(u.urls).forEach((e, i) => rows.push({
+        attrs: { 'data-name': u.name || '', 'data-url': e.url || '', 'data-i': String(i) },
+        cells: [
+          h('span', { translate: 'no' }, u.name || '—'),
+          h('code', { class: 'break', translate: 'no' }, e.url || ''),
+          e.healthy === false ? badge(t('up.down'), 'bad') : e.healthy === true ? badge(t('up.ok'), 'ok') : badge(t('up.unknown')),
+          fmtNum(e.requests), fmtNum(e.errors),
+          e.last_error_ms ? h('div', null, timeEl(e.last_error_ms), e.last_error ? h('div', { class: 'small break' }, codes().upstreamError(e.last_error)) : null) : t('never'),
+          isNum(e.backoff_until_ms) ? h('span', { 'data-k': 'backoff' }, badge(t('up.skipped'), 'warn'), ' ', tx('up.until', { when: timeEl(e.backoff_until_ms) })) : t('up.in_use'),
+        ],
+      }));
+    }
+    return h('div', { class: 'sub' }, h('h3', null, t('up.endpoints')),
+      table(cols, rows, { id: 'upstream-urls', caption: t('up.endpoints') }));
+  }
+
+  /* Each account of the upstreams' credential pools: never a secret, only
+   * the username and what the mirror saw of its limits. */
+  function renderAccounts(list) {
+    const pools = list.filter((u) => arr(u.accounts).length > 0);
+    if (pools.length === 0) return null;
+    const cols = [
+      { label: t('up.name') }, { label: t('up.account') }, { label: t('col.state') },
+      { label: t('up.requests'), cls: 'num' }, { label: t('up.rate_limited'), cls: 'num' },
+      { label: t('up.ratelimit'), cls: 'num' }, { label: t('up.last_used') },
+    ];
+    const rows = [];
+    for (const u of pools) {
+      for (const a of arr(u.accounts)) rows.push({
+        attrs: { 'data-name': u.name || '', 'data-account': a.username || '' },
+        cells: [
+          h('span', { translate: 'no' }, u.name || '—'),
+          h('code', { translate: 'no' }, a.username || ''),
+          isNum(a.limited_until_ms) ? h('span', { 'data-k': 'limited' }, badge(t('up.limited'), 'warn'), ' ', tx('up.until', { when: timeEl(a.limited_until_ms) })) : badge(t('up.in_use'), 'ok'),
+          fmtNum(a.requests), fmtNum(a.rate_limited),
+          isNum(a.ratelimit_remaining) && a.ratelimit_remaining >= 0 ? fmtNum(a.ratelimit_remaining) : '—',
+          timeEl(a.last_used_ms),
+        ],
+      });
+    }
+    return h('div', { class: 'sub' }, h('h3', null, t('up.accounts')),
+      table(cols, rows, { id: 'upstream-accounts', caption: t('up.accounts') }));
   }
 
   /* Which grouped rows are open survives the 5 s re-render. */

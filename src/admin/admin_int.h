@@ -105,5 +105,10 @@ size_t om_admin_flights(struct om_server *srv, struct om_admin_flight *out, size
 void om_admin_flight_totals(struct om_server *srv, size_t *n, uint64_t *waiters, uint64_t *written);
 /* Each upstream's stats, observed into the error history. */
 void om_admin_upstream_stats(struct om_server *srv, size_t i, struct om_upstream_stats *out);
+/* Upstream i's endpoints and pool accounts (upstream.h); 0 when none. */
+size_t om_admin_upstream_urls(struct om_server *srv, size_t i, struct om_upstream_url_stats *out,
+                              size_t max);
+size_t om_admin_upstream_accounts(struct om_server *srv, size_t i,
+                                  struct om_upstream_account_stats *out, size_t max);
 
 #endif

@@ -180,6 +180,8 @@ static void requests(struct mbuf *b, struct om_server *srv)
                                    atomic_load(&st->cache_bytes[OM_CACHE_COALESCED])));
 }
 
+static void upstream_pools(struct mbuf *b, struct om_server *srv, char name[][160], size_t n);
+
 /* Per-upstream families; stats[] gathered once so every family agrees. */
 static void upstreams(struct mbuf *b, struct om_server *srv)
 {
@@ -265,6 +267,93 @@ static void upstreams(struct mbuf *b, struct om_server *srv)
         mb_printf(b, "ocimirror_upstream_request_duration_seconds_count{upstream=\"%s\"} %llu\n",
                   name[i], (unsigned long long)count);
     }
+    upstream_pools(b, srv, name, n);
+}
+
+/* Per endpoint and per pool account of each upstream (upstream_pool.c):
+ * labels are the configured URL (never credentials: config_upstreams.c
+ * refuses them in a URL) and the account's username, never a secret. */
+struct pool_view {
+    struct om_upstream_url_stats url[OM_MAX_UPSTREAMS][OM_MAX_UPSTREAM_URLS];
+    struct om_upstream_account_stats acct[OM_MAX_UPSTREAMS][OM_MAX_CREDENTIALS];
+    size_t n_url[OM_MAX_UPSTREAMS], n_acct[OM_MAX_UPSTREAMS];
+};
+
+enum pool_series { URL_REQ, URL_ERR, URL_UP, URL_BACKOFF, ACCT_REQ, ACCT_429, ACCT_LEFT, ACCT_LIM };
+
+static const struct {
+    const char *name, *type, *help;
+} POOL_SERIES[] = {
+    [URL_REQ] = {"ocimirror_upstream_url_requests_total", "counter",
+                 "Tries that went to each endpoint (URL) of an upstream."},
+    [URL_ERR] = {"ocimirror_upstream_url_errors_total", "counter",
+                 "Tries of an endpoint that failed: unreachable, transport error, 5xx or 429."},
+    [URL_UP] = {"ocimirror_upstream_url_up", "gauge",
+                "1 when the endpoint's last try was answered below 500 (and not 429); absent "
+                "until it was tried."},
+    [URL_BACKOFF] = {"ocimirror_upstream_url_backoff_seconds", "gauge",
+                     "Seconds the endpoint is still skipped after failing (0: in use)."},
+    [ACCT_REQ] = {"ocimirror_upstream_account_requests_total", "counter",
+                  "Tries made with each account of an upstream's credential pool."},
+    [ACCT_429] = {"ocimirror_upstream_account_rate_limited_total", "counter",
+                  "429 answers each account got."},
+    [ACCT_LEFT] = {"ocimirror_upstream_account_ratelimit_remaining", "gauge",
+                   "Pulls the account has left in its window (ratelimit-remaining); absent "
+                   "until the upstream reported it."},
+    [ACCT_LIM] = {"ocimirror_upstream_account_limited", "gauge",
+                  "1 while the account is skipped (a 429, or no pulls left) until its window "
+                  "ends."},
+};
+
+/* One sample of series s for endpoint or account k of upstream i. */
+static void pool_sample(struct mbuf *b, const struct pool_view *v, enum pool_series s, size_t i,
+                        size_t k, const char *up, int64_t now)
+{
+    char lbl[2 * OM_UPSTREAM_URL_MAX + 8];
+    const struct om_upstream_url_stats *u = &v->url[i][k];
+    const struct om_upstream_account_stats *a = &v->acct[i][k];
+    bool is_url = s <= URL_BACKOFF;
+    int64_t left = is_url ? u->backoff_until_ms - now : 0;
+
+    if ((s == URL_UP && !u->asked) || (s == ACCT_LEFT && a->ratelimit_remaining < 0))
+        return;
+    esc(is_url ? u->url : a->username, lbl, sizeof(lbl));
+    mb_printf(b, "%s{upstream=\"%s\",%s=\"%s\"} ", POOL_SERIES[s].name, up,
+              is_url ? "url" : "account", lbl);
+    switch (s) {
+    case URL_REQ: mb_printf(b, "%llu\n", (unsigned long long)u->requests); break;
+    case URL_ERR: mb_printf(b, "%llu\n", (unsigned long long)u->errors); break;
+    case URL_UP: mb_printf(b, "%d\n", u->healthy ? 1 : 0); break;
+    case URL_BACKOFF: mb_printf(b, "%.3f\n", left > 0 ? (double)left / 1000.0 : 0.0); break;
+    case ACCT_REQ: mb_printf(b, "%llu\n", (unsigned long long)a->requests); break;
+    case ACCT_429: mb_printf(b, "%llu\n", (unsigned long long)a->rate_limited); break;
+    case ACCT_LEFT: mb_printf(b, "%ld\n", a->ratelimit_remaining); break;
+    case ACCT_LIM: mb_printf(b, "%d\n", a->limited_until_ms > now ? 1 : 0); break;
+    }
+}
+
+static void upstream_pools(struct mbuf *b, struct om_server *srv, char name[][160], size_t n)
+{
+    struct pool_view *v = calloc(1, sizeof(*v)); /* freed below: too big for a stack */
+    int64_t now = om_now_ms();
+
+    if (v == NULL) {
+        b->failed = true;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        v->n_url[i] = om_admin_upstream_urls(srv, i, v->url[i], OM_MAX_UPSTREAM_URLS);
+        v->n_acct[i] = om_admin_upstream_accounts(srv, i, v->acct[i], OM_MAX_CREDENTIALS);
+    }
+    for (size_t s = 0; s < OM_ARRAY_LEN(POOL_SERIES); s++) {
+        family(b, POOL_SERIES[s].name, POOL_SERIES[s].type, POOL_SERIES[s].help);
+        for (size_t i = 0; i < n; i++) {
+            size_t m = s <= URL_BACKOFF ? v->n_url[i] : v->n_acct[i];
+            for (size_t k = 0; k < m; k++)
+                pool_sample(b, v, (enum pool_series)s, i, k, name[i], now);
+        }
+    }
+    free(v);
 }
 
 static void downloads(struct mbuf *b, struct om_server *srv)

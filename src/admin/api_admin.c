@@ -77,6 +77,22 @@ void om_admin_upstream_stats(struct om_server *srv, size_t i, struct om_upstream
     om_stats_upstream_observe(srv->stats, i, out);
 }
 
+size_t om_admin_upstream_urls(struct om_server *srv, size_t i, struct om_upstream_url_stats *out,
+                              size_t max)
+{
+    if (i >= srv->cfg->n_upstreams || srv->up[i] == NULL)
+        return 0;
+    return om_upstream_url_stats(srv->up[i], out, max);
+}
+
+size_t om_admin_upstream_accounts(struct om_server *srv, size_t i,
+                                  struct om_upstream_account_stats *out, size_t max)
+{
+    if (i >= srv->cfg->n_upstreams || srv->up[i] == NULL)
+        return 0;
+    return om_upstream_account_stats(srv->up[i], out, max);
+}
+
 void om_admin_note_request(struct om_server *srv, const struct om_req *req, bool completed_ok)
 {
     if (srv->stats == NULL)
@@ -310,6 +326,55 @@ static json_t *time_or_null(int64_t ms)
     return ms > 0 ? json_integer(ms) : json_null();
 }
 
+/* Each endpoint's health: [{url, healthy, requests, errors, failures,
+ * last_ok_ms, last_error_ms, last_error, backoff_until_ms}]. */
+static json_t *upstream_urls(struct om_server *srv, size_t i)
+{
+    struct om_upstream_url_stats st[OM_MAX_UPSTREAM_URLS];
+    size_t n = om_admin_upstream_urls(srv, i, st, OM_MAX_UPSTREAM_URLS);
+    json_t *arr = json_array();
+    for (size_t k = 0; arr != NULL && k < n; k++) {
+        json_t *o = json_object();
+        om_json_set(o, "url", om_json_str(st[k].url));
+        om_json_set(o, "healthy", st[k].asked ? json_boolean(st[k].healthy) : json_null());
+        om_json_set(o, "requests", om_json_u64(st[k].requests));
+        om_json_set(o, "errors", om_json_u64(st[k].errors));
+        om_json_set(o, "failures", json_integer(st[k].failures));
+        om_json_set(o, "last_ok_ms", time_or_null(st[k].last_ok_ms));
+        om_json_set(o, "last_error_ms", time_or_null(st[k].last_error_ms));
+        om_json_set(o, "last_error", st[k].last_error[0] ? om_json_str(st[k].last_error)
+                                                         : json_null());
+        om_json_set(o, "backoff_until_ms", st[k].backoff_until_ms > om_now_ms()
+                                               ? json_integer(st[k].backoff_until_ms)
+                                               : json_null());
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
+/* Each account of the credential pool, never its secret: [{username,
+ * requests, rate_limited, ratelimit_remaining, limited_until_ms,
+ * last_used_ms}]. */
+static json_t *upstream_accounts(struct om_server *srv, size_t i)
+{
+    struct om_upstream_account_stats st[OM_MAX_CREDENTIALS];
+    size_t n = om_admin_upstream_accounts(srv, i, st, OM_MAX_CREDENTIALS);
+    json_t *arr = json_array();
+    for (size_t k = 0; arr != NULL && k < n; k++) {
+        json_t *o = json_object();
+        om_json_set(o, "username", om_json_str(st[k].username));
+        om_json_set(o, "requests", om_json_u64(st[k].requests));
+        om_json_set(o, "rate_limited", om_json_u64(st[k].rate_limited));
+        om_json_set(o, "ratelimit_remaining", st[k].ratelimit_remaining >= 0
+                                                  ? json_integer(st[k].ratelimit_remaining)
+                                                  : json_null());
+        om_json_set(o, "limited_until_ms", time_or_null(st[k].limited_until_ms));
+        om_json_set(o, "last_used_ms", time_or_null(st[k].last_used_ms));
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
 static enum MHD_Result handle_upstreams(struct om_req *req, const char *rest)
 {
     struct om_server *srv = req->srv;
@@ -354,6 +419,8 @@ static enum MHD_Result handle_upstreams(struct om_req *req, const char *rest)
         om_json_set(o, "errors", om_json_u64(us.errors));
         om_json_set(o, "ratelimit_remaining", json_integer(us.ratelimit_remaining));
         om_json_set(o, "recent_errors", recent);
+        om_json_set(o, "urls", upstream_urls(srv, i));
+        om_json_set(o, "accounts", upstream_accounts(srv, i));
         json_array_append_new(arr, o);
     }
     return om_admin_reply_json(req, MHD_HTTP_OK, json_pack("{s:o}", "upstreams", arr));

@@ -192,6 +192,15 @@ int om_index_blob_size(struct om_index *ix, const om_digest *d, uint64_t *size)
     return ix->ops->blob_size(ix, d, size);
 }
 
+int om_index_member(struct om_index *ix, const char *repo, const om_digest *d)
+{
+    if (!om_index__repo_ok(repo) || !om_index__digest_ok(d))
+        return OM_ERR_INVALID;
+    if (ix->ops->version < 3 || ix->ops->member == NULL)
+        return OM_ERR_NOTFOUND; /* not known to be held: the upstream is asked */
+    return ix->ops->member(ix, repo, d);
+}
+
 int om_index_note_pull(struct om_index *ix, const char *repo, const char *tag,
                        const om_digest *d, int64_t now)
 {

@@ -12,6 +12,10 @@
  *   manifests  digest → media type, size; (repo, digest) membership;
  *              manifest → child digests (config, layers, platform manifests)
  *   blobs      digest → size, last access; (repo, digest) membership
+ *   membership "does repository R hold digest d": a manifest or blob
+ *              recorded for R, or a child or grandchild of a manifest
+ *              recorded for R (om_index_member; what the pull path asks
+ *              before it serves cached content under a name)
  *   routes     requested name → chosen upstream + canonical name (search
  *              decisions) and negative entries (name, upstream) until a time
  *   referrers  (repo, digest) → cached referrers index JSON + fetched_at
@@ -22,7 +26,9 @@
  * manifests and blobs, manifest → children, access times, pull counters,
  * bytes used (om_index_counts), route decisions, negative-cache entries and
  * cached referrers.  These stay PER PROCESS and never go into the index:
- * the manifest memory cache (cache/mcache), the route memory cache in front
+ * the manifest memory cache (cache/mcache, with its memory of memberships
+ * known to be true: a replica that did not see a membership being recorded
+ * asks om_index_member once), the route memory cache in front
  * of the index (v2/v2_resolve.c), the pull-statistics batch (cache/pullstats)
  * until it is flushed through om_index_note_pulls, the in-flight download
  * and manifest tables, and the admin's request statistics.
@@ -161,6 +167,16 @@ int om_index_blob_put(struct om_index *ix, const char *repo, const om_digest *d,
  * the manifests that reference it say): for checking a stored file before
  * it is served.  OM_ERR_NOTFOUND when the index records d as neither. */
 int om_index_blob_size(struct om_index *ix, const om_digest *d, uint64_t *size);
+/* ---- repository membership ---- */
+/* Does repository repo hold d, as far as the index knows?  Yes (OM_OK)
+ * when d is a manifest recorded for repo (om_index_manifest_put with
+ * repo), a blob recorded for it (om_index_blob_put with repo), or a child
+ * or grandchild of a manifest recorded for it (an index's platform
+ * manifests; a manifest's config and layers, also below an index).  No:
+ * OM_ERR_NOTFOUND.  The pull path serves cached content under a name only
+ * when the name's canonical repository holds it (v2/v2_member.c). */
+int om_index_member(struct om_index *ix, const char *repo, const om_digest *d);
+
 /* A client pulled this content (manifest or blob): last access + pull count.
  * tag may be NULL (repo is only used with a tag).  OM_ERR_NOTFOUND when the
  * digest is neither a known manifest nor a known blob. */

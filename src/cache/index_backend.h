@@ -25,7 +25,7 @@
 
 #include "cache/index.h"
 
-/* 1: the first table; 2: + blob_size; 3: + health. */
+/* 1: the first table; 2: + blob_size; 3: + health, member. */
 #define OM_INDEX_OPS_VERSION 3
 
 /* The largest cached referrers answer (index.h: a larger put is
@@ -88,6 +88,10 @@ struct om_index_ops {
     /* Version 3.  Optional: NULL = a local backend, always available.
      * index.c zeroes *out and sets backend = ops->name first. */
     int (*health)(struct om_index *ix, struct om_index_health *out);
+    /* Version 3.  Required: without it nothing cached could be served by
+     * name (index.c answers OM_ERR_NOTFOUND, and every request would ask
+     * the upstream). */
+    int (*member)(struct om_index *ix, const char *repo, const om_digest *d);
 };
 
 /* What every backend shares: embedded first in the backend's handle. */

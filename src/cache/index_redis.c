@@ -455,4 +455,5 @@ const struct om_index_ops om_index_redis__ops = {
     .close = om_index_redis__close,
     .blob_size = blob_size,
     .health = om_index_redis__health,
+    .member = om_index_redis__member,
 };

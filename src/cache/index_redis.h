@@ -104,6 +104,8 @@ int om_index_redis__blob_put(struct om_index *ix, const char *repo, const om_dig
 int om_index_redis__note_pull(struct om_index *ix, const char *repo, const char *tag,
                               const om_digest *d, int64_t now);
 int om_index_redis__note_pulls(struct om_index *ix, struct om_pull_note *notes, size_t n);
+/* Does repo hold d (index.h om_index_member)?  OM_ERR_NOTFOUND when not. */
+int om_index_redis__member(struct om_index *ix, const char *repo, const om_digest *d);
 int om_index_redis__route_put(struct om_index *ix, const char *name, const char *upstream,
                               const char *canonical, int64_t now);
 bool om_index_redis__negative_get(struct om_index *ix, const char *name, const char *upstream,

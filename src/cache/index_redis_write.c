@@ -121,6 +121,24 @@ static struct om_redis_script S_NOTE = {
            "return found\n",
 };
 
+/* KEYS br:<repo>, mr:<repo>; ARGV digest, key prefix.  1 when the
+ * repository holds the digest: one of its blobs or manifests, or a child
+ * or grandchild of one of its manifests (as index_sqlite.c's query: an
+ * index's platform manifests and their layers).  Read-only. */
+static struct om_redis_script S_MEMBER = {
+    .name = "member",
+    .src = "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end\n"
+           "if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 1 end\n"
+           "for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
+           "  local mc = ARGV[2] .. 'mc:' .. m\n"
+           "  if redis.call('SISMEMBER', mc, ARGV[1]) == 1 then return 1 end\n"
+           "  for _, c in ipairs(redis.call('SMEMBERS', mc)) do\n"
+           "    if redis.call('SISMEMBER', ARGV[2] .. 'mc:' .. c, ARGV[1]) == 1 then return 1 end\n"
+           "  end\n"
+           "end\n"
+           "return 0\n",
+};
+
 /* KEYS ng:...; ARGV the end time seen expired.  Deletes only that entry
  * (another replica may have just put a longer one). */
 static struct om_redis_script S_NEG_DEL = {
@@ -132,7 +150,7 @@ static struct om_redis_script S_NEG_DEL = {
 void om_index_redis__scripts_init(void)
 {
     struct om_redis_script *all[] = {&S_TAG_PUT, &S_TAG_CHECKED, &S_MANIFEST_PUT, &S_BLOB_PUT,
-                                     &S_NOTE, &S_NEG_DEL};
+                                     &S_NOTE, &S_NEG_DEL, &S_MEMBER};
     for (size_t i = 0; i < OM_ARRAY_LEN(all); i++) {
         if (all[i]->sha[0] == '\0')
             om_redis_script_init(all[i]);
@@ -282,6 +300,29 @@ int om_index_redis__blob_put(struct om_index *base, const char *repo, const om_d
     om_redis_arg_str(&c, repo != NULL ? repo : "");
     if ((err = om_index_redis__exec1(base, &c, &rp)) == OM_OK)
         err = om_redis_reply_ok(rp, "blob put");
+    om_redis_replies_free(&rp, 1);
+    return err;
+}
+
+int om_index_redis__member(struct om_index *base, const char *repo, const om_digest *d)
+{
+    struct om_redis_cmd c;
+    redisReply *rp = NULL;
+    char bk[OM_IXR_KEY_MAX], mk[OM_IXR_KEY_MAX];
+    long long v = 0;
+    int err;
+
+    if ((err = om_index_redis__key(bk, sizeof(bk), "br", repo, NULL)) != OM_OK ||
+        (err = om_index_redis__key(mk, sizeof(mk), "mr", repo, NULL)) != OM_OK)
+        return err;
+    om_redis_cmd_init(&c, &S_MEMBER, 2);
+    om_redis_arg_str(&c, bk);
+    om_redis_arg_str(&c, mk);
+    om_redis_arg_str(&c, d->str);
+    om_redis_arg_str(&c, P);
+    if ((err = om_index_redis__exec1(base, &c, &rp)) == OM_OK &&
+        (err = om_redis_reply_int(rp, "member", &v)) == OM_OK && v != 1)
+        err = OM_ERR_NOTFOUND;
     om_redis_replies_free(&rp, 1);
     return err;
 }

@@ -73,6 +73,17 @@ static const char *const SQL_TEXT[S__COUNT] = {
      * first (the blob endpoint's case). */
     [S_BLOB_SIZE] = "SELECT size FROM blobs WHERE digest = ?1"
                     " UNION ALL SELECT size FROM manifests WHERE digest = ?1 LIMIT 1",
+    /* Each EXISTS stops at its first row; every lookup is by a primary key
+     * or the child index (manifest_children_child).  Two levels up cover
+     * index → platform manifest → layer. */
+    [S_MEMBER] = "SELECT 1 WHERE EXISTS(SELECT 1 FROM manifest_repos WHERE repo = ?1 AND digest = ?2)"
+                 " OR EXISTS(SELECT 1 FROM blob_repos WHERE repo = ?1 AND digest = ?2)"
+                 " OR EXISTS(SELECT 1 FROM manifest_children c JOIN manifest_repos r"
+                 " ON r.repo = ?1 AND r.digest = c.parent WHERE c.child = ?2)"
+                 " OR EXISTS(SELECT 1 FROM manifest_children c1"
+                 " JOIN manifest_children c2 ON c2.child = c1.parent"
+                 " JOIN manifest_repos r ON r.repo = ?1 AND r.digest = c2.parent"
+                 " WHERE c1.child = ?2)",
     [S_CATALOG] = "SELECT name FROM repos WHERE name > ?1 ORDER BY name COLLATE BINARY LIMIT ?2",
     [S_ROUTE_GET] = "SELECT upstream, canonical FROM routes WHERE name = ?1",
     [S_ROUTE_PUT] = "INSERT OR REPLACE INTO routes(name, upstream, canonical, decided_at)"
@@ -403,6 +414,26 @@ static int blob_size(struct om_index *base, const om_digest *d, uint64_t *size)
     return err;
 }
 
+static int member(struct om_index *base, const char *repo, const om_digest *d)
+{
+    struct om_index_sqlite *ix = om_index_sqlite__of(base);
+    sqlite3_stmt *s;
+    int rc, err = OM_OK;
+
+    pthread_mutex_lock(&ix->mu);
+    s = stmt(ix, S_MEMBER);
+    bind_text(s, 1, repo);
+    bind_text(s, 2, d->str);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE)
+        err = OM_ERR_NOTFOUND;
+    else if (rc != SQLITE_ROW)
+        err = om_index__sql_err(ix->db, rc, "member");
+    stmt_done(s);
+    pthread_mutex_unlock(&ix->mu);
+    return err;
+}
+
 /* One note inside an open transaction; *changed counts content rows hit. */
 static int note_one(struct om_index_sqlite *ix, const struct om_pull_note *pn, int *changed)
 {
@@ -688,4 +719,5 @@ const struct om_index_ops om_index_sqlite__ops = {
     .rebuild = om_index_sqlite__rebuild,
     .close = om_index_sqlite__close,
     .blob_size = blob_size,
+    .member = member,
 };

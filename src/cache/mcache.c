@@ -9,7 +9,14 @@
  * (calloc'd once; pages the kernel hands out as they are first touched),
  * and SIZE_LOCKS striped mutexes so HTTP threads checking different blobs
  * do not wait for one another.  Replacement: the least recently stamped
- * way of the set (each stripe keeps its own tick). */
+ * way of the set (each stripe keeps its own tick).
+ *
+ * Repository membership (struct members) is a second such array: a slot
+ * holds the digest's raw bytes and the repository name in full (compared
+ * exactly: a hash of names would let a crafted name pass for another);
+ * the set is picked by the digest's first bytes mixed with an FNV-1a of
+ * the name, so one layer held by many repositories spreads over many
+ * sets.  A slot is 128 bytes. */
 #include "cache/mcache.h"
 
 #include <pthread.h>
@@ -46,12 +53,31 @@ struct sizes {
     struct size_slot *slot;         /* owned; SIZE_SETS * SIZE_WAYS */
 };
 
+#define MEMBER_WAYS 4
+#define MEMBER_SETS (OM_MCACHE_MEMBERS / MEMBER_WAYS)
+#define MEMBER_LOCKS 64
+
+struct member_slot {
+    unsigned char key[32];          /* the digest's raw bytes */
+    char repo[OM_MCACHE_MEMBER_NAME_MAX + 1]; /* "" = empty slot */
+    uint32_t stamp;                 /* the stripe's tick at last use */
+    uint32_t pad_;
+};
+_Static_assert(sizeof(struct member_slot) == 128, "a member slot is two cache lines");
+
+struct members {
+    pthread_mutex_t mu[MEMBER_LOCKS]; /* mu[set % MEMBER_LOCKS] guards that set */
+    uint32_t tick[MEMBER_LOCKS];
+    struct member_slot *slot;       /* owned; MEMBER_SETS * MEMBER_WAYS */
+};
+
 struct om_mcache {
     pthread_mutex_t mu;
     struct entry *buckets[BUCKETS];
     struct entry *head, *tail;
     size_t bytes, max_bytes;
     struct sizes sizes;
+    struct members members;
 };
 
 static uint32_t fnv(const char *k, size_t n)
@@ -179,13 +205,18 @@ int om_mcache_new(struct om_mcache **out, size_t max_bytes)
     if (mc == NULL)
         return OM_ERR_NOMEM;
     mc->sizes.slot = calloc(SIZE_SETS * SIZE_WAYS, sizeof(*mc->sizes.slot)); /* freed at free */
-    if (mc->sizes.slot == NULL) {
+    mc->members.slot = calloc(MEMBER_SETS * MEMBER_WAYS, sizeof(*mc->members.slot)); /* same */
+    if (mc->sizes.slot == NULL || mc->members.slot == NULL) {
+        free(mc->sizes.slot);
+        free(mc->members.slot);
         free(mc);
         return OM_ERR_NOMEM;
     }
     pthread_mutex_init(&mc->mu, NULL);
     for (size_t i = 0; i < SIZE_LOCKS; i++)
         pthread_mutex_init(&mc->sizes.mu[i], NULL);
+    for (size_t i = 0; i < MEMBER_LOCKS; i++)
+        pthread_mutex_init(&mc->members.mu[i], NULL);
     mc->max_bytes = max_bytes;
     *out = mc;
     return OM_OK;
@@ -200,7 +231,10 @@ void om_mcache_free(struct om_mcache *mc)
     pthread_mutex_destroy(&mc->mu);
     for (size_t i = 0; i < SIZE_LOCKS; i++)
         pthread_mutex_destroy(&mc->sizes.mu[i]);
+    for (size_t i = 0; i < MEMBER_LOCKS; i++)
+        pthread_mutex_destroy(&mc->members.mu[i]);
     free(mc->sizes.slot);
+    free(mc->members.slot);
     free(mc);
 }
 
@@ -212,6 +246,12 @@ void om_mcache_clear(struct om_mcache *mc)
     while (mc->tail)
         remove_entry(mc, mc->tail);
     pthread_mutex_unlock(&mc->mu);
+    /* Every stripe, in order (nothing else takes two): then the table. */
+    for (size_t i = 0; i < MEMBER_LOCKS; i++)
+        pthread_mutex_lock(&mc->members.mu[i]);
+    memset(mc->members.slot, 0, (size_t)MEMBER_SETS * MEMBER_WAYS * sizeof(*mc->members.slot));
+    for (size_t i = MEMBER_LOCKS; i-- > 0;)
+        pthread_mutex_unlock(&mc->members.mu[i]);
 }
 
 size_t om_mcache_bytes(struct om_mcache *mc)
@@ -415,4 +455,70 @@ void om_mcache_size_put(struct om_mcache *mc, const om_digest *d, uint64_t size)
     w[victim].stamp = tick;
     w[victim].born_s = now_s();
     pthread_mutex_unlock(&mc->sizes.mu[lk]);
+}
+
+/* ---- repository membership (struct members) ---- */
+
+/* The set of (repo, key): the digest's first bytes (uniform) mixed with
+ * the name's FNV-1a.  *n gets the name's length. */
+static size_t member_set(const unsigned char key[32], const char *repo, size_t *n)
+{
+    size_t len = strnlen(repo, OM_MCACHE_MEMBER_NAME_MAX + 1);
+    uint32_t h = fnv(repo, len);
+    *n = len;
+    return (((size_t)key[0] | (size_t)key[1] << 8 | (size_t)key[2] << 16) ^ h) % MEMBER_SETS;
+}
+
+bool om_mcache_member_get(struct om_mcache *mc, const char *repo, const om_digest *d)
+{
+    unsigned char key[32];
+    size_t len = 0;
+    bool hit = false;
+
+    if (mc == NULL || repo == NULL || !raw_key(d, key))
+        return false;
+    size_t set = member_set(key, repo, &len), lk = set % MEMBER_LOCKS;
+    if (len == 0 || len > OM_MCACHE_MEMBER_NAME_MAX)
+        return false;
+    struct member_slot *w = &mc->members.slot[set * MEMBER_WAYS];
+    pthread_mutex_lock(&mc->members.mu[lk]);
+    for (size_t i = 0; i < MEMBER_WAYS && !hit; i++) {
+        if (memcmp(w[i].key, key, sizeof(key)) == 0 && memcmp(w[i].repo, repo, len + 1) == 0) {
+            w[i].stamp = ++mc->members.tick[lk];
+            hit = true;
+        }
+    }
+    pthread_mutex_unlock(&mc->members.mu[lk]);
+    return hit;
+}
+
+void om_mcache_member_put(struct om_mcache *mc, const char *repo, const om_digest *d)
+{
+    unsigned char key[32];
+    size_t len = 0;
+
+    if (mc == NULL || repo == NULL || !raw_key(d, key))
+        return;
+    size_t set = member_set(key, repo, &len), lk = set % MEMBER_LOCKS;
+    if (len == 0 || len > OM_MCACHE_MEMBER_NAME_MAX)
+        return;
+    struct member_slot *w = &mc->members.slot[set * MEMBER_WAYS];
+    pthread_mutex_lock(&mc->members.mu[lk]);
+    uint32_t tick = ++mc->members.tick[lk];
+    size_t victim = 0;
+    for (size_t i = 0; i < MEMBER_WAYS; i++) {
+        if (w[i].repo[0] != '\0' && memcmp(w[i].key, key, sizeof(key)) == 0 &&
+            memcmp(w[i].repo, repo, len + 1) == 0) {
+            victim = i; /* there already: refresh */
+            break;
+        }
+        /* An empty way first, else the least recently used (as sizes). */
+        if (w[victim].repo[0] != '\0' &&
+            (w[i].repo[0] == '\0' || tick - w[i].stamp > tick - w[victim].stamp))
+            victim = i;
+    }
+    memcpy(w[victim].key, key, sizeof(key));
+    memcpy(w[victim].repo, repo, len + 1);
+    w[victim].stamp = tick;
+    pthread_mutex_unlock(&mc->members.mu[lk]);
 }

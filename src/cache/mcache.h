@@ -14,7 +14,15 @@
  * index query per hit: a fixed table of OM_MCACHE_SIZES entries (4-way
  * sets, least recently used of a set replaced; 48 bytes an entry) under
  * striped locks, so it neither competes with the manifests for the byte
- * budget nor serialises the HTTP threads on one mutex. */
+ * budget nor serialises the HTTP threads on one mutex.
+ *
+ * And repository membership known to be true ((canonical repository,
+ * digest): the index or the upstream said the repository holds it), for
+ * the hit paths to check that a name may be served cached content without
+ * an index query per hit: another fixed table, built the same way.  Only
+ * "yes" is remembered — a "no" sends the request to a job, which asks the
+ * index (and the upstream) again — so nothing here can serve content a
+ * repository was not known to hold. */
 #ifndef OM_MCACHE_H
 #define OM_MCACHE_H
 
@@ -53,6 +61,17 @@ size_t om_mcache_bytes(struct om_mcache *mc);
 #define OM_MCACHE_UNKNOWN_TTL_S 10
 bool om_mcache_size_get(struct om_mcache *mc, const om_digest *d, uint64_t *size);
 void om_mcache_size_put(struct om_mcache *mc, const om_digest *d, uint64_t size);
+
+/* Repository membership.  Exact: the repository name is stored and
+ * compared in full (names over OM_MCACHE_MEMBER_NAME_MAX bytes are not
+ * remembered: the index is asked for them every time).
+ * OM_MCACHE_MEMBERS entries, 4-way sets picked by the digest and the name,
+ * least recently used of a set replaced.  om_mcache_clear forgets them
+ * (GC may have dropped a repository's membership rows). */
+#define OM_MCACHE_MEMBERS 32768
+#define OM_MCACHE_MEMBER_NAME_MAX 87
+bool om_mcache_member_get(struct om_mcache *mc, const char *repo, const om_digest *d);
+void om_mcache_member_put(struct om_mcache *mc, const char *repo, const om_digest *d);
 
 /* Search-route decisions: requested name → upstream name + canonical. */
 bool om_mcache_route_get(struct om_mcache *mc, const char *name, char *upstream, size_t upsz,

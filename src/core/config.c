@@ -80,8 +80,10 @@ static int fill_defaults(struct om_config *cfg)
     for (size_t i = 0; i < OM_ARRAY_LEN(default_upstreams); i++) {
         const struct default_upstream *d = &default_upstreams[i];
         struct om_upstream_cfg *u = &cfg->upstreams[cfg->n_upstreams++];
-        if (dup_str(&u->name, d->name) != OM_OK || dup_str(&u->url, d->url) != OM_OK)
+        if (dup_str(&u->name, d->name) != OM_OK || dup_str(&u->url, d->url) != OM_OK ||
+            dup_str(&u->urls[0], d->url) != OM_OK)
             goto done;
+        u->n_urls = 1;
         for (size_t a = 0; a < OM_ARRAY_LEN(d->aliases) && d->aliases[a] != NULL; a++) {
             if (dup_str(&u->aliases[u->n_aliases++], d->aliases[a]) != OM_OK)
                 goto done;
@@ -384,7 +386,16 @@ static void dump_upstream(FILE *f, const struct om_upstream_cfg *u)
 {
     fputs("  - ", f);
     put_kv(f, "", "name", u->name);
-    put_kv(f, "    ", "url", u->url);
+    if (u->urls_listed) {
+        fputs("    urls: [", f);
+        for (size_t i = 0; i < u->n_urls; i++) {
+            fputs(i > 0 ? ", " : "", f);
+            put_str(f, u->urls[i]);
+        }
+        fputs("]\n", f);
+    } else {
+        put_kv(f, "    ", "url", u->url);
+    }
     fputs("    aliases: [", f);
     for (size_t a = 0; a < u->n_aliases; a++) {
         fputs(a > 0 ? ", " : "", f);
@@ -398,6 +409,17 @@ static void dump_upstream(FILE *f, const struct om_upstream_cfg *u)
         put_kv(f, "    ", "password_file", u->password_file);
     else if (u->password != NULL)
         fputs("    password: \"<redacted>\"\n", f);
+    if (u->n_credentials > 0)
+        fputs("    credentials:\n", f);
+    for (size_t i = 0; i < u->n_credentials; i++) {
+        const struct om_credential_cfg *cr = &u->credentials[i];
+        fputs("      - ", f);
+        put_kv(f, "", "username", cr->username);
+        if (cr->password_file != NULL)
+            put_kv(f, "        ", "password_file", cr->password_file);
+        else
+            fputs("        password: \"<redacted>\"\n", f);
+    }
     if (u->proxy != NULL)
         put_proxy(f, u->proxy);
 }
@@ -516,8 +538,18 @@ void om_cfg_upstream_clear(struct om_upstream_cfg *u)
 {
     free(u->name);
     free(u->url);
+    for (size_t i = 0; i < u->n_urls; i++)
+        free(u->urls[i]);
     for (size_t i = 0; i < u->n_aliases; i++)
         free(u->aliases[i]);
+    for (size_t i = 0; i < u->n_credentials; i++) {
+        struct om_credential_cfg *cr = &u->credentials[i];
+        free(cr->username);
+        if (cr->password != NULL)
+            explicit_bzero(cr->password, strlen(cr->password));
+        free(cr->password);
+        free(cr->password_file);
+    }
     free(u->ca_file);
     free(u->username);
     if (u->password != NULL)

@@ -18,8 +18,10 @@
  *             s3: {endpoint, region: us-east-1, bucket, prefix: "",
  *                  access_key | access_key_file, secret_key | secret_key_file,
  *                  path_style: false, ca_file, part_size: "16MiB"}}
- *   upstreams: [{name, url, aliases: [..], ca_file, insecure_skip_verify,
- *                username, password | password_file, proxy}]
+ *   upstreams: [{name, url | urls: [..], aliases: [..], ca_file,
+ *                insecure_skip_verify, username, password | password_file,
+ *                credentials: [{username, password | password_file}, ..],
+ *                proxy}]
  *   search_order: [upstream name or alias, ...]
  *   rewrites: [{match: REGEX, target: STRING}]   \1..\9 in target = groups
  *   tag_ttl: "5m"    negative_ttl: "1m"          durations: ms s m h d
@@ -48,15 +50,32 @@
 
 #define OM_MAX_UPSTREAMS 32
 #define OM_MAX_ALIASES 16
+#define OM_MAX_UPSTREAM_URLS 8          /* upstreams[].urls entries */
+#define OM_UPSTREAM_URL_MAX 1024        /* bytes in one upstream URL */
+#define OM_MAX_CREDENTIALS 16           /* upstreams[].credentials entries */
+#define OM_CREDENTIAL_USER_MAX 255      /* bytes in a pool account's username */
 #define OM_MAX_REWRITES 64
 #define OM_MAX_PREFETCH_IMAGES 256      /* prefetch.images entries */
 #define OM_PREFETCH_IMAGE_MAX 512       /* bytes in one prefetch image reference */
 #define OM_MAX_PREFETCH_PLATFORMS 32    /* prefetch.platforms entries */
 #define OM_PREFETCH_PLATFORM_MAX 64     /* bytes in one "os/arch/variant" */
 
+/* One account of an upstream's credential pool. */
+struct om_credential_cfg {
+    char *username;         /* printable, no ':' or blank; unique in the pool */
+    char *password;         /* from password or the contents of password_file;
+                               secret: wiped at free, dumped "<redacted>" */
+    char *password_file;
+};
+
 struct om_upstream_cfg {
     char *name;             /* "docker.io": the canonical-name prefix */
-    char *url;              /* "https://registry-1.docker.io" (no trailing /) */
+    char *url;              /* "https://registry-1.docker.io" (no trailing /):
+                               urls[0], its own copy */
+    char *urls[OM_MAX_UPSTREAM_URLS]; /* every endpoint, tried in order: `url`
+                               alone, or `urls`; n_urls >= 1 once parsed */
+    size_t n_urls;
+    bool urls_listed;       /* the file said `urls:` (the dump says it back) */
     char *aliases[OM_MAX_ALIASES];
     size_t n_aliases;
     char *ca_file;          /* extra CA bundle, NULL = system store */
@@ -64,6 +83,10 @@ struct om_upstream_cfg {
     char *username;
     char *password;         /* from password or the contents of password_file */
     char *password_file;
+    struct om_credential_cfg credentials[OM_MAX_CREDENTIALS]; /* a pool of
+                               accounts pulls are spread over; exclusive with
+                               username/password */
+    size_t n_credentials;
     char *proxy;            /* NULL = libcurl default (https_proxy/no_proxy env) */
     bool is_docker_hub;     /* one-component names get "library/" (derived:
                                name or an alias is docker.io) */

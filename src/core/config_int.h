@@ -61,6 +61,7 @@ struct om_cfg_field {
 #define CFG(m) offsetof(struct om_config, m)
 #define UP(m) offsetof(struct om_upstream_cfg, m)
 #define RW(m) offsetof(struct om_rewrite_cfg, m)
+#define CR(m) offsetof(struct om_credential_cfg, m)
 #define STR(k, o, chk) {.key = (k), .kind = K_STR, .off = (o), .check = (chk)}
 #define OPTSTR(k, o) {.key = (k), .kind = K_OPTSTR, .off = (o)}
 #define NUM(k, kd, o, lo, hi) {.key = (k), .kind = (kd), .off = (o), .min = (lo), .max = (hi)}

@@ -1,17 +1,25 @@
 /* config_upstreams.c — the config keys that say where images come from:
- * the upstream registries (name, url, aliases, TLS, proxy, credentials),
+ * the upstream registries (name, url or urls, aliases, TLS, proxy,
+ * credentials: one account, or a pool of them),
  * the rewrites that map a request's name onto one of them, and the
  * search_order for names that name none.  Reached through the top-level
  * table in config_keys.c, whose opening comment lists every key with what
  * is checked across keys.
  *
  * What a config that parses promises here:
- *   - every upstream has a name and a url; its name is a valid first
+ *   - every upstream has a name and a url — `url`, or `urls` (1 to
+ *     OM_MAX_UPSTREAM_URLS endpoints tried in order, each checked like
+ *     `url`, none twice; not both keys); urls[0] is then also `url`; its
+ *     name is a valid first
  *     component of canonical names, and no name or alias belongs to two
  *     upstreams (case-insensitively), so a request name picks at most one;
  *   - a url is http(s)://host[/path] without credentials, query or fragment
  *     (it is logged), stored without a trailing slash;
  *   - password or password_file, not both; the file is read here, once;
+ *   - credentials (a pool): 1 to OM_MAX_CREDENTIALS accounts, each a
+ *     username (printable, no ':' — it is a Basic user and a metrics
+ *     label — unique in the pool, case-insensitively) and password or
+ *     password_file; not together with username/password;
  *   - a rewrite's match compiles (REG_EXTENDED), is short, and has no
  *     stacked or excessive quantifiers (glibc's regcomp could take minutes);
  *     its target names only groups the match has (route.c expands \1..\9);
@@ -82,6 +90,8 @@ static const char *check_url(char *s)
         strpbrk(s, "?#") != NULL)
         why = "must be http:// or https:// and a host, with no user:password@, query or "
               "fragment";
+    else if (n > OM_UPSTREAM_URL_MAX)
+        why = "is longer than 1024 bytes";
     while (why == NULL && n > 0 && s[n - 1] == '/')
         s[--n] = '\0';
     return why;
@@ -114,17 +124,128 @@ static int h_up_aliases(struct om_cfg_ctx *c, void *obj, struct fy_node *key, st
     return rc;
 }
 
+/* `urls: [..]`: every endpoint of the upstream, in the order tried. */
+static int h_up_urls(struct om_cfg_ctx *c, void *obj, struct fy_node *key, struct fy_node *v)
+{
+    struct om_upstream_cfg *u = obj;
+    struct fy_node *item;
+    void *it = NULL;
+    char vb[80];
+    const char *why;
+    int rc = om_cfg_want_seq(c, key, v, "urls");
+
+    for (size_t i = 0; rc == OM_OK && i < u->n_urls; i++) {
+        free(u->urls[i]);
+        u->urls[i] = NULL;
+    }
+    if (rc == OM_OK)
+        u->n_urls = 0;
+    if (rc == OM_OK && (om_cfg_is_null(v) || fy_node_sequence_item_count(v) == 0))
+        rc = om_cfg_report(c, v, key, "urls must list at least one URL");
+    while (rc == OM_OK && (item = fy_node_sequence_iterate(v, &it)) != NULL) {
+        char **slot = &u->urls[u->n_urls];
+        if (u->n_urls == OM_MAX_UPSTREAM_URLS) {
+            rc = om_cfg_report(c, item, key, "at most %d urls", OM_MAX_UPSTREAM_URLS);
+            break;
+        }
+        if ((rc = om_cfg_scalar_dup(c, key, item, slot)) != OM_OK)
+            break;
+        u->n_urls++; /* the upstream owns *slot now */
+        if ((why = check_url(*slot)) != NULL) {
+            rc = om_cfg_report(c, item, key, "url \"%s\" %s",
+                               om_cfg_shown(vb, sizeof(vb), *slot, strlen(*slot)), why);
+            break;
+        }
+        for (size_t j = 0; rc == OM_OK && j + 1 < u->n_urls; j++) {
+            if (strcasecmp(u->urls[j], *slot) == 0)
+                rc = om_cfg_report(c, item, key, "url \"%s\" is listed twice",
+                                   om_cfg_shown(vb, sizeof(vb), *slot, strlen(*slot)));
+        }
+    }
+    if (rc == OM_OK)
+        u->urls_listed = true;
+    return rc;
+}
+
+/* A pool account's username goes into Basic credentials (no ':') and
+ * into metrics labels and logs (printable, bounded). */
+static const char *check_username(char *s)
+{
+    return strlen(s) <= OM_CREDENTIAL_USER_MAX && !om_cfg_has_ctl(s) && strchr(s, ':') == NULL
+               ? NULL
+               : "must be at most 255 printable bytes without blanks or ':'";
+}
+
+static const struct om_cfg_field credential_fields[] = {
+    STR("username", CR(username), check_username),
+    OPTSTR("password", CR(password)),
+    OPTSTR("password_file", CR(password_file)),
+};
+
+/* `credentials: [{username, password | password_file}, ..]`. */
+static int h_up_credentials(struct om_cfg_ctx *c, void *obj, struct fy_node *key,
+                            struct fy_node *v)
+{
+    struct om_upstream_cfg *u = obj;
+    struct fy_node *item;
+    void *it = NULL;
+    char vb[80];
+    int rc = om_cfg_want_seq(c, key, v, "credentials");
+
+    if (rc == OM_OK && (om_cfg_is_null(v) || fy_node_sequence_item_count(v) == 0))
+        rc = om_cfg_report(c, v, key, "credentials must list at least one account");
+    while (rc == OM_OK && (item = fy_node_sequence_iterate(v, &it)) != NULL) {
+        struct fy_node *pwf_v = NULL, *pwf_k;
+        if (u->n_credentials == OM_MAX_CREDENTIALS) {
+            rc = om_cfg_report(c, item, key, "at most %d credentials", OM_MAX_CREDENTIALS);
+            break;
+        }
+        if (!fy_node_is_mapping(item)) {
+            rc = om_cfg_report(c, item, key,
+                               "each credential must be a mapping (username: ..., password_file: ...)");
+            break;
+        }
+        /* counted first so that om_config_free() releases a half-read one */
+        struct om_credential_cfg *cr = &u->credentials[u->n_credentials++];
+        if ((rc = om_cfg_walk_map(c, key, item, "a credential", credential_fields,
+                                  OM_ARRAY_LEN(credential_fields), cr)) != OM_OK)
+            break;
+        pwf_k = om_cfg_find_key(item, "password_file", &pwf_v);
+        if (cr->username == NULL)
+            rc = om_cfg_report(c, item, key, "a credential needs a username");
+        else if (cr->password != NULL && cr->password_file != NULL)
+            rc = om_cfg_report(c, pwf_k, item,
+                               "credential \"%s\": give password or password_file, not both",
+                               om_cfg_shown(vb, sizeof(vb), cr->username, strlen(cr->username)));
+        else if (cr->password == NULL && cr->password_file == NULL)
+            rc = om_cfg_report(c, item, key, "credential \"%s\" needs a password or password_file",
+                               om_cfg_shown(vb, sizeof(vb), cr->username, strlen(cr->username)));
+        else if (cr->password_file != NULL)
+            rc = om_cfg_read_secret(c, cr->password_file, OM_PASSWORD_FILE_MAX, "password_file",
+                                    false, pwf_v, &cr->password);
+        for (size_t j = 0; rc == OM_OK && j + 1 < u->n_credentials; j++) {
+            if (strcasecmp(u->credentials[j].username, cr->username) == 0)
+                rc = om_cfg_report(c, item, key, "credential \"%s\" is listed twice",
+                                   om_cfg_shown(vb, sizeof(vb), cr->username,
+                                                strlen(cr->username)));
+        }
+    }
+    return rc;
+}
+
 /* ---- the tables --------------------------------------------------------- */
 
 static const struct om_cfg_field upstream_fields[] = {
     STR("name", UP(name), check_name),
     STR("url", UP(url), check_url),
+    FN("urls", h_up_urls),
     FN("aliases", h_up_aliases),
     OPTSTR("ca_file", UP(ca_file)),
     {.key = "insecure_skip_verify", .kind = K_BOOL, .off = UP(insecure_skip_verify)},
     OPTSTR("username", UP(username)),
     OPTSTR("password", UP(password)),
     OPTSTR("password_file", UP(password_file)),
+    FN("credentials", h_up_credentials),
     OPTSTR("proxy", UP(proxy)),
 };
 static const struct om_cfg_field rewrite_fields[] = {
@@ -162,22 +283,38 @@ static int finish_upstream(struct om_cfg_ctx *c, struct om_config *cfg, size_t i
                            struct fy_node *item, struct fy_node *owner)
 {
     struct om_upstream_cfg *u = &cfg->upstreams[i];
-    struct fy_node *name_v = NULL, *aliases_v = NULL, *pwf_v = NULL, *pwf_k;
+    struct fy_node *name_v = NULL, *aliases_v = NULL, *pwf_v = NULL, *pwf_k, *urls_k, *creds_k;
     int rc = OM_OK;
 
     om_cfg_find_key(item, "name", &name_v);
     om_cfg_find_key(item, "aliases", &aliases_v);
     pwf_k = om_cfg_find_key(item, "password_file", &pwf_v);
+    urls_k = om_cfg_find_key(item, "urls", NULL);
+    creds_k = om_cfg_find_key(item, "credentials", NULL);
     if (u->name == NULL)
         rc = om_cfg_report(c, item, owner, "an upstream needs a name");
-    else if (u->url == NULL)
+    else if (u->url != NULL && u->n_urls > 0)
+        rc = om_cfg_report(c, urls_k, item, "upstream \"%s\": give url or urls, not both",
+                           u->name);
+    else if (u->url == NULL && u->n_urls == 0)
         rc = om_cfg_report(c, item, owner, "upstream \"%s\" needs a url", u->name);
+    else if (u->n_credentials > 0 &&
+             (u->username != NULL || u->password != NULL || u->password_file != NULL))
+        rc = om_cfg_report(c, creds_k, item,
+                           "upstream \"%s\": give username/password or credentials, not both",
+                           u->name);
     else if (u->password != NULL && u->password_file != NULL)
         rc = om_cfg_report(c, pwf_k, item,
                            "upstream \"%s\": give password or password_file, not both", u->name);
     else if (u->password_file != NULL)
         rc = om_cfg_read_secret(c, u->password_file, OM_PASSWORD_FILE_MAX, "password_file",
                                 false, pwf_v, &u->password);
+    if (rc == OM_OK && u->n_urls == 0 && (u->urls[0] = strdup(u->url)) != NULL)
+        u->n_urls = 1;
+    else if (rc == OM_OK && u->url == NULL)
+        u->url = strdup(u->urls[0]);
+    if (rc == OM_OK && (u->url == NULL || u->n_urls == 0))
+        rc = om_cfg_report(c, item, owner, "out of memory");
     for (size_t t = 0; rc == OM_OK && t <= u->n_aliases; t++) {
         struct fy_node *at = t == 0 ? name_v : om_cfg_seq_item(aliases_v, t - 1);
         rc = check_token(c, cfg, i, t, at, item);

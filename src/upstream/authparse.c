@@ -1,6 +1,6 @@
 /* authparse.c — the pure parsers of the upstream client (see upstream.h,
  * "the pure part"): WWW-Authenticate challenges, token service answers,
- * Retry-After and Docker Hub's ratelimit-remaining.
+ * Retry-After and Docker Hub's ratelimit-remaining (its count and window).
  *
  * Why a separate file: these functions see bytes an upstream (or a token
  * service it names) sends, so they are unit tested with tables and every
@@ -469,6 +469,42 @@ long om_ratelimit_remaining_parse(const char *s)
     if (*p != '\0' && *p != ';' && *p != ',')
         goto done;
     result = v;
+done:
+    return result;
+}
+
+long om_ratelimit_window_parse(const char *s)
+{
+    long result = -1;
+    long v = 0;
+    const char *p = s;
+
+    if (p == NULL || om_ratelimit_remaining_parse(s) < 0)
+        goto done;
+    /* "100;w=21600": parameters after the count, ';'-separated, up to the
+     * end of the first list member. */
+    p = memchr(s, ';', strcspn(s, ","));
+    while (p != NULL && *p == ';') {
+        p++;
+        while (is_ows((unsigned char)*p))
+            p++;
+        if (p[0] == 'w' && p[1] == '=' && isdigit((unsigned char)p[2])) {
+            p += 2;
+            for (size_t digits = 0; isdigit((unsigned char)*p); p++, digits++) {
+                if (digits >= 9)
+                    goto done;      /* longer than 30 years */
+                v = v * 10 + (*p - '0');
+            }
+            while (is_ows((unsigned char)*p))
+                p++;
+            if (*p == '\0' || *p == ';' || *p == ',')
+                result = v;
+            goto done;
+        }
+        p = strpbrk(p, ";,");
+        if (p != NULL && *p == ',')
+            break;
+    }
 done:
     return result;
 }

@@ -6,7 +6,9 @@
  * callbacks that classify the response and stream or buffer its body) lives
  * in upstream_hop.c; credentials — where they may go, the challenge
  * answered, Basic, the bearer-token cache and its single-flight fetch — in
- * upstream_auth.c; the pure parsers in authparse.c; what the files share in
+ * upstream_auth.c; which endpoint (URL) and which account of the
+ * credential pool a request uses, and what their failures do, in
+ * upstream_pool.c; the pure parsers in authparse.c; what the files share in
  * upstream_int.h.
  *
  * Lifecycle: om_upstream_new() at start, one per configured upstream;
@@ -32,7 +34,9 @@
  *          classify the response once, there (upstream_hop.c):
  *            REDIRECT  3xx with Location, follow by hand    ─▶ next hop
  *            AUTH      401 with a challenge we can answer   ─▶ token, next hop
- *            RETRY     5xx/429 with tries left              ─▶ sleep, next hop
+ *            RETRY     5xx/429 with tries left, or another endpoint or
+ *                      account left for it                  ─▶ switch (no
+ *                      sleep) or sleep, next hop
  *            FINAL     anything else: on_headers(), then the body streams
  *                      to on_body (2xx) or is buffered
  *
@@ -271,6 +275,7 @@ static int run_hop(struct om_up_call *c, bool *again)
         goto done;
     }
     if (rc != CURLE_OK) {
+        bool switched = false;
         snprintf(c->resp->error, sizeof(c->resp->error), "%s",
                  c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc));
         /* libcurl 7.88 says "Out of memory" for a header line over its own
@@ -280,6 +285,15 @@ static int run_hop(struct om_up_call *c, bool *again)
             c->resp->headers_bad = true;
             snprintf(c->resp->error, sizeof(c->resp->error),
                      "the response's headers are over libcurl's limit (100 KiB a line)");
+        }
+        /* The endpoint did not answer: another one of the upstream, at once. */
+        if (!c->resp->headers_bad) {
+            if ((err = om_up_pool_failed(c, 0, true, &switched)) != OM_OK)
+                goto done;
+            if (switched) {
+                *again = true;
+                goto done;
+            }
         }
         if (om_up_curl_retryable(rc) && c->tries < c->u->tries_max && c->resp->body_delivered == 0 &&
             !c->headers_delivered) {
@@ -305,6 +319,11 @@ static int run_hop(struct om_up_call *c, bool *again)
     }
     if (c->disp == OM_UP_D_NONE && (err = om_up_headers_complete(c)) != OM_OK)
         goto done;              /* defensive: a response without a blank line */
+    om_up_pool_answered(c);
+    if (c->disp == OM_UP_D_FINAL && (c->resp->status >= 500 || c->resp->status == 429)) {
+        bool switched = false;  /* never: the answer was already the caller's */
+        (void)om_up_pool_failed(c, c->resp->status, false, &switched);
+    }
 
     switch (c->disp) {
     case OM_UP_D_REDIRECT:
@@ -328,7 +347,26 @@ static int run_hop(struct om_up_call *c, bool *again)
             }
         }
         break;
-    case OM_UP_D_RETRY:
+    case OM_UP_D_RETRY: {
+        bool switched = false;
+        if ((err = om_up_pool_failed(c, c->resp->status, true, &switched)) != OM_OK)
+            goto done;
+        if (switched) {         /* another endpoint or account: at once */
+            *again = true;
+            break;
+        }
+        if (c->tries >= c->u->tries_max) {
+            /* Classified for a switch that is no longer possible (the other
+             * accounts are limited too): this answer is the final one. */
+            c->disp = OM_UP_D_FINAL;
+            if (c->req->on_headers != NULL && !c->headers_delivered) {
+                c->headers_delivered = true;
+                err = c->req->on_headers(c->req->ud, c->resp);
+                c->user_err = err != OM_OK;
+            }
+            break;
+        }
+    }
         c->tries++;
         delay = retry_delay_ms(c, c->tries);
         snprintf(reason, sizeof(reason), "HTTP %ld", c->resp->status);
@@ -390,6 +428,7 @@ int om_upstream_do(struct om_upstream *u, const struct om_up_req *req, struct om
     c.req = req;
     c.resp = resp;
     c.tries = 1;
+    c.acct = OM_UP_NO_ACCOUNT;
 
     if (req->method == NULL || req->path == NULL || req->path[0] != '/' ||
         (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) ||
@@ -404,6 +443,7 @@ int om_upstream_do(struct om_upstream *u, const struct om_up_req *req, struct om
     c.max_body = req->max_body ? req->max_body : OM_MANIFEST_MAX_DEFAULT;
     if (req->scope_repo != NULL)
         snprintf(c.scope, sizeof(c.scope), "repository:%s:pull", req->scope_repo);
+    om_up_pool_pick(&c);
     if ((err = om_up_call_start_url(&c)) != OM_OK) {
         snprintf(resp->error, sizeof(resp->error), "request URL not on the upstream");
         goto done;
@@ -442,6 +482,7 @@ void om_up_resp_clear(struct om_up_resp *resp)
     resp->content_length = -1;
     resp->retry_after_s = -1;
     resp->ratelimit_remaining = -1;
+    resp->ratelimit_window_s = -1;
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -450,11 +491,11 @@ int om_upstream_new(struct om_upstream **out, const struct om_config *cfg, size_
 {
     int err = OM_OK;
     struct om_upstream *u = NULL;   /* owned until handed to *out */
-    CURLU *cu = NULL;               /* owned */
     CURLSHcode sc = CURLSHE_OK;
 
     *out = NULL;
-    if (cfg == NULL || index >= cfg->n_upstreams || cfg->upstreams[index].url == NULL) {
+    if (cfg == NULL || index >= cfg->n_upstreams ||
+        (cfg->upstreams[index].url == NULL && cfg->upstreams[index].n_urls == 0)) {
         err = OM_ERR_INVALID;
         goto done;
     }
@@ -480,17 +521,8 @@ int om_upstream_new(struct om_upstream **out, const struct om_config *cfg, size_
     u->stats.ratelimit_remaining = -1;
     snprintf(u->user_agent, sizeof(u->user_agent), "ocimirror/%s", OM_VERSION);
 
-    if ((cu = curl_url()) == NULL) {
-        err = OM_ERR_NOMEM;
+    if ((err = om_up_pool_init(u)) != OM_OK)
         goto done;
-    }
-    if (curl_url_set(cu, CURLUPART_URL, u->cfg->url, 0) != CURLUE_OK ||
-        om_up_origin_of(cu, &u->origin) != OM_OK) {
-        err = OM_ERR_INVALID;
-        om_log_kv(OM_LOG_ERROR, "upstream url is not an http(s) URL", "upstream",
-                  u->cfg->name, NULL);
-        goto done;
-    }
     if ((u->share = curl_share_init()) == NULL) {
         err = OM_ERR_NOMEM;
         goto done;
@@ -512,7 +544,6 @@ int om_upstream_new(struct om_upstream **out, const struct om_config *cfg, size_
     *out = u;
     u = NULL;
 done:
-    curl_url_cleanup(cu);
     om_upstream_free(u);
     return err;
 }

@@ -22,9 +22,23 @@
  *     once body bytes were handed to on_body: resuming is the caller's job
  *     (it calls again with range_from).
  *   - `ratelimit-remaining` (Docker Hub) is recorded per upstream.
- * Only hosts derived from cfg->url, the token realms that upstream names in
- * its challenges, and redirect targets the upstream sends are contacted.
- * Credentials and tokens never reach the log.
+ *   - several endpoints (cfg->urls: the official registry and mirrors of
+ *     it): a request goes to the first that is not backing off; one that
+ *     fails (transport error, 5xx, 429) is backed off (2 s doubling to
+ *     5 min, then probed by the next request that comes) and the request
+ *     moves on to the next endpoint at once, without a retry's sleep.
+ *     Credentials go to every endpoint of the upstream (each is one of its
+ *     origins) and its token realms, never elsewhere.
+ *   - a credential pool (cfg->credentials): requests are spread over the
+ *     accounts in turn; an account that got a 429, or whose
+ *     ratelimit-remaining reached 0, is skipped until its window ends
+ *     (Retry-After, else the w= of ratelimit-remaining, else 60 s; at most
+ *     a day), and a 429 moves the request to the next account at once.
+ *     With every account limited, the one free soonest is tried.  Tokens
+ *     are cached per account.
+ * Only hosts derived from cfg->urls, the token realms that upstream names
+ * in its challenges, and redirect targets the upstream sends are
+ * contacted.  Credentials and tokens never reach the log; usernames may.
  */
 #ifndef OM_UPSTREAM_H
 #define OM_UPSTREAM_H
@@ -44,6 +58,7 @@ struct om_up_resp {
     char www_authenticate[512];     /* last challenge, for diagnostics */
     long retry_after_s;             /* -1 when absent */
     long ratelimit_remaining;       /* -1 when absent */
+    long ratelimit_window_s;        /* its w=, -1 when absent */
     char *body;                     /* buffered body when on_body == NULL; malloc'd */
     size_t body_len;
     uint64_t body_delivered;        /* bytes given to on_body (streaming) */
@@ -121,6 +136,33 @@ struct om_upstream_stats {
 };
 void om_upstream_stats_get(struct om_upstream *u, struct om_upstream_stats *out);
 
+/* Each endpoint (URL) of the upstream: its health.  url borrowed from the
+ * config. */
+struct om_upstream_url_stats {
+    const char *url;
+    uint64_t requests, errors;           /* tries that went to it; failed ones */
+    int64_t last_ok_ms, last_error_ms;   /* 0 = never */
+    char last_error[256];
+    bool healthy;                        /* its last try was answered, < 500, not 429 */
+    bool asked;                          /* it was tried at all */
+    unsigned failures;                   /* in a row */
+    int64_t backoff_until_ms;            /* skipped until then (Unix ms); 0 = in use */
+};
+/* Each account of the credential pool: its state, never its secret.
+ * username borrowed from the config. */
+struct om_upstream_account_stats {
+    const char *username;
+    uint64_t requests, rate_limited;     /* tries it was used for; 429s it got */
+    long ratelimit_remaining;            /* last reported; -1 unknown */
+    int64_t limited_until_ms;            /* skipped until then (Unix ms); 0 = in use */
+    int64_t last_used_ms;                /* 0 = never */
+};
+/* Fill out[0..max) in config order; returns how many (endpoints: >= 1;
+ * accounts: 0 without a pool or a username). */
+size_t om_upstream_url_stats(struct om_upstream *u, struct om_upstream_url_stats *out, size_t max);
+size_t om_upstream_account_stats(struct om_upstream *u, struct om_upstream_account_stats *out,
+                                 size_t max);
+
 /* ---- the pure part, exposed for unit tests and fuzzing ---- */
 
 struct om_challenge {
@@ -152,6 +194,9 @@ long om_retry_after_parse(const char *s, long now_s);
 /* Parse Docker Hub's `ratelimit-remaining` ("100;w=21600" → 100); -1 when
  * invalid.  (Added with the implementation; implemented in authparse.c.) */
 long om_ratelimit_remaining_parse(const char *s);
+/* Its window in seconds ("100;w=21600" → 21600); -1 when the value is
+ * invalid or names none.  Implemented in authparse.c. */
+long om_ratelimit_window_parse(const char *s);
 
 /* Content-Range of a 206 (RFC 9110 14.4): "bytes <first>-<last>/<total>",
  * total a number or "*" (*total_known false), "bytes" in any case, nothing

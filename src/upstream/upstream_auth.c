@@ -4,24 +4,28 @@
  * credentials, and the bearer-token cache with its single-flight fetch.
  *
  * Where credentials may go.  An origin is scheme + host + port.  Every call
- * has a "home" origin: the upstream's own for a request, the realm's for a
- * token fetch.  Credentials (Basic, or the bearer token) ride on a hop only
- * while the hop's origin equals home; a redirect elsewhere drops them, a
+ * has a "home": for a request, the origins of the upstream's endpoints
+ * (each URL of cfg->urls is one of its origins: the official registry and
+ * its mirrors); for a token fetch, the realm's origin only.  Credentials
+ * (Basic, or the bearer token) ride on a hop only while the hop's origin is
+ * home (om_up_is_home); a redirect elsewhere drops them, a
  * redirect to a scheme other than http/https, or from https to http, ends
  * the call with OM_ERR_DENIED.  om_up_follow_redirect() is the one place that decides, for
  * requests and token fetches alike.
  *
- * Which credentials:
+ * Which credentials: those of the call's account (c->acct, chosen from
+ * the upstream's pool by upstream_pool.c; none without a pool):
  *   - a 401 with `Bearer realm=..` (preferred) → a token for the
  *     challenge's scope (or the request's), from the cache or the realm;
- *   - a 401 with `Basic` → the configured username/password, once;
- *   - the realm gets the configured username/password as Basic (anonymous
- *     without them) — never the registry's token, and the registry never
+ *   - a 401 with `Basic` → the account's username/password, once;
+ *   - the realm gets the account's username/password as Basic (anonymous
+ *     without one) — never the registry's token, and the registry never
  *     gets the password once it speaks Bearer.
  *
- * The token cache: keyed by realm URL + service + scope (a token from one
- * token service is never offered for another's challenge, whatever host it
- * runs on); at most OM_UP_TOKEN_CACHE_MAX keys per upstream,
+ * The token cache: keyed by account + realm URL + service + scope (a token
+ * from one token service is never offered for another's challenge,
+ * whatever host it runs on, and one account's token never rides on
+ * another's request); at most OM_UP_TOKEN_CACHE_MAX keys per upstream,
  * expired then oldest evicted first, entries dropped a few seconds before
  * they expire.  Single flight: when several threads miss the cache for the
  * same scope at once, the first becomes the leader of a "flight" and fetches;
@@ -100,12 +104,6 @@ done:
     return err;
 }
 
-static bool origin_eq(const struct om_up_origin *a, const struct om_up_origin *b)
-{
-    return strcmp(a->scheme, b->scheme) == 0 && strcasecmp(a->host, b->host) == 0 &&
-           a->port == b->port;
-}
-
 /* "https://host:port" for logs: never a path or query (pre-signed URLs). */
 static void origin_str(const struct om_up_origin *o, char *buf, size_t cap)
 {
@@ -116,8 +114,11 @@ int om_up_call_start_url(struct om_up_call *c)
 {
     int err = OM_OK;
     char *full = NULL;      /* owned */
+    const struct om_up_endpoint *e = &c->u->ep[c->ep];
 
-    if (asprintf(&full, "%s%s", c->u->cfg->url, c->req->path) < 0) {
+    curl_url_cleanup(c->cu);
+    c->cu = NULL;
+    if (asprintf(&full, "%s%s", e->url, c->req->path) < 0) {
         full = NULL;
         err = OM_ERR_NOMEM;
         goto done;
@@ -127,11 +128,12 @@ int om_up_call_start_url(struct om_up_call *c)
         goto done;
     }
     if (curl_url_set(c->cu, CURLUPART_URL, full, 0) != CURLUE_OK ||
-        om_up_origin_of(c->cu, &c->cur) != OM_OK || !origin_eq(&c->cur, &c->u->origin)) {
+        om_up_origin_of(c->cu, &c->cur) != OM_OK || !om_up_origin_eq(&c->cur, &e->origin)) {
         err = OM_ERR_INVALID;
         goto done;
     }
-    c->home = &c->u->origin;
+    c->home = &e->origin;
+    c->home_any = true;
     c->at_origin = true;
 done:
     free(full);
@@ -172,7 +174,7 @@ int om_up_follow_redirect(struct om_up_call *c)
         goto done;
     }
     c->cur = next;
-    c->at_origin = origin_eq(&next, c->home);
+    c->at_origin = om_up_is_home(c, &next);
     c->hops++;
     if (om_log_enabled(OM_LOG_DEBUG))
         om_log_kv(OM_LOG_DEBUG, "upstream redirect", "upstream", c->u->cfg->name, "from",
@@ -214,32 +216,31 @@ void om_up_auth_choose_challenge(struct om_up_call *c)
 
 bool om_up_auth_possible(const struct om_up_call *c)
 {
-    const struct om_upstream_cfg *cfg = c->u->cfg;
     if (c->auth_tried || !c->at_origin || !c->ch_ok)
         return false;
     if (strcasecmp(c->ch.scheme, "Bearer") == 0)
         return true;
-    return strcasecmp(c->ch.scheme, "Basic") == 0 && cfg->username != NULL &&
-           cfg->password != NULL && c->auth != OM_UP_AUTH_BASIC;
+    return strcasecmp(c->ch.scheme, "Basic") == 0 && c->acct != OM_UP_NO_ACCOUNT &&
+           c->auth != OM_UP_AUTH_BASIC;
 }
 
 int om_up_auth_hop_setup(struct om_up_call *c, struct curl_slist **l)
 {
     int err = OM_OK;
-    const struct om_upstream_cfg *cfg = c->u->cfg;
     struct curl_slist *t;
     CURLcode rc = CURLE_OK;
 
     if (!c->at_origin)
         goto done;              /* another host: no credentials at all */
-    if (c->auth == OM_UP_AUTH_BASIC) {
+    if (c->auth == OM_UP_AUTH_BASIC && c->acct != OM_UP_NO_ACCOUNT) {
         /* libcurl encodes Basic; with FOLLOWLOCATION off it goes only to
          * this URL, which is at home. */
+        const struct om_up_account *a = &c->u->acct[c->acct];
         rc = curl_easy_setopt(c->h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
         if (rc == CURLE_OK)
-            rc = curl_easy_setopt(c->h, CURLOPT_USERNAME, cfg->username);
+            rc = curl_easy_setopt(c->h, CURLOPT_USERNAME, a->username);
         if (rc == CURLE_OK)
-            rc = curl_easy_setopt(c->h, CURLOPT_PASSWORD, cfg->password);
+            rc = curl_easy_setopt(c->h, CURLOPT_PASSWORD, a->password);
         if (rc != CURLE_OK)
             err = OM_ERR_NOMEM;
     } else if (c->auth == OM_UP_AUTH_BEARER && c->authz != NULL) {
@@ -383,13 +384,16 @@ static void cache_put(struct om_up_tokens *t, const char *scope, const char *tok
     t->e[t->n++] = e;
 }
 
-/* The cache key of a token: "<realm>\n<service>\n<scope>" (none of the
- * three can hold a newline: the challenge parser refuses control bytes).
+/* The cache key of a token: "<account>\n<realm>\n<service>\n<scope>"
+ * (the account's index in the pool, or "-" without one; none of the
+ * others can hold a newline: the challenge parser refuses control bytes).
  * false when it does not fit. */
-static bool token_key(char *out, size_t outsz, const char *realm, const char *service,
+static bool token_key(char *out, size_t outsz, int acct, const char *realm, const char *service,
                       const char *scope)
 {
-    int n = snprintf(out, outsz, "%s\n%s\n%s", realm, service, scope);
+    int n = acct == OM_UP_NO_ACCOUNT
+                ? snprintf(out, outsz, "-\n%s\n%s\n%s", realm, service, scope)
+                : snprintf(out, outsz, "%d\n%s\n%s\n%s", acct, realm, service, scope);
     return n >= 0 && (size_t)n < outsz;
 }
 
@@ -403,7 +407,7 @@ void om_up_auth_use_cached(struct om_up_call *c)
      * named last. */
     pthread_mutex_lock(&t->mu);
     if (t->last_realm[0] != '\0' &&
-        token_key(key, sizeof(key), t->last_realm, t->last_service, c->scope))
+        token_key(key, sizeof(key), c->acct, t->last_realm, t->last_service, c->scope))
         cached = cache_copy(t, key, NULL);
     pthread_mutex_unlock(&t->mu);
     if (cached == NULL)
@@ -447,6 +451,7 @@ static int token_fetch(struct om_up_call *c, const char *scope, char **token_out
     int err = OM_OK;
     struct om_upstream *u = c->u;
     const struct om_upstream_cfg *cfg = u->cfg;
+    const struct om_up_origin *ep = &u->ep[c->ep].origin;
     struct om_up_origin ro;     /* the realm's origin: home of this fetch */
     struct om_up_resp tr;       /* the token answer; its body is a secret */
     struct om_up_call tc;       /* the fetch runs through the ordinary hop loop */
@@ -478,7 +483,7 @@ static int token_fetch(struct om_up_call *c, const char *scope, char **token_out
         goto done;
     }
     origin_str(&ro, realm_s, sizeof(realm_s));
-    if (strcmp(u->origin.scheme, "https") == 0 && strcmp(ro.scheme, "http") == 0) {
+    if (strcmp(ep->scheme, "https") == 0 && strcmp(ro.scheme, "http") == 0) {
         /* Credentials and tokens must not travel in clear text because an
          * https upstream said so. */
         err = OM_ERR_DENIED;
@@ -498,7 +503,9 @@ static int token_fetch(struct om_up_call *c, const char *scope, char **token_out
     tc.tries = u->tries_max;        /* a token request is never retried */
     tc.max_body = TOKEN_BODY_MAX;
     tc.auth_tried = true;           /* a 401 from the realm is its answer */
-    tc.auth = cfg->username != NULL && cfg->password != NULL ? OM_UP_AUTH_BASIC : OM_UP_AUTH_NONE;
+    tc.ep = c->ep;
+    tc.acct = c->acct;              /* the realm gets this account's Basic */
+    tc.auth = c->acct != OM_UP_NO_ACCOUNT ? OM_UP_AUTH_BASIC : OM_UP_AUTH_NONE;
     tc.deadline_ms = om_up_mono_ms() + TOKEN_TIMEOUT_S * 1000;
     if (c->deadline_ms != 0 && c->deadline_ms < tc.deadline_ms)
         tc.deadline_ms = c->deadline_ms; /* the request's own budget is shorter */
@@ -669,6 +676,17 @@ done:
     return err;
 }
 
+void om_up_auth_reset(struct om_up_call *c)
+{
+    om_up_free_secret(c->authz);
+    om_up_free_secret(c->bearer);
+    c->authz = NULL;
+    c->bearer = NULL;
+    c->auth = OM_UP_AUTH_NONE;
+    c->auth_tried = false;
+    c->ch_ok = false;
+}
+
 int om_up_auth_answer(struct om_up_call *c)
 {
     int err = OM_OK;
@@ -683,8 +701,8 @@ int om_up_auth_answer(struct om_up_call *c)
         goto done;
     }
     scope = c->ch.scope[0] != '\0' ? c->ch.scope : c->scope;
-    if (!token_key(key, sizeof(key), c->ch.realm, c->ch.service, scope) ||
-        !token_key(own_key, sizeof(own_key), c->ch.realm, c->ch.service, c->scope)) {
+    if (!token_key(key, sizeof(key), c->acct, c->ch.realm, c->ch.service, scope) ||
+        !token_key(own_key, sizeof(own_key), c->acct, c->ch.realm, c->ch.service, c->scope)) {
         snprintf(c->resp->error, sizeof(c->resp->error), "the token challenge is too long");
         err = OM_ERR_TOOBIG;
         goto done;

@@ -67,6 +67,7 @@ void om_up_resp_reset_hop(struct om_up_resp *r)
     r->link[0] = '\0';
     r->retry_after_s = -1;
     r->ratelimit_remaining = -1;
+    r->ratelimit_window_s = -1;
     r->error[0] = '\0';
 }
 
@@ -86,8 +87,10 @@ static void fill_resp_headers(struct om_up_call *c)
         om_up_copy_trunc(r->link, sizeof(r->link), v);
     if ((v = om_up_resp_header(c->h, "Retry-After", 0)) != NULL)
         r->retry_after_s = om_retry_after_parse(v, (long)(om_up_wall_ms() / 1000));
-    if ((v = om_up_resp_header(c->h, "ratelimit-remaining", 0)) != NULL)
+    if ((v = om_up_resp_header(c->h, "ratelimit-remaining", 0)) != NULL) {
         r->ratelimit_remaining = om_ratelimit_remaining_parse(v);
+        r->ratelimit_window_s = om_ratelimit_window_parse(v);
+    }
     free(c->location);
     c->location = NULL;
     if (status_is_redirect(r->status) && (v = om_up_resp_header(c->h, "Location", 0)) != NULL)
@@ -114,7 +117,8 @@ int om_up_headers_complete(struct om_up_call *c)
         c->disp = OM_UP_D_REDIRECT;
     else if (status == 401 && om_up_auth_possible(c))
         c->disp = OM_UP_D_AUTH;
-    else if ((status == 429 || status >= 500) && c->tries < c->u->tries_max)
+    else if ((status == 429 || status >= 500) &&
+             (c->tries < c->u->tries_max || om_up_pool_can_switch(c, status)))
         c->disp = OM_UP_D_RETRY;
     else
         c->disp = OM_UP_D_FINAL;

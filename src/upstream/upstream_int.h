@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -30,16 +31,43 @@
 #define OM_UP_ORIGIN_HOST_MAX 256
 #define OM_UP_SCOPE_MAX (OM_NAME_MAX + 32)
 #define OM_UP_TOKEN_CACHE_MAX 1024      /* tokens cached per upstream */
-/* A token's cache key: realm (challenge field, 1 KiB) + service (256) +
- * scope (512) and two newlines. */
-#define OM_UP_TOKEN_KEY_MAX (1024 + 256 + 512 + 3)
+/* A token's cache key: the account (a number), realm (challenge field,
+ * 1 KiB) + service (256) + scope (512) and three newlines. */
+#define OM_UP_TOKEN_KEY_MAX (12 + 1024 + 256 + 512 + 4)
 #define OM_UP_EASY_POOL_MAX 8           /* idle easy handles kept per upstream */
+#define OM_UP_URL_BACKOFF_MIN_MS 2000   /* an endpoint's first back-off; doubles */
+#define OM_UP_URL_BACKOFF_MAX_MS (5 * 60 * 1000)
+#define OM_UP_LIMIT_DEFAULT_MS (60 * 1000)  /* a 429 that names no window */
+#define OM_UP_LIMIT_MAX_MS (24LL * 3600 * 1000)
+#define OM_UP_NO_ACCOUNT (-1)           /* a call without credentials */
 
 /* scheme + host + port, the unit credentials are bound to. */
 struct om_up_origin {
     char scheme[8];             /* "http" or "https" */
     char host[OM_UP_ORIGIN_HOST_MAX];
     long port;                  /* explicit or the scheme's default */
+};
+
+static inline bool om_up_origin_eq(const struct om_up_origin *a, const struct om_up_origin *b)
+{
+    return strcmp(a->scheme, b->scheme) == 0 && strcasecmp(a->host, b->host) == 0 &&
+           a->port == b->port;
+}
+
+/* One endpoint of the upstream (upstream_pool.c). */
+struct om_up_endpoint {
+    const char *url;                    /* borrowed from the config */
+    struct om_up_origin origin;
+    struct om_upstream_url_stats st;    /* under the upstream's stats_mu */
+    int64_t backoff_until_mono;         /* under stats_mu; 0 = in use */
+};
+
+/* One account of the credential pool (upstream_pool.c). */
+struct om_up_account {
+    const char *username;               /* borrowed from the config */
+    const char *password;               /* borrowed; secret */
+    struct om_upstream_account_stats st; /* under stats_mu */
+    int64_t limited_until_mono;         /* under stats_mu; 0 = in use */
 };
 
 struct om_up_token_entry {
@@ -68,7 +96,11 @@ struct om_upstream {
     const struct om_upstream_cfg *cfg;  /* borrowed from the om_config */
     unsigned tries_max;                 /* >= 1 */
     uint64_t backoff_ms;
-    struct om_up_origin origin;
+    struct om_up_endpoint ep[OM_MAX_UPSTREAM_URLS];     /* >= 1, config order */
+    size_t n_ep;
+    struct om_up_account acct[OM_MAX_CREDENTIALS];      /* the pool; may be empty */
+    size_t n_acct;
+    unsigned next_acct;                 /* round robin; under stats_mu */
     char user_agent[64];
 
     CURLSH *share;                      /* owned */
@@ -97,9 +129,14 @@ struct om_up_call {
     CURLU *cu;                  /* the current URL; owned */
     struct om_up_origin cur;    /* origin of the current URL */
     const struct om_up_origin *home;    /* where credentials may go: the
-                                   upstream's origin, or for a token fetch
-                                   the realm's; borrowed */
-    bool at_origin;             /* cur equals *home */
+                                   endpoint's origin (and with home_any every
+                                   endpoint's), or for a token fetch the
+                                   realm's; borrowed */
+    bool home_any;              /* a request: any endpoint's origin is home */
+    bool at_origin;             /* cur is home */
+    size_t ep;                  /* the endpoint (u->ep[]) this call is on */
+    int acct;                   /* the account (u->acct[]), or OM_UP_NO_ACCOUNT */
+    uint32_t ep_tried, acct_tried;  /* bit i: endpoint/account i was used */
     int64_t deadline_ms;        /* monotonic; 0 = none (token fetches have one) */
     size_t max_body;
 
@@ -200,6 +237,29 @@ void om_up_pool_put(struct om_upstream *u, CURL *h);
  * c->at_origin and c->h must be set up. */
 int om_up_call_run(struct om_up_call *c);
 
+/* ---- upstream_pool.c: endpoints and accounts ---- */
+
+/* Endpoints from cfg->urls (or cfg->url), accounts from cfg->credentials
+ * (or username/password).  OM_ERR_INVALID when a URL is unusable. */
+int om_up_pool_init(struct om_upstream *u);
+/* Put a new call on the endpoint and account to use now (c->ep, c->acct,
+ * their tried bits, their request counts). */
+void om_up_pool_pick(struct om_up_call *c);
+/* Is origin o where c's credentials may go? */
+bool om_up_is_home(const struct om_up_call *c, const struct om_up_origin *o);
+/* The hop just answered at c's endpoint (status and headers in c->resp):
+ * the endpoint's health and the account's ratelimit-remaining. */
+void om_up_pool_answered(struct om_up_call *c);
+/* Would a failure of this hop (status 0 = a transport error; 5xx; 429)
+ * move c to another endpoint or account? */
+bool om_up_pool_can_switch(const struct om_up_call *c, long status);
+/* Record the failure of this hop at c's endpoint (a transport error:
+ * status 0; a 5xx; a 429) and, when may_switch and another endpoint or
+ * account is left for this call, move c there (*switched; the next hop
+ * starts over on it, credentials reset).  Errors: OM_ERR_NOMEM/INVALID
+ * building the URL. */
+int om_up_pool_failed(struct om_up_call *c, long status, bool may_switch, bool *switched);
+
 /* ---- authparse.c: small pure parts that are not in upstream.h (unit tested) ---- */
 
 /* Content-Length as sent, or -1 when absent (NULL) or not a plain number. */
@@ -221,9 +281,14 @@ uint64_t om_up_backoff_ms(uint64_t base_ms, long status, long retry_after_s, uns
 /* Fill o from the URL in cu.  OM_ERR_DENIED when the scheme is not
  * http/https, OM_ERR_INVALID when there is no usable host. */
 int om_up_origin_of(CURLU *cu, struct om_up_origin *o);
-/* The first URL of a request: cfg->url + req->path, which must stay on the
- * upstream's own origin.  Sets c->cu, c->cur, c->home, c->at_origin. */
+/* The first URL of a request on its endpoint: ep url + req->path, which
+ * must stay on that endpoint's origin.  Sets c->cu, c->cur, c->home,
+ * c->home_any, c->at_origin (an earlier c->cu is freed). */
 int om_up_call_start_url(struct om_up_call *c);
+/* Forget the credentials of c (a switch of endpoint or account): the next
+ * hop starts with the cached token of c->acct, if any, and may answer a
+ * challenge again. */
+void om_up_auth_reset(struct om_up_call *c);
 /* Resolve c->location against the current URL and move there, refusing
  * other schemes and https → http downgrades (OM_ERR_DENIED); credentials
  * stay on only while the target's origin equals c->home. */

@@ -44,6 +44,30 @@ void om_v2_next_link(struct om_req *req, struct MHD_Response *r, const char *wha
  * HEAD); doc stays the caller's.  A NULL doc or no memory: 503. */
 void om_v2_respond_json(struct om_req *req, struct json_t *doc, const char *ctype);
 
+/* ---- v2_member.c: repository isolation of cached content ---- */
+/* Does canonical hold d: the memory of memberships, else the index (a yes
+ * is remembered).  False also when it could not be asked. */
+bool om_v2_member_known(struct om_server *srv, const char *canonical, const om_digest *d);
+/* The hit paths (HTTP thread): may cached d be served to req?  True when
+ * req's repository — a fixed route's, or the search decision the memory
+ * holds (set into req->canonical/upstream) — is known to hold d.  False:
+ * go to the job, which asks the index and then the upstream. */
+bool om_v2_member_hit(struct om_req *req, const om_digest *d);
+/* canonical holds d and children (just recorded in the index): into the
+ * memory.  Strings and arrays are borrowed. */
+void om_v2_member_note(struct om_server *srv, const char *canonical, const om_digest *d,
+                       const om_digest *children, size_t n_children);
+/* The upstream confirmed the stored blob d (size bytes) for canonical:
+ * recorded in the index and the memory. */
+void om_v2_member_blob_confirmed(struct om_server *srv, const char *canonical,
+                                 const om_digest *d, uint64_t size);
+/* One HEAD of the stored manifest d under candidate ci's remote name (its
+ * credentials).  Returns the status (0 when *err != OM_OK; -1 for a 200
+ * that names another digest); a 200 records d with its children as the
+ * candidate's.  *resp is the caller's to om_up_resp_clear. */
+long om_v2_member_confirm_manifest(struct om_req *req, size_t ci, const om_digest *d,
+                                   struct om_up_resp *resp, int *err);
+
 /* ---- v2_resolve.c: find which upstream serves a name (may block) ---- */
 /* For job threads: the candidates of req->route to try, in order, honouring
  * a cached search decision and negative entries.  Writes indexes into

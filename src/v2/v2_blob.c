@@ -19,6 +19,12 @@
  * (logged, counted, an event) and fetches the blob again, so the client
  * gets the right bytes and HEAD the right size.
  *
+ * Cached content is served under a name only when the name's repository
+ * is known to hold it (v2_member.c: a memory, the index on a miss of it);
+ * otherwise the job asks the index, then the upstream (one HEAD under that
+ * repository's name), and answers as the upstream does — a blob stored
+ * once is never readable by digest through any other name.
+ *
  * Not cached (or damaged): the request joins the flight of (HEAD or GET,
  * name, ns, digest), or starts one (v2_blob_flight.c: one job for any
  * number of clients, and a brief memory of what the upstream answered).
@@ -474,13 +480,15 @@ static void fetch_failed(struct om_server *srv, const struct om_route_candidate 
         om_blob_memo_put(srv, c->canonical, d, &m);
 }
 
-/* A stored copy of the blob: true (a->cached) when it is the right size.
- * One of the wrong size is quarantined and the request goes on as a miss.
- * A store whose has() is what the process remembers (no local files: the
- * bucket) is asked itself here, before anything goes upstream: another
- * replica may have put the blob there, or another process removed it; a
- * store that does not answer is a 503 (true, a->status set). */
-static bool check_stored(struct om_req *req, struct om_blob_answer *a)
+/* A stored copy of the blob: true (its size in *stored) when it is the
+ * right size — servable once the repository is known to hold it
+ * (v2_member.c).  One of the wrong size is quarantined and the request
+ * goes on as a miss.  A store whose has() is what the process remembers
+ * (no local files: the bucket) is asked itself here, before anything goes
+ * upstream: another replica may have put the blob there, or another
+ * process removed it; a store that does not answer makes a 503 (false,
+ * a->status set). */
+static bool check_stored(struct om_req *req, struct om_blob_answer *a, uint64_t *stored)
 {
     struct om_server *srv = req->srv;
     const om_digest *d = &req->p.ref.digest;
@@ -494,7 +502,7 @@ static bool check_stored(struct om_req *req, struct om_blob_answer *a)
         if (serr == OM_ERR_IO) {
             set_answer(a, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
                        "the mirror's storage is not answering");
-            return true;
+            goto done;
         }
         if (serr != OM_OK)
             goto done;
@@ -528,10 +536,7 @@ static bool check_stored(struct om_req *req, struct om_blob_answer *a)
                   om_strerror(err), NULL);
     }
 done:
-    if (ok) {
-        a->status = MHD_HTTP_OK;
-        a->cached = true;
-    }
+    *stored = size;
     return ok;
 }
 
@@ -545,24 +550,37 @@ void om_v2_blob_work(struct om_req *req, struct om_blob_answer *a)
     int64_t head_size = -1;
     const char *missing_in = NULL; /* the repository known to lack the blob */
     struct om_blob_memo m;
+    uint64_t stored_size = 0;
+    bool confirmed = false;        /* the chosen repository holds it: index or upstream */
+    bool chosen_member = false;    /* ... known before this request */
 
     a->status = MHD_HTTP_OK;
-    if (check_stored(req, a))
-        goto done;
+    /* Stored: served only under a repository known to hold it (the index,
+     * or the upstream's answer for it: v2_member.c). */
+    bool stored = check_stored(req, a, &stored_size);
+    if (a->status != MHD_HTTP_OK)
+        goto done; /* the store itself does not answer */
     size_t n = om_v2_candidates(req, order, &decided);
-    if (decided && n == 1 && !req->head) {
+    if (decided && n == 1 && !req->head && !stored) {
         chosen = order[0]; /* a GET asks with its download */
     } else {
         for (size_t k = 0; k < n && chosen == SIZE_MAX && missing_in == NULL; k++) {
             size_t ci = order[k];
             const struct om_route_candidate *c = &req->route.c[ci];
-            bool remembered = om_blob_memo_get(srv, c->canonical, d, &m);
-            long st = remembered ? (long)m.status : head_blob(req, ci, &head_size);
+            bool member = stored && om_v2_member_known(srv, c->canonical, d);
+            bool remembered = !member && om_blob_memo_get(srv, c->canonical, d, &m);
+            long st = member       ? 200
+                      : remembered ? (long)m.status
+                                   : head_blob(req, ci, &head_size);
+            if (member)
+                head_size = (int64_t)stored_size;
             if (remembered && st == 200)
                 head_size = (int64_t)m.size;
             if (st == 200) {
                 chosen = ci;
-                if (!remembered && head_size >= 0) {
+                confirmed = true;
+                chosen_member = member;
+                if (!member && !remembered && head_size >= 0) {
                     m = (struct om_blob_memo){.status = 200, .size = (uint64_t)head_size};
                     om_blob_memo_put(srv, c->canonical, d, &m);
                 }
@@ -608,6 +626,12 @@ void om_v2_blob_work(struct om_req *req, struct om_blob_answer *a)
     snprintf(req->canonical, sizeof(req->canonical), "%s", c->canonical);
     snprintf(req->upstream, sizeof(req->upstream), "%s", srv->cfg->upstreams[c->upstream].name);
     a->chosen = chosen;
+    if (stored) { /* confirmed: the loop ran */
+        if (!chosen_member)
+            om_v2_member_blob_confirmed(srv, c->canonical, d, stored_size);
+        a->cached = true;
+        goto done;
+    }
 
     /* limits.max_blob_size: refused before a byte is fetched, when the
      * upstream's HEAD told the size (else the download's headers do). */
@@ -634,6 +658,14 @@ void om_v2_blob_work(struct om_req *req, struct om_blob_answer *a)
         set_answer(a, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", om_strerror(err));
         goto done;
     }
+    /* A download already running may be another repository's: this one
+     * must hold the blob too before it gets a byte of it. */
+    if (a->joined && !confirmed && !om_v2_member_known(srv, c->canonical, d) &&
+        !om_v2_member_confirm_join(req, chosen, a)) {
+        om_fetch_release(a->f);
+        a->f = NULL;
+        goto done;
+    }
     uint64_t total = 0;
     long status = 0;
     err = om_fetch_wait_ready(a->f, srv->cfg->limits.idle_timeout_ms, &total, &status);
@@ -643,6 +675,9 @@ void om_v2_blob_work(struct om_req *req, struct om_blob_answer *a)
         fetch_failed(srv, c, d, err, status, a);
         goto done;
     }
+    /* The upstream answered for this repository (its own download, or the
+     * HEAD): the hit path may serve it here once it is committed. */
+    om_v2_member_note(srv, c->canonical, d, NULL, 0);
     a->size = total;
     if (total != OM_FETCH_SIZE_UNKNOWN)
         om_mcache_size_put(srv->mcache, d, total); /* what the download will commit */
@@ -734,7 +769,7 @@ enum MHD_Result om_v2_blob(struct om_req *req)
     const om_digest *d = &req->p.ref.digest;
     uint64_t size = 0, want = OM_STORE_ANY_SIZE, v = 0;
 
-    if (om_store_has(srv->store, d, &size)) {
+    if (om_store_has(srv->store, d, &size) && om_v2_member_hit(req, d)) {
         if (expected_size(srv, d, &v))
             want = v;
         /* For the log line, as an explicit prefix has it: the remembered

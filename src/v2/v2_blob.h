@@ -80,6 +80,13 @@ typedef enum {
 om_blob_served om_v2_blob_object(struct om_req *req, const om_digest *d, uint64_t size,
                                  bool in_job, const char *pull_name);
 
+/* ---- v2_member.c, called by the flight's job ---- */
+/* A GET of candidate ci's blob joined a download already running, which
+ * may be another repository's: true when this repository holds the blob
+ * too (one HEAD under its name, remembered in the memory below); else
+ * false with the answer (404 BLOB_UNKNOWN, 429, 503) in *a. */
+bool om_v2_member_confirm_join(struct om_req *req, size_t ci, struct om_blob_answer *a);
+
 /* ---- the memory of upstream answers (v2_blob_flight.c) ----
  * Per (canonical repository, digest): 200 "there, `size` bytes" (from a
  * HEAD), 404 "not there", 429/503 "the upstream failed".  Remembered for

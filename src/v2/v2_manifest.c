@@ -1,7 +1,9 @@
 /* v2_manifest.c — HEAD/GET /v2/<name>/manifests/<tag|digest>.
  *
  * From the cache, in the HTTP thread, when possible:
- *   by digest: stored → serve (digests are immutable, never re-asked);
+ *   by digest: stored and known to be the name's repository's (v2_member.c)
+ *   → serve (digests are immutable, never re-asked); stored but not known
+ *   to be its: the job asks the upstream with one HEAD;
  *   by tag: known and checked less than tag_ttl ago → serve.
  * Otherwise the request joins the "flight" for (name, ns, reference) — the
  * manifest single-flight — or starts one: a job that searches the route if
@@ -242,6 +244,8 @@ static bool serve_from_cache(struct om_req *req)
                                    sizeof(req->canonical)))
                 snprintf(req->upstream, sizeof(req->upstream), "%s", up);
         }
+        if (!om_v2_member_hit(req, &req->p.ref.digest))
+            return false; /* not known to be this repository's: the job asks */
         om_digest child;
         resp_result rr = respond_manifest(req, &req->p.ref.digest, mr.media_type, mr.size, false,
                                           &child);

@@ -123,8 +123,9 @@ got_kind om_v2m_fetch(struct om_req *req, size_t ci, const char *ref,
     size_t nch = children ? om_manifest_children(&m, children, 2 * OM_MANIFEST_MAX_ENTRIES + 1) : 0;
     om_manifest_free(&m);
     int64_t now = om_now_ms();
-    om_index_manifest_put(srv->index, c->canonical, &got, res->media_type, resp.body_len, children,
-                          nch, now);
+    if (om_index_manifest_put(srv->index, c->canonical, &got, res->media_type, resp.body_len,
+                              children, nch, now) == OM_OK)
+        om_v2_member_note(srv, c->canonical, &got, children, nch);
     free(children);
     om_mcache_manifest_put(srv->mcache, &got, resp.body, resp.body_len, res->media_type);
     if (want == NULL) {
@@ -142,6 +143,57 @@ got_kind om_v2m_fetch(struct om_req *req, size_t ci, const char *ref,
 done:
     om_up_resp_clear(&resp);
     return kind;
+}
+
+/* A manifest asked for by digest that is stored: served from the store
+ * when candidate ci's repository holds it — the index says so, or one HEAD
+ * under its name does (v2_member.c records that) — and answered as that
+ * upstream answers otherwise.  false: not stored, or the HEAD settled
+ * nothing (a 200 naming another digest): fetch it. */
+static bool cached_by_digest(struct om_req *req, size_t ci, bool tell, struct mresult *res,
+                             got_kind *kind)
+{
+    struct om_server *srv = req->srv;
+    const struct om_route_candidate *c = &req->route.c[ci];
+    const om_digest *d = &req->p.ref.digest;
+    struct om_manifest_rec mr;
+    struct om_up_resp resp;
+    bool handled = false;
+    int err = OM_OK;
+    long st;
+
+    memset(&resp, 0, sizeof(resp));
+    if (om_index_manifest_get(srv->index, d, &mr) != OM_OK || !om_store_has(srv->store, d, NULL))
+        goto done;
+    st = om_v2_member_known(srv, c->canonical, d)
+             ? 200
+             : om_v2_member_confirm_manifest(req, ci, d, &resp, &err);
+    if (st == -1)
+        goto done;
+    handled = true;
+    if (st == 200) {
+        *kind = GOT_OK;
+        res->digest = *d;
+        snprintf(res->media_type, sizeof(res->media_type), "%s", mr.media_type);
+        res->size = mr.size;
+        res->status = MHD_HTTP_OK;
+        res->cache = OM_CACHE_HIT;
+        res->candidate = ci;
+        goto done;
+    }
+    *kind = got_from_status(err, &resp);
+    snprintf(res->message, sizeof(res->message), "upstream %s: %s",
+             srv->cfg->upstreams[c->upstream].name,
+             err != OM_OK ? (resp.error[0] ? resp.error : om_strerror(err)) : "error status");
+    if (*kind == GOT_ABSENT && tell) {
+        om_repo_evidence ev = om_v2_repo_miss(req, ci, resp.status, resp.body, resp.body_len);
+        *kind = ev == OM_REPO_PRESENT   ? GOT_NO_OBJECT
+                : ev == OM_REPO_ABSENT ? GOT_ABSENT
+                                       : GOT_UNSURE;
+    }
+done:
+    om_up_resp_clear(&resp);
+    return handled;
 }
 
 /* A cached tag is older than tag_ttl: ask the upstream with HEAD.
@@ -299,8 +351,10 @@ void om_v2m_resolve(struct om_req *req, struct mresult *res)
             }
         }
         struct mresult attempt = {0};
-        got_kind kind = om_v2m_fetch(req, ci, ref, req->p.ref.is_digest ? &req->p.ref.digest : NULL,
-                                       !decided, &attempt);
+        got_kind kind = GOT_OK;
+        if (!req->p.ref.is_digest || !cached_by_digest(req, ci, !decided, &attempt, &kind))
+            kind = om_v2m_fetch(req, ci, ref, req->p.ref.is_digest ? &req->p.ref.digest : NULL,
+                                !decided, &attempt);
         note_tried(tried, sizeof(tried), &tlen, srv->cfg->upstreams[c->upstream].name,
                    kind == GOT_UNAVAILABLE && attempt.message[0] ? attempt.message : got_str(kind));
         switch (kind) {

@@ -5,7 +5,10 @@ a tag that moves upstream is seen after tag_ttl.  A crowd asking for one
 uncached blob costs the upstream one request (HEADs too, and a blob the
 upstream does not have); a blob truncated on disk is never served, but
 quarantined and fetched again — also after a restart and an index
-rebuild — and fsck reports it.
+rebuild — and fsck reports it.  Repository isolation: content stored once
+is served by digest only under a repository known to hold it (a manifest
+pulled through it, a download through it, or one HEAD upstream that
+confirmed it), never under any other name, also while it downloads.
 
 Run: cd tests/e2e && OCIMIRROR_BIN=... ../../scripts/netns-run python3 -u test_cache.py
 """
@@ -20,6 +23,7 @@ import unittest
 from concurrent.futures import ThreadPoolExecutor
 
 from lib.world import WorldTestCase, canonical_name
+from lib.faultproxy import FaultProxy
 from lib.images import ACCEPT_ALL, make_image, sha256_digest
 from lib.mirror import mirror_bin
 
@@ -297,6 +301,122 @@ class CacheTest(WorldTestCase):
         seen = [x[0] for x in self.w.reg["quay"].requests() if missing in x[1]]
         self.assertEqual(len(seen), 1, "a 404 is an answer: one upstream request for every "
                          "client, not %d HEADs and %d GETs" % (seen.count("HEAD"), seen.count("GET")))
+
+    # -- repository isolation ------------------------------------------------
+    def test_cached_content_is_not_served_by_digest_under_a_repository_that_lacks_it(self):
+        m = self.mirror()
+        alpine, multi = self.w.fx["alpine"], self.w.fx["multi"]
+        self.pull(m, alpine)
+        self.pull(m, multi)
+        hub = self.w.reg["hub"]
+        own = alpine.layers[-1]                       # not the base app shares
+        plat = next(iter(multi.children.values()))
+        blobs = [own, alpine.config_digest, plat.layers[0]]
+        manifests = [alpine.digest, multi.digest, plat.digest]
+        hub.reset_counts()
+        # library/shared exists upstream without any of these; nosuchrepo
+        # does not exist (Docker Hub answers 401); "shared" is reached by
+        # the search order; ?ns= as containerd sends it.
+        for name, q in (("docker.io/library/shared", ""), ("docker.io/library/nosuchrepo", ""),
+                        ("shared", ""), ("library/shared", "?ns=docker.io")):
+            for d in blobs:
+                with self.subTest(name=name, blob=d):
+                    r = m.get("/v2/%s/blobs/%s%s" % (name, d, q))
+                    self.assertErrorJSON(r, 404, "BLOB_UNKNOWN")
+                    h = m.get("/v2/%s/blobs/%s%s" % (name, d, q), method="HEAD")
+                    self.assertEqual(h.status, 404, h)
+                    self.assertEqual(h.body, b"")
+            for d in manifests:
+                with self.subTest(name=name, manifest=d):
+                    r = m.get("/v2/%s/manifests/%s%s" % (name, d, q), {"Accept": ACCEPT_ALL})
+                    self.assertErrorJSON(r, 404, "MANIFEST_UNKNOWN")
+        # Each answer is the upstream's for that repository: it was asked
+        # (HEAD, with that repository's token), and sent no content.
+        self.assertGreaterEqual(hub.count("HEAD", r"^/v2/library/shared/blobs/" + own), 1)
+        self.assertGreaterEqual(hub.count("HEAD", r"^/v2/library/shared/manifests/" + plat.digest), 1)
+        self.assertGreaterEqual(hub.count("HEAD", r"^/v2/library/nosuchrepo/blobs/" + own,
+                                          status=401), 1)
+        self.assertEqual(hub.count("GET", r"/blobs/"), 0)
+        self.assertEqual(hub.count("GET", r"/manifests/sha256:"), 0)
+        # Under the names that hold it: from the cache, the upstream not asked.
+        hub.reset_counts()
+        for name in ("docker.io/library/alpine", "library/alpine", "alpine"):
+            with self.subTest(name=name):
+                for d in alpine.blobs:
+                    self.assertBlob(m.get("/v2/%s/blobs/%s" % (name, d)), d)
+                self.assertManifest(m.get("/v2/%s/manifests/%s" % (name, alpine.digest),
+                                          {"Accept": ACCEPT_ALL}), alpine)
+        # An index's platform manifests and their layers are the index's
+        # repository's, also on a HEAD before the GET (containerd).
+        self.assertManifest(m.get("/v2/library/multi/manifests/" + plat.digest,
+                                  {"Accept": ACCEPT_ALL}), plat)
+        for d in plat.blobs:
+            h = m.get("/v2/library/multi/blobs/" + d, method="HEAD")
+            self.assertEqual(h.status, 200, h)
+            self.assertBlob(m.get("/v2/library/multi/blobs/" + d), d)
+        self.assertEqual(hub.count(None, r"/(alpine|multi)/(blobs|manifests)/"), 0)
+
+    def test_a_second_repository_with_the_layer_upstream_is_confirmed_once_then_served_cached(self):
+        m = self.mirror()
+        alpine = self.w.fx["alpine"]
+        self.pull(m, alpine)
+        # The same image pushed to another repository: it holds every blob
+        # and the manifest upstream, but nothing was pulled through it.
+        self.w.push(alpine, repo="team/alpine-copy", tag="copy")
+        hub = self.w.reg["hub"]
+        hub.reset_counts()
+        name = "docker.io/team/alpine-copy"
+        for d in alpine.blobs:
+            with self.subTest(blob=d):
+                h = m.get("/v2/%s/blobs/%s" % (name, d), method="HEAD")
+                self.assertEqual(h.status, 200, h)
+                self.assertEqual(h.headers.get("Content-Length"), str(alpine.blob_size(d)), h)
+                self.assertBlob(m.get("/v2/%s/blobs/%s" % (name, d)), d)
+                # one HEAD (after the token challenge, which it also sees)
+                self.assertEqual(hub.count("HEAD", r"^/v2/team/alpine-copy/blobs/" + d,
+                                           status=200), 1)
+        self.assertManifest(m.get("/v2/%s/manifests/%s" % (name, alpine.digest),
+                                  {"Accept": ACCEPT_ALL}), alpine)
+        self.assertEqual(hub.count("HEAD", r"^/v2/team/alpine-copy/manifests/" + alpine.digest,
+                                   status=200), 1)
+        self.assertEqual(hub.count("GET", r"/blobs/"), 0, "served from the cache")
+        self.assertEqual(hub.count("GET", r"/manifests/"), 0, "served from the cache")
+        # The answer was remembered in the index: not asked again, also
+        # after a restart.
+        m.restart()
+        hub.reset_counts()
+        for d in alpine.blobs:
+            self.assertBlob(m.get("/v2/%s/blobs/%s" % (name, d)), d)
+        self.assertManifest(m.get("/v2/%s/manifests/%s" % (name, alpine.digest),
+                                  {"Accept": ACCEPT_ALL}), alpine)
+        self.assertEqual(hub.count(None, r"/team/alpine-copy/"), 0)
+
+    def test_a_download_in_flight_is_not_joined_under_a_repository_that_lacks_the_blob(self):
+        big = self.w.fx["big"]
+        layer = big.layers[0]
+        cert, key = self.w.ca.issue("faultproxy-iso")
+        proxy = FaultProxy(self.w.reg["quay"].url, self.w.ca_file, cert, key,
+                           log_path=os.path.join(self.w.log_dir, "faultproxy-iso.log")).start()
+        self.addCleanup(proxy.stop)
+        rule = proxy.add_rule("stall", path=r"^/v2/big/blob/blobs/" + layer, method="GET",
+                              times=1, after=1 << 20, seconds=20)
+        m = self.mirror(upstream_url={"quay": proxy.url})
+        with ThreadPoolExecutor(2) as ex:
+            first = ex.submit(m.get, "/v2/quay.io/big/blob/blobs/" + layer, None, "GET", None, 90)
+            deadline = time.monotonic() + 20
+            while proxy.applied(rule) == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertEqual(proxy.applied(rule), 1, "the first download did not start")
+            # coreos/etcd does not have the layer upstream: its answer, at
+            # once, not the bytes of big/blob's download.
+            t0 = time.monotonic()
+            r = m.get("/v2/quay.io/coreos/etcd/blobs/" + layer, timeout=30)
+            self.assertErrorJSON(r, 404, "BLOB_UNKNOWN")
+            self.assertLess(time.monotonic() - t0, 10, "it waited for the stalled download")
+            self.assertEqual(len(proxy.requests(r"^/v2/coreos/etcd/blobs/" + layer, "HEAD")), 1)
+            proxy.clear()
+            self.assertBlob(first.result(), layer)
+        self.assertErrorJSON(m.get("/v2/quay.io/coreos/etcd/blobs/" + layer), 404, "BLOB_UNKNOWN")
 
     # -- a blob damaged on disk ------------------------------------------------
     def blob_file(self, m, d):

@@ -1,6 +1,9 @@
 """Security of the mirror's upstream client, through the real ocimirror binary:
 where credentials go, which redirects are followed, which hosts are ever
-contacted, what reaches the log, and how a 429 is waited out.
+contacted, what reaches the log, and how a 429 is waited out.  And the
+upstreams a public mirror relies on: several URLs of one upstream (failover
+when one stops, back-off, health per URL) and a pool of accounts (pulls
+spread over them, an account answered 429 skipped until its window ends).
 
 No real registry here: each test starts scripted fakes from lib.fakeupstream
 (threads in this process, HTTPS with leaves from a lib.pki CA): a registry,
@@ -92,14 +95,16 @@ class UpstreamSecurityTest(unittest.TestCase):
     def registry(self):
         return self.fake(FakeRegistry(tls=self.leaf))
 
-    def mirror(self, reg, extra=None):
-        """A mirror whose one upstream is reg, with alice's credentials."""
+    def mirror(self, reg, extra=None, upstream=None):
+        """A mirror whose one upstream is reg, with alice's credentials (or
+        the upstream mapping given)."""
         type(self).n += 1
         work = os.path.join(self.dir, "m%d" % self.n)
         cfg = {
             "storage": {"path": os.path.join(work, "storage")},
-            "upstreams": [{"name": UPSTREAM, "url": reg.url, "ca_file": self.ca.ca_file,
-                           "username": USER, "password": PASSWORD}],
+            "upstreams": [upstream or {"name": UPSTREAM, "url": reg.url,
+                                       "ca_file": self.ca.ca_file,
+                                       "username": USER, "password": PASSWORD}],
             "search_order": [UPSTREAM],
             "tag_ttl": "2s",
             "negative_ttl": "2s",
@@ -396,6 +401,172 @@ class UpstreamSecurityTest(unittest.TestCase):
         self.assertEqual(errs[0]["code"], "UNAVAILABLE", r)
         self.assertTrue(msg.startswith("upstream first.example: "), msg)
         self.assertIn("also failed: second.example, %s" % UPSTREAM, msg)
+
+    # -- several URLs of one upstream ------------------------------------------
+    def upstream_view(self, m):
+        r = m.get("/api/v1/upstreams")
+        self.assertEqual(r.status, 200, r)
+        ups = {u["name"]: u for u in r.json()["upstreams"]}
+        return ups[UPSTREAM]
+
+    def metric(self, m, name, **labels):
+        """The value of one series of /metrics (None when absent)."""
+        want = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
+        for line in m.get("/metrics").text.splitlines():
+            if line.startswith(name + "{"):
+                got = ",".join(sorted(line[len(name) + 1:line.index("}")].split(",")))
+                if got == want:
+                    return float(line.rsplit(" ", 1)[1])
+        return None
+
+    def test_an_upstream_with_two_urls_fails_over_when_the_first_is_stopped(self):
+        """urls: [first, second], the second a mirror of the first (the same
+        content, the same token service).  With the first stopped, pulls go
+        on through the second at once; the first is skipped while it backs
+        off, shown failing per URL in the admin API and /metrics, and used
+        again once it is back and its back-off is over.  Whatever URL serves
+        it, content is verified by digest."""
+        first, second = self.registry(), self.registry()
+        second.images = first.images
+        tokens = self.fake(FakeTokenService(tls=self.leaf, users={USER: PASSWORD}))
+        first.auth["team/"] = second.auth["team/"] = ("bearer", tokens)
+        imgs = [first.add_image("team/app", "v%d" % i) for i in range(4)]
+        m = self.mirror(first, upstream={"name": UPSTREAM, "urls": [first.url, second.url],
+                                         "ca_file": self.ca.ca_file, "username": USER,
+                                         "password": PASSWORD})
+
+        def pull(img):
+            r = self.get_manifest(m, "team/app", img.tag)
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.body, img.manifest)
+            for d in (img.config_digest, img.layer_digest):
+                self.assertBlob(self.get_blob(m, "team/app", d), d)
+
+        pull(imgs[0])
+        self.assertEqual(second.requests(r"^/v2/team/"), [], "the first URL serves while it is up")
+        port, first_url = first.port, first.url
+        first.stop()
+        t0 = time.monotonic()
+        pull(imgs[1])
+        self.assertLess(time.monotonic() - t0, 5, "the failover waited")
+        self.assertTrue(second.requests(r"^/v2/team/app/manifests/v1$", "GET"))
+        # The second URL is one of the upstream's origins: it got the token.
+        self.assertTrue(all(q.header("authorization", "").startswith("Bearer ")
+                            for q in second.requests(r"^/v2/team/app/blobs/", "GET")))
+        up = self.upstream_view(m)
+        self.assertEqual([u["url"] for u in up["urls"]], [first_url, second.url])
+        bad, good = up["urls"]
+        self.assertIs(bad["healthy"], False, bad)
+        self.assertGreaterEqual(bad["errors"], 1, bad)
+        self.assertIsNotNone(bad["backoff_until_ms"], bad)
+        self.assertIsNotNone(bad["last_error"], bad)
+        self.assertIs(good["healthy"], True, good)
+        self.assertIsNone(good["backoff_until_ms"], good)
+        self.assertEqual(up["url"], first_url)
+        tried = bad["requests"]
+        # While it backs off, the first URL is not tried at all.
+        pull(imgs[2])
+        self.assertEqual(self.upstream_view(m)["urls"][0]["requests"], tried)
+        self.assertEqual(self.metric(m, "ocimirror_upstream_url_up", upstream=UPSTREAM,
+                                     url=first_url), 0)
+        self.assertEqual(self.metric(m, "ocimirror_upstream_url_up", upstream=UPSTREAM,
+                                     url=second.url), 1)
+        self.assertGreater(self.metric(m, "ocimirror_upstream_url_backoff_seconds",
+                                       upstream=UPSTREAM, url=first_url), 0)
+        self.assertGreaterEqual(self.metric(m, "ocimirror_upstream_url_errors_total",
+                                            upstream=UPSTREAM, url=first_url), 1)
+        # Verified by digest on the mirror of it too: bytes that do not match
+        # are never served whole, nor cached.
+        liar = imgs[3]
+        second.before = lambda req: (
+            (200, [("Content-Type", "application/octet-stream")],
+             b"\0" * len(liar.blobs[liar.layer_digest]))
+            if req.method == "GET" and req.path.endswith(liar.layer_digest) else None)
+        try:
+            r = m.get("/v2/%s/team/app/blobs/%s" % (UPSTREAM, liar.layer_digest))
+            self.assertNotEqual(r.status, 200, "wrong bytes were served as the blob")
+        except (http.client.IncompleteRead, ConnectionError):
+            pass                            # cut before its last byte: right
+        self.assertNotCached(m, liar.layer_digest)
+        second.before = None
+        # Back, and once its back-off is over, the first URL is first again.
+        first.start(port=port)
+        deadline = time.monotonic() + 10
+        while self.upstream_view(m)["urls"][0]["backoff_until_ms"] is not None:
+            self.assertLess(time.monotonic(), deadline, "the back-off never ended")
+            time.sleep(0.2)
+        first.clear()
+        self.assertBlob(self.get_blob(m, "team/app", liar.layer_digest), liar.layer_digest)
+        self.assertTrue(first.requests(r"/blobs/" + liar.layer_digest), "the first URL was not probed")
+        self.assertIs(self.upstream_view(m)["urls"][0]["healthy"], True)
+
+    # -- a pool of accounts -------------------------------------------------------
+    def test_a_credential_pool_spreads_pulls_and_skips_an_account_answered_429(self):
+        """credentials: two accounts.  Pulls are spread over both (each gets
+        its own token from the realm, with its own Basic credentials); when
+        one account is answered 429 (its pull limit) the request goes on with
+        the other at once, and the limited one is skipped until its window
+        ends — shown per account (never a secret) in the admin API and
+        /metrics."""
+        reg = self.registry()
+        users = {"puller-a": "pw-A-never-log-1", "puller-b": "pw-B-never-log-2"}
+        tokens = self.fake(FakeTokenService(tls=self.leaf, users=users))
+        reg.auth["team/"] = ("bearer", tokens)
+        limited = set()
+        reg.before = lambda req: (
+            (429, [("Content-Type", "application/json"), ("ratelimit-remaining", "0;w=3600")],
+             b'{"errors":[{"code":"TOOMANYREQUESTS","message":"pull limit reached"}]}')
+            if tokens.user_of(req) in limited else None)
+        creds = []
+        for u, pw in users.items():
+            path = os.path.join(self.dir, "%s-%d.pw" % (u, self.n))
+            with open(path, "w") as f:
+                f.write(pw + "\n")
+            creds.append({"username": u, "password_file": path})
+        m = self.mirror(reg, upstream={"name": UPSTREAM, "url": reg.url, "ca_file": self.ca.ca_file,
+                                       "credentials": creds},
+                        extra={"retries": {"max": 1, "backoff": "100ms"}})
+        imgs = [reg.add_image("team/app", "v%d" % i) for i in range(6)]
+
+        def pull(img):
+            r = self.get_manifest(m, "team/app", img.tag)
+            self.assertEqual(r.status, 200, r)
+            for d in (img.config_digest, img.layer_digest):
+                self.assertBlob(self.get_blob(m, "team/app", d), d)
+
+        for img in imgs[:2]:
+            pull(img)
+        seen = {tokens.user_of(q) for q in reg.requests(r"^/v2/team/app/")}
+        self.assertEqual(seen - {None}, set(users), "pulls were not spread over the accounts")
+        realm_users = {q.header("authorization") for q in tokens.requests(r"^/token")}
+        self.assertEqual(realm_users, {basic_header(u, p) for u, p in users.items()})
+        limited.add("puller-b")
+        since = time.monotonic()
+        for img in imgs[2:]:
+            pull(img)
+        b_after = [q for q in reg.requests(r"^/v2/team/app/")
+                   if q.t >= since and tokens.user_of(q) == "puller-b"]
+        self.assertEqual(len(b_after), 1, "the limited account was not skipped: %r" % b_after)
+        accts = {a["username"]: a for a in self.upstream_view(m)["accounts"]}
+        self.assertEqual(set(accts), set(users))
+        b, a = accts["puller-b"], accts["puller-a"]
+        self.assertEqual(b["rate_limited"], 1, b)
+        self.assertEqual(b["ratelimit_remaining"], 0, b)
+        self.assertGreater(b["limited_until_ms"], time.time() * 1000 + 3000 * 1000, b)
+        self.assertEqual(a["rate_limited"], 0, a)
+        self.assertIsNone(a["limited_until_ms"], a)
+        self.assertGreater(a["requests"], b["requests"], accts)
+        self.assertEqual(self.metric(m, "ocimirror_upstream_account_limited", upstream=UPSTREAM,
+                                     account="puller-b"), 1)
+        self.assertEqual(self.metric(m, "ocimirror_upstream_account_limited", upstream=UPSTREAM,
+                                     account="puller-a"), 0)
+        self.assertEqual(self.metric(m, "ocimirror_upstream_account_rate_limited_total",
+                                     upstream=UPSTREAM, account="puller-b"), 1)
+        shown = m.get("/metrics").text + m.get("/api/v1/upstreams").text
+        m.stop()
+        shown += m.log_text()
+        for pw in users.values():
+            self.assertNotIn(pw, shown, "a pool password was shown")
 
     # -- which hosts are contacted -------------------------------------------
     def test_a_lying_upstream_gets_an_error_that_says_what_happened(self):

@@ -1,6 +1,7 @@
 /* fuzz_retry.c — the small header parsers of the upstream client
  * (src/authparse.c): Retry-After (om_retry_after_parse), Docker Hub's
- * ratelimit-remaining (om_ratelimit_remaining_parse), Content-Length
+ * ratelimit-remaining (om_ratelimit_remaining_parse, and its window:
+ * om_ratelimit_window_parse), Content-Length
  * (om_up_content_length_parse), Content-Range (om_up_content_range_parse,
  * since session 3) and the header-safety check (om_up_header_safe).  All
  * take a NUL-terminated header value.
@@ -119,6 +120,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 want = acc;
         }
         FUZZ_CHECK(v == want);
+        /* Its window: -1 without a count; else -1 or a number below 10^9
+         * that the text spells after "w=" within the first list member. */
+        long w = om_ratelimit_window_parse(s);
+        FUZZ_CHECK(w >= -1 && w < 1000000000L);
+        if (v < 0)
+            FUZZ_CHECK(w == -1);
+        if (w >= 0) {
+            const char *at = strstr(s, "w=");
+            size_t member = strcspn(s, ",");
+            FUZZ_CHECK(at != NULL && (size_t)(at - s) < member);
+            FUZZ_CHECK(at != NULL && is_digit(at[2]));
+        }
     }
 
     /* Content-Length */

@@ -4,6 +4,8 @@
 //   - 10,000 repositories: the browser pages and searches on the server,
 //     never loads the list, and the DOM holds one page;
 //   - hostile strings in upstream error messages and events;
+//   - an upstream with several URLs (one backing off) and a pool of
+//     accounts (one rate limited), in both languages;
 //   - an admin API that wants a token for reads (admin.protect_reads);
 //   - a mirror without /api/v1/client-config: snippets built in the page.
 //
@@ -86,6 +88,41 @@ describe('the web UI against the mock API', () => {
     assert.equal(await page.$$eval('img[src="x"]', (e) => e.length), 0);
     assert.equal(await page.evaluate(() => window.__pwned), undefined);
     assert.deepEqual(page.omErrors, []);
+    await ctx.close();
+  });
+
+  test('each URL and each pool account of an upstream shows its state', async () => {
+    const base = await mock('--repos', '50');
+    const { ctx, page } = await newPage(browser, { locale: 'en-US' });
+    await page.goto(base + '/#/');
+    await page.waitForSelector('table[data-t="upstream-urls"] tbody tr');
+    const ups = (await getJSON(base, '/api/v1/upstreams')).upstreams;
+    const hub = ups.find((u) => u.name === 'docker.io');
+    // Only the upstream with several URLs is listed there, URL by URL.
+    assert.deepEqual(await page.$$eval('table[data-t="upstream-urls"] tbody tr', (e) => e.map((x) => x.dataset.url)),
+      hub.urls.map((e) => e.url));
+    const row = (u) => `table[data-t="upstream-urls"] tr[data-url="${u}"]`;
+    assert.equal((await page.textContent(`${row(hub.urls[0].url)} .badge`)).trim(), 'failing');
+    assert.ok(await page.isVisible(`${row(hub.urls[0].url)} [data-k="backoff"]`));
+    assert.equal((await page.textContent(`${row(hub.urls[1].url)} .badge`)).trim(), 'healthy');
+    assert.ok((await page.textContent(row(hub.urls[0].url))).includes('<img src=x onerror="window.__pwned=1">'));
+    // The accounts: usernames and limits, never a password (there is none to show).
+    const acc = (a) => `table[data-t="upstream-accounts"] tr[data-account="${a}"]`;
+    assert.deepEqual(await page.$$eval('table[data-t="upstream-accounts"] tbody tr', (e) => e.map((x) => x.dataset.account)),
+      hub.accounts.map((a) => a.username));
+    assert.equal((await page.textContent(`${acc('puller1')} .badge`)).trim(), 'in use');
+    assert.equal((await page.textContent(`${acc('puller2')} .badge`)).trim(), 'rate limited');
+    assert.ok(await page.isVisible(`${acc('puller2')} [data-k="limited"]`));
+    // The main table keeps one row per upstream, its health badge first.
+    assert.deepEqual(await page.$$eval('table[data-t="upstreams"] tbody tr', (e) => e.map((x) => x.dataset.name)),
+      ups.map((u) => u.name));
+    await shot(page, 'mock-upstream-pools');
+    await page.selectOption('#lang', 'zh');
+    await page.waitForSelector('table[data-t="upstream-accounts"] .badge:text-is("已限流")');
+    assert.equal((await page.textContent(`${row(hub.urls[0].url)} .badge`)).trim(), '异常');
+    assert.equal(await page.evaluate(() => window.__pwned), undefined);
+    assert.deepEqual(page.omErrors, []);
+    await page.selectOption('#lang', 'en');
     await ctx.close();
   });
 

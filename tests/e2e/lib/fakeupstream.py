@@ -5,6 +5,7 @@ TCP listener that only counts connections.
 
     srv = FakeServer('cdn', handler, tls=(cert, key))   # or tls=None: plain HTTP
     srv.start(); srv.url; srv.port; srv.requests(path_re=...); srv.stop()
+    srv.start(port=P)                       # again on the port it had (a restart)
     handler(req) -> (status, [(header, value)...], body bytes)
 
 Every request is recorded (Recorded: t = time.monotonic() when it arrived,
@@ -16,7 +17,9 @@ handler runs, so a test can assert what a host saw, and when.
     reg.auth['team/'] = ('bearer', token_service)   # or ('basic', user, password)
     reg.blob_location = lambda digest: 'https://127.0.0.1:P/cdn/..'   # 307 there
     reg.script('GET', r'/manifests/v1$', 1, 429, [('Retry-After', '1')])
+    reg.before = lambda req: None or (status, headers, body)   # answers first
     tok = FakeTokenService(tls=..., users={'alice': 'pw'})   # issues tokens reg accepts
+    tok.user_of(req)                        # the user a request's bearer token was issued to
     cdn = FakeCDN(tls=...); cdn.put(image)  # serves /cdn/<digest>?sig=...
     c = ConnCounter(); c.start(); c.port; c.connections; c.stop()
 
@@ -73,6 +76,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def setup(self):
+        super().setup()
+        with self.server.conns_lock:
+            self.server.conns.add(self.connection)
+
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            with self.server.conns_lock:
+                self.server.conns.discard(self.connection)
+
     def _serve(self):
         srv = self.server.owner
         rec = Recorded(time.monotonic(), self.command, self.path,
@@ -100,6 +115,11 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def __init__(self, *a, **kw):
+        self.conns = set()              # open client connections, shut by stop()
+        self.conns_lock = threading.Lock()
+        super().__init__(*a, **kw)
+
 
 class FakeServer:
     """One listening HTTP(S) server on 127.0.0.1 (ephemeral port)."""
@@ -114,8 +134,8 @@ class FakeServer:
         self._thread = None
 
     # -- lifecycle ---------------------------------------------------------
-    def start(self):
-        httpd = _Server(("127.0.0.1", 0), _Handler)
+    def start(self, port=0):
+        httpd = _Server(("127.0.0.1", port), _Handler)
         httpd.owner = self
         if self.tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -129,9 +149,18 @@ class FakeServer:
         return self
 
     def stop(self):
+        """Stop listening and end every open connection (a keep-alive one
+        must not go on being served: stopped means down)."""
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
+            with self._httpd.conns_lock:
+                conns = list(self._httpd.conns)
+            for c in conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
             self._thread.join(5)
             self._httpd = None
 
@@ -206,6 +235,8 @@ class FakeRegistry(FakeServer):
     manifest_headers: extra (name, value)s on manifest answers
     tag_lists: {repo: f(query dict) -> (tags, Link header value or None)}
     for GET /v2/<repo>/tags/list (a repo not in it: 404 NAME_UNKNOWN)
+    before: None or f(req) -> None | (status, headers, body): asked after
+    auth (a request that passed it), before the content is served
     script(method, path_re, times, status, headers): answer status instead,
     `times` times (0 = always); checked before anything else."""
 
@@ -216,6 +247,7 @@ class FakeRegistry(FakeServer):
         self.blob_location = None
         self.manifest_headers = []      # extra (name, value)s on manifest answers
         self.tag_lists = {}             # repo -> pager, see the class doc
+        self.before = None              # see the class doc
         self._scripts = []
 
     def add_image(self, repo, tag, **kw):
@@ -278,6 +310,9 @@ class FakeRegistry(FakeServer):
         denied = self._challenge(repo, req)
         if denied is not None:
             return denied
+        early = self.before(req) if self.before is not None else None
+        if early is not None:
+            return early
         if kind == "manifests":
             img = self.images.get((repo, ref))
             if img is None:
@@ -317,6 +352,7 @@ class FakeTokenService(FakeServer):
         self.users = dict(users or {})
         self.service = service
         self.issued = {}                # token -> scope
+        self.issued_to = {}             # token -> user (None: anonymous)
         self.redirect_to = None
 
     @property
@@ -332,6 +368,12 @@ class FakeTokenService(FakeServer):
         with self._lock:
             return list(self.issued)
 
+    def user_of(self, req):
+        """The user the request's bearer token was issued to, or None."""
+        got = req.header("authorization") or ""
+        with self._lock:
+            return self.issued_to.get(got[7:]) if got.startswith("Bearer ") else None
+
     def _handle(self, req):
         path, _, query = req.path.partition("?")
         if self.redirect_to is not None and path == "/token":
@@ -343,8 +385,10 @@ class FakeTokenService(FakeServer):
             return (401, [("Content-Type", "application/json")], b'{"details":"bad credentials"}')
         scope = (parse_qs(query).get("scope") or [""])[0]
         tok = "tok-" + secrets.token_hex(16)
+        user = next((u for u, p in self.users.items() if auth == basic_header(u, p)), None)
         with self._lock:
             self.issued[tok] = scope
+            self.issued_to[tok] = user
         body = json.dumps({"token": tok, "access_token": tok, "expires_in": 300}).encode()
         return (200, [("Content-Type", "application/json")], body)
 

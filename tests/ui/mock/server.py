@@ -110,7 +110,25 @@ class Data:
                         "last_error": ("connect failed: " + EVIL) if i == 3 else "", "latency_ms": 40 + i * 10,
                         "requests": 1000 * (i + 1), "errors": 3 if i == 3 else 0,
                         "ratelimit_remaining": 87 if n == "docker.io" else -1,
-                        "recent_errors": [{"t_ms": NOW() - 60000, "message": "timeout " + EVIL}] if i == 3 else []})
+                        "recent_errors": [{"t_ms": NOW() - 60000, "message": "timeout " + EVIL}] if i == 3 else [],
+                        "urls": [{"url": "https://" + n, "healthy": True, "requests": 1000 * (i + 1),
+                                  "errors": 0, "failures": 0, "last_ok_ms": NOW() - 2000,
+                                  "last_error_ms": None, "last_error": None, "backoff_until_ms": None}]})
+        # docker.io: the official registry down and backing off, a mirror of
+        # it serving; a pool of two accounts, one rate limited.
+        hub = out[0]
+        hub["urls"] = [
+            {"url": "https://registry-1.docker.io", "healthy": False, "requests": 40, "errors": 7,
+             "failures": 3, "last_ok_ms": NOW() - 600000, "last_error_ms": NOW() - 5000,
+             "last_error": "connect failed: " + EVIL, "backoff_until_ms": NOW() + 8000},
+            {"url": "https://mirror.gcr.io", "healthy": True, "requests": 960, "errors": 0,
+             "failures": 0, "last_ok_ms": NOW() - 1000, "last_error_ms": None, "last_error": None,
+             "backoff_until_ms": None}]
+        hub["accounts"] = [
+            {"username": "puller1", "requests": 600, "rate_limited": 0, "ratelimit_remaining": 87,
+             "limited_until_ms": None, "last_used_ms": NOW() - 1000},
+            {"username": "puller2", "requests": 400, "rate_limited": 1, "ratelimit_remaining": 0,
+             "limited_until_ms": NOW() + 3600000, "last_used_ms": NOW() - 90000}]
         return {"upstreams": out}
 
     def events(self, limit):

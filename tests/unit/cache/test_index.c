@@ -530,6 +530,49 @@ static void test_index__blob_size_says_what_was_recorded_for_a_blob_or_a_manifes
     fx_teardown(&fx);
 }
 
+static void test_index__member_says_which_repositories_hold_a_digest(void)
+{
+    struct fixture fx = {0};
+    const char *nginx = "docker.io/library/nginx", *other = "docker.io/library/busybox";
+    om_digest list = dig("index"), plat = dig("platform"), cfg = dig("config"),
+              layer = dig("layer"), blob = dig("lone blob"), deep = dig("three levels down");
+
+    CHECK(fx_setup(&fx));
+    /* Nothing recorded: nobody holds anything. */
+    CHECK_EQ_INT(om_index_member(fx.ix, nginx, &layer), OM_ERR_NOTFOUND);
+    /* An index pulled through nginx, its platform manifest stored through
+     * nothing (cached before via a repository-less put), its layers below. */
+    CHECK_EQ_INT(om_index_manifest_put(fx.ix, nginx, &list, OCI_INDEX, 10, &plat, 1, 1), OM_OK);
+    om_digest kids[2] = {cfg, layer};
+    CHECK_EQ_INT(om_index_manifest_put(fx.ix, NULL, &plat, OCI_MANIFEST, 10, kids, 2, 1), OM_OK);
+    CHECK_EQ_INT(om_index_member(fx.ix, nginx, &list), OM_OK);   /* the manifest itself */
+    CHECK_EQ_INT(om_index_member(fx.ix, nginx, &plat), OM_OK);   /* its child */
+    CHECK_EQ_INT(om_index_member(fx.ix, nginx, &layer), OM_OK);  /* a grandchild */
+    CHECK_EQ_INT(om_index_member(fx.ix, nginx, &cfg), OM_OK);
+    CHECK_EQ_INT(om_index_member(fx.ix, other, &list), OM_ERR_NOTFOUND);
+    CHECK_EQ_INT(om_index_member(fx.ix, other, &plat), OM_ERR_NOTFOUND);
+    CHECK_EQ_INT(om_index_member(fx.ix, other, &layer), OM_ERR_NOTFOUND);
+    /* Three levels down is beyond what the query walks. */
+    CHECK_EQ_INT(om_index_manifest_put(fx.ix, NULL, &layer, OCI_MANIFEST, 10, &deep, 1, 1), OM_OK);
+    CHECK_EQ_INT(om_index_member(fx.ix, nginx, &deep), OM_ERR_NOTFOUND);
+    /* A blob recorded for a repository, and only for it. */
+    CHECK_EQ_INT(om_index_blob_put(fx.ix, other, &blob, 5, 1), OM_OK);
+    CHECK_EQ_INT(om_index_member(fx.ix, other, &blob), OM_OK);
+    CHECK_EQ_INT(om_index_member(fx.ix, nginx, &blob), OM_ERR_NOTFOUND);
+    CHECK_EQ_INT(om_index_blob_put(fx.ix, NULL, &blob, 5, 2), OM_OK); /* no membership */
+    CHECK_EQ_INT(om_index_member(fx.ix, nginx, &blob), OM_ERR_NOTFOUND);
+    /* The same layer pulled through the other repository's manifest. */
+    om_digest mine = dig("busybox manifest");
+    CHECK_EQ_INT(om_index_manifest_put(fx.ix, other, &mine, OCI_MANIFEST, 10, &layer, 1, 3), OM_OK);
+    CHECK_EQ_INT(om_index_member(fx.ix, other, &layer), OM_OK);
+    CHECK_EQ_INT(om_index_member(fx.ix, other, &cfg), OM_ERR_NOTFOUND);
+    /* Membership survives a reopen (it is the index's, not a memory). */
+    CHECK_EQ_INT(fx_reopen(&fx), OM_OK);
+    CHECK_EQ_INT(om_index_member(fx.ix, nginx, &layer), OM_OK);
+    CHECK_EQ_INT(om_index_member(fx.ix, other, &cfg), OM_ERR_NOTFOUND);
+    fx_teardown(&fx);
+}
+
 /* ---- routes, negative cache, referrers ------------------------------ */
 
 static void test_index__route_decisions_round_trip(void)
@@ -1103,6 +1146,7 @@ int main(void)
     RUN(test_index__manifest_put_records_type_repo_and_children);
     RUN(test_index__blob_put_and_note_pull_update_access);
     RUN(test_index__blob_size_says_what_was_recorded_for_a_blob_or_a_manifest);
+    RUN(test_index__member_says_which_repositories_hold_a_digest);
     RUN(test_index__route_decisions_round_trip);
     RUN(test_index__negative_entries_expire_by_time);
     RUN(test_index__referrers_round_trip_with_a_size_limit);

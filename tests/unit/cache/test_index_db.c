@@ -159,6 +159,11 @@ static int s_rebuild(struct om_index *ix, size_t *nm, size_t *nt)
     (void)nm; (void)nt;
     return stub_of(ix)->calls++, OM_OK;
 }
+static int s_member(struct om_index *ix, const char *r, const om_digest *d)
+{
+    (void)r; (void)d;
+    return stub_of(ix)->calls++, OM_OK;
+}
 static void s_close(struct om_index *ix)
 {
     stub_of(ix)->closed = true;
@@ -172,6 +177,7 @@ static const struct om_index_ops STUB_OPS = {
     .catalog = s_catalog, .route_get = s_route_get, .route_put = s_route_put,
     .negative_get = s_neg_get, .negative_put = s_neg_put, .referrers_get = s_ref_get,
     .referrers_put = s_ref_put, .counts = s_counts, .rebuild = s_rebuild, .close = s_close,
+    .member = s_member,
 };
 
 static int no_str(void *ud, const char *s)
@@ -203,6 +209,7 @@ static void test_index_db__open_puts_the_sqlite_backend_behind_a_full_ops_table(
         CHECK(ops->route_get && ops->route_put && ops->negative_get && ops->negative_put);
         CHECK(ops->referrers_get && ops->referrers_put && ops->counts);
         CHECK(ops->rebuild && ops->close);
+        CHECK(ops->blob_size && ops->member);
     }
     om_index_close(ix);
     om_index_close(NULL); /* accepted, like every _close */
@@ -240,6 +247,9 @@ static void test_index_db__bad_input_is_refused_before_any_backend_sees_it(void)
                  OM_ERR_INVALID);
     CHECK_EQ_INT(om_index_blob_put(ix, longname, &d, 1, 1), OM_ERR_INVALID);
     CHECK_EQ_INT(om_index_note_pull(ix, NULL, "t", &d, 1), OM_ERR_INVALID);
+    CHECK_EQ_INT(om_index_member(ix, longname, &d), OM_ERR_INVALID);
+    CHECK_EQ_INT(om_index_member(ix, NULL, &d), OM_ERR_INVALID);
+    CHECK_EQ_INT(om_index_member(ix, repo, &bad), OM_ERR_INVALID);
     CHECK_EQ_INT(om_index_catalog(ix, NULL, 10, NULL, NULL), OM_ERR_INVALID);
     CHECK_EQ_INT(om_index_route_get(ix, "", u, sizeof(u), c, sizeof(c)), OM_ERR_INVALID);
     CHECK_EQ_INT(om_index_route_put(ix, repo, "", repo, 1), OM_ERR_INVALID);
@@ -262,7 +272,8 @@ static void test_index_db__bad_input_is_refused_before_any_backend_sees_it(void)
     CHECK(om_index_negative_get(ix, repo, "docker.io", 1));
     CHECK_EQ_INT(om_index_counts(ix, &(struct om_index_counts){0}), OM_OK);
     CHECK_EQ_INT(om_index_rebuild(ix, NULL, NULL), OM_OK);
-    CHECK_EQ_INT(sb.calls, 8);
+    CHECK_EQ_INT(om_index_member(ix, repo, &d), OM_OK);
+    CHECK_EQ_INT(sb.calls, 9);
     om_index_close(ix);
     CHECK(sb.closed);
 }

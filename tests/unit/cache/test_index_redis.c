@@ -477,6 +477,28 @@ struct worker {
     int id, failures;
 };
 
+static void case_member_says_which_repositories_hold_a_digest(struct fixture *fx)
+{
+    const char *nginx = "docker.io/library/nginx", *other = "docker.io/library/busybox";
+    om_digest list = dig("member index"), plat = dig("member platform"), cfg = dig("member config"),
+              layer = dig("member layer"), blob = dig("member blob"), deep = dig("member deep");
+    om_digest kids[2] = {cfg, layer};
+
+    CHECK_EQ_INT(om_index_member(fx->ix, nginx, &layer), OM_ERR_NOTFOUND);
+    CHECK_EQ_INT(om_index_manifest_put(fx->ix, nginx, &list, OCI_INDEX, 10, &plat, 1, 1), OM_OK);
+    CHECK_EQ_INT(om_index_manifest_put(fx->ix, NULL, &plat, OCI_MANIFEST, 10, kids, 2, 1), OM_OK);
+    CHECK_EQ_INT(om_index_member(fx->ix, nginx, &list), OM_OK);
+    CHECK_EQ_INT(om_index_member(fx->ix, nginx, &plat), OM_OK);
+    CHECK_EQ_INT(om_index_member(fx->ix, nginx, &layer), OM_OK);
+    CHECK_EQ_INT(om_index_member(fx->ix, nginx, &cfg), OM_OK);
+    CHECK_EQ_INT(om_index_member(fx->ix, other, &layer), OM_ERR_NOTFOUND);
+    CHECK_EQ_INT(om_index_manifest_put(fx->ix, NULL, &layer, OCI_MANIFEST, 10, &deep, 1, 1), OM_OK);
+    CHECK_EQ_INT(om_index_member(fx->ix, nginx, &deep), OM_ERR_NOTFOUND); /* three levels */
+    CHECK_EQ_INT(om_index_blob_put(fx->ix, other, &blob, 5, 1), OM_OK);
+    CHECK_EQ_INT(om_index_member(fx->ix, other, &blob), OM_OK);
+    CHECK_EQ_INT(om_index_member(fx->ix, nginx, &blob), OM_ERR_NOTFOUND);
+}
+
 static void *worker_run(void *arg)
 {
     struct worker *w = arg;
@@ -542,6 +564,7 @@ static const struct {
     {"rebuild_recovers_tags_and_manifests", case_rebuild_recovers_tags_and_manifests},
     {"four_threads_at_once", case_four_threads_at_once},
     {"health_says_which_backend", case_health_says_which_backend},
+    {"member_says_which_repositories_hold_a_digest", case_member_says_which_repositories_hold_a_digest},
 };
 
 static void run_table(enum backend b)

@@ -174,6 +174,57 @@ static void test_mcache__blob_sizes_round_trip_and_the_oldest_of_a_set_goes(void
     om_mcache_free(mc);
 }
 
+static void test_mcache__membership_is_exact_per_repository_and_cleared_with_the_rest(void)
+{
+    struct om_mcache *mc = NULL;
+    CHECK_EQ_INT(om_mcache_new(&mc, 1 << 20), OM_OK);
+    om_digest a = dg(1), b = dg(2);
+    const char *nginx = "docker.io/library/nginx";
+    CHECK(!om_mcache_member_get(mc, nginx, &a));
+    om_mcache_member_put(mc, nginx, &a);
+    CHECK(om_mcache_member_get(mc, nginx, &a));
+    CHECK(!om_mcache_member_get(mc, nginx, &b));                     /* another digest */
+    CHECK(!om_mcache_member_get(mc, "docker.io/library/busybox", &a)); /* another name */
+    CHECK(!om_mcache_member_get(mc, "docker.io/library/ngin", &a));   /* a prefix of it */
+    CHECK(!om_mcache_member_get(mc, "docker.io/library/nginx2", &a)); /* longer */
+    CHECK(!om_mcache_member_get(mc, "", &a));
+    om_mcache_member_put(mc, nginx, &a); /* again: one entry, still there */
+    CHECK(om_mcache_member_get(mc, nginx, &a));
+    /* One digest in many repositories: all remembered (they spread over sets). */
+    char name[64];
+    for (int i = 0; i < 64; i++) {
+        snprintf(name, sizeof(name), "quay.io/team/r%d", i);
+        om_mcache_member_put(mc, name, &b);
+    }
+    int held = 0;
+    for (int i = 0; i < 64; i++) {
+        snprintf(name, sizeof(name), "quay.io/team/r%d", i);
+        held += om_mcache_member_get(mc, name, &b);
+    }
+    CHECK(held >= 60);
+    /* A name too long to keep is simply not remembered. */
+    char longname[OM_MCACHE_MEMBER_NAME_MAX + 2];
+    memset(longname, 'a', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    om_mcache_member_put(mc, longname, &a);
+    CHECK(!om_mcache_member_get(mc, longname, &a));
+    longname[OM_MCACHE_MEMBER_NAME_MAX] = '\0'; /* exactly the limit: kept */
+    om_mcache_member_put(mc, longname, &a);
+    CHECK(om_mcache_member_get(mc, longname, &a));
+    /* Not a digest: never stored. */
+    om_digest bad;
+    memset(&bad, 0, sizeof(bad));
+    snprintf(bad.str, sizeof(bad.str), "sha256:XYZ");
+    om_mcache_member_put(mc, nginx, &bad);
+    CHECK(!om_mcache_member_get(mc, nginx, &bad));
+    /* GC dropped content: every membership is asked again. */
+    om_mcache_clear(mc);
+    CHECK(!om_mcache_member_get(mc, nginx, &a));
+    CHECK(!om_mcache_member_get(NULL, nginx, &a));
+    om_mcache_member_put(NULL, nginx, &a);
+    om_mcache_free(mc);
+}
+
 int main(void)
 {
     RUN(test_mcache__manifest_round_trip_is_a_copy);
@@ -181,5 +232,6 @@ int main(void)
     RUN(test_mcache__tags_and_routes_round_trip_and_replace);
     RUN(test_mcache__clear_empties_every_kind_and_bytes_say_so);
     RUN(test_mcache__blob_sizes_round_trip_and_the_oldest_of_a_set_goes);
+    RUN(test_mcache__membership_is_exact_per_repository_and_cleared_with_the_rest);
     return test_done();
 }

@@ -216,6 +216,12 @@ static const char full_fmt[] =
     "  - name: local.registry\n"
     "    url: https://127.0.0.1:5002/prefix\n"
     "    proxy: \"\"\n"
+    "  - name: pool.example\n"
+    "    urls: [https://registry.pool.example/, 'https://mirror.pool.example:8443/v']\n"
+    "    credentials:\n"
+    "      - {username: puller-1, password: \"p00l-Pw-1\"}\n"
+    "      - username: puller-2\n"
+    "        password_file: %s\n"
     "search_order: [quay, docker.io]\n"
     "rewrites:\n"
     "  - match: '^coredns$'\n"
@@ -257,7 +263,7 @@ static char *full_yaml(void)
     const char *pw = tmpfile_with("pw", "quay-t0ken\n", 11);
     char *yaml = NULL;
 
-    CHECK(asprintf(&yaml, full_fmt, pw) > 0);
+    CHECK(asprintf(&yaml, full_fmt, pw, pw) > 0);
     return yaml;
 }
 
@@ -274,7 +280,7 @@ static void test_config__a_file_with_every_key_sets_every_field(void)
     CHECK_EQ_STR(cfg->tls_cert, "/etc/ocimirror/tls.crt");
     CHECK_EQ_STR(cfg->tls_key, "/etc/ocimirror/tls.key");
     CHECK_EQ_STR(cfg->storage_path, "/var/lib/ocimirror");
-    CHECK_EQ_INT(cfg->n_upstreams, 3);
+    CHECK_EQ_INT(cfg->n_upstreams, 4);
     u = &cfg->upstreams[0];
     CHECK_EQ_STR(u->name, "docker.io");
     CHECK_EQ_STR(u->url, "https://mirror.example.com"); /* trailing / dropped */
@@ -302,6 +308,22 @@ static void test_config__a_file_with_every_key_sets_every_field(void)
     CHECK_EQ_STR(u->url, "https://127.0.0.1:5002/prefix");
     CHECK_EQ_STR(u->proxy, ""); /* quoted empty = explicitly no proxy */
     CHECK(u->ca_file == NULL && u->username == NULL && u->password == NULL);
+    CHECK_EQ_INT(u->n_urls, 1); /* `url` alone: the list of one */
+    CHECK_EQ_STR(u->urls[0], "https://127.0.0.1:5002/prefix");
+    CHECK_EQ_INT(u->n_credentials, 0);
+    u = &cfg->upstreams[3];
+    CHECK_EQ_INT(u->n_urls, 2);
+    CHECK_EQ_STR(u->urls[0], "https://registry.pool.example"); /* trailing / dropped */
+    CHECK_EQ_STR(u->urls[1], "https://mirror.pool.example:8443/v");
+    CHECK_EQ_STR(u->url, "https://registry.pool.example");     /* the first */
+    CHECK_EQ_INT(u->n_credentials, 2);
+    CHECK_EQ_STR(u->credentials[0].username, "puller-1");
+    CHECK_EQ_STR(u->credentials[0].password, "p00l-Pw-1");
+    CHECK(u->credentials[0].password_file == NULL);
+    CHECK_EQ_STR(u->credentials[1].username, "puller-2");
+    CHECK_EQ_STR(u->credentials[1].password, "quay-t0ken");    /* the file's */
+    CHECK(u->credentials[1].password_file != NULL);
+    CHECK(u->username == NULL && u->password == NULL);
     CHECK_EQ_INT(cfg->n_search_order, 2);
     CHECK_EQ_INT(cfg->search_order[0], 1);
     CHECK_EQ_INT(cfg->search_order[1], 0);
@@ -494,6 +516,46 @@ static const struct err_case err_cases[] = {
     {"upstreams:\n  - name: a.io\n    url: https://a.io\n    aliases: ['b c']\n", "t.yaml:4:15: ",
      "not a registry host name"},
     {"upstreams:\n  - name: a.io\n", "t.yaml:2:5: ", "upstream \"a.io\" needs a url"},
+    {"upstreams:\n  - name: a.io\n    url: https://a.io\n    urls: [https://b.io]\n",
+     "t.yaml:4:5: ", "give url or urls, not both"},
+    {"upstreams:\n  - name: a.io\n    urls: []\n", "t.yaml:3:5: ", "at least one URL"},
+    {"upstreams:\n  - name: a.io\n    urls:\n", "t.yaml:3:5: ", "at least one URL"},
+    {"upstreams:\n  - name: a.io\n    urls: https://a.io\n", "t.yaml:3:11: ",
+     "urls must be a list"},
+    {"upstreams:\n  - name: a.io\n    urls: [https://a.io, ftp://b.io]\n", "t.yaml:3:26: ",
+     "must be http:// or https://"},
+    {"upstreams:\n  - name: a.io\n    urls: [https://a.io, 'https://u:p@b.io']\n",
+     "t.yaml:3:26: ", "user:password@"},
+    {"upstreams:\n  - name: a.io\n    urls: [https://a.io, 'https://A.io/']\n",
+     "t.yaml:3:26: ", "listed twice"},
+    {"upstreams:\n  - name: a.io\n    urls: [[https://a.io]]\n", "t.yaml:3:13: ",
+     "single value"},
+    {"upstreams:\n  - name: a.io\n    url: https://a.io\n    username: x\n"
+     "    credentials: [{username: y, password: z}]\n",
+     "t.yaml:5:5: ", "give username/password or credentials, not both"},
+    {"upstreams:\n  - name: a.io\n    url: https://a.io\n    credentials: []\n",
+     "t.yaml:4:5: ", "at least one account"},
+    {"upstreams:\n  - name: a.io\n    url: https://a.io\n    credentials: [bob]\n",
+     "t.yaml:4:19: ", "each credential must be a mapping"},
+    {"upstreams:\n  - name: a.io\n    url: https://a.io\n    credentials:\n      - password: z\n",
+     "t.yaml:5:9: ", "a credential needs a username"},
+    {"upstreams:\n  - name: a.io\n    url: https://a.io\n    credentials:\n      - username: y\n",
+     "t.yaml:5:9: ", "credential \"y\" needs a password or password_file"},
+    {"upstreams:\n  - name: a.io\n    url: https://a.io\n    credentials:\n"
+     "      - {username: y, password: z, password_file: /p}\n",
+     "t.yaml:5:36: ", "give password or password_file, not both"},
+    {"upstreams:\n  - name: a.io\n    url: https://a.io\n    credentials:\n"
+     "      - {username: y, password: z}\n      - {username: Y, password: w}\n",
+     "t.yaml:6:10: ", "credential \"Y\" is listed twice"},
+    {"upstreams:\n  - name: a.io\n    url: https://a.io\n    credentials:\n"
+     "      - {username: 'a:b', password: z}\n",
+     "t.yaml:5:20: ", "without blanks or ':'"},
+    {"upstreams:\n  - name: a.io\n    url: https://a.io\n    credentials:\n"
+     "      - {username: 'a b', password: z}\n",
+     "t.yaml:5:20: ", "without blanks or ':'"},
+    {"upstreams:\n  - name: a.io\n    url: https://a.io\n    credentials:\n"
+     "      - {username: y, password: z, colour: red}\n",
+     "t.yaml:5:36: ", "unknown key \"colour\" in a credential"},
     {"upstreams:\n  - url: https://a.io\n", "t.yaml:2:5: ", "an upstream needs a name"},
     {"upstreams:\n  - a.io\n", "t.yaml:2:5: ", "each upstream must be a mapping"},
     {"upstreams: []\n", "t.yaml:1:1: ", "upstreams must be a non-empty list"},
@@ -739,6 +801,42 @@ static void test_config__too_many_upstreams_aliases_or_rewrites_are_refused(void
     fclose(f);
     CHECK_EQ_INT(om_config_parse(&cfg, big, len, "t.yaml", err, sizeof(err)), OM_ERR_INVALID);
     CHECK(strncmp(err, "t.yaml:66:", 10) == 0 && strstr(err, "at most 64 rewrites") != NULL);
+    free(big);
+
+    f = open_memstream(&big, &len);
+    fputs("upstreams:\n  - name: a.io\n    urls:\n", f);
+    for (int i = 0; i <= OM_MAX_UPSTREAM_URLS; i++)
+        fprintf(f, "      - https://u%d.a.io\n", i);
+    fclose(f);
+    CHECK_EQ_INT(om_config_parse(&cfg, big, len, "t.yaml", err, sizeof(err)), OM_ERR_INVALID);
+    CHECK(strncmp(err, "t.yaml:12:9: ", 13) == 0 && strstr(err, "at most 8 urls") != NULL);
+    free(big);
+
+    f = open_memstream(&big, &len);
+    fputs("upstreams:\n  - name: a.io\n    url: https://a.io\n    credentials:\n", f);
+    for (int i = 0; i <= OM_MAX_CREDENTIALS; i++)
+        fprintf(f, "      - {username: u%d, password: p}\n", i);
+    fclose(f);
+    CHECK_EQ_INT(om_config_parse(&cfg, big, len, "t.yaml", err, sizeof(err)), OM_ERR_INVALID);
+    CHECK(strncmp(err, "t.yaml:21:10: ", 14) == 0 && strstr(err, "at most 16 credentials") != NULL);
+    free(big);
+
+    /* Exactly the limits: fine. */
+    f = open_memstream(&big, &len);
+    fputs("upstreams:\n  - name: a.io\n    urls:\n", f);
+    for (int i = 0; i < OM_MAX_UPSTREAM_URLS; i++)
+        fprintf(f, "      - https://u%d.a.io\n", i);
+    fputs("    credentials:\n", f);
+    for (int i = 0; i < OM_MAX_CREDENTIALS; i++)
+        fprintf(f, "      - {username: u%d, password: p}\n", i);
+    fclose(f);
+    CHECK_EQ_INT(om_config_parse(&cfg, big, len, "t.yaml", err, sizeof(err)), OM_OK);
+    if (cfg != NULL) {
+        CHECK_EQ_INT(cfg->upstreams[0].n_urls, OM_MAX_UPSTREAM_URLS);
+        CHECK_EQ_INT(cfg->upstreams[0].n_credentials, OM_MAX_CREDENTIALS);
+    }
+    om_config_free(cfg);
+    cfg = NULL;
     free(big);
     CHECK(cfg == NULL);
 }
@@ -1201,6 +1299,12 @@ static void test_config__dump_never_shows_a_password(void)
     if (out != NULL) {
         CHECK(strstr(out, "s3cr3t-Pa55") == NULL);
         CHECK(strstr(out, "quay-t0ken") == NULL);   /* from password_file */
+        CHECK(strstr(out, "p00l-Pw-1") == NULL);    /* a pool account's */
+        CHECK(strstr(out, "credentials:\n      - username: \"puller-1\"\n"
+                          "        password: \"<redacted>\"\n"
+                          "      - username: \"puller-2\"\n        password_file: \"") != NULL);
+        CHECK(strstr(out, "urls: [\"https://registry.pool.example\", "
+                          "\"https://mirror.pool.example:8443/v\"]\n") != NULL);
         CHECK(strstr(out, "pr0xy-pw") == NULL);     /* proxy user:password@ */
         CHECK(strstr(out, "password: \"<redacted>\"") != NULL);
         CHECK(strstr(out, "password_file: \"") != NULL);
@@ -1285,7 +1389,7 @@ static void test_config__the_example_file_loads_and_documents_every_key(void)
     static const char *const keys[] = {
         "listen:", "tls:", "cert:", "key:", "storage:", "path:", "upstreams:", "name:",
         "url:", "aliases:", "ca_file:", "insecure_skip_verify:", "username:", "password:",
-        "password_file:", "proxy:", "search_order:", "rewrites:", "match:", "target:",
+        "password_file:", "proxy:", "urls:", "credentials:", "search_order:", "rewrites:", "match:", "target:",
         "tag_ttl:", "negative_ttl:", "retries:", "max:", "backoff:", "log:", "level:",
         "format:", "limits:", "max_connections:", "max_header_bytes:", "max_url_bytes:",
         "max_manifest_bytes:", "connection_timeout:", "idle_timeout:", "shutdown_grace:",

@@ -8,7 +8,9 @@
  * libmicrohttpd on 127.0.0.1 only (plain HTTP, ephemeral ports, proxy off):
  * a registry that wants a bearer token, a token service and a second token
  * host on another port.  They check single-flight token fetches and the
- * realm's redirects.  Everything else of the libcurl side (TLS, downgrade,
+ * realm's redirects; and the endpoints and accounts of upstream_pool.c (a
+ * dead first URL is skipped, an account that gets a 429 is skipped and the
+ * request moves to the next one).  Everything else of the libcurl side (TLS, downgrade,
  * blob redirects to a CDN, Retry-After through the mirror) is in
  * tests/e2e/test_upstream_security.py.
  */
@@ -24,6 +26,8 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "test.h"
 #include "upstream/upstream_int.h"
@@ -429,6 +433,34 @@ static void test_upstream__ratelimit_remaining(void)
     CHECK_EQ_INT(om_ratelimit_remaining_parse(NULL), -1);
 }
 
+static void test_upstream__ratelimit_window(void)
+{
+    static const struct {
+        const char *in;
+        long want;
+    } cases[] = {
+        {"100;w=21600", 21600},
+        {"0;w=60", 60},
+        {"0; w=60 ", 60},
+        {"5;x=1;w=30", 30},
+        {"76", -1},
+        {"100;", -1},
+        {"100;w=", -1},
+        {"100;w=abc", -1},
+        {"100;w=12x", -1},
+        {"100;w=1234567890", -1},
+        {"abc;w=60", -1},
+        {"", -1},
+        {"100, 200;w=5", -1},
+    };
+    for (size_t i = 0; i < OM_ARRAY_LEN(cases); i++) {
+        if (om_ratelimit_window_parse(cases[i].in) != cases[i].want)
+            fprintf(stderr, "window of \"%s\"\n", cases[i].in);
+        CHECK_EQ_INT(om_ratelimit_window_parse(cases[i].in), cases[i].want);
+    }
+    CHECK_EQ_INT(om_ratelimit_window_parse(NULL), -1);
+}
+
 
 /* ---- small pure parts private to the module (upstream_int.h) ------------ */
 
@@ -567,6 +599,7 @@ static void test_upstream__only_network_errors_are_retried(void)
 
 #define N_THREADS 8
 #define BASIC_ALICE "Basic YWxpY2U6czNjcmV0"    /* alice:s3cret */
+#define BASIC_BOB "Basic Ym9iOnB3Mg=="          /* bob:pw2 */
 
 /* What the fakes saw; reset per test.  Atomics: MHD runs a thread per
  * connection. */
@@ -584,6 +617,8 @@ static struct fakes {
     atomic_int reg_basic;           /* the registry saw Basic (it never should here) */
     atomic_int loop_hops;
     atomic_int tokb_requests;       /* the second token service on the realm host */
+    atomic_int limit_bob;           /* the registry answers bob's tokens 429 */
+    atomic_int bob_429s, alice_ok, bob_ok;
 } F;
 
 static enum MHD_Result fake_answer(struct MHD_Connection *conn, unsigned status,
@@ -617,11 +652,17 @@ static void hold_token(void)
     nanosleep(&grace, NULL);
 }
 
+/* A token names the account it was issued to: tok-<n>-alice, -bob, -anon. */
 static enum MHD_Result fake_token(struct MHD_Connection *conn)
 {
+    const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    const char *who = auth == NULL                     ? "anon"
+                      : strcmp(auth, BASIC_ALICE) == 0 ? "alice"
+                      : strcmp(auth, BASIC_BOB) == 0   ? "bob"
+                                                       : "other";
     char body[128];
     int n = atomic_fetch_add(&F.tokens_issued, 1) + 1;
-    snprintf(body, sizeof(body), "{\"token\":\"tok-%d\",\"expires_in\":300}", n);
+    snprintf(body, sizeof(body), "{\"token\":\"tok-%d-%s\",\"expires_in\":300}", n, who);
     return fake_answer(conn, 200, body, NULL, NULL);
 }
 
@@ -637,8 +678,16 @@ static enum MHD_Result fake_reg(struct MHD_Connection *conn, const char *url)
         atomic_fetch_add(&F.reg_basic, 1);
     if (sscanf(url, "/v2/%31[a-z]/manifests/1", repo) != 1)
         return fake_answer(conn, 404, "{}", NULL, NULL);
-    if (auth != NULL && strncmp(auth, "Bearer tok-", 11) == 0)
+    if (auth != NULL && strncmp(auth, "Bearer tok-", 11) == 0 && strstr(auth, "-bob") != NULL &&
+        atomic_load(&F.limit_bob)) {
+        atomic_fetch_add(&F.bob_429s, 1);
+        return fake_answer(conn, 429, "{\"errors\":[{\"code\":\"TOOMANYREQUESTS\"}]}",
+                           "ratelimit-remaining", "0;w=120");
+    }
+    if (auth != NULL && strncmp(auth, "Bearer tok-", 11) == 0) {
+        atomic_fetch_add(strstr(auth, "-bob") != NULL ? &F.bob_ok : &F.alice_ok, 1);
         return fake_answer(conn, 200, "{}", NULL, NULL);
+    }
     if (strcmp(repo, "denied") == 0)
         realm = "/token-denied";
     else if (strcmp(repo, "cross") == 0)
@@ -950,6 +999,112 @@ static void test_upstream__token_realm_redirect_loop_stops_after_five_redirects(
     fakes_stop();
 }
 
+/* A loopback port nothing listens on (connections are refused). */
+static unsigned closed_port(void)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
+        abort();
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static void test_upstream__a_dead_first_url_is_skipped_and_the_next_one_serves(void)
+{
+    struct om_config cfg;
+    char url[64], dead[64];
+    struct om_upstream *u = NULL;
+    struct puller p = {0};
+    struct om_upstream_url_stats st[OM_MAX_UPSTREAM_URLS];
+
+    fakes_start();
+    fake_config(&cfg, url, sizeof(url), false);
+    snprintf(dead, sizeof(dead), "http://127.0.0.1:%u", closed_port());
+    cfg.upstreams[0].urls[0] = dead;
+    cfg.upstreams[0].urls[1] = url;
+    cfg.upstreams[0].n_urls = 2;
+    cfg.upstreams[0].url = dead;
+    CHECK_EQ_INT(om_upstream_new(&u, &cfg, 0), OM_OK);
+    p.u = u;
+    p.repo = "sf";
+    pull_manifest(&p);
+    CHECK_EQ_INT(p.rc, OM_OK);
+    CHECK_EQ_INT(p.status, 200);        /* from the second URL, at once */
+    CHECK_EQ_INT(om_upstream_url_stats(u, st, OM_ARRAY_LEN(st)), 2);
+    CHECK_EQ_STR(st[0].url, dead);
+    CHECK_EQ_INT(st[0].requests, 1);
+    CHECK_EQ_INT(st[0].errors, 1);
+    CHECK_EQ_INT(st[0].failures, 1);
+    CHECK(!st[0].healthy && st[0].asked);
+    CHECK(st[0].backoff_until_ms > om_up_wall_ms());
+    CHECK(st[0].last_error[0] != '\0');
+    CHECK(st[1].healthy);
+    CHECK_EQ_INT(st[1].requests, 1);
+    /* While it backs off, the dead one is not tried. */
+    pull_manifest(&p);
+    CHECK_EQ_INT(p.status, 200);
+    om_upstream_url_stats(u, st, OM_ARRAY_LEN(st));
+    CHECK_EQ_INT(st[0].requests, 1);
+    CHECK_EQ_INT(st[1].requests, 2);
+    om_upstream_free(u);
+    fakes_stop();
+}
+
+static void test_upstream__an_account_that_gets_429_is_skipped_and_the_pull_goes_on(void)
+{
+    struct om_config cfg;
+    char url[64];
+    struct om_upstream *u = NULL;
+    struct puller p = {0};
+    struct om_upstream_account_stats st[OM_MAX_CREDENTIALS];
+
+    fakes_start();
+    atomic_store(&F.limit_bob, 1);
+    fake_config(&cfg, url, sizeof(url), false);
+    cfg.upstreams[0].credentials[0] = (struct om_credential_cfg){.username = "alice",
+                                                                 .password = "s3cret"};
+    cfg.upstreams[0].credentials[1] = (struct om_credential_cfg){.username = "bob",
+                                                                 .password = "pw2"};
+    cfg.upstreams[0].n_credentials = 2;
+    CHECK_EQ_INT(om_upstream_new(&u, &cfg, 0), OM_OK);
+    p.u = u;
+    p.repo = "acct";
+    for (int i = 0; i < 6; i++) {
+        pull_manifest(&p);
+        CHECK_EQ_INT(p.rc, OM_OK);
+        CHECK_EQ_INT(p.status, 200);
+    }
+    CHECK_EQ_INT(atomic_load(&F.bob_429s), 1);  /* then skipped: limited for its window */
+    CHECK_EQ_INT(atomic_load(&F.alice_ok), 6);
+    CHECK_EQ_INT(om_upstream_account_stats(u, st, OM_ARRAY_LEN(st)), 2);
+    CHECK_EQ_STR(st[0].username, "alice");
+    CHECK_EQ_STR(st[1].username, "bob");
+    CHECK_EQ_INT(st[1].rate_limited, 1);
+    CHECK_EQ_INT(st[1].ratelimit_remaining, 0);
+    CHECK(st[1].limited_until_ms > om_up_wall_ms() + 60 * 1000); /* w=120 */
+    CHECK_EQ_INT(st[0].rate_limited, 0);
+    CHECK_EQ_INT(st[0].limited_until_ms, 0);
+    CHECK_EQ_INT(st[0].requests, 6);
+    /* One token per account: bob's is not offered for alice's requests. */
+    CHECK_EQ_INT(atomic_load(&F.tokens_issued), 2);
+    /* Once bob's limit is over he takes his turns again. */
+    atomic_store(&F.limit_bob, 0);
+    pthread_mutex_lock(&u->stats_mu);
+    u->acct[1].limited_until_mono = 0;
+    pthread_mutex_unlock(&u->stats_mu);
+    pull_manifest(&p);
+    pull_manifest(&p);
+    CHECK_EQ_INT(atomic_load(&F.bob_ok), 1);
+    om_upstream_free(u);
+    fakes_stop();
+}
+
 int main(void)
 {
     RUN(test_upstream__challenge_table);
@@ -963,6 +1118,7 @@ int main(void)
     RUN(test_upstream__retry_after_seconds_and_garbage);
     RUN(test_upstream__retry_after_http_dates);
     RUN(test_upstream__ratelimit_remaining);
+    RUN(test_upstream__ratelimit_window);
     RUN(test_upstream__content_length_table_and_truncated_prefixes);
     RUN(test_upstream__content_range_is_parsed_strictly);
     RUN(test_upstream__header_safe_refuses_what_could_end_a_header);
@@ -974,5 +1130,7 @@ int main(void)
     RUN(test_upstream__token_realm_redirect_to_another_host_drops_the_credentials);
     RUN(test_upstream__token_realm_redirect_on_its_own_origin_keeps_the_credentials);
     RUN(test_upstream__token_realm_redirect_loop_stops_after_five_redirects);
+    RUN(test_upstream__a_dead_first_url_is_skipped_and_the_next_one_serves);
+    RUN(test_upstream__an_account_that_gets_429_is_skipped_and_the_pull_goes_on);
     return test_done();
 }
