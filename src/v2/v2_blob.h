@@ -107,4 +107,14 @@ bool om_blob_memo_get(struct om_server *srv, const char *canonical, const om_dig
 void om_blob_memo_put(struct om_server *srv, const char *canonical, const om_digest *d,
                       const struct om_blob_memo *m);
 
+/* ---- shared by v2_blob.c and v2_blob_work.c ---- */
+/* The size the blob d must have into *want (the memory, else the index);
+ * false when nothing says, or the index could not be asked. */
+bool om_v2_blob_expected_size(struct om_server *srv, const om_digest *d, uint64_t *want);
+/* A download of c's blob d that failed before its first byte (err and
+ * status from om_fetch_wait_ready): the answer in *a, and what the memory
+ * keeps of it. */
+void om_v2_blob_fetch_failed(struct om_server *srv, const struct om_route_candidate *c,
+                             const om_digest *d, int err, long status, struct om_blob_answer *a);
+
 #endif
