@@ -285,10 +285,13 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
                  "range": self.headers.get("Range"), "status": None,
                  "rule": None, "action": None, "sent": 0,
                  "authorization": bool(self.headers.get("Authorization"))}
+        # Recorded as it arrives (the entry fills in as it is served): a
+        # test that got the mirror's answer must see every request the
+        # mirror made for it, also one whose relay is still finishing.
+        st.record(entry)
         try:
             self._serve_inner(entry)
         finally:
-            st.record(entry)
             proxy.logline("%s %s range=%s -> %s rule=%s action=%s sent=%d %.3fs" % (
                 method, target, entry["range"], entry["status"], entry["rule"],
                 entry["action"], entry["sent"], time.time() - t0))
