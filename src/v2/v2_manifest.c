@@ -122,7 +122,7 @@ static neg_result negotiate(struct om_req *req, const char *media_type, const om
     return NEG_SERVE;
 }
 
-typedef enum { RESP_OK, RESP_REFUSED, RESP_GONE, RESP_NEED_CHILD } resp_result;
+typedef enum { RESP_OK, RESP_REFUSED, RESP_GONE, RESP_NEED_CHILD, RESP_NEED_JOB } resp_result;
 
 /* Serve verified manifest bytes that could not be stored (disk full): the
  * client still gets the right bytes; the next request asks the upstream
@@ -149,9 +149,13 @@ static void respond_uncached(struct om_req *req, const om_digest *d, const char 
  * picks instead).  RESP_REFUSED sets the error response to send; RESP_GONE
  * (no longer in the store) sets one too but is worth asking the upstream
  * again; RESP_NEED_CHILD means
- * the platform manifest to serve is not cached: *child names it. */
+ * the platform manifest to serve is not cached: *child names it.
+ * On an HTTP thread (http_thread), a body that is neither in memory nor in
+ * a local file (a store whose reads are network round trips: s3) is not
+ * read here — RESP_NEED_JOB, and a job thread reads it: an HTTP thread
+ * serves every connection it holds and must never wait on the bucket. */
 static resp_result respond_manifest(struct om_req *req, const om_digest *d, const char *media_type,
-                                    uint64_t size, bool stale, om_digest *child)
+                                    uint64_t size, bool stale, om_digest *child, bool http_thread)
 {
     struct om_server *srv = req->srv;
     struct MHD_Response *r = NULL;
@@ -185,6 +189,8 @@ static resp_result respond_manifest(struct om_req *req, const om_digest *d, cons
             goto gone;
         r = om_http_head(media_type, size);
     } else {
+        if (!in_memory && http_thread && !(om_store_caps(srv->store) & OM_STORE_CAN_SENDFILE))
+            return RESP_NEED_JOB;
         if (!in_memory) {
             if (om_store_read(srv->store, d, srv->cfg->limits.max_manifest_bytes, &buf, &len) !=
                 OM_OK)
@@ -248,8 +254,8 @@ static bool serve_from_cache(struct om_req *req)
             return false; /* not known to be this repository's: the job asks */
         om_digest child;
         resp_result rr = respond_manifest(req, &req->p.ref.digest, mr.media_type, mr.size, false,
-                                          &child);
-        if (rr == RESP_NEED_CHILD || rr == RESP_GONE)
+                                          &child, true);
+        if (rr == RESP_NEED_CHILD || rr == RESP_GONE || rr == RESP_NEED_JOB)
             return false;
         if (rr == RESP_REFUSED)
             return true;
@@ -279,8 +285,9 @@ static bool serve_from_cache(struct om_req *req)
     if (expired && !om_jobs_lane_busy(srv->jobs, lane))
         return false;
     om_digest child;
-    resp_result rr = respond_manifest(req, &tr.digest, tr.media_type, tr.size, expired, &child);
-    if (rr == RESP_NEED_CHILD || rr == RESP_GONE)
+    resp_result rr = respond_manifest(req, &tr.digest, tr.media_type, tr.size, expired, &child,
+                                      true);
+    if (rr == RESP_NEED_CHILD || rr == RESP_GONE || rr == RESP_NEED_JOB)
         return false;
     if (rr == RESP_REFUSED)
         return true;
@@ -331,7 +338,7 @@ static void finish_flight(struct om_server *srv, struct om_flight *fl, const str
             bool stale = res->cache == OM_CACHE_STALE;
             om_digest child;
             resp_result rr = respond_manifest(w, &res->digest, res->media_type, res->size, stale,
-                                              &child);
+                                              &child, false);
             if (rr == RESP_NEED_CHILD) {
                 /* A client that takes no lists asked for one by tag: fetch
                  * the default platform's manifest now; later waiters find
@@ -339,7 +346,7 @@ static void finish_flight(struct om_server *srv, struct om_flight *fl, const str
                 struct mresult cres = {0};
                 if (om_v2m_fetch(leader, res->candidate, child.str, &child, false, &cres) == GOT_OK)
                     rr = respond_manifest(w, &res->digest, res->media_type, res->size, stale,
-                                          &child);
+                                          &child, false);
                 free(cres.body);
                 if (rr == RESP_NEED_CHILD)
                     om_req_error(w, MHD_HTTP_NOT_FOUND, "MANIFEST_UNKNOWN",

@@ -334,6 +334,20 @@ void om_v2m_resolve(struct om_req *req, struct mresult *res)
             if (om_index_tag_get(srv->index, c->canonical, ref, &tr) == OM_OK &&
                 om_store_has(srv->store, &tr.digest, NULL)) {
                 bool gone = false;
+                /* Still fresh (checked within tag_ttl: by a flight that
+                 * just ended, or a hit the HTTP thread handed on because
+                 * its body must be read from the bucket): the record is
+                 * the answer, no upstream request. */
+                if (om_now_ms() - tr.checked_at < (int64_t)srv->cfg->tag_ttl_ms) {
+                    res->digest = tr.digest;
+                    snprintf(res->media_type, sizeof(res->media_type), "%s", tr.media_type);
+                    res->size = tr.size;
+                    res->status = MHD_HTTP_OK;
+                    res->candidate = ci;
+                    res->cache = OM_CACHE_HIT;
+                    om_v2_note_probe(req, ci, true, decided || any_unavailable);
+                    return;
+                }
                 if (revalidate(req, ci, &tr, res, &gone)) {
                     om_v2_note_probe(req, ci, true, decided || any_unavailable);
                     return;

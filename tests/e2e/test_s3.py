@@ -30,6 +30,7 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import socketserver
 import subprocess
 import sys
@@ -272,6 +273,42 @@ class S3Test(WorldTestCase):
         self.assertEqual(self.upstream_blob_gets(), 0,
                          "a mirror on an empty storage.path fetched blobs the bucket holds")
         self.assertBucketHolds(bucket, self.footprint(*imgs))
+
+    def test_a_manifest_read_from_a_stalled_bucket_holds_no_http_thread(self):
+        """A cached manifest that is not in memory is read from the bucket by
+        a job, not by the HTTP thread: with one HTTP thread and the gateway
+        frozen (SIGSTOP), other requests are still answered; the manifest
+        comes once the gateway thaws, and a fresh tag asks no upstream."""
+        m = self.s3_mirror(extra={"tag_ttl": "10m", "limits": {"threads": 1}})
+        alpine = self.w.fx["alpine"]
+        self.pull(m, alpine)
+        m.restart()                        # the memory cache is gone; the index stays
+        for r in self.w.reg.values():
+            r.reset_counts()
+        rgw = self.ceph.pids.get("client.rgw")
+        self.assertIsNotNone(rgw, "no radosgw PID")
+        got = {}
+
+        def get_manifest():
+            got["r"] = m.get("/v2/%s/manifests/%s" % (canonical_name(alpine), alpine.tag),
+                             {"Accept": ACCEPT_ALL}, timeout=90)
+        os.kill(rgw, signal.SIGSTOP)
+        try:
+            t = threading.Thread(target=get_manifest, daemon=True)
+            t.start()
+            time.sleep(0.5)                # it is waiting on the frozen gateway now
+            # the one HTTP thread is free: a blocked one would not answer
+            # within the 10 s (the bucket's request timeout is 30 s)
+            r = m.get("/v2/", timeout=10)
+            self.assertEqual(r.status, 200, r)
+            self.assertTrue(t.is_alive(), "the manifest did not wait for the gateway")
+        finally:
+            os.kill(rgw, signal.SIGCONT)
+        t.join(90)
+        self.assertFalse(t.is_alive())
+        self.assertManifest(got["r"], alpine)
+        self.assertEqual(sum(r.count(None, r"/manifests/") for r in self.w.reg.values()), 0,
+                         "a fresh tag asked the upstream")
 
     # -- redirect -------------------------------------------------------------
     def test_redirect_answers_307_to_a_presigned_url_that_clients_follow_without_credentials(self):
