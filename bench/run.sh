@@ -2,6 +2,9 @@
 # bench/run.sh [bench.py options] — build ocimirror (RelWithDebInfo) and run
 # the benchmark suite (bench/bench.py, P1-P6 of issue 3) inside a network
 # namespace that has only loopback.  Options: bench/bench.py --help.
+#   bench/run.sh --cluster [opts]  the cluster benchmarks instead
+#                                  (bench/cluster.py, C1-C5: replicas on
+#                                  S3 + Redis; options: bench/cluster.py --help)
 #   OCIMIRROR_BIN=path  benchmark that binary instead of building
 #   BENCH_NICE=n        niceness of everything it starts (default -10 when
 #                       run as root: other work on a shared machine, e.g.
@@ -21,4 +24,9 @@ export OCIMIRROR_BIN
 if [ -z "${BENCH_NICE:-}" ]; then
     if [ "$(id -u)" = 0 ]; then BENCH_NICE=-10; else BENCH_NICE=0; fi
 fi
-exec nice -n "$BENCH_NICE" "$ROOT/scripts/netns-run" python3 -u "$ROOT/bench/bench.py" "$@"
+SCRIPT=bench.py
+if [ "${1:-}" = "--cluster" ]; then
+    SCRIPT=cluster.py
+    shift
+fi
+exec nice -n "$BENCH_NICE" "$ROOT/scripts/netns-run" python3 -u "$ROOT/bench/$SCRIPT" "$@"

@@ -45,6 +45,14 @@
 #define STALL_MS 30000            /* no byte for this long, not paused: broken */
 #define RESUMES 2
 #define RING_MIN (64u * 1024)
+/* The waiter is woken once this much is in the ring (or the range is
+ * complete, or the transfer pauses or ends), not for every callback of
+ * libcurl: each wake resumes a suspended connection, which costs a pass
+ * of libmicrohttpd's loop for a few KiB otherwise.  Not above RING_MIN. */
+#define WAKE_MIN (64u * 1024)
+/* libcurl's receive buffer of a streamed GET (CURLOPT_BUFFERSIZE; its
+ * default is 16 KiB): fewer, larger write callbacks. */
+#define RECV_BUF (64L * 1024)
 #define POLL_MS 200
 
 struct s3_reader {
@@ -227,6 +235,7 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
     }
     if (r->cap - r->fill < n) {
         r->paused = true;
+        wake_locked(r); /* whatever the ring holds is the consumer's now */
         pthread_mutex_unlock(&r->mu);
         return CURL_WRITEFUNC_PAUSE;
     }
@@ -237,7 +246,8 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
     r->fill += n;
     r->got += n;
     r->last_byte_ms = om_now_ms();
-    wake_locked(r);
+    if (r->fill >= WAKE_MIN || r->got == r->len)
+        wake_locked(r);
     pthread_mutex_unlock(&r->mu);
     return n;
 }
@@ -262,6 +272,7 @@ static int start_transfer(struct om_s3_streamer *sm, struct s3_reader *r)
     curl_easy_setopt(r->h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(r->h, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(r->h, CURLOPT_PRIVATE, r);
+    curl_easy_setopt(r->h, CURLOPT_BUFFERSIZE, RECV_BUF);
     if (curl_multi_add_handle(sm->multi, r->h) != CURLM_OK)
         return OM_ERR_IO;
     r->in_multi = true;
