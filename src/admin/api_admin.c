@@ -495,19 +495,6 @@ static const char *why_code(om_route_why w)
     }
 }
 
-/* {allowed, verdict: allowed|denied|not_allowed, rule, message} */
-static json_t *policy_json(const struct om_policy *p, const char *canonical)
-{
-    const char *rule = NULL;
-    char msg[OM_POLICY_PATTERN_MAX + 64];
-    om_policy_verdict v = om_policy_check(p, canonical, &rule);
-    return json_pack("{s:b, s:s, s:o, s:o}", "allowed", v == OM_POLICY_ALLOWED, "verdict",
-                     v == OM_POLICY_ALLOWED ? "allowed" : v == OM_POLICY_DENIED ? "denied"
-                                                                             : "not_allowed",
-                     "rule", rule != NULL ? om_json_str(rule) : json_null(), "message",
-                     om_json_str(om_policy_explain(v, rule, msg, sizeof(msg))));
-}
-
 static enum MHD_Result handle_route(struct om_req *req, const char *rest)
 {
     struct om_server *srv = req->srv;
@@ -609,7 +596,7 @@ static enum MHD_Result handle_route(struct om_req *req, const char *rest)
     for (size_t i = 0; i < rt.n; i++) {
         const char *uname = cfg->upstreams[rt.c[i].upstream].name;
         bool neg = rt.kind == OM_ROUTE_SEARCH && om_index_negative_get(srv->index, name, uname, now);
-        json_t *pj = policy_json(pol, rt.c[i].canonical);
+        json_t *pj = om_admin_policy_json(pol, rt.c[i].canonical);
         if (first_pol == NULL)
             first_pol = pj;
         if (overall == NULL && json_is_true(json_object_get(pj, "allowed")))
