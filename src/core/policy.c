@@ -8,9 +8,24 @@
 
 #include "core/om.h"
 
+struct comp {
+    const char *s;
+    size_t len;
+};
+
+/* A compiled pattern: its components, and the literal text before its
+ * first '*' — a name that does not start with it cannot match, which is
+ * what settles most patterns of a long list in a few byte compares. */
+struct rule {
+    char *s;                /* owned copy */
+    size_t prefix_len;
+    struct comp *pc;        /* owned; into s */
+    size_t np;
+};
+
 struct om_policy {
     atomic_uint refs;
-    char **allow, **deny;   /* owned copies */
+    struct rule *allow, *deny;   /* owned */
     size_t n_allow, n_deny;
 };
 
@@ -84,11 +99,6 @@ static bool seg_match(const char *p, size_t pl, const char *s, size_t sl)
     return pi == pl;
 }
 
-struct comp {
-    const char *s;
-    size_t len;
-};
-
 /* Split s into at most max components; returns the count, or max + 1 when
  * there are more. */
 static size_t split(const char *s, struct comp *out, size_t max)
@@ -108,17 +118,13 @@ static size_t split(const char *s, struct comp *out, size_t max)
 
 #define NAME_COMPS_MAX (OM_NAME_MAX / 2 + 2)
 
-bool om_policy_match(const char *pat, const char *name)
+/* Pattern components pc[0..np) against name components nc[0..nn). */
+static bool match_comps(const struct comp *pc, size_t np, const struct comp *nc, size_t nn)
 {
-    struct comp pc[OM_POLICY_COMPONENTS_MAX + 1], nc[NAME_COMPS_MAX + 1];
-    size_t np = split(pat, pc, OM_POLICY_COMPONENTS_MAX);
-    size_t nn = split(name, nc, NAME_COMPS_MAX);
     /* ok[j]: pattern components i.. match name components j.. — computed
      * from the last pattern component back to the first. */
     bool ok[NAME_COMPS_MAX + 2], next[NAME_COMPS_MAX + 2];
 
-    if (np > OM_POLICY_COMPONENTS_MAX || nn > NAME_COMPS_MAX)
-        return false;
     for (size_t j = 0; j <= nn; j++)
         next[j] = j == nn;
     for (size_t i = np; i-- > 0;) {
@@ -135,23 +141,63 @@ bool om_policy_match(const char *pat, const char *name)
     return next[0];
 }
 
-static void free_list(char **l, size_t n)
+bool om_policy_match(const char *pat, const char *name)
 {
-    for (size_t i = 0; l != NULL && i < n; i++)
-        free(l[i]);
+    struct comp pc[OM_POLICY_COMPONENTS_MAX + 1], nc[NAME_COMPS_MAX + 1];
+    size_t np = split(pat, pc, OM_POLICY_COMPONENTS_MAX);
+    size_t nn = split(name, nc, NAME_COMPS_MAX);
+
+    if (np > OM_POLICY_COMPONENTS_MAX || nn > NAME_COMPS_MAX)
+        return false;
+    return match_comps(pc, np, nc, nn);
+}
+
+/* A name split once, for every rule of a check. */
+struct split_name {
+    const char *s;
+    size_t len, nn;
+    struct comp nc[NAME_COMPS_MAX + 1];
+};
+
+static bool rule_match(const struct rule *r, const struct split_name *n)
+{
+    /* "a/(star)(star)" also matches "a" itself: compare the prefix without
+     * its trailing '/' when the name ends there */
+    size_t pl = r->prefix_len;
+    if (pl > n->len && !(pl == n->len + 1 && r->s[n->len] == '/'))
+        return false;
+    if (memcmp(r->s, n->s, pl <= n->len ? pl : n->len) != 0)
+        return false;
+    return match_comps(r->pc, r->np, n->nc, n->nn);
+}
+
+static void free_rules(struct rule *l, size_t n)
+{
+    for (size_t i = 0; l != NULL && i < n; i++) {
+        free(l[i].s);
+        free(l[i].pc);
+    }
     free(l);
 }
 
-static int copy_list(char ***out, const char *const *src, size_t n)
+static int compile_rules(struct rule **out, const char *const *src, size_t n)
 {
-    *out = calloc(n ? n : 1, sizeof(char *));
+    struct comp tmp[OM_POLICY_COMPONENTS_MAX + 1];
+
+    *out = calloc(n ? n : 1, sizeof(struct rule));
     if (*out == NULL)
         return OM_ERR_NOMEM;
     for (size_t i = 0; i < n; i++) {
+        struct rule *r = &(*out)[i];
         if (om_policy_pattern_why(src[i], strlen(src[i])) != NULL)
             return OM_ERR_INVALID;
-        if (((*out)[i] = strdup(src[i])) == NULL)
+        if ((r->s = strdup(src[i])) == NULL)
             return OM_ERR_NOMEM;
+        r->np = split(r->s, tmp, OM_POLICY_COMPONENTS_MAX);
+        if ((r->pc = malloc(r->np * sizeof(struct comp))) == NULL)
+            return OM_ERR_NOMEM;
+        memcpy(r->pc, tmp, r->np * sizeof(struct comp));
+        r->prefix_len = strcspn(r->s, "*");
     }
     return OM_OK;
 }
@@ -170,8 +216,8 @@ int om_policy_new(struct om_policy **out, const char *const *allow, size_t n_all
     atomic_init(&p->refs, 1);
     p->n_allow = n_allow;
     p->n_deny = n_deny;
-    if ((err = copy_list(&p->allow, allow, n_allow)) != OM_OK ||
-        (err = copy_list(&p->deny, deny, n_deny)) != OM_OK) {
+    if ((err = compile_rules(&p->allow, allow, n_allow)) != OM_OK ||
+        (err = compile_rules(&p->deny, deny, n_deny)) != OM_OK) {
         om_policy_unref(p);
         return err;
     }
@@ -190,8 +236,8 @@ void om_policy_unref(struct om_policy *p)
 {
     if (p == NULL || atomic_fetch_sub(&p->refs, 1) != 1)
         return;
-    free_list(p->allow, p->n_allow);
-    free_list(p->deny, p->n_deny);
+    free_rules(p->allow, p->n_allow);
+    free_rules(p->deny, p->n_deny);
     free(p);
 }
 
@@ -204,23 +250,29 @@ om_policy_verdict om_policy_check(const struct om_policy *p, const char *name,
                                   const char **rule)
 {
     const char *dummy;
+    struct split_name n;
 
     if (rule == NULL)
         rule = &dummy;
     *rule = NULL;
-    if (p == NULL)
+    if (p == NULL || (p->n_allow == 0 && p->n_deny == 0))
         return OM_POLICY_ALLOWED;
+    n.s = name;
+    n.len = strlen(name);
+    n.nn = split(name, n.nc, NAME_COMPS_MAX);
+    if (n.nn > NAME_COMPS_MAX) /* longer than any valid name: nothing matches */
+        n.nn = 0, n.len = 0;
     for (size_t i = 0; i < p->n_deny; i++) {
-        if (om_policy_match(p->deny[i], name)) {
-            *rule = p->deny[i];
+        if (n.nn > 0 && rule_match(&p->deny[i], &n)) {
+            *rule = p->deny[i].s;
             return OM_POLICY_DENIED;
         }
     }
     if (p->n_allow == 0)
         return OM_POLICY_ALLOWED;
     for (size_t i = 0; i < p->n_allow; i++) {
-        if (om_policy_match(p->allow[i], name)) {
-            *rule = p->allow[i];
+        if (n.nn > 0 && rule_match(&p->allow[i], &n)) {
+            *rule = p->allow[i].s;
             return OM_POLICY_ALLOWED;
         }
     }

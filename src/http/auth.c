@@ -14,7 +14,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include "core/log.h"
@@ -219,7 +218,7 @@ bool om_auth_crypt_ok(const char *password, const char *hash)
 struct cache_slot {
     uint64_t gen;                      /* = a->gen when valid */
     int64_t expires_ms;
-    unsigned char mac[32];             /* HMAC(key, user NUL password) */
+    unsigned char mac[32];             /* login_mac(user, password) */
 };
 
 struct limit_slot {
@@ -237,7 +236,8 @@ struct om_auth {
     uint64_t gen;                      /* bumped by every load: forgets the cache */
     atomic_int_fast64_t next_check_ms;
     atomic_bool off;                   /* anonymous and no file */
-    unsigned char key[32];             /* HMAC key, random per process */
+    unsigned char key[32];             /* login_mac's key, random per process */
+    EVP_MD *sha256;                    /* fetched once (shared by threads) */
     char dummy[OM_AUTH_HASH_MAX + 1];  /* a bcrypt hash nobody knows the password of */
     struct cache_slot cache[OM_AUTH_CACHE_SLOTS];
     struct limit_slot limit[OM_AUTH_LIMIT_SLOTS];
@@ -255,6 +255,10 @@ int om_auth_new(struct om_auth **out)
         free(a);
         return OM_ERR_IO;
     }
+    if ((a->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL) {
+        free(a);
+        return OM_ERR_NOMEM;
+    }
     pthread_mutex_init(&a->mu, NULL);
     a->anonymous = true;
     a->gen = 1;
@@ -269,6 +273,7 @@ void om_auth_free(struct om_auth *a)
         return;
     om_htpasswd_free(a->ht);
     free(a->path);
+    EVP_MD_free(a->sha256);
     pthread_mutex_destroy(&a->mu);
     explicit_bzero(a, sizeof(*a));
     free(a);
@@ -437,17 +442,24 @@ struct om_auth_counters *om_auth_counters(struct om_auth *a)
 
 /* ---- the memory of good logins ------------------------------------------- */
 
+/* A keyed fingerprint of (user, password): SHA-256 over key, user, NUL,
+ * password, key (an envelope MAC; it is only ever compared for equality
+ * with another of this process's, under a key nobody else knows).  Not
+ * HMAC(): OpenSSL 3 looks its algorithm up on every call (~3.4 us here
+ * against ~0.3 us for a digest with the EVP_MD fetched once) and this runs
+ * on every authenticated request. */
 static bool login_mac(const struct om_auth *a, const char *user, const char *password,
                       unsigned char mac[32])
 {
-    unsigned char buf[OM_AUTH_USER_MAX + 1 + OM_AUTH_PASSWORD_MAX];
-    size_t ul = strlen(user), pl = strlen(password); /* bounded by input_ok */
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
     unsigned int ml = 32;
-
-    memcpy(buf, user, ul + 1);
-    memcpy(buf + ul + 1, password, pl);
-    bool ok = HMAC(EVP_sha256(), a->key, sizeof(a->key), buf, ul + 1 + pl, mac, &ml) != NULL;
-    explicit_bzero(buf, sizeof(buf));
+    bool ok = c != NULL && a->sha256 != NULL && EVP_DigestInit_ex(c, a->sha256, NULL) == 1 &&
+              EVP_DigestUpdate(c, a->key, sizeof(a->key)) == 1 &&
+              EVP_DigestUpdate(c, user, strlen(user) + 1) == 1 &&
+              EVP_DigestUpdate(c, password, strlen(password)) == 1 &&
+              EVP_DigestUpdate(c, a->key, sizeof(a->key)) == 1 &&
+              EVP_DigestFinal_ex(c, mac, &ml) == 1 && ml == 32;
+    EVP_MD_CTX_free(c);
     return ok;
 }
 

@@ -19,13 +19,13 @@
  * Cost and threads.  A bcrypt at cost 10 takes ~50-100 ms of CPU: far too
  * long for libmicrohttpd's few event-loop threads, which serve every other
  * connection meanwhile.  So the dispatcher answers from the memory of good
- * logins at once when it can (om_auth_check_cached: an HMAC-SHA256 and a
+ * logins at once when it can (om_auth_check_cached: a keyed SHA-256 and a
  * table probe, constant-time compare) and otherwise suspends the
  * connection and runs om_auth_verify() as a job (server/dispatch.c):
  * running it on the HTTP thread would be "bounded" only by the failure
  * limiter, and with many addresses or many distinct good users that bound
- * is no bound at all.  The memory keeps HMAC(per-process random key,
- * user, password) for OM_AUTH_CACHE_TTL_MS, never the clear password, in
+ * is no bound at all.  The memory keeps a SHA-256 of (per-process random
+ * key, user, password, key) for OM_AUTH_CACHE_TTL_MS, never the clear password, in
  * OM_AUTH_CACHE_SLOTS slots; a reload of the file forgets it.
  *
  * Failed logins: after OM_AUTH_FAIL_MAX failures in OM_AUTH_FAIL_WINDOW_MS

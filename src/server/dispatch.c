@@ -17,7 +17,8 @@
  */
 #include "server/server.h"
 
-#include <netdb.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,13 +130,13 @@ static void peer_addr(struct MHD_Connection *conn, char *buf, size_t len)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    snprintf(buf, len, "?");
-    if (ci != NULL && ci->client_addr != NULL) {
-        socklen_t sl = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                                : sizeof(struct sockaddr_in);
-        if (getnameinfo(ci->client_addr, sl, buf, (socklen_t)len, NULL, 0, NI_NUMERICHOST) != 0)
-            snprintf(buf, len, "?");
-    }
+    const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
+    const void *a = sa == NULL                  ? NULL
+                    : sa->sa_family == AF_INET  ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+                    : sa->sa_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                                                : NULL;
+    if (a == NULL || inet_ntop(sa->sa_family, a, buf, (socklen_t)len) == NULL)
+        snprintf(buf, len, "?");
 }
 
 static enum MHD_Result send_unauthorized(struct om_req *req, const char *message)
