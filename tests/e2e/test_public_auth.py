@@ -119,6 +119,18 @@ class AuthTest(WorldTestCase):
         self.assertEqual(self.m.get("/v2/", basic("dave", "dave-pw")).status, 200)
         self.assertNotIn("0123456789abcdef012345", self.m.log_text())
 
+    def test_check_config_reads_the_htpasswd_file(self):
+        bad = os.path.join(self.w.dir, "bad-htpasswd")
+        with open(bad, "w") as f:
+            f.write(htpasswd_line("-B", "alice", "x") + "bob:$apr1$abcdefgh$0123456789abcdef012345\n")
+        cfg = os.path.join(self.w.dir, "bad.yaml")
+        with open(cfg, "w") as f:
+            f.write("access:\n  htpasswd_file: %s\n" % bad)
+        r = subprocess.run([self.m.binary, "check-config", "-c", cfg], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 1, r)
+        self.assertIn("%s:2: user \"bob\"" % bad, r.stderr)
+        self.assertNotIn("0123456789abcdef012345", r.stderr)
+
     def test_failed_logins_limit_that_address_only(self):
         bad = basic("alice", "not-it")
         statuses = [self.get_from("127.0.0.2", "/v2/", bad)[0] for _ in range(5)]
