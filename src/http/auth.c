@@ -239,6 +239,7 @@ struct om_auth {
     unsigned char key[32];             /* login_mac's key, random per process */
     EVP_MD *sha256;                    /* fetched once (shared by threads) */
     char dummy[OM_AUTH_HASH_MAX + 1];  /* a bcrypt hash nobody knows the password of */
+    char self_pw[65];                  /* OM_AUTH_SELF_USER's password (hex) */
     struct cache_slot cache[OM_AUTH_CACHE_SLOTS];
     struct limit_slot limit[OM_AUTH_LIMIT_SLOTS];
     struct om_auth_counters ctr;
@@ -251,10 +252,14 @@ int om_auth_new(struct om_auth **out)
     *out = NULL;
     if (a == NULL)
         return OM_ERR_NOMEM;
-    if (RAND_bytes(a->key, sizeof(a->key)) != 1) {
+    unsigned char self[32];
+    if (RAND_bytes(a->key, sizeof(a->key)) != 1 || RAND_bytes(self, sizeof(self)) != 1) {
         free(a);
         return OM_ERR_IO;
     }
+    for (size_t i = 0; i < sizeof(self); i++)
+        snprintf(a->self_pw + 2 * i, 3, "%02x", self[i]);
+    explicit_bzero(self, sizeof(self));
     if ((a->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL) {
         free(a);
         return OM_ERR_NOMEM;
@@ -435,6 +440,11 @@ size_t om_auth_users(struct om_auth *a)
     return n;
 }
 
+const char *om_auth_self_password(struct om_auth *a)
+{
+    return a->self_pw;
+}
+
 struct om_auth_counters *om_auth_counters(struct om_auth *a)
 {
     return &a->ctr;
@@ -481,6 +491,10 @@ om_auth_result om_auth_check_cached(struct om_auth *a, const char *user, const c
     unsigned char mac[32];
     om_auth_result r = OM_AUTH_UNKNOWN;
 
+    if (strcmp(user, OM_AUTH_SELF_USER) == 0)
+        return strlen(password) == 64 && CRYPTO_memcmp(password, a->self_pw, 64) == 0
+                   ? OM_AUTH_GOOD
+                   : OM_AUTH_BAD;
     if (!input_ok(user, password))
         return OM_AUTH_BAD;
     if (!login_mac(a, user, password, mac))

@@ -106,6 +106,15 @@ om_auth_result om_auth_check_cached(struct om_auth *a, const char *user, const c
 om_auth_result om_auth_verify(struct om_auth *a, const char *user, const char *password,
                               int64_t now_ms);
 
+/* The server's own client (the in-process prefetcher, which pulls through
+ * the mirror's /v2/ on loopback) logs in as OM_AUTH_SELF_USER with a random
+ * per-process password: a name no htpasswd file can hold (it has a blank),
+ * so with anonymous false the prefetcher still works and nobody else can be
+ * it.  om_auth_check_cached answers GOOD for it at once.  The password is
+ * 64 hex digits, valid while a is. */
+#define OM_AUTH_SELF_USER "ocimirror prefetch"
+const char *om_auth_self_password(struct om_auth *a);
+
 /* The failure limiter.  addr: the client's address as text. */
 bool om_auth_limited(struct om_auth *a, const char *addr, int64_t now_ms,
                      unsigned *retry_after_s);

@@ -119,6 +119,18 @@ class AuthTest(WorldTestCase):
         self.assertEqual(self.m.get("/v2/", basic("dave", "dave-pw")).status, 200)
         self.assertNotIn("0123456789abcdef012345", self.m.log_text())
 
+    def test_the_prefetcher_logs_in_as_itself(self):
+        m = self.mirror(extra={
+            "access": {"anonymous": False, "htpasswd_file": self.pw},
+            "prefetch": {"images": ["docker.io/library/alpine:3.19"],
+                         "platforms": ["linux/amd64"], "retries": 1}})
+        self.assertTrue(wait_for(lambda: "prefetch: image done" in m.log_text() or
+                                 "prefetch: image failed" in m.log_text(), timeout=30))
+        self.assertIn("prefetch: image done", m.log_text())
+        # nobody else is that user
+        r = m.get("/v2/", basic("ocimirror prefetch", "0" * 64))
+        self.assertEqual(r.status, 401)
+
     def test_check_config_reads_the_htpasswd_file(self):
         bad = os.path.join(self.w.dir, "bad-htpasswd")
         with open(bad, "w") as f:
