@@ -73,6 +73,13 @@
     return `docker pull ${location.host}/${name}${ref || ':latest'}`;
   }
 
+  /* policy.allow / policy.deny: the verdict, and the rule that decided. */
+  function policyLine(p) {
+    const key = p.verdict === 'denied' ? 'route.policy.denied' : p.verdict === 'not_allowed' ? 'route.policy.notallowed' : 'route.policy.allowed';
+    return h('span', { 'data-verdict': p.verdict || '' }, badge(t(key), p.allowed ? 'ok' : 'bad'),
+      p.rule ? [' ', h('code', { class: 'break' }, p.rule)] : '');
+  }
+
   function renderRoute(r, ref, typed) {
     const cands = arr(r.candidates);
     const decided = r.decided && typeof r.decided === 'object' ? r.decided : null;
@@ -97,6 +104,7 @@
       [t('route.why'), why, 'why'],
       decided && decided.source === 'remembered' ? [t('route.decision'), t('route.remembered'), 'source'] : null,
       r.ns ? [t('route.ns'), lit(r.ns), 'ns'] : null,
+      r.policy && typeof r.policy === 'object' ? [t('route.policy'), policyLine(r.policy), 'policy'] : null,
     ]));
     if (cands.length) {
       box.append(h('h3', null, fixed ? t('route.cands.fixed') : t('route.cands.search')),

@@ -56,6 +56,9 @@ int om_admin_arg_uint(struct om_req *req, const char *key, uint64_t min, uint64_
  * UTF-8 has its bad bytes replaced by '?'; NULL gives JSON null. */
 json_t *om_json_str(const char *s);
 json_t *om_json_u64(uint64_t v);
+/* policy.* for a canonical name (the route explainer):
+ * {allowed, verdict: "allowed" | "denied" | "not_allowed", rule, message}. */
+json_t *om_admin_policy_json(const struct om_policy *p, const char *canonical);
 /* Set key to value in obj (value consumed); ignores a NULL value. */
 void om_json_set(json_t *obj, const char *key, json_t *value);
 

@@ -207,3 +207,16 @@ void om_admin_mirror_host(struct om_req *req, char *out, size_t outsz, bool *tls
     host = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Host");
     snprintf(out, outsz, "%s", host != NULL && host_ok(host) ? host : "localhost");
 }
+
+/* {allowed, verdict: allowed|denied|not_allowed, rule, message} */
+json_t *om_admin_policy_json(const struct om_policy *p, const char *canonical)
+{
+    const char *rule = NULL;
+    char msg[OM_POLICY_PATTERN_MAX + 64];
+    om_policy_verdict v = om_policy_check(p, canonical, &rule);
+    return json_pack("{s:b, s:s, s:o, s:o}", "allowed", v == OM_POLICY_ALLOWED, "verdict",
+                     v == OM_POLICY_ALLOWED ? "allowed" : v == OM_POLICY_DENIED ? "denied"
+                                                                             : "not_allowed",
+                     "rule", rule != NULL ? om_json_str(rule) : json_null(), "message",
+                     om_json_str(om_policy_explain(v, rule, msg, sizeof(msg))));
+}

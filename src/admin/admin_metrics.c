@@ -500,6 +500,30 @@ static void storage(struct mbuf *b, struct om_server *srv)
     }
 }
 
+/* access.* and policy.* (issue 12): who was refused and why. */
+static void access_policy(struct mbuf *b, struct om_server *srv)
+{
+    struct om_auth_counters *c = om_auth_counters(srv->auth);
+    one_u64(b, "ocimirror_policy_denied_total", "counter",
+            "Requests answered 403 DENIED by policy.allow/policy.deny.",
+            atomic_load(&srv->ctr.policy_denied));
+    one_u64(b, "ocimirror_auth_failures_total", "counter",
+            "Logins with a wrong user name or password.", atomic_load(&c->failures));
+    family(b, "ocimirror_auth_rejected_total", "counter",
+           "Requests refused by client authentication, by reason.");
+    mb_printf(b, "ocimirror_auth_rejected_total{reason=\"missing\"} %llu\n",
+              (unsigned long long)atomic_load(&c->missing));
+    mb_printf(b, "ocimirror_auth_rejected_total{reason=\"invalid\"} %llu\n",
+              (unsigned long long)atomic_load(&c->failures));
+    mb_printf(b, "ocimirror_auth_rejected_total{reason=\"rate_limited\"} %llu\n",
+              (unsigned long long)atomic_load(&c->limited));
+    one_u64(b, "ocimirror_auth_verifications_total", "counter",
+            "Password hashes computed (logins not in the memory of good ones).",
+            atomic_load(&c->verified));
+    one_u64(b, "ocimirror_auth_users", "gauge", "Users in access.htpasswd_file.",
+            om_auth_users(srv->auth));
+}
+
 enum MHD_Result om_admin_metrics(struct om_req *req)
 {
     struct om_server *srv = req->srv;
@@ -516,6 +540,7 @@ enum MHD_Result om_admin_metrics(struct om_req *req)
     load(&b, srv);
     index_health(&b, srv);
     storage(&b, srv);
+    access_policy(&b, srv);
     if (b.failed) {
         free(b.buf);
         return om_admin_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNKNOWN",

@@ -588,14 +588,28 @@ static enum MHD_Result handle_route(struct om_req *req, const char *rest)
     om_json_set(doc, "why_values", vals);
     bool cached = rt.kind == OM_ROUTE_SEARCH &&
                   om_index_route_get(srv->index, name, up, sizeof(up), canon, sizeof(canon)) == OM_OK;
+    /* policy.*: the verdict for every candidate (a refused one is never
+     * asked), and for the name as a whole: the decided candidate's, else
+     * the first allowed one's, else the first's. */
+    struct om_policy *pol = om_server_policy(srv);
+    json_t *overall = NULL, *first_pol = NULL;
     for (size_t i = 0; i < rt.n; i++) {
         const char *uname = cfg->upstreams[rt.c[i].upstream].name;
         bool neg = rt.kind == OM_ROUTE_SEARCH && om_index_negative_get(srv->index, name, uname, now);
-        json_array_append_new(cands, json_pack("{s:o, s:o, s:o, s:o, s:b}", "upstream",
+        json_t *pj = om_admin_policy_json(pol, rt.c[i].canonical);
+        if (first_pol == NULL)
+            first_pol = pj;
+        if (overall == NULL && json_is_true(json_object_get(pj, "allowed")))
+            overall = pj;
+        if (cached && strcmp(uname, up) == 0)
+            overall = pj;
+        json_array_append_new(cands, json_pack("{s:o, s:o, s:o, s:o, s:b, s:O}", "upstream",
                                                om_json_str(uname), "url",
                                                om_json_str(cfg->upstreams[rt.c[i].upstream].url),
                                                "remote", om_json_str(rt.c[i].remote), "canonical",
-                                               om_json_str(rt.c[i].canonical), "negative", neg));
+                                               om_json_str(rt.c[i].canonical), "negative", neg,
+                                               "policy", pj));
+        json_decref(pj); /* the candidate holds it (s:O took a reference) */
         if (rt.kind == OM_ROUTE_FIXED && i == 0) {
             decided = json_pack("{s:o, s:o, s:s}", "upstream", om_json_str(uname), "canonical",
                                 om_json_str(rt.c[0].canonical), "source", "route");
@@ -606,6 +620,9 @@ static enum MHD_Result handle_route(struct om_req *req, const char *rest)
                                 om_json_str(canon), "source", "remembered");
         }
     }
+    overall = overall != NULL ? overall : first_pol;
+    om_json_set(doc, "policy", overall != NULL ? json_incref(overall) : json_null());
+    om_policy_unref(pol);
     om_json_set(doc, "kind", json_string(rt.kind == OM_ROUTE_FIXED ? "fixed" : "search"));
     om_json_set(doc, "why", om_json_str(why));
     om_json_set(doc, "candidates", cands);

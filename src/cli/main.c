@@ -127,6 +127,20 @@ static int cmd_check_config(const struct args *a)
     int rc = load_config(a, &cfg);
     if (rc != 0)
         return rc;
+    /* the htpasswd file is read by the server at start: check it now too */
+    struct om_auth *auth = NULL;
+    char err[512];
+    if (cfg->access_htpasswd_file != NULL &&
+        (om_auth_new(&auth) != OM_OK ||
+         om_auth_configure(auth, cfg->access_anonymous, cfg->access_htpasswd_file, err,
+                           sizeof(err)) != OM_OK)) {
+        fprintf(stderr, "ocimirror: %s: access: %s\n", cfg->source,
+                auth != NULL ? err : "out of memory");
+        om_auth_free(auth);
+        om_config_free(cfg);
+        return 1;
+    }
+    om_auth_free(auth);
     om_config_dump(cfg, stdout);
     om_config_free(cfg);
     return 0;

@@ -77,6 +77,7 @@ static int fill_defaults(struct om_config *cfg)
         dup_str(&cfg->storage_path, "./ocimirror-data") != OM_OK ||
         dup_str(&cfg->source, "<embedded defaults>") != OM_OK)
         goto done;
+    cfg->access_anonymous = true;
     for (size_t i = 0; i < OM_ARRAY_LEN(default_upstreams); i++) {
         const struct default_upstream *d = &default_upstreams[i];
         struct om_upstream_cfg *u = &cfg->upstreams[cfg->n_upstreams++];
@@ -382,6 +383,25 @@ static void dump_cluster(FILE *f, const struct om_config *cfg)
     put_kv(f, "  ", "peer_token_file", cfg->cluster_peer_token_file);
 }
 
+static void dump_pattern_list(FILE *f, const char *key, char *const *l, size_t n)
+{
+    fprintf(f, n == 0 ? "  %s: []\n" : "  %s:\n", key);
+    for (size_t i = 0; i < n; i++) {
+        fputs("    - ", f);
+        put_str(f, l[i]);
+        fputc('\n', f);
+    }
+}
+
+static void dump_access_policy(FILE *f, const struct om_config *cfg)
+{
+    fprintf(f, "access:\n  anonymous: %s\n", cfg->access_anonymous ? "true" : "false");
+    put_kv(f, "  ", "htpasswd_file", cfg->access_htpasswd_file);
+    fputs("policy:\n", f);
+    dump_pattern_list(f, "allow", cfg->policy_allow, cfg->n_policy_allow);
+    dump_pattern_list(f, "deny", cfg->policy_deny, cfg->n_policy_deny);
+}
+
 static void dump_upstream(FILE *f, const struct om_upstream_cfg *u)
 {
     fputs("  - ", f);
@@ -530,6 +550,7 @@ void om_config_dump(const struct om_config *cfg, FILE *f)
     fprintf(f, "  retries: %u\n", cfg->prefetch_retries);
     put_ms(f, "  ", "retry_interval", cfg->prefetch_retry_interval_ms);
     dump_cluster(f, cfg);
+    dump_access_policy(f, cfg);
 }
 
 /* ---- free --------------------------------------------------------------- */
@@ -601,6 +622,11 @@ void om_config_free(struct om_config *cfg)
             free(cfg->prefetch_images[i]);
         for (size_t i = 0; i < cfg->n_prefetch_platforms; i++)
             free(cfg->prefetch_platforms[i]);
+        free(cfg->access_htpasswd_file);
+        for (size_t i = 0; i < cfg->n_policy_allow; i++)
+            free(cfg->policy_allow[i]);
+        for (size_t i = 0; i < cfg->n_policy_deny; i++)
+            free(cfg->policy_deny[i]);
         free(cfg->source);
         for (size_t i = 0; i < cfg->n_upstreams; i++)
             om_cfg_upstream_clear(&cfg->upstreams[i]);

@@ -32,6 +32,9 @@
  *            shutdown_grace, threads, max_downloads, max_tags}
  *   prefetch: {images: [REF, ...], platforms: ["linux/amd64", ...],
  *              interval: "6h", retries: 3, retry_interval: "5m"}
+ *   access: {anonymous: true, htpasswd_file: FILE}   who may pull (http/auth.h)
+ *   policy: {allow: [PATTERN, ..], deny: [PATTERN, ..]} what may be pulled
+ *            (core/policy.h); both reloaded on SIGHUP (server.c)
  *   cluster: {redis: "redis://HOST:PORT/DB" | "unix:///PATH?db=N",
  *             redis_password_file: FILE, peer_url: "http://HOST:PORT",
  *             peer_token_file: FILE}      all unset = a replica alone
@@ -47,6 +50,7 @@
 #include <regex.h>
 #include <stdio.h>
 #include "core/om.h"
+#include "core/policy.h"
 
 #define OM_MAX_UPSTREAMS 32
 #define OM_MAX_ALIASES 16
@@ -214,6 +218,19 @@ struct om_config {
     char *cluster_peer_token;     /* the trimmed contents of peer_token_file:
                                      the internal endpoint's shared secret */
     char *cluster_peer_token_file;
+    /* access: client authentication (http/auth.h).  The server reads these
+     * at start and on SIGHUP (om_server_reload); the live state is the
+     * server's struct om_auth, not this struct. */
+    bool access_anonymous;        /* /v2/ without credentials is served (true) */
+    char *access_htpasswd_file;   /* htpasswd file (bcrypt, SHA-crypt entries);
+                                     NULL = none; anonymous false needs one */
+    /* policy: which canonical names may be served (core/policy.h); the live,
+     * compiled copy is the server's (reloaded on SIGHUP).  Patterns are
+     * checked with om_policy_pattern_why at load. */
+    char *policy_allow[OM_POLICY_RULES_MAX]; /* empty = everything allowed */
+    size_t n_policy_allow;
+    char *policy_deny[OM_POLICY_RULES_MAX];  /* deny wins */
+    size_t n_policy_deny;
     char *source;                 /* file path, or "<embedded defaults>" */
 };
 

@@ -11,7 +11,7 @@
  *
  *   top level   listen public_url tls admin storage upstreams search_order
  *               rewrites tag_ttl negative_ttl retries log limits prefetch
- *               cluster
+ *               cluster access policy
  *   tls         cert key                      (both or neither)
  *   admin       token token_file protect_reads (token or token_file, not
  *               both; protect_reads needs one)
@@ -33,6 +33,8 @@
  *               revalidate_timeout max_blob_size
  *   prefetch    images platforms interval retries retry_interval
  *                                             (interval 0 or >= 1s)
+ *   access      anonymous htpasswd_file       (anonymous false needs the file)
+ *   policy      allow deny                    (patterns: core/policy.h)
  *   cluster     redis redis_password_file peer_url peer_token_file
  *                                             (the others need redis; a
  *               password in the URL or the file, not both; peer_url needs
@@ -503,6 +505,61 @@ static int h_cluster(struct om_cfg_ctx *c, void *obj, struct fy_node *key, struc
     return rc;
 }
 
+/* ---- access.* and policy.* (issue 12: who may pull, what may be pulled) --
+ * The htpasswd file itself is read by the server (http/auth.c), which
+ * refuses to start with one it cannot use; here only the combination is
+ * checked. */
+
+static const struct om_cfg_field access_fields[] = {
+    {.key = "anonymous", .kind = K_BOOL, .off = CFG(access_anonymous)},
+    OPTSTR("htpasswd_file", CFG(access_htpasswd_file)),
+};
+
+static int h_access(struct om_cfg_ctx *c, void *obj, struct fy_node *key, struct fy_node *v)
+{
+    struct om_config *cfg = obj;
+    struct fy_node *an_v = NULL;
+    int rc = om_cfg_walk_map(c, key, v, "access", access_fields, OM_ARRAY_LEN(access_fields),
+                             obj);
+
+    if (rc == OM_OK && !cfg->access_anonymous && cfg->access_htpasswd_file == NULL) {
+        om_cfg_find_key(v, "anonymous", &an_v);
+        rc = om_cfg_report(c, an_v, key,
+                           "access anonymous false needs htpasswd_file (nobody could pull)");
+    }
+    return rc;
+}
+
+static const char *check_pattern(const char *s)
+{
+    return om_policy_pattern_why(s, strlen(s));
+}
+
+static int h_policy_allow(struct om_cfg_ctx *c, void *obj, struct fy_node *key,
+                          struct fy_node *v)
+{
+    struct om_config *cfg = obj;
+
+    return read_str_list(c, key, v, "policy allow patterns", cfg->policy_allow,
+                         &cfg->n_policy_allow, OM_POLICY_RULES_MAX, OM_POLICY_PATTERN_MAX,
+                         check_pattern);
+}
+
+static int h_policy_deny(struct om_cfg_ctx *c, void *obj, struct fy_node *key, struct fy_node *v)
+{
+    struct om_config *cfg = obj;
+
+    return read_str_list(c, key, v, "policy deny patterns", cfg->policy_deny,
+                         &cfg->n_policy_deny, OM_POLICY_RULES_MAX, OM_POLICY_PATTERN_MAX,
+                         check_pattern);
+}
+
+static const struct om_cfg_field policy_fields[] = {
+    FN("allow", h_policy_allow),
+    FN("deny", h_policy_deny),
+};
+SUBMAP(h_policy, "policy", policy_fields)
+
 /* ---- the top level ------------------------------------------------------- */
 
 const struct om_cfg_field om_cfg_top_fields[] = {
@@ -521,6 +578,8 @@ const struct om_cfg_field om_cfg_top_fields[] = {
     FN("limits", h_limits),
     FN("prefetch", h_prefetch),
     FN("cluster", h_cluster),
+    FN("access", h_access),
+    FN("policy", h_policy),
 };
 
 const size_t om_cfg_n_top_fields = OM_ARRAY_LEN(om_cfg_top_fields);

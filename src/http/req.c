@@ -37,6 +37,22 @@ void om_req_job_done(struct om_req *req)
     MHD_resume_connection(req->conn);
 }
 
+struct om_policy *om_server_policy(struct om_server *srv)
+{
+    pthread_mutex_lock(&srv->policy_mu);
+    struct om_policy *p = om_policy_ref(srv->policy);
+    pthread_mutex_unlock(&srv->policy_mu);
+    return p;
+}
+
+void om_server_policy_swap(struct om_server *srv, struct om_policy *p)
+{
+    pthread_mutex_lock(&srv->policy_mu);
+    struct om_policy *old = srv->policy;
+    srv->policy = p;
+    pthread_mutex_unlock(&srv->policy_mu);
+    om_policy_unref(old);
+}
 
 const char *om_server_lane_name(const struct om_server *srv, unsigned lane)
 {

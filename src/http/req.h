@@ -30,8 +30,10 @@
 #include "core/config.h"
 #include "core/events.h"
 #include "core/jobs.h"
+#include "core/policy.h"
 #include "core/ref.h"
 #include "core/route.h"
+#include "http/auth.h"
 #include "http/conn_guard.h"
 #include "http/reply.h"
 #include "upstream/upstream.h"
@@ -48,6 +50,7 @@ struct om_prefetcher; /* prefetch.h */
 struct om_counters {
     atomic_uint_fast64_t requests, hits, misses, stale, coalesced, errors;
     atomic_uint_fast64_t bytes_from_cache, bytes_from_upstream;
+    atomic_uint_fast64_t policy_denied;  /* requests answered 403 by policy.* */
 };
 
 struct om_server {
@@ -76,6 +79,11 @@ struct om_server {
     struct om_stats *stats;            /* owned by api_admin.c */
     struct om_gc *gc;                  /* owned by cache/gc_service.c */
     struct om_prefetcher *prefetch;    /* owned by prefetch.c */
+    /* Reloadable on SIGHUP (server.c om_server_reload): read these, not
+     * cfg->access_* / cfg->policy_*, which are the values at start. */
+    struct om_auth *auth;              /* access.*: owned (http/auth.h) */
+    pthread_mutex_t policy_mu;         /* guards the pointer `policy` */
+    struct om_policy *policy;          /* policy.*: one reference owned here */
 };
 
 /* What the cache did for one request, for the log line. */
@@ -104,6 +112,13 @@ struct om_req {
     char *body;                        /* admin POST body (≤ 64 KiB), owned, NUL-terminated */
     size_t body_len;
     const char *err_code;              /* OCI error code sent, for the log */
+    char user[64];                     /* authenticated user name, "" = none */
+    bool authed;                       /* user holds a verified name */
+    int auth_phase;                    /* dispatch.c: 0 unchecked, 1 verifying, 2 done */
+    bool auth_bad;                     /* the verification job said no */
+    struct om_policy *policy;          /* a reference for the request (dispatch
+                                          takes it, completion drops it); NULL
+                                          until the /v2/ dispatch */
     struct om_req *flight_next;        /* waiter list link (flights) */
 };
 
@@ -119,6 +134,13 @@ enum MHD_Result om_req_send_error(struct om_req *req, unsigned status, const cha
                                   const char *message);
 /* Finish a job: the response is in req; resume the connection. */
 void om_req_job_done(struct om_req *req);
+
+/* The live content policy, with a reference for the caller (drop it with
+ * om_policy_unref); never NULL once the server started. */
+struct om_policy *om_server_policy(struct om_server *srv);
+/* Install p (the server takes the caller's reference) and drop the old
+ * one: requests holding the old keep it until they complete. */
+void om_server_policy_swap(struct om_server *srv, struct om_policy *p);
 
 /* ---- how loaded the server is (for /healthz, /metrics, the log) ---- */
 

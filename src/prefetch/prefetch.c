@@ -437,6 +437,9 @@ int om_prefetch_start(struct om_server *srv)
     t->no_verify_host = srv->tls_cert_pem != NULL;
     t->max_manifest = cfg->limits.max_manifest_bytes;
     t->store = srv->store;
+    /* access.anonymous false: the mirror's own client logs in too */
+    t->user = OM_AUTH_SELF_USER;
+    t->password = om_auth_self_password(srv->auth);
     t->stop[0] = &p->stop;
     t->stop[1] = &srv->stopping;
     t->stop[2] = &srv->cancel;

@@ -30,6 +30,9 @@ struct om_pf_target {
                                    cert names the public host, not 127.0.0.1 */
     size_t max_manifest;        /* manifest body limit (limits.max_manifest_bytes) */
     struct om_store *store;     /* non-NULL (in-process): skip stored blobs */
+    const char *user, *password; /* Basic credentials for every request, or
+                                   NULL (in-process: the server's own,
+                                   http/auth.h OM_AUTH_SELF_USER) */
     const atomic_bool *stop[4]; /* abort as soon as any non-NULL one is true */
 };
 

@@ -157,6 +157,11 @@ CURLcode om_pf_curl_setup(const struct om_pf_target *t, CURL *h, const char *url
     }
     if (t->no_verify_host)
         SET(CURLOPT_SSL_VERIFYHOST, 0L);
+    if (t->user != NULL && t->password != NULL) {
+        SET(CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC); /* sent with the first request */
+        SET(CURLOPT_USERNAME, t->user);
+        SET(CURLOPT_PASSWORD, t->password);
+    }
     /* No CURLOPT_ACCEPT_ENCODING: blob lengths are checked as sent. */
 #undef SET
     return rc;

@@ -17,9 +17,12 @@
  */
 #include "server/server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "admin/admin.h"
 #include "admin/ui.h"
@@ -107,6 +110,208 @@ static enum MHD_Result handle_healthz(struct om_req *req)
     return om_req_send(req);
 }
 
+/* ---- who may pull (http/auth.h) ---------------------------------------
+ * Credentials are checked before the path is parsed: an unauthenticated
+ * client learns nothing from the answers, and /v2/ itself answers 401
+ * (docker login probes it).  A login the memory knows costs a keyed
+ * SHA-256 (~0.3 us); any other is verified by a job (crypt_r, ~50-100 ms
+ * for bcrypt) while the connection is suspended, and the request is
+ * dispatched again when it resumes (auth_phase 2).  Why a job and not the
+ * HTTP thread: http/auth.h. */
+
+struct auth_job {
+    struct om_req *req;
+    char user[OM_AUTH_USER_MAX + 1];
+    char addr[OM_AUTH_ADDR_MAX];
+    char *password;                    /* owned; wiped and freed by the job */
+};
+
+/* The TCP peer's address as text (the per-address key of the limiter). */
+static void peer_addr(struct MHD_Connection *conn, char *buf, size_t len)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
+    const void *a = sa == NULL                  ? NULL
+                    : sa->sa_family == AF_INET  ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+                    : sa->sa_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                                                : NULL;
+    if (a == NULL || inet_ntop(sa->sa_family, a, buf, (socklen_t)len) == NULL)
+        snprintf(buf, len, "?");
+}
+
+static enum MHD_Result send_unauthorized(struct om_req *req, const char *message)
+{
+    om_req_error(req, MHD_HTTP_UNAUTHORIZED, "UNAUTHORIZED", message);
+    if (req->resp != NULL)
+        MHD_add_response_header(req->resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                "Basic realm=\"ocimirror\"");
+    return om_req_send(req);
+}
+
+static void note_login_failure(struct om_server *srv, const char *user, const char *addr)
+{
+    atomic_fetch_add(&om_auth_counters(srv->auth)->failures, 1);
+    om_auth_note_failure(srv->auth, addr, om_now_ms());
+    om_log_kv(OM_LOG_WARN, "login failed", "user", user, "client", addr, NULL);
+}
+
+static void auth_job_run(void *arg)
+{
+    struct auth_job *j = arg;
+    struct om_req *req = j->req;
+    om_auth_result r = om_auth_verify(req->srv->auth, j->user, j->password, om_now_ms());
+    explicit_bzero(j->password, strlen(j->password));
+    free(j->password);
+    if (r == OM_AUTH_GOOD) {
+        snprintf(req->user, sizeof(req->user), "%s", j->user);
+        req->authed = true;
+    } else {
+        req->auth_bad = true;
+        note_login_failure(req->srv, j->user, j->addr);
+    }
+    free(j);
+    req->auth_phase = 2;
+    req->phase = 0;                    /* dispatch again on the next call */
+    MHD_resume_connection(req->conn);
+}
+
+/* Returns true when the request was answered or suspended (*ret says
+ * what to return to libmicrohttpd); false: go on. */
+static bool auth_gate(struct om_req *req, enum MHD_Result *ret)
+{
+    struct om_server *srv = req->srv;
+    struct om_auth *a = srv->auth;
+    char *pass = NULL, *user = NULL, addr[OM_AUTH_ADDR_MAX];
+    unsigned retry = 0;
+    bool answered = true;
+
+    if (req->auth_phase == 2) {
+        if (req->auth_bad) {
+            *ret = send_unauthorized(req, "invalid user name or password");
+            return true;
+        }
+        if (req->authed)
+            atomic_fetch_add(&om_auth_counters(a)->ok, 1);
+        return false;
+    }
+    int64_t now = om_now_ms();
+    om_auth_tick(a, now);
+    if (om_auth_off(a))
+        return false;
+    user = MHD_basic_auth_get_username_password(req->conn, &pass);
+    if (user == NULL) {
+        if (om_auth_anonymous(a)) {
+            answered = false;
+        } else {
+            atomic_fetch_add(&om_auth_counters(a)->missing, 1);
+            *ret = send_unauthorized(req, "authentication required");
+        }
+        goto done;
+    }
+    peer_addr(req->conn, addr, sizeof(addr));
+    if (om_auth_limited(a, addr, now, &retry)) {
+        char ra[16];
+        atomic_fetch_add(&om_auth_counters(a)->limited, 1);
+        om_req_error(req, MHD_HTTP_TOO_MANY_REQUESTS, "TOOMANYREQUESTS",
+                     "too many failed logins from this address; try again later");
+        snprintf(ra, sizeof(ra), "%u", retry);
+        if (req->resp != NULL)
+            MHD_add_response_header(req->resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+        *ret = om_req_send(req);
+        goto done;
+    }
+    om_auth_result r = om_auth_check_cached(a, user, pass ? pass : "", now);
+    if (r == OM_AUTH_GOOD) {
+        snprintf(req->user, sizeof(req->user), "%s", user);
+        req->authed = true;
+        req->auth_phase = 2;
+        atomic_fetch_add(&om_auth_counters(a)->ok, 1);
+        answered = false;
+        goto done;
+    }
+    if (r == OM_AUTH_BAD) {
+        note_login_failure(srv, user, addr);
+        *ret = send_unauthorized(req, "invalid user name or password");
+        goto done;
+    }
+    struct auth_job *j = calloc(1, sizeof(*j));
+    if (j == NULL || (j->password = strdup(pass ? pass : "")) == NULL) {
+        free(j);
+        *ret = om_req_send_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                                 "out of memory");
+        goto done;
+    }
+    j->req = req;
+    snprintf(j->user, sizeof(j->user), "%s", user);
+    snprintf(j->addr, sizeof(j->addr), "%s", addr);
+    req->auth_phase = 1;
+    req->phase = 1;
+    MHD_suspend_connection(req->conn);
+    if (om_jobs_submit_lane(srv->jobs, srv->lane_other, auth_job_run, j) != OM_OK) {
+        explicit_bzero(j->password, strlen(j->password));
+        free(j->password);
+        free(j);
+        req->auth_phase = 0;
+        om_req_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE", "mirror overloaded");
+        om_req_job_done(req);
+    }
+    *ret = MHD_YES;
+done:
+    if (pass != NULL) {
+        explicit_bzero(pass, strlen(pass));
+        MHD_free(pass);
+    }
+    if (user != NULL)
+        MHD_free(user);
+    return answered;
+}
+
+/* ---- what may be pulled (core/policy.h) ---------------------------------
+ * After routing, before any cache lookup or upstream contact: candidates
+ * the policy refuses are dropped from the route, so a search never asks
+ * an upstream under a refused name; none left answers 403 DENIED naming
+ * the rule.  A search whose remembered decision is a refused name is
+ * refused too (the cache paths would serve it from that decision). */
+static bool policy_gate(struct om_req *req, enum MHD_Result *ret)
+{
+    struct om_route *rt = &req->route;
+    const char *rule = NULL, *first_rule = NULL;
+    om_policy_verdict first = OM_POLICY_ALLOWED;
+    char msg[OM_POLICY_PATTERN_MAX + 64], up[64], canon[OM_NAME_MAX + 1];
+    size_t k = 0;
+
+    if (!om_policy_active(req->policy))
+        return false;
+    for (size_t i = 0; i < rt->n; i++) {
+        om_policy_verdict v = om_policy_check(req->policy, rt->c[i].canonical, &rule);
+        if (v == OM_POLICY_ALLOWED) {
+            if (k != i)
+                rt->c[k] = rt->c[i];
+            k++;
+        } else if (first == OM_POLICY_ALLOWED) {
+            first = v;
+            first_rule = rule;
+        }
+    }
+    rt->n = k;
+    if (k > 0 && rt->kind == OM_ROUTE_SEARCH &&
+        om_v2_route_lookup(req->srv, req->p.name, up, sizeof(up), canon, sizeof(canon))) {
+        om_policy_verdict v = om_policy_check(req->policy, canon, &rule);
+        if (v != OM_POLICY_ALLOWED) {
+            first = v;
+            first_rule = rule;
+            k = 0;
+        }
+    }
+    if (k > 0)
+        return false;
+    atomic_fetch_add(&req->srv->ctr.policy_denied, 1);
+    om_policy_explain(first, first_rule, msg, sizeof(msg));
+    *ret = om_req_send_error(req, MHD_HTTP_FORBIDDEN, "DENIED", msg);
+    return true;
+}
+
 static enum MHD_Result dispatch(struct om_req *req, const char *method)
 {
     struct om_server *srv = req->srv;
@@ -135,6 +340,9 @@ static enum MHD_Result dispatch(struct om_req *req, const char *method)
     req->head = (method[0] == 'H');
     if (strcmp(req->url, "/v2") != 0 && strncmp(req->url, "/v2/", 4) != 0)
         return om_ui_handle(req);
+    enum MHD_Result gated = MHD_NO;
+    if (auth_gate(req, &gated))
+        return gated;
 
     om_v2_fault fault = OM_V2F_NONE;
     if (om_v2_path_parse(&req->p, req->url, url_len, &fault) != OM_OK) {
@@ -155,6 +363,8 @@ static enum MHD_Result dispatch(struct om_req *req, const char *method)
     if (ns != NULL && om_url_decode(req->ns, sizeof(req->ns), ns, strlen(ns)) != OM_OK)
         return om_req_send_error(req, MHD_HTTP_BAD_REQUEST, "NAME_INVALID", "invalid ns parameter");
 
+    if (req->policy == NULL)
+        req->policy = om_server_policy(srv);
     switch (req->p.kind) {
     case OM_V2_BASE:
         return handle_base(req);
@@ -173,6 +383,8 @@ static enum MHD_Result dispatch(struct om_req *req, const char *method)
                           "repository name not known to registry: no configured upstream for it");
     if (err != OM_OK)
         return om_req_send_error(req, MHD_HTTP_BAD_REQUEST, "NAME_INVALID", "invalid repository name");
+    if (policy_gate(req, &gated))
+        return gated;
     if (req->route.kind == OM_ROUTE_FIXED) {
         snprintf(req->canonical, sizeof(req->canonical), "%s", req->route.c[0].canonical);
         snprintf(req->upstream, sizeof(req->upstream), "%s",
@@ -298,11 +510,12 @@ void om_api_completed(struct om_server *srv, struct om_req *req,
         om_log_kv(lvl, "request", "method", req->method, "path",
                   req->url ? req->url : "", "ns", req->ns, "status", status, "bytes", bytes,
                   "ms", dur, "cache", cache_str(req->cache), "upstream", req->upstream, "repo",
-                  req->canonical, "route",
+                  req->canonical, "user", req->user, "route",
                   req->canonical[0] ? om_route_why_str(req->route.why) : "", "error",
                   req->err_code ? req->err_code : "", "outcome", outcome_str(req, ok), NULL);
     }
     om_admin_note_request(srv, req, ok);
+    om_policy_unref(req->policy);
     atomic_fetch_sub(&srv->connections, 1);
     free(req->body);
     free(req);

@@ -193,6 +193,84 @@ static unsigned cpu_count(void)
     return n > 0 ? (unsigned)n : 1;
 }
 
+/* ---- access.* and policy.*: at start and on SIGHUP ---------------------- */
+
+static int compile_policy(const struct om_config *cfg, struct om_policy **out)
+{
+    return om_policy_new(out, (const char *const *)cfg->policy_allow, cfg->n_policy_allow,
+                         (const char *const *)cfg->policy_deny, cfg->n_policy_deny);
+}
+
+static void log_access_policy(const struct om_server *srv, const struct om_config *cfg,
+                              const char *what)
+{
+    char users[24], allow[24], deny[24];
+    snprintf(users, sizeof(users), "%zu", om_auth_users(srv->auth));
+    snprintf(allow, sizeof(allow), "%zu", cfg->n_policy_allow);
+    snprintf(deny, sizeof(deny), "%zu", cfg->n_policy_deny);
+    om_log_kv(OM_LOG_INFO, what, "anonymous", cfg->access_anonymous ? "true" : "false",
+              "htpasswd_file", cfg->access_htpasswd_file ? cfg->access_htpasswd_file : "",
+              "users", users, "policy_allow", allow, "policy_deny", deny, NULL);
+}
+
+static int access_policy_init(struct om_server *srv, const struct om_config *cfg)
+{
+    char err[512];
+    int rc;
+    if ((rc = om_auth_new(&srv->auth)) != OM_OK || (rc = compile_policy(cfg, &srv->policy)) != OM_OK)
+        return rc;
+    if ((rc = om_auth_configure(srv->auth, cfg->access_anonymous, cfg->access_htpasswd_file, err,
+                                sizeof(err))) != OM_OK) {
+        om_log(OM_LOG_ERROR, "access: %s", err);
+        return rc;
+    }
+    if (cfg->access_htpasswd_file != NULL || cfg->n_policy_allow || cfg->n_policy_deny)
+        log_access_policy(srv, cfg, "access and policy");
+    return OM_OK;
+}
+
+int om_server_reload(struct om_server *srv)
+{
+    struct om_config *ncfg = NULL;
+    struct om_policy *np = NULL;
+    char err[1024];
+    int rc;
+    const char *src = srv->cfg->source;
+
+    if (src == NULL || src[0] == '<') { /* embedded defaults: only the file may change */
+        rc = om_auth_configure(srv->auth, srv->cfg->access_anonymous,
+                               srv->cfg->access_htpasswd_file, err, sizeof(err));
+        if (rc != OM_OK)
+            om_log_kv(OM_LOG_ERROR, "reload failed; keeping the old access rules", "error", err,
+                      NULL);
+        return rc;
+    }
+    if ((rc = om_config_load(&ncfg, src, err, sizeof(err))) != OM_OK) {
+        om_log_kv(OM_LOG_ERROR, "reload failed; keeping the old policy and access rules",
+                  "config", src, "error", err, NULL);
+        return rc;
+    }
+    if ((rc = compile_policy(ncfg, &np)) != OM_OK) {
+        om_log_kv(OM_LOG_ERROR, "reload failed; keeping the old policy and access rules",
+                  "config", src, "error", om_strerror(rc), NULL);
+        goto done;
+    }
+    /* The file last: it is the only part that can fail now, and policy and
+     * access then change together or not at all. */
+    if ((rc = om_auth_configure(srv->auth, ncfg->access_anonymous, ncfg->access_htpasswd_file,
+                                err, sizeof(err))) != OM_OK) {
+        om_log_kv(OM_LOG_ERROR, "reload failed; keeping the old policy and access rules",
+                  "config", src, "error", err, NULL);
+        om_policy_unref(np);
+        goto done;
+    }
+    om_server_policy_swap(srv, np);
+    log_access_policy(srv, ncfg, "reloaded");
+done:
+    om_config_free(ncfg);
+    return rc;
+}
+
 void om_server_free(struct om_server *srv)
 {
     if (srv == NULL)
@@ -215,6 +293,8 @@ void om_server_free(struct om_server *srv)
     om_admin_free(srv);
     om_pullstats_stop(srv->pulls);
     om_mcache_free(srv->mcache);
+    om_auth_free(srv->auth);
+    om_policy_unref(srv->policy);
     om_v2_tags_free(srv->tags);
     om_blob_flights_free(srv->blob_flights); /* after the jobs: every flight has ended */
     om_events_free(srv->events);
@@ -224,6 +304,7 @@ void om_server_free(struct om_server *srv)
     om_index_close(srv->index);
     om_store_close(srv->store);
     pthread_mutex_destroy(&srv->flights_mu);
+    pthread_mutex_destroy(&srv->policy_mu);
     free(srv->tls_cert_pem);
     free(srv->tls_key_pem);
     free(srv);
@@ -239,6 +320,9 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
     srv->cfg = cfg;
     srv->started_ms = om_now_ms();
     pthread_mutex_init(&srv->flights_mu, NULL);
+    pthread_mutex_init(&srv->policy_mu, NULL);
+    if ((err = access_policy_init(srv, cfg)) != OM_OK)
+        goto fail;
 
     if ((err = om_store_open_cfg(&srv->store, cfg)) != OM_OK) {
         om_log(OM_LOG_ERROR, "cannot open storage %s: %s", cfg->storage_path, om_strerror(err));
@@ -387,9 +471,11 @@ void om_server_run_until_signal(struct om_server *srv)
         if (sigwait(&set, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            /* Logs go to stderr; rotation is the supervisor's job.  Nothing
-             * to reopen. */
-            om_log(OM_LOG_INFO, "SIGHUP: nothing to reload (logs go to stderr)");
+            /* Logs go to stderr (rotation is the supervisor's job): what
+             * reloads is access.* and policy.* (om_server_reload). */
+            om_log(OM_LOG_INFO, "SIGHUP: reloading access and policy from %s",
+                   srv->cfg->source ? srv->cfg->source : "?");
+            (void)om_server_reload(srv);
             continue;
         }
         break;

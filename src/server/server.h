@@ -22,6 +22,17 @@ int om_server_start(struct om_server **out, const struct om_config *cfg);
 void om_server_run_until_signal(struct om_server *srv);
 void om_server_free(struct om_server *srv);
 
+/* SIGHUP (run by om_server_run_until_signal's thread): read the config
+ * file again (cfg->source) and swap in its access.* (anonymous, the
+ * htpasswd file, loaded now) and policy.* together; requests in flight
+ * finish under the policy they started with.  A file that does not load,
+ * or an htpasswd file that does not, changes nothing and logs why; the
+ * return is OM_OK or that error.  Other keys of the new file are ignored
+ * (a restart applies them); the limits work adds its own part here.
+ * Without a config file (embedded defaults) only the htpasswd file is read
+ * again. */
+int om_server_reload(struct om_server *srv);
+
 /* ---- dispatch.c: libmicrohttpd's access and completion callbacks ---- */
 enum MHD_Result om_api_handle(struct om_server *srv, struct MHD_Connection *conn,
                               const char *url, const char *method, const char *version,

@@ -76,11 +76,18 @@ struct list_acc {
     json_t *arr;
     char last[OM_NAME_MAX + 1];
     long count;
+    const struct om_policy *policy;    /* _catalog: list only allowed names */
+    long raw;                          /* names the index gave, listed or not */
+    char raw_last[OM_NAME_MAX + 1];
 };
 
 static int collect(void *ud, const char *s)
 {
     struct list_acc *a = ud;
+    a->raw++;
+    snprintf(a->raw_last, sizeof(a->raw_last), "%s", s);
+    if (a->policy != NULL && om_policy_check(a->policy, s, NULL) != OM_POLICY_ALLOWED)
+        return 0; /* policy.*: a refused name is not listed */
     json_array_append_new(a->arr, json_string(s));
     snprintf(a->last, sizeof(a->last), "%s", s);
     a->count++;
@@ -120,7 +127,17 @@ enum MHD_Result om_v2_catalog(struct om_req *req)
     struct list_acc acc = {.arr = json_array()};
     bool more = false;
     if (want > 0) {
-        om_index_catalog(req->srv->index, last[0] ? last : NULL, want + 1, collect, &acc);
+        /* With a policy some names are skipped: read on in batches (at most
+         * 16, so a page costs bounded work) until the page is full. */
+        acc.policy = om_policy_active(req->policy) ? req->policy : NULL;
+        snprintf(acc.raw_last, sizeof(acc.raw_last), "%s", last);
+        for (int batch = 0; batch < 16 && acc.count <= want; batch++) {
+            acc.raw = 0;
+            om_index_catalog(req->srv->index, acc.raw_last[0] ? acc.raw_last : NULL, want + 1,
+                             collect, &acc);
+            if (acc.raw < want + 1 || acc.policy == NULL)
+                break;
+        }
         if (acc.count > want) {
             json_array_remove(acc.arr, (size_t)want);
             more = true;

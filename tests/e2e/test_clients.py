@@ -9,6 +9,7 @@ pulls through, and each client object has its own temporary store.
 Run: cd tests/e2e && OCIMIRROR_BIN=... ../../scripts/netns-run python3 -u test_clients.py
 """
 
+import base64
 import os
 import re
 import shutil
@@ -228,6 +229,87 @@ class ClientsTest(WorldTestCase):
         with clients.Containerd(log_dir=self.logs) as c:
             res = c.pull("docker.io/library/alpine:3.19", hosts)
             self.assertEqual(res.digest, alpine.digest)
+
+
+# -- credentials (access.anonymous false, access.htpasswd_file) ------------------
+# Each client logs in the way its users would; one pull each, a good
+# password works and (where cheap to show) a wrong one is refused.
+
+USER, PASSWORD = "alice", "alice-pw"
+
+
+class ClientsAuthTest(WorldTestCase):
+
+    def setUp(self):
+        super().setUp()
+        need("htpasswd")
+        self.tmp = tempfile.mkdtemp(prefix="om-clients-auth-")
+        self.addCleanup(clients.remove_tree, self.tmp)
+        self.logs = os.path.join(self.w.log_dir, self._testMethodName)
+        pw = os.path.join(self.tmp, "htpasswd")
+        clients.run(["htpasswd", "-cbB", pw, USER, PASSWORD], what="htpasswd")
+        self.m = self.mirror(extra={"access": {"anonymous": False, "htpasswd_file": pw}})
+
+    def assertUserPulled(self, path_re):
+        events = [e for e in self.m.log_json() if e.get("msg") == "request"
+                  and re.search(path_re, e.get("path", "")) and e.get("status") == "200"]
+        self.assertTrue(events, "no 200 for " + path_re)
+        for e in events:
+            self.assertEqual(e.get("user"), USER, e)
+
+    def test_skopeo_creds(self):
+        need("skopeo")
+        fx = self.w.fx["alpine"]
+        with self.assertRaises(clients.ClientError):
+            clients.skopeo_copy("%s/alpine:3.19" % self.m.host_port, os.path.join(self.tmp, "no"))
+        res = clients.skopeo_copy("%s/alpine:3.19" % self.m.host_port, os.path.join(self.tmp, "ok"),
+                                  creds="%s:%s" % (USER, PASSWORD))
+        self.assertEqual(res.digest, fx.digest)
+        self.assertUserPulled(r"^/v2/alpine/manifests/")
+
+    def test_podman_login_then_pull_through_the_mirror_location(self):
+        need("podman")
+        conf = clients.podman_registries_conf(self.m.host_port, ["docker.io"])
+        with clients.Podman(conf) as p:
+            with self.assertRaises(clients.ClientError):
+                p.login(self.m.host_port, USER, "wrong")
+            p.login(self.m.host_port, USER, PASSWORD)
+            res = p.pull("docker.io/library/alpine:3.19")
+        self.assertEqual(res.digest, self.w.fx["alpine"].digest)
+        self.assertUserPulled(r"^/v2/docker.io/library/alpine/manifests/")
+
+    def test_ctr_user_and_hosts_toml_authorization_header(self):
+        need("containerd", "ctr")
+        fx = self.w.fx["alpine"]
+        hosts = clients.write_hosts_dir(os.path.join(self.tmp, "hosts"), ["docker.io"], self.m.url)
+        token = base64.b64encode(("%s:%s" % (USER, PASSWORD)).encode()).decode()
+        hosts_hdr = os.path.join(self.tmp, "hosts-hdr")
+        os.makedirs(os.path.join(hosts_hdr, "registry.k8s.io"))
+        with open(os.path.join(hosts_hdr, "registry.k8s.io", "hosts.toml"), "w") as f:
+            f.write(clients.containerd_hosts_toml(self.m.url) +
+                    '  [host."%s".header]\n    authorization = "Basic %s"\n' % (self.m.url, token))
+        with clients.Containerd(log_dir=self.logs) as c:
+            args = ["image", "pull", "--hosts-dir", hosts, "--snapshotter", "native",
+                    "--user", "%s:%s" % (USER, PASSWORD), "docker.io/library/alpine:3.19"]
+            c.ctr(*args, what="ctr image pull --user")
+            self.assertEqual(c.image_digest("docker.io/library/alpine:3.19"), fx.digest)
+            res = c.pull("registry.k8s.io/pause:3.9", hosts_hdr)
+            self.assertEqual(res.digest, self.w.fx["pause"].digest)
+        self.assertUserPulled(r"^/v2/library/alpine/manifests/")
+        self.assertUserPulled(r"^/v2/pause/manifests/")
+
+    def test_docker_login_then_pull_by_the_mirror_host(self):
+        # registry-mirrors get Docker Hub's credentials, never the mirror's:
+        # with a password, users pull HOST:PORT/NAME after docker login HOST:PORT.
+        need("dockerd", clients.DOCKER_CLI, "containerd")
+        with clients.Dockerd([], insecure_registries=[self.m.host_port], log_dir=self.logs) as d:
+            with self.assertRaises(clients.ClientError):
+                d.docker("login", "-u", USER, "-p", "wrong", self.m.host_port,
+                         what="docker login (wrong)")
+            d.docker("login", "-u", USER, "-p", PASSWORD, self.m.host_port, what="docker login")
+            res = d.pull("%s/library/alpine:3.19" % self.m.host_port)
+        self.assertEqual(res.digest, self.w.fx["alpine"].digest, res.repo_digests)
+        self.assertUserPulled(r"^/v2/library/alpine/manifests/")
 
 
 if __name__ == "__main__":

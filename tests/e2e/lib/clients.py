@@ -343,13 +343,14 @@ def _docker_ref(ref):
     return ref if ref.startswith("docker://") else "docker://" + ref
 
 
-def skopeo_inspect_raw(ref, tls_verify=False, ca_dir=None, timeout=COMMAND_TIMEOUT):
-    """The manifest bytes the registry serves for ref (`skopeo inspect --raw`)."""
+def skopeo_inspect_raw(ref, tls_verify=False, ca_dir=None, timeout=COMMAND_TIMEOUT, creds=None):
+    """The manifest bytes the registry serves for ref (`skopeo inspect --raw`);
+    creds "USER:PASSWORD" for a registry that wants Basic auth."""
     require_netns()
     work = _Workdir("om-skopeo-")
     try:
         flags, env = _skopeo_setup(work)
-        argv = ["skopeo", *flags, "inspect", "--raw"]
+        argv = ["skopeo", *flags, "inspect", "--raw"] + (["--creds", creds] if creds else [])
         argv += ["--cert-dir", ca_dir] if ca_dir else [f"--tls-verify={'true' if tls_verify else 'false'}"]
         argv.append(_docker_ref(ref))
         return run(argv, env=env, timeout=timeout, what="skopeo inspect --raw").out_bytes
@@ -382,7 +383,7 @@ def verify_dir_layout(dest_dir):
 
 
 def skopeo_copy(ref, dest_dir, tls_verify=False, all_platforms=False, ca_dir=None,
-                timeout=COMMAND_TIMEOUT, debug=False):
+                timeout=COMMAND_TIMEOUT, debug=False, creds=None):
     """`skopeo copy docker://REF dir:DEST`; REF is 'HOST:PORT/name:tag' (or docker://...).
 
     skopeo checks every blob's digest as it copies; the result is re-checked here
@@ -396,12 +397,15 @@ def skopeo_copy(ref, dest_dir, tls_verify=False, all_platforms=False, ca_dir=Non
         argv = ["skopeo", *flags] + (["--debug"] if debug else []) + ["copy"]
         if all_platforms:
             argv.append("--all")
+        if creds:
+            argv += ["--src-creds", creds]
         argv += ["--src-cert-dir", ca_dir] if ca_dir else [f"--src-tls-verify={'true' if tls_verify else 'false'}"]
         argv += [_docker_ref(ref), "dir:" + dest_dir]
         res = run(argv, env=env, timeout=timeout, what="skopeo copy")
     finally:
         work.close()
-    manifest = skopeo_inspect_raw(ref, tls_verify=tls_verify, ca_dir=ca_dir, timeout=timeout)
+    manifest = skopeo_inspect_raw(ref, tls_verify=tls_verify, ca_dir=ca_dir, timeout=timeout,
+                                  creds=creds)
     dir_digest, blobs, instances = verify_dir_layout(dest_dir)
     return CopyResult(ref=ref, digest=sha256_digest(manifest), manifest=manifest, dest_dir=dest_dir,
                       dir_manifest_digest=dir_digest, blobs=blobs, instance_manifests=instances,
@@ -465,6 +469,11 @@ class Podman:
     def podman(self, *args, timeout=COMMAND_TIMEOUT, check=True, what=None):
         return run(["podman", *self.flags, *args], env=self.env, timeout=timeout, check=check,
                    what=what or "podman " + args[0])
+
+    def login(self, host, user, password, tls_verify=False):
+        """`podman login HOST` into this podman's own auth file."""
+        return self.podman("login", f"--tls-verify={'true' if tls_verify else 'false'}",
+                           "-u", user, "-p", password, host, what="podman login")
 
     def pull(self, image, timeout=COMMAND_TIMEOUT, debug=False):
         args = ["pull", "--signature-policy", self.policy]

@@ -1,0 +1,60 @@
+"""P4-like cost of access.* and policy.*: a warm manifest GET by tag
+(/v2/library/alpine/manifests/3.19, a search-order name: every candidate is
+checked), `wrk -t2 -c64 -d5s`, with neither, with a 54-pattern allow list and
+a deny, and with both plus Basic auth (a remembered login).  The figure is
+the mirror's CPU time per request (utime+stime from /proc over wrk's request
+count), which depends far less on other load than requests/s; 7 rounds,
+medians.
+
+Run (the e2e world: registries, token service; loopback only):
+  cd tests/e2e && OCIMIRROR_BIN=/tmp/b/ocimirror ../../scripts/netns-run \
+      python3 -u ../../bench/p4_access.py
+"""
+import base64, os, re, subprocess, sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e"))
+from lib.world import World
+from lib.images import ACCEPT_ALL
+
+def cpu(pid):
+    f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+def wrk(m, headers):
+    args = ["wrk", "-t2", "-c64", "-d5s"]
+    for k, v in headers.items():
+        args += ["-H", "%s: %s" % (k, v)]
+    c0 = cpu(m.pid)
+    out = subprocess.run(args + [m.url + "/v2/library/alpine/manifests/3.19"], capture_output=True, text=True).stdout
+    c1 = cpu(m.pid)
+    n = int(re.search(r"(\d+) requests in", out).group(1))
+    rps = (c1 - c0) / n * 1e6   # server CPU us per request
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, int(non2xx.group(1)) if non2xx else 0
+
+with World() as w:
+    pw = os.path.join(w.dir, "htpasswd")
+    subprocess.run(["htpasswd", "-cbB", pw, "alice", "alice-pw"], check=True, capture_output=True)
+    allow = ["docker.io/library/*", "registry.k8s.io/**", "quay.io/prometheus/*"] + ["docker.io/x%d/**" % i for i in range(50)]
+    confs = {
+        "off": {},
+        "policy": {"policy": {"allow": allow, "deny": ["docker.io/library/evil"]}},
+        "auth+policy": {"policy": {"allow": allow, "deny": ["docker.io/library/evil"]},
+                        "access": {"anonymous": False, "htpasswd_file": pw}},
+    }
+    auth = {"Authorization": "Basic " + base64.b64encode(b"alice:alice-pw").decode()}
+    res = {}
+    for rnd in range(7):
+        for name, extra in confs.items():
+            extra = dict(extra); extra["log"] = {"level": "warn", "format": "json"}
+            m = w.mirror(extra=extra)
+            h = {"Accept": ACCEPT_ALL}
+            if "access" in extra:
+                h.update(auth)
+            assert m.get("/v2/library/alpine/manifests/3.19", h).status == 200
+            rps, bad = wrk(m, h)
+            res.setdefault(name, []).append(rps)
+            print("round %d %-12s %8.2f us CPU/req (non-2xx %d)" % (rnd, name, rps, bad), flush=True)
+            m.stop()
+    for name, v in res.items():
+        v.sort()
+        print("%-12s median %8.2f us CPU/req  ratio vs off %.3f" % (name, v[3], v[3] / sorted(res["off"])[3]))
