@@ -695,6 +695,12 @@ static enum MHD_Result handle_prefetch_post(struct om_req *req, const char *rest
     return om_admin_prefetch_post(req);
 }
 
+static enum MHD_Result handle_clients(struct om_req *req, const char *rest)
+{
+    (void)rest;
+    return om_admin_clients(req);
+}
+
 static enum MHD_Result handle_prefetch_get(struct om_req *req, const char *rest)
 {
     (void)rest;
@@ -727,6 +733,7 @@ static const struct route ROUTES[] = {
     {"gc", false, "POST", handle_gc_post},
     {"evict", false, "POST", handle_evict},
     {"client-config", false, "GET", handle_client_config},
+    {"clients", false, "GET", handle_clients},
 };
 
 enum MHD_Result om_admin_handle(struct om_req *req)

@@ -35,6 +35,7 @@
 #include "cache/pullstats.h"
 #include "core/log.h"
 #include "prefetch/prefetch.h"
+#include "http/limits.h"
 #include "server/sdnotify.h"
 #include "v2/v2.h"
 #include "v2/v2_blob.h"
@@ -213,6 +214,7 @@ void om_server_free(struct om_server *srv)
     om_gc_stop(srv->gc);
     srv->gc = NULL;
     om_admin_free(srv);
+    om_limiter_free(srv->limiter);
     om_pullstats_stop(srv->pulls);
     om_mcache_free(srv->mcache);
     om_v2_tags_free(srv->tags);
@@ -282,6 +284,8 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
     om_fetch_set_events(srv->fetch, srv->events);
     om_fetch_set_commit_hook(srv->fetch, nudge_gc, srv);
     if ((err = om_admin_init(srv)) != OM_OK)
+        goto fail;
+    if ((err = om_limiter_new(&srv->limiter, &cfg->limits)) != OM_OK)
         goto fail;
     /* A lane of jobs per upstream, one for names still being searched, one
      * for the rest (jobs.h): a hung upstream fills only its own. */
