@@ -126,6 +126,29 @@ describe('the web UI against the mock API', () => {
     await ctx.close();
   });
 
+  test('the clients page shows the top clients and who is limited, in both languages', async () => {
+    const base = await mock('--repos', '5');
+    const { ctx, page } = await newPage(browser, { locale: 'en-US' });
+    await page.goto(base + '/#/clients');
+    await page.waitForSelector('table[data-t="clients-bytes"] tbody tr');
+    const r = await getJSON(base, '/api/v1/clients');
+    assert.deepEqual(await page.$$eval('table[data-t="clients-bytes"] tbody tr', (e) => e.map((x) => x.dataset.client)),
+      r.top_by_bytes.map((c) => c.client));
+    assert.deepEqual(await page.$$eval('table[data-t="clients-requests"] tbody tr', (e) => e.map((x) => x.dataset.client)),
+      r.top_by_requests.map((c) => c.client));
+    assert.deepEqual(await page.$$eval('table[data-t="clients-bytes"] tbody tr td:nth-child(2) [data-raw]', (e) => e.map((x) => Number(x.dataset.raw))),
+      r.top_by_bytes.map((c) => c.bytes_24h));
+    const limited = 'table[data-t="clients-limited"] tr[data-client="198.51.100.7"]';
+    assert.equal((await page.textContent(`${limited} .badge`)).trim(), 'Bytes per day');
+    assert.equal(await page.evaluate(() => window.__pwned), undefined);
+    await shot(page, 'mock-clients');
+    await page.selectOption('#lang', 'zh');
+    await page.waitForSelector(`${limited} .badge:text-is("每天流量")`);
+    assert.deepEqual(page.omErrors, []);
+    await page.selectOption('#lang', 'en');
+    await ctx.close();
+  });
+
   test('a token-protected admin API asks for the token once per tab', async () => {
     const base = await mock('--repos', '50', '--protect', TOKEN);
     const { ctx, page } = await newPage(browser);
