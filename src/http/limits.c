@@ -32,6 +32,8 @@
 #define EVICT_SCAN 8            /* LRU entries looked at for one without downloads */
 
 struct snapshot {
+    struct om_cidr trusted[OM_MAX_TRUSTED_PROXIES]; /* limits.trusted_proxies */
+    size_t n_trusted;
     struct om_client_limits per_client;
     struct om_user_limits *users;      /* owned copies (names owned) */
     size_t n_users;
@@ -114,6 +116,9 @@ static struct snapshot *snapshot_new(const struct om_limits *cfg)
     if (s == NULL)
         return NULL;
     s->per_client = cfg->per_client;
+    s->n_trusted = cfg->n_trusted_proxies < OM_MAX_TRUSTED_PROXIES ? cfg->n_trusted_proxies
+                                                                   : OM_MAX_TRUSTED_PROXIES;
+    memcpy(s->trusted, cfg->trusted_proxies, s->n_trusted * sizeof(s->trusted[0]));
     if (cfg->n_per_user > 0 && (s->users = calloc(cfg->n_per_user, sizeof(*s->users))) == NULL)
         goto fail;
     for (size_t i = 0; i < cfg->n_per_user; i++) {
@@ -202,6 +207,14 @@ int om_limiter_reconfigure(struct om_limiter *lim, const struct om_limits *cfg)
     atomic_store(&lim->snap, s);
     pthread_mutex_unlock(&lim->snap_mu);
     return OM_OK;
+}
+
+size_t om_limiter_trusted_proxies(struct om_limiter *lim, const struct om_cidr **set)
+{
+    const struct snapshot *s = atomic_load_explicit(&lim->snap, memory_order_acquire);
+
+    *set = s->trusted;
+    return s->n_trusted;
 }
 
 /* ---- records ------------------------------------------------------------ */

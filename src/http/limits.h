@@ -20,7 +20,8 @@
  *
  * Thread-safe: any thread may call anything between om_limiter_new and
  * om_limiter_free; a call holds one stripe's mutex for a few hundred ns.
- * om_limiter_reconfigure swaps the limits atomically (SIGHUP reload): calls
+ * om_limiter_reconfigure swaps the limits (and the trusted proxies the
+ * request path reads from here) atomically (SIGHUP reload): calls
  * in progress finish with the old ones, the next use of each record the
  * new ones; counts and buckets are kept.  max_clients is fixed at creation.
  */
@@ -65,9 +66,12 @@ struct om_limiter;
  * away).  *out belongs to the caller (om_limiter_free). */
 int om_limiter_new(struct om_limiter **out, const struct om_limits *cfg);
 void om_limiter_free(struct om_limiter *lim);
-/* Take cfg's per_client and per_user from now on (copied).  OM_OK or
- * OM_ERR_NOMEM (the old limits stay). */
+/* Take cfg's per_client, per_user and trusted_proxies from now on (copied:
+ * cfg may be freed after).  OM_OK or OM_ERR_NOMEM (the old ones stay).
+ * What a SIGHUP reload calls with the new config's limits. */
 int om_limiter_reconfigure(struct om_limiter *lim, const struct om_limits *cfg);
+/* The trusted proxies in force (*set valid until om_limiter_free). */
+size_t om_limiter_trusted_proxies(struct om_limiter *lim, const struct om_cidr **set);
 
 /* A request of client key: counted; the requests_per_second bucket.
  * Returns v->kind (NONE = go on). */

@@ -9,7 +9,8 @@
 
 void om_req_identify(struct om_req *req)
 {
-    const struct om_limits *l = &req->srv->cfg->limits;
+    const struct om_cidr *set = NULL;
+    size_t n = 0;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     struct om_ipaddr peer, client;
@@ -19,11 +20,13 @@ void om_req_identify(struct om_req *req)
         snprintf(req->client, sizeof(req->client), "-");
         return;
     }
-    if (l->n_trusted_proxies > 0) {
+    if (req->srv->limiter != NULL)
+        n = om_limiter_trusted_proxies(req->srv->limiter, &set);
+    if (n > 0) {
         xff = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Forwarded-For");
         xri = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Real-IP");
     }
-    om_client_resolve(l->trusted_proxies, l->n_trusted_proxies, &peer, xff, xri, &client);
+    om_client_resolve(set, n, &peer, xff, xri, &client);
     om_ipaddr_format(&client, req->client, sizeof(req->client));
 }
 

@@ -379,6 +379,35 @@ fail:
     return err;
 }
 
+/* SIGHUP: read the config file again and take its per-client limits and
+ * trusted proxies (http/limits.h om_limiter_reconfigure); a file that does
+ * not load keeps the old ones and says why.  Everything else in the file
+ * still needs a restart. */
+static void reload_limits(struct om_server *srv)
+{
+    struct om_config *fresh = NULL;
+    char err[512] = "";
+    const char *path = srv->cfg->source;
+
+    if (path == NULL || path[0] == '<') {
+        om_log(OM_LOG_INFO, "SIGHUP: no config file to reload (embedded defaults)");
+        return;
+    }
+    if (om_config_load(&fresh, path, err, sizeof(err)) != OM_OK) {
+        om_log_kv(OM_LOG_ERROR, "SIGHUP: config not reloaded, the old limits stay", "config",
+                  path, "error", err, NULL);
+        return;
+    }
+    if (om_limiter_reconfigure(srv->limiter, &fresh->limits) == OM_OK)
+        om_log_kv(OM_LOG_INFO,
+                  "SIGHUP: per-client limits and trusted_proxies reloaded (other changes need a "
+                  "restart)",
+                  "config", path, NULL);
+    else
+        om_log(OM_LOG_ERROR, "SIGHUP: out of memory; the old limits stay");
+    om_config_free(fresh);
+}
+
 void om_server_run_until_signal(struct om_server *srv)
 {
     sigset_t set;
@@ -392,8 +421,8 @@ void om_server_run_until_signal(struct om_server *srv)
             continue;
         if (sig == SIGHUP) {
             /* Logs go to stderr; rotation is the supervisor's job.  Nothing
-             * to reopen. */
-            om_log(OM_LOG_INFO, "SIGHUP: nothing to reload (logs go to stderr)");
+             * to reopen; the per-client limits are reloaded. */
+            reload_limits(srv);
             continue;
         }
         break;

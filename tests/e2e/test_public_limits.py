@@ -138,6 +138,16 @@ class PublicLimitsTest(unittest.TestCase):
         self.assertIsNotNone(mt, "no rejections metric for %s" % label)
         return int(mt.group(1))
 
+    def log_text(self, m):
+        with open(m.log_path, errors="replace") as f:
+            return f.read()
+
+    def wait_log(self, m, text):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and text not in self.log_text(m):
+            time.sleep(0.05)
+        self.assertIn(text, self.log_text(m))
+
     def log_records(self, m):
         out = []
         with open(m.log_path, "rb") as f:
@@ -300,6 +310,44 @@ class PublicLimitsTest(unittest.TestCase):
         self.assertEqual(call(m, self.manifest("team/c"), src="127.0.0.3")[0], 200)
         self.assertEqual(len(reg.requests(path_re=r"/team/c/manifests/")), 1)
         self.assertGreaterEqual(self.rejections(m, "upstream_fetches"), 2)
+
+    def test_the_clients_view_asks_for_the_admin_token_whenever_one_is_set(self):
+        """Client addresses are personal data: /api/v1/clients wants the
+        token even when other reads are public (no protect_reads)."""
+        reg = self.registry()
+        m = self.mirror(reg, {"per_client": {"requests_per_second": 50}},
+                        extra={"admin": {"token": "tok-limits-1"}})
+        self.assertEqual(call(m, "/v2/", src="127.0.0.2")[0], 200)
+        self.assertEqual(m.get("/api/v1/stats").status, 200)
+        s = call(m, "/api/v1/clients", src="127.0.0.1")
+        self.assertEqual(s[0], 401, s[2])
+        s = call(m, "/api/v1/clients", src="127.0.0.1",
+                 headers={"Authorization": "Bearer tok-limits-1"})
+        self.assertEqual(s[0], 200, s[2])
+        self.assertIn("127.0.0.2", [c["client"] for c in json.loads(s[2])["top_by_requests"]])
+
+    def test_sighup_reloads_the_limits_and_a_bad_file_keeps_them(self):
+        reg = self.registry()
+        m = self.mirror(reg, {"per_client": {"requests_per_second": 1, "burst": 2}})
+        for _ in range(2):
+            self.assertEqual(call(m, "/v2/", src="127.0.0.2")[0], 200)
+        self.assertEqual(call(m, "/v2/", src="127.0.0.2")[0], 429)
+        # a file that does not load: the old limits stay, the log says why
+        with open(m.config_path, "a") as f:
+            f.write("limits_typo: 1\n")
+        os.kill(m.pid, signal.SIGHUP)
+        self.wait_log(m, "config not reloaded")
+        self.assertEqual(call(m, "/v2/", src="127.0.0.3")[0], 200)
+        self.assertEqual(call(m, "/v2/", src="127.0.0.3")[0], 200)
+        self.assertEqual(call(m, "/v2/", src="127.0.0.3")[0], 429)
+        # a good one: the new burst applies to clients old and new
+        m.config["limits"]["per_client"] = {"requests_per_second": 1, "burst": 20}
+        m.write_config()
+        os.kill(m.pid, signal.SIGHUP)
+        self.wait_log(m, "limits and trusted_proxies reloaded")
+        for _ in range(15):
+            self.assertEqual(call(m, "/v2/", src="127.0.0.4")[0], 200)
+            self.assertEqual(call(m, "/v2/", src="127.0.0.2")[0], 200)
 
     def test_per_user_limits_override_per_client_for_an_authenticated_user(self):
         """Needs client authentication (access.htpasswd_file), built apart:

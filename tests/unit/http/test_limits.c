@@ -200,6 +200,24 @@ static void test_limits__reconfigure_takes_the_new_limits_on_the_next_call(void)
     om_limiter_free(lim);
 }
 
+static void test_limits__reconfigure_swaps_the_trusted_proxies(void)
+{
+    struct om_limits l = base();
+    const struct om_cidr *set = NULL;
+    struct om_limiter *lim = mk(&l);
+    CHECK_EQ_INT(om_limiter_trusted_proxies(lim, &set), 0);
+    CHECK_EQ_INT(om_parse_cidr(&l.trusted_proxies[0], "10.0.0.0/8", 10), OM_OK);
+    CHECK_EQ_INT(om_parse_cidr(&l.trusted_proxies[1], "::1", 3), OM_OK);
+    l.n_trusted_proxies = 2;
+    CHECK_EQ_INT(om_limiter_reconfigure(lim, &l), OM_OK);
+    memset(&l.trusted_proxies, 0, sizeof(l.trusted_proxies)); /* copied, not kept */
+    CHECK_EQ_INT(om_limiter_trusted_proxies(lim, &set), 2);
+    CHECK_EQ_INT(set[0].family, 4);
+    CHECK_EQ_INT(set[0].bits, 8);
+    CHECK_EQ_INT(set[1].family, 6);
+    om_limiter_free(lim);
+}
+
 static void test_limits__the_table_is_bounded_and_forgets_the_least_recent(void)
 {
     struct om_limits l = base();
@@ -322,6 +340,7 @@ int main(void)
     RUN(test_limits__upstream_fetches_per_minute_refill_over_the_minute);
     RUN(test_limits__per_user_overrides_only_the_keys_it_names);
     RUN(test_limits__reconfigure_takes_the_new_limits_on_the_next_call);
+    RUN(test_limits__reconfigure_swaps_the_trusted_proxies);
     RUN(test_limits__the_table_is_bounded_and_forgets_the_least_recent);
     RUN(test_limits__the_views_rank_clients_and_show_who_is_limited);
     RUN(test_limits__labels_and_keys_name_every_limit);
