@@ -8,8 +8,9 @@
  * share a record).  Limits 0 = no limit.  A client's limits are
  * per_user[name] for a user listed there, else per_client.
  *
- * Memory: at most max_clients records (~0.5 KiB each), in 64 stripes, each
- * a mutex, a hash table and an LRU list; a new client evicts its stripe's
+ * Memory: at most max_clients records (~0.6 KiB each: 100000 ≈ 60 MiB,
+ * allocated as clients appear), in 64 stripes, each a mutex, a hash table
+ * and an LRU list; a new client evicts its stripe's
  * least recently seen record that holds no download (a record with
  * downloads in progress is kept: their count is bounded by the
  * connections).  An evicted client starts again with full buckets and no

@@ -105,7 +105,10 @@ void om_req_limit_done(struct om_req *req, bool ok)
 
     if (lim == NULL || req->client[0] == '\0')
         return;
-    if (ok && !req->head && req->bytes > 0 && req->status < 300)
+    /* bytes_per_day counts what the registry API sent (not the UI, the
+     * admin API or health probes) */
+    bool v2 = req->url != NULL && strncmp(req->url, "/v2", 3) == 0;
+    if (ok && v2 && !req->head && req->bytes > 0 && req->status < 300)
         om_limiter_sent(lim, key, is_user, req->bytes, om_now_ms());
     if (req->dl_held) {
         om_limiter_download_end(lim, key, is_user, om_now_ms());
