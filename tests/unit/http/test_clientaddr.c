@@ -130,8 +130,9 @@ static void test_clientaddr__malformed_values_leave_the_peer(void)
     memcpy(big + sizeof(big) - 13, "198.51.100.7", 13);
     CHECK_EQ_STR(resolve(set, 1, "127.0.0.1", big, NULL, b), "127.0.0.1");
     char hops[OM_XFF_HOPS_MAX * 12 + 16] = "";
+    size_t len = 0;
     for (int i = 0; i < OM_XFF_HOPS_MAX + 1; i++)
-        strcat(hops, i ? ",127.0.0.5" : "127.0.0.5");
+        len += (size_t)snprintf(hops + len, sizeof(hops) - len, "%s127.0.0.5", i ? "," : "");
     CHECK_EQ_STR(resolve(set, 1, "127.0.0.1", hops, NULL, b), "127.0.0.1");
 }
 
