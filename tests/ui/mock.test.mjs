@@ -147,6 +147,18 @@ describe('the web UI against the mock API', () => {
     assert.deepEqual(page.omErrors, []);
     await page.selectOption('#lang', 'en');
     await ctx.close();
+    // On a phone, in both languages, the page (and the nav with one more
+    // entry) fits 375 px.
+    for (const lang of ['en', 'zh']) {
+      const phone = await newPage(browser, { viewport: { width: 375, height: 812 }, locale: lang === 'zh' ? 'zh-CN' : 'en-US' });
+      await phone.page.goto(base + '/#/clients');
+      await phone.page.waitForSelector('table[data-t="clients-bytes"] tbody tr');
+      const width = await phone.page.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(width <= 375, `${lang} clients: the page is ${width} px wide`);
+      await shot(phone.page, `mock-phone-${lang}-clients`);
+      assert.deepEqual(phone.page.omErrors, []);
+      await phone.ctx.close();
+    }
   });
 
   test('a token-protected admin API asks for the token once per tab', async () => {
