@@ -667,6 +667,14 @@ class Bench:
             "log": {"level": "info", "format": "text"},
         }
         cfg.update(extra or {})
+        # OM_BENCH_MIRROR_EXTRA='{"limits": {...}}': merged into the mirror's
+        # config (e.g. P4 with per-client limits on vs off).
+        more = json.loads(os.environ.get("OM_BENCH_MIRROR_EXTRA") or "{}")
+        for k, v in more.items():
+            if isinstance(v, dict) and isinstance(cfg.get(k), dict):
+                cfg[k] = dict(cfg[k], **v)
+            else:
+                cfg[k] = v
         return cfg
 
     def close(self):

@@ -23,6 +23,7 @@
 #include "cache/gc.h"
 #include "cache/index_admin.h"
 #include "cache/mcache.h"
+#include "http/limits.h"
 
 #include <sqlite3.h>
 
@@ -524,6 +525,26 @@ static void access_policy(struct mbuf *b, struct om_server *srv)
             om_auth_users(srv->auth));
 }
 
+/* Per-client limits (http/limits.h): refusals by limit, records held. */
+static void client_limits(struct mbuf *b, struct om_server *srv)
+{
+    struct om_limiter_totals t;
+
+    if (srv->limiter == NULL)
+        return;
+    om_limiter_totals(srv->limiter, &t);
+    family(b, "ocimirror_limit_rejections_total", "counter",
+           "Requests refused 429 by a per-client limit (limits.per_client / per_user).");
+    for (int k = OM_LIMIT_NONE + 1; k < OM_LIMIT__COUNT; k++)
+        mb_printf(b, "ocimirror_limit_rejections_total{limit=\"%s\"} %llu\n",
+                  om_limit_label((om_limit_kind)k), (unsigned long long)t.rejections[k]);
+    one_u64(b, "ocimirror_limit_clients", "gauge",
+            "Client records the limiter holds now (at most limits.max_clients).", t.clients);
+    one_u64(b, "ocimirror_limit_client_evictions_total", "counter",
+            "Client records dropped, least recently seen first, to make room for new clients.",
+            t.evictions);
+}
+
 enum MHD_Result om_admin_metrics(struct om_req *req)
 {
     struct om_server *srv = req->srv;
@@ -541,6 +562,7 @@ enum MHD_Result om_admin_metrics(struct om_req *req)
     index_health(&b, srv);
     storage(&b, srv);
     access_policy(&b, srv);
+    client_limits(&b, srv);
     if (b.failed) {
         free(b.buf);
         return om_admin_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNKNOWN",

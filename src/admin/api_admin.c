@@ -712,6 +712,18 @@ static enum MHD_Result handle_prefetch_post(struct om_req *req, const char *rest
     return om_admin_prefetch_post(req);
 }
 
+/* Client addresses and user names are personal data: whenever an admin
+ * token is configured, this view asks for it (as a write does), whatever
+ * protect_reads says; without one it is as public as the other reads. */
+static enum MHD_Result handle_clients(struct om_req *req, const char *rest)
+{
+    enum MHD_Result ret = MHD_NO;
+    (void)rest;
+    if (req->srv->cfg->admin_token != NULL && check_access(req, true, &ret) != OM_OK)
+        return ret;
+    return om_admin_clients(req);
+}
+
 static enum MHD_Result handle_prefetch_get(struct om_req *req, const char *rest)
 {
     (void)rest;
@@ -744,6 +756,7 @@ static const struct route ROUTES[] = {
     {"gc", false, "POST", handle_gc_post},
     {"evict", false, "POST", handle_evict},
     {"client-config", false, "GET", handle_client_config},
+    {"clients", false, "GET", handle_clients},
 };
 
 enum MHD_Result om_admin_handle(struct om_req *req)

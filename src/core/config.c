@@ -134,6 +134,7 @@ static int fill_defaults(struct om_config *cfg)
         .revalidate_timeout_ms = 5 * 1000,
         .max_blob_size = 0,
         .max_tags = 100000,
+        .max_clients = 100000,
     };
     rc = OM_OK;
 done:
@@ -534,6 +535,7 @@ void om_config_dump(const struct om_config *cfg, FILE *f)
     put_ms(f, "  ", "revalidate_timeout", l->revalidate_timeout_ms);
     put_size(f, "  ", "max_blob_size", l->max_blob_size);
     fprintf(f, "  max_tags: %u\n", l->max_tags);
+    om_cfg_limits_dump(f, l);
     fputs(cfg->n_prefetch_images == 0 ? "prefetch:\n  images: []\n" : "prefetch:\n  images:\n", f);
     for (size_t i = 0; i < cfg->n_prefetch_images; i++) {
         fputs("    - ", f);
@@ -631,6 +633,7 @@ void om_config_free(struct om_config *cfg)
         for (size_t i = 0; i < cfg->n_upstreams; i++)
             om_cfg_upstream_clear(&cfg->upstreams[i]);
         om_cfg_rewrites_clear(cfg);
+        om_cfg_limits_clear_users(&cfg->limits);
         free(cfg);
     }
 }

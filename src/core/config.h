@@ -29,7 +29,11 @@
  *   log: {level: debug|info|warn|error, format: text|json}
  *   limits: {max_connections, max_header_bytes, max_url_bytes,
  *            max_manifest_bytes, connection_timeout, idle_timeout,
- *            shutdown_grace, threads, max_downloads, max_tags}
+ *            shutdown_grace, threads, max_downloads, max_tags,
+ *            trusted_proxies: [CIDR, ..], max_clients: 100000,
+ *            per_client: {requests_per_second, burst, downloads,
+ *                         bytes_per_day, upstream_fetches_per_minute},
+ *            per_user: {NAME: {the per_client keys}, ..}}
  *   prefetch: {images: [REF, ...], platforms: ["linux/amd64", ...],
  *              interval: "6h", retries: 3, retry_interval: "5m"}
  *   access: {anonymous: true, htpasswd_file: FILE}   who may pull (http/auth.h)
@@ -126,6 +130,33 @@ struct om_rewrite_cfg {
 typedef enum { OM_LOG_DEBUG, OM_LOG_INFO, OM_LOG_WARN, OM_LOG_ERROR } om_log_level;
 typedef enum { OM_LOG_TEXT, OM_LOG_JSON } om_log_format;
 
+/* limits.trusted_proxies entries: an address and a prefix length. */
+#define OM_MAX_TRUSTED_PROXIES 64
+#define OM_MAX_PER_USER 1024            /* limits.per_user entries */
+#define OM_LIMIT_USER_MAX 63            /* bytes in a per_user name (req->user[64]) */
+struct om_cidr {
+    unsigned char addr[16];       /* network byte order, host bits zeroed;
+                                     IPv4 in the first 4 bytes */
+    unsigned char family;         /* 4 or 6 */
+    unsigned char bits;           /* prefix length, 0..32 or 0..128 */
+};
+
+/* One client's limits (limits.per_client, limits.per_user.NAME); 0 = none. */
+struct om_client_limits {
+    unsigned requests_per_second; /* token bucket refill rate */
+    unsigned burst;               /* bucket size; 0 = requests_per_second */
+    unsigned downloads;           /* concurrent blob GETs */
+    uint64_t bytes_per_day;       /* body bytes sent over a rolling 24 h */
+    unsigned upstream_fetches_per_minute; /* requests that cause upstream work */
+};
+
+/* limits.per_user.NAME: keys not given take limits.per_client's value. */
+struct om_user_limits {
+    char *name;                   /* owned; 1..OM_LIMIT_USER_MAX printable bytes */
+    struct om_client_limits l;
+    unsigned given;               /* parse only: bit i = per_client key i was given */
+};
+
 struct om_limits {
     unsigned max_connections;     /* default 4096 */
     size_t max_header_bytes;      /* default 16 KiB (all request headers) */
@@ -149,6 +180,14 @@ struct om_limits {
     uint64_t max_blob_size;       /* a blob larger than this is refused before
                                      any byte is fetched; 0 = none (0) */
     unsigned max_tags;            /* the longest tag list served (100000) */
+    /* Per-client limits (http/limits.h, http/clientaddr.h). */
+    struct om_cidr trusted_proxies[OM_MAX_TRUSTED_PROXIES]; /* peers whose
+                                     X-Forwarded-For / X-Real-IP is believed */
+    size_t n_trusted_proxies;     /* none by default */
+    unsigned max_clients;         /* client records kept (LRU), 100000 */
+    struct om_client_limits per_client; /* all 0 by default */
+    struct om_user_limits *per_user; /* owned array of n_per_user */
+    size_t n_per_user;
 };
 
 struct om_config {
@@ -290,6 +329,12 @@ int om_parse_listen_bind(const char *s, char *host, size_t hostlen, unsigned *po
  * from 1 to 65535"), in static storage. */
 const char *om_listen_why(const char *s);
 void om_format_duration_ms(uint64_t ms, char *buf, size_t len);
+/* "10.0.0.0/8", "fd00::/8", "192.0.2.7" (a host: /32 or /128), with
+ * inet_pton; host bits below the prefix are cleared.  s need not be
+ * NUL-terminated; at most 63 bytes.  OM_OK or OM_ERR_INVALID. */
+int om_parse_cidr(struct om_cidr *out, const char *s, size_t len);
+/* The inverse, "10.0.0.0/8", into buf (at least 64 bytes). */
+void om_format_cidr(const struct om_cidr *c, char *buf, size_t len);
 void om_format_size(uint64_t n, char *buf, size_t len);
 
 /* cluster.redis: "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]" (HOST a name,

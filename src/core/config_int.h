@@ -12,6 +12,8 @@
  *                       search_order
  *   config_storage.c    where content lives: storage (fs or an S3 bucket)
  *   config_value.c      pure value parsers (durations, sizes, listen)
+ *   config_limits.c     the per-client limits: trusted_proxies, per_client,
+ *                       per_user
  */
 #ifndef OM_CONFIG_INT_H
 #define OM_CONFIG_INT_H
@@ -134,6 +136,21 @@ int om_cfg_h_search_order(struct om_cfg_ctx *c, void *obj, struct fy_node *key,
                           struct fy_node *v);
 /* After the whole document: resolve search_order (or default it). */
 int om_cfg_finish_search_order(struct om_cfg_ctx *c, struct om_config *cfg);
+
+/* --- config_limits.c --- */
+
+/* limits.trusted_proxies, .per_client, .per_user (om_cfg_fn handlers, obj is
+ * the struct om_config). */
+int om_cfg_h_trusted_proxies(struct om_cfg_ctx *c, void *obj, struct fy_node *key,
+                             struct fy_node *v);
+int om_cfg_h_per_client(struct om_cfg_ctx *c, void *obj, struct fy_node *key, struct fy_node *v);
+int om_cfg_h_per_user(struct om_cfg_ctx *c, void *obj, struct fy_node *key, struct fy_node *v);
+/* After the limits mapping: per_user keys not given take per_client's. */
+void om_cfg_limits_finish(struct om_limits *l);
+/* Free per_user (names and array); n_per_user = 0. */
+void om_cfg_limits_clear_users(struct om_limits *l);
+/* The per-client keys, as the YAML lines of om_config_dump (indent 2). */
+void om_cfg_limits_dump(FILE *f, const struct om_limits *l);
 
 /* --- config.c --- */
 

@@ -31,6 +31,8 @@
  *               shutdown_grace threads max_downloads max_tags
  *               max_downloads_per_upstream jobs_per_upstream
  *               revalidate_timeout max_blob_size
+ *               trusted_proxies max_clients per_client per_user
+ *                                             (config_limits.c)
  *   prefetch    images platforms interval retries retry_interval
  *                                             (interval 0 or >= 1s)
  *   access      anonymous htpasswd_file       (anonymous false needs the file)
@@ -332,6 +334,10 @@ static const struct om_cfg_field limits_fields[] = {
     NUM("revalidate_timeout", K_MS, CFG(limits.revalidate_timeout_ms), 1, MS_MAX),
     NUM("max_blob_size", K_SIZE64, CFG(limits.max_blob_size), 0, UINT64_MAX),
     NUM("max_tags", K_UINT, CFG(limits.max_tags), 1, 10000000),
+    FN("trusted_proxies", om_cfg_h_trusted_proxies),
+    NUM("max_clients", K_UINT, CFG(limits.max_clients), 64, 10000000),
+    FN("per_client", om_cfg_h_per_client),
+    FN("per_user", om_cfg_h_per_user),
 };
 
 /* ---- mappings and lists ------------------------------------------------- */
@@ -353,7 +359,16 @@ static int h_tls(struct om_cfg_ctx *c, void *obj, struct fy_node *key, struct fy
     }
 SUBMAP(h_retries, "retries", retries_fields)
 SUBMAP(h_log, "log", log_fields)
-SUBMAP(h_limits, "limits", limits_fields)
+
+static int h_limits(struct om_cfg_ctx *c, void *obj, struct fy_node *key, struct fy_node *v)
+{
+    struct om_config *cfg = obj;
+    int rc = om_cfg_walk_map(c, key, v, "limits", limits_fields, OM_ARRAY_LEN(limits_fields), obj);
+
+    if (rc == OM_OK)
+        om_cfg_limits_finish(&cfg->limits);
+    return rc;
+}
 
 /* *out = the contents of file `path` (at most max bytes), which must not be
  * empty or hold a NUL.  Trailing CR/LF are always cut (editors add them);

@@ -46,6 +46,7 @@ struct om_tags;       /* v2.h: tags/list cache and flights */
 struct om_stats;      /* admin.h: request statistics (api_admin) */
 struct om_gc;         /* gc.h */
 struct om_prefetcher; /* prefetch.h */
+struct om_limiter;    /* limits.h: per-client limits */
 
 struct om_counters {
     atomic_uint_fast64_t requests, hits, misses, stale, coalesced, errors;
@@ -84,6 +85,7 @@ struct om_server {
     struct om_auth *auth;              /* access.*: owned (http/auth.h) */
     pthread_mutex_t policy_mu;         /* guards the pointer `policy` */
     struct om_policy *policy;          /* policy.*: one reference owned here */
+    struct om_limiter *limiter;        /* per-client limits (http/limits.h), owned */
 };
 
 /* What the cache did for one request, for the log line. */
@@ -109,6 +111,10 @@ struct om_req {
     unsigned status;
     uint64_t bytes;                    /* body bytes planned/served, for the log */
     uint64_t upload_seen;              /* push body bytes dropped */
+    char client[46];                   /* the client's address (http/clientaddr.h:
+                                          the peer, or what a trusted proxy said) */
+    bool dl_held;                      /* holds one of the client's downloads
+                                          (http/req_limits.h) */
     char *body;                        /* admin POST body (≤ 64 KiB), owned, NUL-terminated */
     size_t body_len;
     const char *err_code;              /* OCI error code sent, for the log */

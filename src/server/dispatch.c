@@ -27,6 +27,7 @@
 #include "admin/admin.h"
 #include "admin/ui.h"
 #include "core/log.h"
+#include "http/req_limits.h"
 #include "v2/v2.h"
 
 static const char *cache_str(om_cache_result c)
@@ -329,6 +330,7 @@ static enum MHD_Result dispatch(struct om_req *req, const char *method)
         return om_req_send_error(req, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, "UNSUPPORTED",
                           "request headers too large");
 
+    om_req_identify(req); /* req->client: the peer, or what a trusted proxy said */
     if (strcmp(req->url, "/healthz") == 0)
         return handle_healthz(req);
     if (strncmp(req->url, "/api/", 5) == 0 || strcmp(req->url, "/metrics") == 0)
@@ -343,6 +345,11 @@ static enum MHD_Result dispatch(struct om_req *req, const char *method)
     enum MHD_Result gated = MHD_NO;
     if (auth_gate(req, &gated))
         return gated;
+    /* Per-client limits (http/req_limits.h): every /v2/ request spends a
+     * token of requests_per_second; client authentication, when it sets
+     * req->user, must run before this. */
+    if (!om_req_limit_request(req))
+        return om_req_send(req);
 
     om_v2_fault fault = OM_V2F_NONE;
     if (om_v2_path_parse(&req->p, req->url, url_len, &fault) != OM_OK) {
@@ -395,6 +402,10 @@ static enum MHD_Result dispatch(struct om_req *req, const char *method)
     case OM_V2_MANIFEST:
         return om_v2_manifest(req);
     case OM_V2_BLOB:
+        /* a blob GET holds one of the client's downloads until it ends,
+         * and is refused once its bytes_per_day are spent */
+        if (!req->head && !om_req_limit_download(req))
+            return om_req_send(req);
         return om_v2_blob(req);
     case OM_V2_TAGS:
         return om_v2_tags(req);
@@ -509,11 +520,12 @@ void om_api_completed(struct om_server *srv, struct om_req *req,
         snprintf(dur, sizeof(dur), "%.3f", (double)(om_now_us() - req->t0_us) / 1000.0);
         om_log_kv(lvl, "request", "method", req->method, "path",
                   req->url ? req->url : "", "ns", req->ns, "status", status, "bytes", bytes,
-                  "ms", dur, "cache", cache_str(req->cache), "upstream", req->upstream, "repo",
-                  req->canonical, "user", req->user, "route",
+                  "ms", dur, "client", req->client, "cache", cache_str(req->cache), "upstream",
+                  req->upstream, "repo", req->canonical, "user", req->user, "route",
                   req->canonical[0] ? om_route_why_str(req->route.why) : "", "error",
                   req->err_code ? req->err_code : "", "outcome", outcome_str(req, ok), NULL);
     }
+    om_req_limit_done(req, ok);
     om_admin_note_request(srv, req, ok);
     om_policy_unref(req->policy);
     atomic_fetch_sub(&srv->connections, 1);

@@ -35,6 +35,7 @@
 #include "cache/pullstats.h"
 #include "core/log.h"
 #include "prefetch/prefetch.h"
+#include "http/limits.h"
 #include "server/sdnotify.h"
 #include "v2/v2.h"
 #include "v2/v2_blob.h"
@@ -246,7 +247,9 @@ int om_server_reload(struct om_server *srv)
         return rc;
     }
     if ((rc = om_config_load(&ncfg, src, err, sizeof(err))) != OM_OK) {
-        om_log_kv(OM_LOG_ERROR, "reload failed; keeping the old policy and access rules",
+        om_log_kv(OM_LOG_ERROR,
+                  "reload failed: config not reloaded, keeping the old policy, access rules and "
+                  "limits",
                   "config", src, "error", err, NULL);
         return rc;
     }
@@ -266,6 +269,13 @@ int om_server_reload(struct om_server *srv)
     }
     om_server_policy_swap(srv, np);
     log_access_policy(srv, ncfg, "reloaded");
+    /* The per-client limits and trusted_proxies (copied: ncfg is freed
+     * below); only memory can fail here. */
+    if (om_limiter_reconfigure(srv->limiter, &ncfg->limits) == OM_OK)
+        om_log_kv(OM_LOG_INFO, "per-client limits and trusted_proxies reloaded", "config", src,
+                  NULL);
+    else
+        om_log(OM_LOG_ERROR, "reload: out of memory; the old per-client limits stay");
 done:
     om_config_free(ncfg);
     return rc;
@@ -291,6 +301,7 @@ void om_server_free(struct om_server *srv)
     om_gc_stop(srv->gc);
     srv->gc = NULL;
     om_admin_free(srv);
+    om_limiter_free(srv->limiter);
     om_pullstats_stop(srv->pulls);
     om_mcache_free(srv->mcache);
     om_auth_free(srv->auth);
@@ -366,6 +377,8 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
     om_fetch_set_events(srv->fetch, srv->events);
     om_fetch_set_commit_hook(srv->fetch, nudge_gc, srv);
     if ((err = om_admin_init(srv)) != OM_OK)
+        goto fail;
+    if ((err = om_limiter_new(&srv->limiter, &cfg->limits)) != OM_OK)
         goto fail;
     /* A lane of jobs per upstream, one for names still being searched, one
      * for the rest (jobs.h): a hung upstream fills only its own. */
@@ -472,8 +485,9 @@ void om_server_run_until_signal(struct om_server *srv)
             continue;
         if (sig == SIGHUP) {
             /* Logs go to stderr (rotation is the supervisor's job): what
-             * reloads is access.* and policy.* (om_server_reload). */
-            om_log(OM_LOG_INFO, "SIGHUP: reloading access and policy from %s",
+             * reloads is access.*, policy.* and the per-client limits
+             * (om_server_reload). */
+            om_log(OM_LOG_INFO, "SIGHUP: reloading access, policy and limits from %s",
                    srv->cfg->source ? srv->cfg->source : "?");
             (void)om_server_reload(srv);
             continue;

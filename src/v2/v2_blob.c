@@ -50,6 +50,7 @@
 #include "cache/mcache.h"
 #include "cache/pullstats.h"
 #include "core/log.h"
+#include "http/req_limits.h"
 #include "v2/v2_blob.h"
 
 #define BLOB_TYPE "application/octet-stream"
@@ -498,5 +499,9 @@ enum MHD_Result om_v2_blob(struct om_req *req)
             req->canonical[0] = '\0';
         }
     }
+    /* Not served from the cache: a fetch, or a HEAD upstream to confirm the
+     * repository holds it — upstream work, charged before any contact. */
+    if (!om_req_limit_upstream(req))
+        return queue(req);
     return om_blob_flight_join(req);
 }

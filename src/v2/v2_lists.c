@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "http/req_limits.h"
 
 #define INDEX_TYPE "application/vnd.oci.image.index.v1+json"
 #define REFERRERS_MAX (4u * 1024 * 1024)
@@ -104,6 +105,8 @@ static enum MHD_Result queue(struct om_req *req)
 
 static enum MHD_Result start_job(struct om_req *req, om_job_fn fn)
 {
+    if (!om_req_limit_upstream(req)) /* upstream work: charged before any contact */
+        return queue(req);
     req->phase = 1;
     MHD_suspend_connection(req->conn);
     if (om_jobs_submit_lane(req->srv->jobs, om_v2_lane(req), fn, req) != OM_OK) {

@@ -26,6 +26,7 @@
 #include "cache/pullstats.h"
 #include "core/log.h"
 #include "core/manifest.h"
+#include "http/req_limits.h"
 
 #define STALE_WARNING "110 - \"Response is Stale\""
 
@@ -392,6 +393,10 @@ enum MHD_Result om_v2_manifest(struct om_req *req)
         req->status = 0;
         req->err_code = NULL;
     }
+    /* Not in the cache (or a tag to revalidate): upstream work, charged to
+     * the client's upstream_fetches_per_minute before any contact. */
+    if (!om_req_limit_upstream(req))
+        return om_req_send(req);
     char key[sizeof(((struct om_flight *)0)->key)];
     flight_key(req, key, sizeof(key));
 

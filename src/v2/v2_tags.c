@@ -50,6 +50,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "http/req_limits.h"
 #include "v2/taglist.h"
 
 #define TAG_PAGES_MAX 10000
@@ -510,6 +511,13 @@ enum MHD_Result om_v2_tags(struct om_req *req)
         snprintf(res.upstream, sizeof(res.upstream), "%s", v.upstream);
         respond_result(req, &res);
         req->cache = OM_CACHE_HIT;
+        r = om_req_send(req);
+        goto done;
+    }
+    /* Not cached (or older than tag_ttl): upstream work, charged before any
+     * contact (the limiter takes only its own lock). */
+    if (!om_req_limit_upstream(req)) {
+        pthread_mutex_unlock(&t->mu);
         r = om_req_send(req);
         goto done;
     }

@@ -18,8 +18,8 @@
 # reading a config's secret files), instrumented for coverage:
 set(OM_FUZZ_PURE_SOURCES core/ref.c upstream/authparse.c core/manifest.c core/route.c core/om.c
     core/image_config.c core/config.c core/config_keys.c core/config_upstreams.c core/config_value.c
-    core/config_yaml.c core/config_cluster.c core/config_storage.c cache/store_s3_xml.c
-    core/policy.c)
+    core/config_yaml.c core/config_cluster.c core/config_storage.c core/config_limits.c
+    http/clientaddr.c cache/store_s3_xml.c core/policy.c)
 
 set(OM_FUZZ_DIR ${CMAKE_CURRENT_LIST_DIR})
 get_filename_component(OM_FUZZ_SRC_DIR ${OM_FUZZ_DIR}/../../src ABSOLUTE)

@@ -126,6 +126,41 @@ describe('the web UI against the mock API', () => {
     await ctx.close();
   });
 
+  test('the clients page shows the top clients and who is limited, in both languages', async () => {
+    const base = await mock('--repos', '5');
+    const { ctx, page } = await newPage(browser, { locale: 'en-US' });
+    await page.goto(base + '/#/clients');
+    await page.waitForSelector('table[data-t="clients-bytes"] tbody tr');
+    const r = await getJSON(base, '/api/v1/clients');
+    assert.deepEqual(await page.$$eval('table[data-t="clients-bytes"] tbody tr', (e) => e.map((x) => x.dataset.client)),
+      r.top_by_bytes.map((c) => c.client));
+    assert.deepEqual(await page.$$eval('table[data-t="clients-requests"] tbody tr', (e) => e.map((x) => x.dataset.client)),
+      r.top_by_requests.map((c) => c.client));
+    assert.deepEqual(await page.$$eval('table[data-t="clients-bytes"] tbody tr td:nth-child(2) [data-raw]', (e) => e.map((x) => Number(x.dataset.raw))),
+      r.top_by_bytes.map((c) => c.bytes_24h));
+    const limited = 'table[data-t="clients-limited"] tr[data-client="198.51.100.7"]';
+    assert.equal((await page.textContent(`${limited} .badge`)).trim(), 'Bytes per day');
+    assert.equal(await page.evaluate(() => window.__pwned), undefined);
+    await shot(page, 'mock-clients');
+    await page.selectOption('#lang', 'zh');
+    await page.waitForSelector(`${limited} .badge:text-is("每天流量")`);
+    assert.deepEqual(page.omErrors, []);
+    await page.selectOption('#lang', 'en');
+    await ctx.close();
+    // On a phone, in both languages, the page (and the nav with one more
+    // entry) fits 375 px.
+    for (const lang of ['en', 'zh']) {
+      const phone = await newPage(browser, { viewport: { width: 375, height: 812 }, locale: lang === 'zh' ? 'zh-CN' : 'en-US' });
+      await phone.page.goto(base + '/#/clients');
+      await phone.page.waitForSelector('table[data-t="clients-bytes"] tbody tr');
+      const width = await phone.page.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(width <= 375, `${lang} clients: the page is ${width} px wide`);
+      await shot(phone.page, `mock-phone-${lang}-clients`);
+      assert.deepEqual(phone.page.omErrors, []);
+      await phone.ctx.close();
+    }
+  });
+
   test('a token-protected admin API asks for the token once per tab', async () => {
     const base = await mock('--repos', '50', '--protect', TOKEN);
     const { ctx, page } = await newPage(browser);

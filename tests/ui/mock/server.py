@@ -215,6 +215,28 @@ class Data:
                 "decided": None}
 
 
+def clients():
+    """GET /api/v1/clients (docs/admin-api.md): one client limited now, a
+    user, and a hostile client key."""
+    now = NOW()
+
+    def c(key, b, r, user=False, limited=None):
+        return {"client": key, "is_user": user, "bytes_24h": b, "requests_24h": r,
+                "rejected_24h": 7 if limited else 0, "downloads": 1, "last_seen_ms": now - 3000,
+                "limited_by": limited, "limited_until_ms": now + 30000 if limited else None}
+    heavy = c("198.51.100.7", 52 << 30, 120000, limited="bytes_per_day")
+    ci = c("ci-bot", 3 << 30, 900000, user=True)
+    odd = c('<img src=x onerror="window.__pwned=1">', 10, 1)
+    return {"now_ms": now, "clients": 3, "max_clients": 100000, "evictions": 0,
+            "rejections": {"requests_per_second": 12, "downloads": 0, "bytes_per_day": 7,
+                           "upstream_fetches": 3},
+            "per_client": {"requests_per_second": 20, "burst": 100, "downloads": 4,
+                           "bytes_per_day": 50 << 30, "upstream_fetches_per_minute": 30},
+            "per_user_count": 1, "trusted_proxies": ["10.0.0.0/8"],
+            "top_by_bytes": [heavy, ci, odd], "top_by_requests": [ci, heavy, odd],
+            "limited": [heavy]}
+
+
 def make_handler(data, opts):
     class H(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -305,6 +327,8 @@ def make_handler(data, opts):
                 return self.send(200, data.image(m.group(1), m.group(2), host))
             if ep == "route":
                 return self.send(200, data.route(arg("name"), arg("ns")))
+            if ep == "clients":
+                return self.send(200, clients())
             if ep == "client-config" and not opts.no_client_config:
                 return self.send(200, {"for": arg("for"), "files": [{"path": "/etc/docker/daemon.json",
                                                                      "content": '{"registry-mirrors": ["http://%s"]}\n' % host}],
