@@ -12,6 +12,7 @@
  *   #/i/<name>@<digest>?tag=  browse.js: one image: platforms, layers, config, pull cmds
  *   #/route?name=&ns=         tools.js: "where does this name go?"
  *   #/setup?for=              tools.js: client configuration for this mirror
+ *   #/cluster                 cluster.js: replicas, downloads in flight, Redis/bucket health
  *
  * The rules every page keeps are at the top of core.js.
  */
@@ -30,7 +31,7 @@
     return { path: qi < 0 ? raw : raw.slice(0, qi), query: new URLSearchParams(qi < 0 ? '' : raw.slice(qi + 1)) };
   }
 
-  const TITLES = { dashboard: 'nav.dashboard', repos: 'nav.repos', route: 'nav.route', setup: 'nav.setup' };
+  const TITLES = { dashboard: 'nav.dashboard', repos: 'nav.repos', route: 'nav.route', setup: 'nav.setup', cluster: 'nav.cluster' };
   let firstRoute = true;
   function route() {
     const { path, query } = parseHash();
@@ -46,6 +47,7 @@
         page = 'repos'; title = decName(m[1]); V.image(view, ctx, title, m[2], query);
       } else if (path === '/route') { page = 'route'; V.route(view, ctx, query); }
       else if (path === '/setup') { page = 'setup'; V.setup(view, ctx, query); }
+      else if (path === '/cluster') { page = 'cluster'; V.cluster(view, ctx); }
       else V.notFound(view);
     } catch (e) {
       // A malformed %-escape in a hand-typed URL.

@@ -84,6 +84,9 @@ enum MHD_Result om_admin_prefetch_cancel(struct om_req *req, const char *rest);
 /* ---- admin_events.c ---- */
 enum MHD_Result om_admin_events(struct om_req *req);     /* GET /api/v1/events */
 
+/* ---- admin_cluster.c ---- */
+enum MHD_Result om_admin_cluster(struct om_req *req);    /* GET /api/v1/cluster */
+
 /* ---- admin_metrics.c ---- */
 enum MHD_Result om_admin_metrics(struct om_req *req);
 
