@@ -1,5 +1,7 @@
 /* index_gc_redis.c — GC's index side (index_gc.h) on the Redis key schema
- * of index_redis.h, and the cluster's GC leader lease.
+ * of index_redis.h: open/close, the snapshot, the lookups.  The eviction
+ * is index_gc_redis_evict.c, the cluster's GC leader lease
+ * index_gc_lease.c (shared declarations: index_gc_redis.h).
  *
  * The snapshot (om_gc_redis__load) is read in pages (OM_IXR_PAGE names a
  * round trip):
@@ -10,7 +12,8 @@
  *           grouped by digest, and the manifests no tag and no manifest
  *           names.  The tags are kept in memory (rx->tags) until the next
  *           load: they are what an eviction deletes (Redis has no reverse
- *           index from a digest to its tags).
+ *           index from a digest to its tags); an eviction adds the tags
+ *           of the repositories holding the root now (P rm:<root>).
  * It is not one consistent read (Redis has none across keys): a key
  * written meanwhile is missing from it, which can only make GC delete less
  * (a node the snapshot lacks is never planned; a stored object it lacks is
@@ -37,192 +40,30 @@
  * renewal that finds another value (or none) marks the lease lost and the
  * engine stops between steps.  unlead releases only our own value.
  */
-#include "cache/index_gc_int.h"
+#include "cache/index_gc_redis.h"
 
-#include "cache/index_redis.h"
 #include "core/log.h"
 
 #include <fcntl.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#define P OM_IXR_PREFIX
-#define GC_LEASE_KEY P "lock:gc"
-#define GC_LEASE_MS 30000
-#define GC_RENEW_MS 5000
-#define GC_HOLDER_MAX 320
-#define GC_KEY 160                   /* m:/b:/mc:/tag keys of one digest or name pair */
-#define GC_TAG_KEY OM_IXR_KEY_MAX
-#define GC_MAX_TAGS 200000           /* bounds the tags one snapshot keeps */
-#define GC_MAX_CHILDREN 100000       /* bounds one manifest's children */
-#define GC_PATH_MAX 4096
-
-struct gc_tag {
-    om_digest d;
-    int64_t used;                    /* max(lp, fa) */
-    char repo[OM_NAME_MAX + 1];
-    char tag[OM_TAG_MAX + 1];
-};
-
-struct om_gc_redis {
-    struct om_redis *r;              /* borrowed (the index's connection) */
-    char holder[GC_HOLDER_MAX];      /* this connection's lease value */
-    int log_fd;                      /* <root>/tags.log, O_APPEND; owned */
-    char log_path[GC_PATH_MAX];
-    struct gc_tag *tags;             /* owned; the last snapshot's, sorted by digest */
-    size_t n_tags;
-    int64_t loaded_ms;               /* wall clock of the last snapshot */
-    /* the lease */
-    pthread_mutex_t mu;              /* guards stop */
-    pthread_cond_t cond;             /* CLOCK_MONOTONIC */
-    bool stop, renewing;
-    pthread_t renewer;
-    atomic_bool leading, lost;
-};
-
-/* KEYS lease; ARGV holder ms.  1 = extended, 0 = not ours any more. */
-static struct om_redis_script S_RENEW = {
-    .name = "gc_lease_renew",
-    .src = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
-           "  redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end\n"
-           "return 0\n",
-};
-
-static struct om_redis_script S_RELEASE = {
-    .name = "gc_lease_release",
-    .src = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
-           "return 0\n",
-};
-
-/* No KEYS (the keys are built from the prefix, as the member script);
- * ARGV prefix expect_last_used('' = no check) cutoff root('' = none) ntags
- * since, then ntags (repo, tag) pairs, then the nodes, parent first.
- * Returns {touched, tags_deleted, repos_deleted, deleted per node...}. */
-static struct om_redis_script S_EVICT = {
-    .name = "gc_evict",
-    .src =
-        "local P, cutoff, root = ARGV[1], tonumber(ARGV[3]), ARGV[4]\n"
-        "local ntags, since = tonumber(ARGV[5]), ARGV[6]\n"
-        "local function t2(h)\n"
-        "  local v = redis.call('HMGET', h, 'ca', 'la')\n"
-        "  if not v[1] and not v[2] then return nil end\n"
-        "  return math.max(tonumber(v[1]) or 0, tonumber(v[2]) or 0)\n"
-        "end\n"
-        "if root ~= '' and ARGV[2] ~= '' then\n"
-        "  local used = 0\n"
-        "  for i = 0, ntags - 1 do\n"
-        "    local v = redis.call('HMGET', P .. 'tag:' .. ARGV[7 + 2 * i] .. ':' .. ARGV[8 + 2 * i],"
-        " 'd', 'lp', 'fa')\n"
-        "    if v[1] == root then used = math.max(used, tonumber(v[2]) or 0, tonumber(v[3]) or 0) end\n"
-        "  end\n"
-        "  used = math.max(used, t2(P .. 'm:' .. root) or 0)\n"
-        "  for _, c in ipairs(redis.call('SMEMBERS', P .. 'mc:' .. root)) do\n"
-        "    used = math.max(used, t2(P .. 'm:' .. c) or 0)\n"
-        "  end\n"
-        "  if used > tonumber(ARGV[2]) then return {1, 0, 0} end\n"
-        "end\n"
-        "local out, repos = {0, 0, 0}, {}\n"
-        "if root ~= '' then\n"
-        "  for i = 0, ntags - 1 do\n"
-        "    local repo, tag = ARGV[7 + 2 * i], ARGV[8 + 2 * i]\n"
-        "    local k = P .. 'tag:' .. repo .. ':' .. tag\n"
-        "    if redis.call('HGET', k, 'd') == root then\n"
-        "      redis.call('DEL', k)\n"
-        "      redis.call('ZREM', P .. 't:' .. repo, tag)\n"
-        "      redis.call('HINCRBY', P .. 'stats', 'tags', -1)\n"
-        "      out[2] = out[2] + 1\n"
-        "      repos[repo] = true\n"
-        "    end\n"
-        "  end\n"
-        "end\n"
-        "local kept, recent = {}, nil\n"
-        "for i = 7 + 2 * ntags, #ARGV do\n"
-        "  local d = ARGV[i]\n"
-        "  local mk, bk = P .. 'm:' .. d, P .. 'b:' .. d\n"
-        "  local mt, bt = t2(mk), t2(bk)\n"
-        "  local held = (mt and mt >= cutoff) or (bt and bt >= cutoff)\n"
-        "  if not held and redis.call('EXISTS', P .. 'fl:' .. d) == 1 then held = true end\n"
-        "  if not held then\n"
-        "    for _, p in ipairs(kept) do\n"
-        "      if redis.call('SISMEMBER', P .. 'mc:' .. p, d) == 1 then held = true break end\n"
-        "    end\n"
-        "  end\n"
-        "  if not held then\n"
-        "    if recent == nil then\n"
-        "      recent = redis.call('ZRANGEBYSCORE', P .. 'la', since, '+inf', 'LIMIT', 0, 10000)\n"
-        "    end\n"
-        "    for _, p in ipairs(recent) do\n"
-        "      if p ~= d and redis.call('SISMEMBER', P .. 'mc:' .. p, d) == 1 then held = true break end\n"
-        "    end\n"
-        "  end\n"
-        "  local gone = 0\n"
-        "  if held then\n"
-        "    if mt then kept[#kept + 1] = d end\n"
-        "  else\n"
-        "    for _, kind in ipairs({{mk, 'manifests', 'manifest_bytes', 'rm:', 'mr:'},"
-        " {bk, 'blobs', 'blob_bytes', 'rb:', 'br:'}}) do\n"
-        "      if redis.call('EXISTS', kind[1]) == 1 then\n"
-        "        local sz = tonumber(redis.call('HGET', kind[1], 'sz')) or 0\n"
-        "        redis.call('DEL', kind[1])\n"
-        "        redis.call('HINCRBY', P .. 'stats', kind[2], -1)\n"
-        "        redis.call('HINCRBY', P .. 'stats', kind[3], string.format('%d', -sz))\n"
-        "        for _, r in ipairs(redis.call('SMEMBERS', P .. kind[4] .. d)) do\n"
-        "          redis.call('SREM', P .. kind[5] .. r, d)\n"
-        "          redis.call('DEL', P .. 'rf:' .. d .. ':' .. r)\n"
-        "        end\n"
-        "        redis.call('DEL', P .. kind[4] .. d)\n"
-        "        gone = 1\n"
-        "      end\n"
-        "    end\n"
-        "    redis.call('DEL', P .. 'mc:' .. d)\n"
-        "    redis.call('ZREM', P .. 'la', d)\n"
-        "  end\n"
-        "  out[#out + 1] = gone\n"
-        "end\n"
-        "for repo, _ in pairs(repos) do\n"
-        "  if redis.call('ZCARD', P .. 't:' .. repo) == 0 then\n"
-        "    redis.call('ZREM', P .. 'repos', repo)\n"
-        "    for _, kind in ipairs({{'mr:', 'rm:'}, {'br:', 'rb:'}}) do\n"
-        "      for _, m in ipairs(redis.call('SMEMBERS', P .. kind[1] .. repo)) do\n"
-        "        redis.call('SREM', P .. kind[2] .. m, repo)\n"
-        "        redis.call('DEL', P .. 'rf:' .. m .. ':' .. repo)\n"
-        "      end\n"
-        "      redis.call('DEL', P .. kind[1] .. repo)\n"
-        "    end\n"
-        "    out[3] = out[3] + 1\n"
-        "  end\n"
-        "end\n"
-        "return out\n",
-};
-
-static void scripts_init(void)
-{
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, om_index_redis__scripts_init);
-    if (S_EVICT.sha[0] == '\0') {
-        om_redis_script_init(&S_RENEW);
-        om_redis_script_init(&S_RELEASE);
-        om_redis_script_init(&S_EVICT);
-    }
-}
-
-static int64_t wall_ms(void)
+int64_t om_gc_redis__wall_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int64_t mono_ms(void)
+static void scripts_init(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, om_index_redis__scripts_init);
+    om_gc_redis__evict_scripts_init();
+    om_gc_redis__lease_scripts_init();
 }
 
 /* ---- open/close -------------------------------------------------------------- */
@@ -642,7 +483,7 @@ int om_gc_redis__load(struct om_gc_redis *rx, struct om_gc_graph *g)
 {
     int err;
 
-    rx->loaded_ms = wall_ms();
+    rx->loaded_ms = om_gc_redis__wall_ms();
     if ((err = load_nodes(rx, g)) != OM_OK)
         goto done;
     for (size_t i = 0; i < g->n_nodes && err == OM_OK; i++) {
@@ -723,224 +564,3 @@ int om_gc_redis__resolve(struct om_gc_redis *rx, const char *repo, const char *r
     return err;
 }
 
-/* ---- eviction ------------------------------------------------------------------ */
-
-int om_gc_redis__evict(struct om_gc_redis *rx, const struct om_gc_evict_req *req,
-                       bool *deleted, struct om_gc_evict_out *out)
-{
-    size_t first = 0, n_tags = 0, nx;
-    const char **xv = NULL;
-    size_t *xl = NULL;
-    struct om_redis_cmd c;
-    redisReply *rp = NULL;
-    char exp[24] = "", since[24];
-    int err = OM_OK;
-
-    /* The snapshot's tags of the root, filtered as the request says. */
-    if (req->root != NULL) {
-        struct gc_tag key = {.d = *req->root};
-        size_t lo = 0, hi = rx->n_tags;
-        while (lo < hi) { /* the first tag of the digest */
-            size_t mid = lo + (hi - lo) / 2;
-            if (strcmp(rx->tags[mid].d.str, key.d.str) < 0)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        first = lo;
-        while (first + n_tags < rx->n_tags &&
-               strcmp(rx->tags[first + n_tags].d.str, req->root->str) == 0)
-            n_tags++;
-    }
-    nx = 2 * n_tags + req->n_nodes;
-    xv = calloc(nx ? nx : 1, sizeof(*xv)); /* freed below; strings borrowed */
-    xl = calloc(nx ? nx : 1, sizeof(*xl));
-    if (xv == NULL || xl == NULL) {
-        err = OM_ERR_NOMEM;
-        goto done;
-    }
-    size_t k = 0, used_tags = 0;
-    for (size_t i = 0; i < n_tags; i++) {
-        const struct gc_tag *t = &rx->tags[first + i];
-        if ((req->repo != NULL && strcmp(t->repo, req->repo) != 0) ||
-            (req->tag != NULL && strcmp(t->tag, req->tag) != 0))
-            continue;
-        /* The record first (a rebuild then forgets a tag Redis may still
-         * have, never brings back one it deleted). */
-        if (rx->log_fd >= 0 &&
-            (err = om_index_gc__log_deleted(rx->log_fd, rx->log_path, t->repo, t->tag,
-                                            req->root, req->now)) != OM_OK)
-            goto done;
-        xv[k] = t->repo;
-        xl[k++] = strlen(t->repo);
-        xv[k] = t->tag;
-        xl[k++] = strlen(t->tag);
-        used_tags++;
-    }
-    for (size_t i = 0; i < req->n_nodes; i++) {
-        xv[k] = req->nodes[i].str;
-        xl[k++] = strlen(req->nodes[i].str);
-    }
-    if (req->root != NULL && req->expect_last_used != INT64_MAX)
-        snprintf(exp, sizeof(exp), "%lld", (long long)req->expect_last_used);
-    snprintf(since, sizeof(since), "%lld", (long long)(rx->loaded_ms ? rx->loaded_ms : wall_ms()));
-    om_redis_cmd_init(&c, &S_EVICT, 0);
-    om_redis_arg_str(&c, P);
-    om_redis_arg_str(&c, exp);
-    om_redis_arg_i64(&c, req->cutoff == INT64_MAX ? INT64_MAX / 2 : req->cutoff);
-    om_redis_arg_str(&c, req->root != NULL ? req->root->str : "");
-    om_redis_arg_i64(&c, (int64_t)used_tags);
-    om_redis_arg_str(&c, since);
-    om_redis_arg_extra(&c, xv, xl, k);
-    if ((err = om_redis_exec(rx->r, &c, 1, &rp)) != OM_OK ||
-        (err = om_redis_reply_array(rp, "gc: evict", 3 + req->n_nodes)) != OM_OK)
-        goto done;
-    bool bad = rp->elements < 3;
-    for (size_t i = 0; i < rp->elements && !bad; i++)
-        bad = rp->element[i]->type != REDIS_REPLY_INTEGER;
-    if (bad || (rp->elements != 3 + req->n_nodes && rp->element[0]->integer == 0)) {
-        om_log(OM_LOG_ERROR, "gc: evict: a reply of %zu elements", rp->elements);
-        err = OM_ERR_IO;
-        goto done;
-    }
-    out->touched = rp->element[0]->integer != 0;
-    if (out->touched)
-        goto done;
-    out->tags_deleted = (size_t)rp->element[1]->integer;
-    out->repos_deleted = (size_t)rp->element[2]->integer;
-    for (size_t i = 0; i < req->n_nodes; i++) {
-        deleted[i] = rp->element[3 + i]->type == REDIS_REPLY_INTEGER &&
-                     rp->element[3 + i]->integer == 1;
-        out->n_deleted += deleted[i];
-    }
-done:
-    om_redis_replies_free(&rp, 1);
-    free(xv);
-    free(xl);
-    return err;
-}
-
-/* ---- the GC leader lease ------------------------------------------------------------ */
-
-static int lease_call(struct om_gc_redis *rx, const struct om_redis_script *s, long long *v)
-{
-    struct om_redis_cmd c;
-    redisReply *rp = NULL;
-    int err;
-
-    om_redis_cmd_init(&c, s, 1);
-    om_redis_arg_str(&c, GC_LEASE_KEY);
-    om_redis_arg_str(&c, rx->holder);
-    om_redis_arg_i64(&c, GC_LEASE_MS);
-    if ((err = om_redis_exec(rx->r, &c, 1, &rp)) == OM_OK)
-        err = om_redis_reply_int(rp, s->name, v);
-    om_redis_replies_free(&rp, 1);
-    return err;
-}
-
-static void *renew_thread(void *arg)
-{
-    struct om_gc_redis *rx = arg;
-    int64_t last_ok = mono_ms();
-
-    pthread_mutex_lock(&rx->mu);
-    while (!rx->stop) {
-        struct timespec ts;
-        int64_t wake = mono_ms() + GC_RENEW_MS;
-        ts.tv_sec = (time_t)(wake / 1000);
-        ts.tv_nsec = (long)(wake % 1000) * 1000000L;
-        pthread_cond_timedwait(&rx->cond, &rx->mu, &ts);
-        if (rx->stop)
-            break;
-        pthread_mutex_unlock(&rx->mu);
-        long long v = 0;
-        int err = lease_call(rx, &S_RENEW, &v);
-        if (err == OM_OK && v == 1) {
-            last_ok = mono_ms();
-        } else if ((err == OM_OK && v == 0) || mono_ms() - last_ok >= GC_LEASE_MS) {
-            om_log(OM_LOG_WARN, "gc: lost the cluster's gc lease; stopping this run");
-            atomic_store(&rx->lost, true);
-            atomic_store(&rx->leading, false);
-            pthread_mutex_lock(&rx->mu);
-            break;
-        }
-        pthread_mutex_lock(&rx->mu);
-    }
-    pthread_mutex_unlock(&rx->mu);
-    return NULL;
-}
-
-int om_gc_redis__lead(struct om_gc_redis *rx, bool *leader, char *holder_out, size_t holder_sz)
-{
-    struct om_redis_cmd c;
-    redisReply *rp = NULL;
-    int err;
-
-    *leader = false;
-    if (rx->renewing)
-        return OM_ERR_INVALID; /* a lead without its unlead */
-    om_redis_cmd_init(&c, NULL, 0);
-    om_redis_arg_str(&c, "SET");
-    om_redis_arg_str(&c, GC_LEASE_KEY);
-    om_redis_arg_str(&c, rx->holder);
-    om_redis_arg_str(&c, "NX");
-    om_redis_arg_str(&c, "PX");
-    om_redis_arg_i64(&c, GC_LEASE_MS);
-    if ((err = om_redis_exec(rx->r, &c, 1, &rp)) != OM_OK ||
-        (err = om_redis_reply_ok(rp, "gc: lease")) != OM_OK)
-        goto done;
-    if (rp->type == REDIS_REPLY_NIL) { /* someone else's */
-        om_redis_replies_free(&rp, 1);
-        if (holder_out != NULL && holder_sz > 0) {
-            om_redis_cmd_init(&c, NULL, 0);
-            om_redis_arg_str(&c, "GET");
-            om_redis_arg_str(&c, GC_LEASE_KEY);
-            if (om_redis_exec(rx->r, &c, 1, &rp) != OM_OK ||
-                om_redis_reply_copy(rp, "gc: lease holder", holder_out, holder_sz) != OM_OK)
-                holder_out[0] = '\0';
-        }
-        goto done;
-    }
-    atomic_store(&rx->lost, false);
-    rx->stop = false;
-    if (pthread_create(&rx->renewer, NULL, renew_thread, rx) != 0) {
-        long long v = 0;
-        (void)lease_call(rx, &S_RELEASE, &v);
-        err = OM_ERR_NOMEM;
-        goto done;
-    }
-    rx->renewing = true;
-    atomic_store(&rx->leading, true);
-    *leader = true;
-done:
-    om_redis_replies_free(&rp, 1);
-    return err;
-}
-
-void om_gc_redis__unlead(struct om_gc_redis *rx)
-{
-    long long v = 0;
-
-    if (!rx->renewing)
-        return;
-    pthread_mutex_lock(&rx->mu);
-    rx->stop = true;
-    pthread_cond_signal(&rx->cond);
-    pthread_mutex_unlock(&rx->mu);
-    pthread_join(rx->renewer, NULL);
-    rx->renewing = false;
-    atomic_store(&rx->leading, false);
-    if (lease_call(rx, &S_RELEASE, &v) != OM_OK)
-        om_log(OM_LOG_INFO, "gc: could not release the gc lease; it expires in %d s",
-               GC_LEASE_MS / 1000);
-}
-
-bool om_gc_redis__lost(struct om_gc_redis *rx)
-{
-    return atomic_load(&rx->lost);
-}
-
-bool om_gc_redis__leading(struct om_gc_redis *rx)
-{
-    return atomic_load(&rx->leading);
-}
