@@ -169,6 +169,9 @@ static void evict_job(void *arg)
     } else if (err == OM_ERR_TOOMANY) {
         om_admin_set_error(req, MHD_HTTP_CONFLICT, "UNAVAILABLE",
                            "another replica of the cluster is running GC; try again");
+    } else if (err == OM_ERR_UNAVAILABLE) {
+        om_admin_set_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                           "the cluster's redis is unavailable; try again");
     } else {
         om_admin_set_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "UNKNOWN", om_strerror(err));
     }

@@ -160,7 +160,13 @@ uint64_t om_gc_grace_ms(const struct om_config *cfg)
 static int lead(const struct om_gc_env *e, bool *leader, char *holder, size_t holder_sz)
 {
     int err = om_index_gc_lead(e->db, leader, holder, holder_sz);
-    if (err != OM_OK)
+    if (err == OM_ERR_UNAVAILABLE || err == OM_ERR_TIMEOUT) {
+        /* Redis down (logged once by redis.c): no leader can be chosen, so
+         * nobody runs; the next round tries again. */
+        om_log(OM_LOG_INFO, "gc: skipped: the cluster's redis is unavailable");
+        *leader = false;
+        err = OM_OK;
+    } else if (err != OM_OK)
         om_log(OM_LOG_WARN, "gc: cannot take the cluster's gc lease: %s", om_strerror(err));
     else if (!*leader)
         om_log_kv(OM_LOG_INFO, "gc: skipped: another replica holds the gc lease", "holder",
@@ -628,8 +634,8 @@ int om_gc_evict_env(const struct om_gc_env *e, const char *name, const char *ref
     *freed = 0;
     if ((err = lead(e, &leader, holder, sizeof(holder))) != OM_OK)
         return err;
-    if (!leader)
-        return OM_ERR_TOOMANY;
+    if (!leader) /* a holder named: another replica runs GC; none: Redis is down */
+        return holder[0] ? OM_ERR_TOOMANY : OM_ERR_UNAVAILABLE;
     if ((err = om_index_gc_resolve(e->db, name, reference, &root, &is_tag)) != OM_OK)
         goto done;
     if ((err = om_index_gc_load(e->db, &g)) != OM_OK)

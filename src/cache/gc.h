@@ -54,8 +54,8 @@ struct om_gc_result {
     uint64_t aborted_uploads;     /* [added for store_s3.c] stale multipart uploads
                                      the store aborted (om_store_clean_stale) */
     uint64_t kept_recent;         /* images spared: used within the grace period */
-    bool not_leader;              /* cluster: another replica holds the GC lease;
-                                     this run did nothing */
+    bool not_leader;              /* cluster: another replica holds the GC lease
+                                     (or Redis is down); this run did nothing */
     char leader[128];             /* ... who holds it ("" unknown) */
     uint64_t skipped_touched;     /* images a client used while GC ran: spared */
 };
@@ -172,7 +172,8 @@ struct om_gc_env {
  * filled also on error (what was done until then). */
 int om_gc_run_env(const struct om_gc_env *e, struct om_gc_result *out);
 /* One image (see om_gc_evict_image); OM_ERR_TOOMANY when another replica
- * of the cluster is running GC (holds the lease). */
+ * of the cluster is running GC (holds the lease), OM_ERR_UNAVAILABLE when
+ * the cluster's Redis is down. */
 int om_gc_evict_env(const struct om_gc_env *e, const char *name, const char *reference,
                     uint64_t *freed);
 

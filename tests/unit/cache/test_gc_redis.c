@@ -4,8 +4,8 @@
  * Redis index (LRU eviction keeping shared layers, exact om:stats
  * counters, tags.log deletion records), the re-checks of an eviction (an
  * image pulled since the snapshot, a blob a new manifest lists, a blob
- * with a download lease om:fl:<digest>), and a tag of a repository that
- * holds the root without the snapshot knowing. */
+ * with a download lease om:fl:<digest>), a tag of another repository
+ * naming the root, and a Redis that is down (nobody runs). */
 #include "test.h"
 
 #include "cache/gc.h"
@@ -356,6 +356,26 @@ static void test_gc_redis__evicting_one_tag_keeps_another_repository_s_tag(void)
     fx_teardown(&fx);
 }
 
+/* Last: it stops the server. */
+static void test_gc_redis__with_redis_down_nobody_runs_and_it_says_so(void)
+{
+    struct fx fx;
+    struct om_gc_result r;
+    uint64_t freed = 1;
+
+    CHECK(fx_setup(&fx));
+    struct img a = put_image(&fx, "docker.io/team/a", "1", NULL, 1000, 1000000000000);
+    rs_kill(&srv);
+    struct om_gc_env e = {.cfg = fx.cfg, .store = fx.st, .db = fx.db};
+    CHECK(om_gc_run_env(&e, &r) == OM_OK);
+    CHECK(r.not_leader);
+    CHECK_EQ_INT(r.leader[0], '\0');
+    CHECK(!om_index_gc_leading(fx.db));
+    CHECK(om_gc_evict_env(&e, "docker.io/team/a", "1", &freed) == OM_ERR_UNAVAILABLE);
+    CHECK(has(&fx, &a.manifest) && has(&fx, &a.layer));
+    fx_teardown(&fx);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -369,6 +389,7 @@ int main(void)
     RUN(test_gc_redis__a_blob_a_new_manifest_lists_is_not_deleted);
     RUN(test_gc_redis__a_blob_with_a_download_lease_is_not_deleted);
     RUN(test_gc_redis__evicting_one_tag_keeps_another_repository_s_tag);
+    RUN(test_gc_redis__with_redis_down_nobody_runs_and_it_says_so);
     rs_stop(&srv);
     return test_done();
 }
