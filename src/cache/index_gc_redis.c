@@ -252,46 +252,71 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* The children of node i (a manifest), as edges. */
-static int load_children(struct om_gc_redis *rx, struct om_gc_graph *g, size_t i)
+/* Node i's children from its SMEMBERS reply rp, as edges. */
+static int add_children(struct om_gc_graph *g, size_t i, const redisReply *rp)
 {
-    struct om_redis_cmd c;
-    redisReply *rp = NULL;
     const char **kids = NULL;
-    char key[GC_KEY];
+    size_t n = 0;
     int err;
 
-    snprintf(key, sizeof(key), P "mc:%s", g->nodes[i].digest.str);
-    om_redis_cmd_init(&c, NULL, 0);
-    om_redis_arg_str(&c, "SMEMBERS");
-    om_redis_arg_str(&c, key);
-    if ((err = om_redis_exec(rx->r, &c, 1, &rp)) != OM_OK ||
-        (err = om_redis_reply_array(rp, "gc: children", GC_MAX_CHILDREN)) != OM_OK)
-        goto done;
-    if (rp->elements == 0)
-        goto done;
-    if ((kids = calloc(rp->elements, sizeof(*kids))) == NULL) { /* freed below */
-        err = OM_ERR_NOMEM;
-        goto done;
-    }
-    size_t n = 0;
+    if ((err = om_redis_reply_array(rp, "gc: children", GC_MAX_CHILDREN)) != OM_OK ||
+        rp->elements == 0)
+        return err;
+    if ((kids = calloc(rp->elements, sizeof(*kids))) == NULL) /* freed below */
+        return OM_ERR_NOMEM;
     for (size_t k = 0; k < rp->elements; k++) {
         if (rp->element[k]->type == REDIS_REPLY_STRING && rp->element[k]->len < GC_KEY)
             kids[n++] = rp->element[k]->str;
     }
     qsort(kids, n, sizeof(*kids), cmp_str);
     g->nodes[i].first_child = (uint32_t)g->n_edges;
-    for (size_t k = 0; k < n; k++) {
+    for (size_t k = 0; k < n && err == OM_OK; k++) {
         long ci = om_gc_graph_find(g, kids[k]);
         if (ci < 0)
             continue; /* a child not cached (another platform) */
-        if ((err = om_gc_graph_add_edge(g, (uint32_t)ci)) != OM_OK)
-            goto done;
-        g->nodes[i].n_children++;
+        if ((err = om_gc_graph_add_edge(g, (uint32_t)ci)) == OM_OK)
+            g->nodes[i].n_children++;
+    }
+    free(kids);
+    return err;
+}
+
+/* Every manifest's children (SMEMBERS mc:<d>), OM_IXR_PAGE manifests a
+ * pipeline, in node order (a node's edges are consecutive). */
+static int load_edges(struct om_gc_redis *rx, struct om_gc_graph *g)
+{
+    struct om_redis_cmd *cmds = calloc(OM_IXR_PAGE, sizeof(*cmds));   /* freed below */
+    redisReply **rps = calloc(OM_IXR_PAGE, sizeof(*rps));             /* freed below */
+    char (*keys)[GC_KEY] = calloc(OM_IXR_PAGE, sizeof(*keys));        /* freed below */
+    size_t *idx = calloc(OM_IXR_PAGE, sizeof(*idx));                  /* freed below */
+    int err = OM_OK;
+
+    if (cmds == NULL || rps == NULL || keys == NULL || idx == NULL) {
+        err = OM_ERR_NOMEM;
+        goto done;
+    }
+    for (size_t i = 0; i < g->n_nodes && err == OM_OK;) {
+        size_t k = 0;
+        for (; i < g->n_nodes && k < OM_IXR_PAGE; i++) {
+            if (!g->nodes[i].manifest)
+                continue;
+            snprintf(keys[k], GC_KEY, P "mc:%s", g->nodes[i].digest.str);
+            om_redis_cmd_init(&cmds[k], NULL, 0);
+            om_redis_arg_str(&cmds[k], "SMEMBERS");
+            om_redis_arg_str(&cmds[k], keys[k]);
+            idx[k++] = i;
+        }
+        if (k == 0 || (err = om_redis_exec(rx->r, cmds, k, rps)) != OM_OK)
+            break;
+        for (size_t j = 0; j < k && err == OM_OK; j++)
+            err = add_children(g, idx[j], rps[j]);
+        om_redis_replies_free(rps, k);
     }
 done:
-    free(kids);
-    om_redis_replies_free(&rp, 1);
+    free(cmds);
+    free(rps);
+    free(keys);
+    free(idx);
     return err;
 }
 
@@ -486,11 +511,7 @@ int om_gc_redis__load(struct om_gc_redis *rx, struct om_gc_graph *g)
     rx->loaded_ms = om_gc_redis__wall_ms();
     if ((err = load_nodes(rx, g)) != OM_OK)
         goto done;
-    for (size_t i = 0; i < g->n_nodes && err == OM_OK; i++) {
-        if (g->nodes[i].manifest)
-            err = load_children(rx, g, i);
-    }
-    if (err == OM_OK && (err = load_tags(rx)) == OM_OK)
+    if ((err = load_edges(rx, g)) == OM_OK && (err = load_tags(rx)) == OM_OK)
         err = load_images(rx, g);
 done:
     if (err != OM_OK)

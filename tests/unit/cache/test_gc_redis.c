@@ -356,6 +356,43 @@ static void test_gc_redis__evicting_one_tag_keeps_another_repository_s_tag(void)
     fx_teardown(&fx);
 }
 
+/* OM_GC_BENCH=1: the snapshot of an index of 2000 images (2000 tags, 2000
+ * manifests of 10 children each, 20000 blobs) — a figure, never pass/fail. */
+static void bench_load(void)
+{
+    struct fx fx;
+    struct om_gc_graph g = {0};
+    struct timespec t0, t1;
+    char name[64];
+    int64_t t = 1000000000000;
+
+    CHECK(fx_setup(&fx));
+    for (int m = 0; m < 2000; m++) {
+        om_digest ch[10];
+        for (int c = 0; c < 10; c++) {
+            snprintf(name, sizeof(name), "blob %d/%d", m, c);
+            om_hash_buf(name, strlen(name), &ch[c]);
+            CHECK(om_index_blob_put(fx.ix, "docker.io/bench/r", &ch[c], 1000, t) == OM_OK);
+        }
+        om_digest d;
+        snprintf(name, sizeof(name), "manifest %d", m);
+        om_hash_buf(name, strlen(name), &d);
+        CHECK(om_index_manifest_put(fx.ix, "docker.io/bench/r", &d, OCI_MANIFEST, 500, ch, 10,
+                                    t) == OM_OK);
+        snprintf(name, sizeof(name), "t%d", m);
+        CHECK(om_index_tag_put(fx.ix, "docker.io/bench/r", name, &d, OCI_MANIFEST, 500, t) ==
+              OM_OK);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK(om_index_gc_load(fx.db, &g) == OM_OK);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    printf("bench: gc snapshot from redis: %zu nodes, %zu edges, %zu images in %.1f ms\n",
+           g.n_nodes, g.n_edges, g.n_images,
+           (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+    om_gc_graph_free(&g);
+    fx_teardown(&fx);
+}
+
 /* Last: it stops the server. */
 static void test_gc_redis__with_redis_down_nobody_runs_and_it_says_so(void)
 {
@@ -389,6 +426,8 @@ int main(void)
     RUN(test_gc_redis__a_blob_a_new_manifest_lists_is_not_deleted);
     RUN(test_gc_redis__a_blob_with_a_download_lease_is_not_deleted);
     RUN(test_gc_redis__evicting_one_tag_keeps_another_repository_s_tag);
+    if (getenv("OM_GC_BENCH") != NULL)
+        bench_load();
     RUN(test_gc_redis__with_redis_down_nobody_runs_and_it_says_so);
     rs_stop(&srv);
     return test_done();
