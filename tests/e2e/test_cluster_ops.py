@@ -4,8 +4,9 @@
   - heartbeats: GET /api/v1/cluster on each replica lists both (and a
     download lease planted by hand, with its owner and time left); a
     replica killed disappears within the heartbeat expiry; /metrics says
-    how many replicas and leases there are; the UI has the Cluster page;
-    a replica alone says "alone";
+    how many replicas and leases there are; with Redis stopped the view
+    says so and the beats resume when it is back; the UI has the Cluster
+    page; a replica alone says "alone";
   - one GC leader: POST /api/v1/gc on both replicas at the same instant
     (the bucket listing slowed by a proxy, so the runs overlap): exactly
     one runs, the other skips (its answer, its log), the lease is released
@@ -246,6 +247,17 @@ class ClusterOpsTest(WorldTestCase):
         self.wait_for("b to expire", lambda: self.ids(a) == [self.peer("a")], EXPIRY_S + 6)
         self.wait_for("metrics after b died",
                       lambda: self.metric(a, "ocimirror_cluster_replicas") == 1, 6)
+        # Redis down: the beats pause (nothing logged for them), the view says
+        # so; back (empty): the beats resume by themselves
+        self.redis.stop()
+        c = self.wait_for("redis down in the view",
+                          lambda: (lambda c: c if not c["redis"]["up"] else None)(self.cluster(a)), 10)
+        self.assertEqual(c["replicas"], [])
+        self.assertIsNotNone(c["redis"]["error"])
+        self.wait_for("no replicas counted", lambda: self.metric(a, "ocimirror_cluster_replicas") == 0, 8)
+        self.redis.start()
+        self.wait_for("a back in the view", lambda: self.ids(a) == [self.peer("a")], 15)
+        self.assertNotIn("redis: cluster:", a.log_text())   # no line per failed beat
         # the UI has the page; a replica alone says so
         self.assertEqual(a.get("/ui/cluster.js").status, 200)
         self.assertIn(b'href="#/cluster"', a.get("/").body)
