@@ -201,6 +201,30 @@ static void test_gc_redis__one_connection_at_a_time_holds_the_gc_lease(void)
     fx_teardown(&fx);
 }
 
+/* A lease another holder took over (it expired under a stalled run) is
+ * noticed at the next renewal: the run stops between steps, and the
+ * release leaves the new holder's lease alone. */
+static void test_gc_redis__a_lease_taken_over_is_noticed_and_left_alone(void)
+{
+    struct fx fx;
+    char v[128] = "";
+    bool lead = false;
+
+    CHECK(fx_setup(&fx));
+    CHECK(om_index_gc_lead(fx.db, &lead, NULL, 0) == OM_OK);
+    CHECK(lead);
+    CHECK(!om_index_gc_lost(fx.db));
+    CHECK_EQ_INT(rs_cmd(&srv, DB, "SET om:lock:gc replica-9|1 PX 60000", NULL, 0), 0);
+    for (int i = 0; i < 80 && !om_index_gc_lost(fx.db); i++) /* renewal every 5 s */
+        rs_sleep_ms_(100);
+    CHECK(om_index_gc_lost(fx.db));
+    CHECK(!om_index_gc_leading(fx.db));
+    om_index_gc_unlead(fx.db);
+    rs_cmd(&srv, DB, "GET om:lock:gc", v, sizeof(v));
+    CHECK_EQ_STR(v, "replica-9|1");
+    fx_teardown(&fx);
+}
+
 /* ---- whole runs ------------------------------------------------------------- */
 
 static void test_gc_redis__a_run_evicts_the_lru_image_and_keeps_the_counters_exact(void)
@@ -421,6 +445,7 @@ int main(void)
         return test_done();
     }
     RUN(test_gc_redis__one_connection_at_a_time_holds_the_gc_lease);
+    RUN(test_gc_redis__a_lease_taken_over_is_noticed_and_left_alone);
     RUN(test_gc_redis__a_run_evicts_the_lru_image_and_keeps_the_counters_exact);
     RUN(test_gc_redis__an_image_pulled_since_the_snapshot_is_kept);
     RUN(test_gc_redis__a_blob_a_new_manifest_lists_is_not_deleted);
