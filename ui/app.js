@@ -13,6 +13,7 @@
  *   #/route?name=&ns=         tools.js: "where does this name go?"
  *   #/setup?for=              tools.js: client configuration for this mirror
  *   #/clients                 clients.js: top clients, who is limited now
+ *   #/cluster                 cluster.js: replicas, downloads in flight, Redis/bucket health
  *
  * The rules every page keeps are at the top of core.js.
  */
@@ -31,7 +32,7 @@
     return { path: qi < 0 ? raw : raw.slice(0, qi), query: new URLSearchParams(qi < 0 ? '' : raw.slice(qi + 1)) };
   }
 
-  const TITLES = { dashboard: 'nav.dashboard', repos: 'nav.repos', route: 'nav.route', setup: 'nav.setup', clients: 'nav.clients' };
+  const TITLES = { dashboard: 'nav.dashboard', repos: 'nav.repos', route: 'nav.route', setup: 'nav.setup', clients: 'nav.clients', cluster: 'nav.cluster' };
   let firstRoute = true;
   function route() {
     const { path, query } = parseHash();
@@ -48,6 +49,7 @@
       } else if (path === '/route') { page = 'route'; V.route(view, ctx, query); }
       else if (path === '/setup') { page = 'setup'; V.setup(view, ctx, query); }
       else if (path === '/clients') { page = 'clients'; V.clients(view, ctx); }
+      else if (path === '/cluster') { page = 'cluster'; V.cluster(view, ctx); }
       else V.notFound(view);
     } catch (e) {
       // A malformed %-escape in a hand-typed URL.

@@ -82,6 +82,10 @@ static json_t *gc_result_json(const struct om_gc_result *r)
     om_json_set(o, "removed_ingest", om_json_u64(r->removed_ingest));
     om_json_set(o, "kept_recent", om_json_u64(r->kept_recent));
     om_json_set(o, "skipped_touched", om_json_u64(r->skipped_touched));
+    om_json_set(o, "aborted_uploads", om_json_u64(r->aborted_uploads));
+    /* A cluster: another replica held the GC lease, this run did nothing. */
+    om_json_set(o, "skipped", json_boolean(r->not_leader));
+    om_json_set(o, "leader", r->not_leader && r->leader[0] ? om_json_str(r->leader) : json_null());
     return o;
 }
 
@@ -162,6 +166,12 @@ static void evict_job(void *arg)
                            "no such tag or digest in that repository");
     } else if (err == OM_ERR_INVALID) {
         om_admin_set_error(req, MHD_HTTP_BAD_REQUEST, "NAME_INVALID", "invalid name or reference");
+    } else if (err == OM_ERR_TOOMANY) {
+        om_admin_set_error(req, MHD_HTTP_CONFLICT, "UNAVAILABLE",
+                           "another replica of the cluster is running GC; try again");
+    } else if (err == OM_ERR_UNAVAILABLE) {
+        om_admin_set_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
+                           "the cluster's redis is unavailable; try again");
     } else {
         om_admin_set_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "UNKNOWN", om_strerror(err));
     }

@@ -89,6 +89,8 @@ enum MHD_Result om_admin_events(struct om_req *req);     /* GET /api/v1/events *
 
 /* ---- admin_clients.c ---- */
 enum MHD_Result om_admin_clients(struct om_req *req);    /* GET /api/v1/clients */
+/* ---- admin_cluster.c ---- */
+enum MHD_Result om_admin_cluster(struct om_req *req);    /* GET /api/v1/cluster */
 
 /* ---- admin_metrics.c ---- */
 enum MHD_Result om_admin_metrics(struct om_req *req);

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache/cluster_members.h"
 #include "cache/gc.h"
 #include "cache/index_admin.h"
 #include "cache/mcache.h"
@@ -563,6 +564,18 @@ enum MHD_Result om_admin_metrics(struct om_req *req)
     storage(&b, srv);
     access_policy(&b, srv);
     client_limits(&b, srv);
+    /* The cluster (admin_cluster.c's view; from the last heartbeat, no
+     * round trip): 1 replica and no leases when alone. */
+    uint64_t replicas = 1, flights = 0;
+    if (srv->cluster != NULL)
+        om_cluster_last_counts(srv->cluster, &replicas, &flights);
+    one_u64(&b, "ocimirror_cluster_replicas", "gauge",
+            "Replicas seen alive by their heartbeats (1 when alone).", replicas);
+    one_u64(&b, "ocimirror_cluster_downloads_in_flight", "gauge",
+            "Download leases held in the cluster (om:fl: keys).", flights);
+    one_u64(&b, "ocimirror_gc_leader", "gauge",
+            "1 while this replica holds the cluster's GC lease (runs GC).",
+            om_gc_is_leader(srv->gc) ? 1 : 0);
     if (b.failed) {
         free(b.buf);
         return om_admin_reply_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "UNKNOWN",

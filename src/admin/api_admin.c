@@ -730,6 +730,12 @@ static enum MHD_Result handle_prefetch_get(struct om_req *req, const char *rest)
     return om_admin_prefetch_get(req);
 }
 
+static enum MHD_Result handle_cluster(struct om_req *req, const char *rest)
+{
+    (void)rest;
+    return om_admin_cluster(req);
+}
+
 typedef enum MHD_Result (*handler_fn)(struct om_req *req, const char *rest);
 
 struct route {
@@ -757,6 +763,7 @@ static const struct route ROUTES[] = {
     {"evict", false, "POST", handle_evict},
     {"client-config", false, "GET", handle_client_config},
     {"clients", false, "GET", handle_clients},
+    {"cluster", false, "GET", handle_cluster},
 };
 
 enum MHD_Result om_admin_handle(struct om_req *req)

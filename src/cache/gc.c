@@ -141,12 +141,37 @@ const char *om_gc_format_bytes(uint64_t n, char *buf, size_t len)
 static bool aborted(const struct om_gc_env *e)
 {
     return (e->abort != NULL && atomic_load(e->abort)) ||
-           (e->abort2 != NULL && atomic_load(e->abort2));
+           (e->abort2 != NULL && atomic_load(e->abort2)) || om_index_gc_lost(e->db);
 }
 
 uint64_t om_gc_grace_ms(const struct om_config *cfg)
 {
-    return cfg->gc_interval_ms < OM_GC_GRACE_MAX_MS ? cfg->gc_interval_ms : OM_GC_GRACE_MAX_MS;
+    uint64_t g = cfg->gc_interval_ms < OM_GC_GRACE_MAX_MS ? cfg->gc_interval_ms
+                                                          : OM_GC_GRACE_MAX_MS;
+    if (cfg->storage_redirect && cfg->storage_redirect_ttl_ms > g)
+        g = cfg->storage_redirect_ttl_ms; /* a presigned URL handed out must still work */
+    if (cfg->cluster_redis != NULL && g < OM_GC_CLUSTER_GRACE_MIN_MS)
+        g = OM_GC_CLUSTER_GRACE_MIN_MS; /* another replica's pulls reach Redis in batches */
+    return g;
+}
+
+/* Take the cluster's GC lease for this run (index_gc.h); *lead false: the
+ * caller does nothing (logged here). */
+static int lead(const struct om_gc_env *e, bool *leader, char *holder, size_t holder_sz)
+{
+    int err = om_index_gc_lead(e->db, leader, holder, holder_sz);
+    if (err == OM_ERR_UNAVAILABLE || err == OM_ERR_TIMEOUT) {
+        /* Redis down (logged once by redis.c): no leader can be chosen, so
+         * nobody runs; the next round tries again. */
+        om_log(OM_LOG_INFO, "gc: skipped: the cluster's redis is unavailable");
+        *leader = false;
+        err = OM_OK;
+    } else if (err != OM_OK)
+        om_log(OM_LOG_WARN, "gc: cannot take the cluster's gc lease: %s", om_strerror(err));
+    else if (!*leader)
+        om_log_kv(OM_LOG_INFO, "gc: skipped: another replica holds the gc lease", "holder",
+                  holder[0] ? holder : "?", NULL);
+    return err;
 }
 
 void om_gc_water_marks(const struct om_config *cfg, uint64_t *high, uint64_t *low)
@@ -399,6 +424,11 @@ static int run_strays(const struct om_gc_env *e, const struct om_gc_graph *g,
 
 /* ---- step 5: stale ingest files ---------------------------------------- */
 
+static uint64_t stale_ms(const struct om_gc_env *e)
+{
+    return e->ingest_stale_ms ? e->ingest_stale_ms : OM_GC_INGEST_STALE_MS;
+}
+
 static int clean_ingest(const struct om_gc_env *e, int64_t now, struct om_gc_result *res)
 {
     char path[GC_PATH_MAX], size[32];
@@ -425,7 +455,7 @@ static int clean_ingest(const struct om_gc_env *e, int64_t now, struct om_gc_res
             continue;
         /* mtime only: a download in progress writes continuously. */
         mtime = (int64_t)sb.st_mtim.tv_sec * 1000 + sb.st_mtim.tv_nsec / 1000000;
-        if (now - mtime < OM_GC_INGEST_STALE_MS)
+        if (now - mtime < (int64_t)stale_ms(e))
             continue;
         if (!e->dry_run && unlinkat(dirfd(dir), de->d_name, 0) != 0) {
             if (errno != ENOENT)
@@ -520,6 +550,7 @@ int om_gc_run_env(const struct om_gc_env *e, struct om_gc_result *res)
     int64_t now = e->now ? e->now : wall_ms();
     int64_t cutoff = now - (int64_t)om_gc_grace_ms(cfg);
     int64_t t0 = mono_ms();
+    bool leader = false;
     int err, walk;
 
     memset(res, 0, sizeof(*res));
@@ -527,6 +558,15 @@ int om_gc_run_env(const struct om_gc_env *e, struct om_gc_result *res)
     res->started_ms = now;
     res->max_size = cfg->storage_max_size;
     om_gc_water_marks(cfg, &res->high_bytes, &res->low_bytes);
+    if ((err = lead(e, &leader, res->leader, sizeof(res->leader))) != OM_OK)
+        return err;
+    if (!leader) {
+        res->not_leader = true;
+        if (e->report != NULL)
+            fprintf(e->report, "gc: skipped: another replica holds the gc lease (%s)\n",
+                    res->leader[0] ? res->leader : "?");
+        return OM_OK;
+    }
     if ((err = om_index_gc_load(e->db, &g)) != OM_OK)
         goto done;
     walk = om_store_walk(e->store, walk_cb, &w);
@@ -555,7 +595,7 @@ int om_gc_run_env(const struct om_gc_env *e, struct om_gc_result *res)
     if ((err = run_strays(e, &g, &plan, cutoff, res)) != OM_OK)
         goto done;
     err = clean_ingest(e, now, res);
-    int uerr = om_store_clean_stale(e->store, OM_GC_INGEST_STALE_MS, e->dry_run,
+    int uerr = om_store_clean_stale(e->store, stale_ms(e), e->dry_run,
                                     &res->aborted_uploads);
     if (uerr != OM_OK)
         om_log(OM_LOG_WARN, "gc: cannot clean the store's stale uploads: %s", om_strerror(uerr));
@@ -567,6 +607,9 @@ done:
     res->freed_bytes = res->evicted_bytes + res->orphan_bytes;
     res->used_after = res->used_before > res->freed_bytes ? res->used_before - res->freed_bytes : 0;
     res->duration_ms = mono_ms() - t0;
+    if (err == OM_OK && om_index_gc_lost(e->db))
+        err = OM_ERR_TIMEOUT; /* stopped early: the lease went to another replica */
+    om_index_gc_unlead(e->db);
     summary(e, res, err);
     om_gc_plan_free(&plan);
     om_gc_graph_free(&g);
@@ -584,9 +627,15 @@ int om_gc_evict_env(const struct om_gc_env *e, const char *name, const char *ref
     bool is_tag = false;
     long image = -1, r;
     int64_t now = e->now ? e->now : wall_ms();
+    bool leader = false;
+    char holder[128];
     int err, walk;
 
     *freed = 0;
+    if ((err = lead(e, &leader, holder, sizeof(holder))) != OM_OK)
+        return err;
+    if (!leader) /* a holder named: another replica runs GC; none: Redis is down */
+        return holder[0] ? OM_ERR_TOOMANY : OM_ERR_UNAVAILABLE;
     if ((err = om_index_gc_resolve(e->db, name, reference, &root, &is_tag)) != OM_OK)
         goto done;
     if ((err = om_index_gc_load(e->db, &g)) != OM_OK)
@@ -638,6 +687,7 @@ int om_gc_evict_env(const struct om_gc_env *e, const char *name, const char *ref
     note_eviction(e, &g.images[image], &root, &vd, now, "evicted on request");
     *freed = vd.bytes;
 done:
+    om_index_gc_unlead(e->db);
     free(nodes);
     om_gc_plan_free(&plan);
     om_gc_graph_free(&g);

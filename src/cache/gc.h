@@ -29,6 +29,10 @@ struct om_store;     /* store.h */
  * freed content of an evicted image), and an image used this recently is
  * never evicted: min(10 min, gc_interval). */
 #define OM_GC_GRACE_MAX_MS (10 * 60 * 1000)
+/* In a cluster the grace period is at least this: the pulls each replica
+ * notes reach the shared index in batches (pullstats.h, every 2 s), so a
+ * blob another replica is serving may look idle for that long. */
+#define OM_GC_CLUSTER_GRACE_MIN_MS 5000
 /* Ingest files not written to for this long belong to no live download. */
 #define OM_GC_INGEST_STALE_MS (60 * 60 * 1000)
 
@@ -50,6 +54,9 @@ struct om_gc_result {
     uint64_t aborted_uploads;     /* [added for store_s3.c] stale multipart uploads
                                      the store aborted (om_store_clean_stale) */
     uint64_t kept_recent;         /* images spared: used within the grace period */
+    bool not_leader;              /* cluster: another replica holds the GC lease
+                                     (or Redis is down); this run did nothing */
+    char leader[128];             /* ... who holds it ("" unknown) */
     uint64_t skipped_touched;     /* images a client used while GC ran: spared */
 };
 
@@ -76,6 +83,11 @@ struct om_gc_host {
      * freed by them), from the thread that ran it; NULL: not called. */
     void (*on_evictions)(void *ud, uint64_t n, uint64_t bytes);
     void *ud;                     /* for on_evictions */
+    /* The server's index: when it is in Redis (cluster.redis), GC works on
+     * the shared index with the cluster's GC leader lease (index_gc.h);
+     * NULL or another backend: <storage>/index.db. */
+    struct om_index *index;
+    const char *replica_id;       /* names this replica in the lease; NULL: "" */
 };
 
 /* Start/stop the background GC thread.  It runs every gc_interval: orphans
@@ -119,9 +131,16 @@ void om_gc_nudge(struct om_gc *gc);
  * gc NULL (both zeroed). */
 int om_gc_status(struct om_gc *gc, struct om_gc_result *last, struct om_gc_totals *totals);
 
+/* This replica holds the cluster's GC lease right now (a run is going on
+ * here); false when alone, between runs, or with gc NULL.  Any thread. */
+bool om_gc_is_leader(struct om_gc *gc);
+
 /* ---- the engine (gc.c): under the service, the command and the tests ---- */
 
-/* The grace period for this config (see OM_GC_GRACE_MAX_MS). */
+/* The grace period for this config (see OM_GC_GRACE_MAX_MS); with
+ * storage.redirect on, at least storage.redirect_ttl, so that a presigned
+ * URL handed out still finds its object; in a cluster (cluster.redis) at
+ * least OM_GC_CLUSTER_GRACE_MIN_MS. */
 uint64_t om_gc_grace_ms(const struct om_config *cfg);
 
 /* The quota's water marks in bytes: storage_high_water and
@@ -142,13 +161,19 @@ struct om_gc_env {
     int64_t now;                  /* Unix ms; 0 = read the clock */
     const atomic_bool *abort;     /* checked between steps; NULL = never */
     const atomic_bool *abort2;    /* a second such flag (the host's cancel) */
+    uint64_t ingest_stale_ms;     /* ingest files / multipart uploads idle this long
+                                     are stale; 0 = OM_GC_INGEST_STALE_MS */
 };
 
-/* One GC run: snapshot the index, walk the store, plan (gc_plan.h), then
- * evict, remove orphans and strays, clean stale ingest files.  out is
+/* One GC run: take the GC lease (a cluster; res->not_leader and OM_OK
+ * when another replica holds it), snapshot the index, walk the store, plan
+ * (gc_plan.h), then evict, remove orphans and strays, clean stale ingest
+ * files and multipart uploads.  out is
  * filled also on error (what was done until then). */
 int om_gc_run_env(const struct om_gc_env *e, struct om_gc_result *out);
-/* One image (see om_gc_evict_image). */
+/* One image (see om_gc_evict_image); OM_ERR_TOOMANY when another replica
+ * of the cluster is running GC (holds the lease), OM_ERR_UNAVAILABLE when
+ * the cluster's Redis is down. */
 int om_gc_evict_env(const struct om_gc_env *e, const char *name, const char *reference,
                     uint64_t *freed);
 

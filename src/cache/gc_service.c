@@ -132,6 +132,11 @@ static int service_run(struct om_gc *gc, struct om_gc_result *out)
     if (res.evicted_images > 0 || res.removed_blobs > 0)
         om_mcache_clear(gc->host.mcache); /* no tag served from memory past its eviction */
     evicted(gc, res.evicted_images, res.evicted_bytes);
+    if (res.not_leader) { /* another replica's round: nothing to record */
+        if (out != NULL)
+            *out = res;
+        return err;
+    }
     pthread_mutex_lock(&gc->mu);
     gc->last = res;
     gc->has_last = true;
@@ -219,7 +224,8 @@ int om_gc_start(struct om_gc **out, const struct om_gc_host *host)
     atomic_init(&gc->users, 0);
     atomic_init(&gc->drift, 0);
     om_gc_water_marks(cfg, &gc->high_bytes, &low_bytes);
-    if ((err = om_index_gc_open(&gc->db, om_store_root(host->store))) != OM_OK) {
+    if ((err = om_index_gc_open_index(&gc->db, om_store_root(host->store), host->index,
+                                      host->replica_id)) != OM_OK) {
         om_log(OM_LOG_ERROR, "gc: cannot open the index: %s", om_strerror(err));
         goto done;
     }
@@ -322,6 +328,16 @@ void om_gc_nudge(struct om_gc *gc)
         pthread_mutex_unlock(&gc->mu);
     }
     gc_leave(gc);
+}
+
+bool om_gc_is_leader(struct om_gc *gc)
+{
+    bool v;
+    if (!gc_enter(gc))
+        return false;
+    v = om_index_gc_leading(gc->db); /* an atomic load; db is set for gc's life */
+    gc_leave(gc);
+    return v;
 }
 
 int om_gc_status(struct om_gc *gc, struct om_gc_result *last, struct om_gc_totals *totals)

@@ -31,6 +31,7 @@
  */
 #include "cache/index_gc.h"
 
+#include "cache/index_gc_int.h"
 #include "cache/index_private.h"
 #include "core/log.h"
 
@@ -124,6 +125,8 @@ struct om_gc_db {
     sqlite3_stmt *stmt[G__COUNT];   /* owned; finalized in om_index_gc_close */
     int log_fd;                     /* tags.log, O_APPEND; owned */
     char log_path[GC_PATH_MAX];
+    struct om_gc_redis *rx;         /* owned; not NULL: the Redis side (index_gc_redis.c),
+                                       and nothing above is used */
 };
 
 /* A tag removed by om_index_gc_evict (for its tags.log record). */
@@ -232,10 +235,56 @@ done:
     return err;
 }
 
+int om_index_gc__wrap_redis(struct om_gc_db **out, struct om_gc_redis *rx)
+{
+    struct om_gc_db *db = calloc(1, sizeof(*db)); /* owned by the caller via *out */
+
+    *out = NULL;
+    if (db == NULL) {
+        om_gc_redis__close(rx);
+        return OM_ERR_NOMEM;
+    }
+    db->log_fd = -1;
+    db->rx = rx;
+    *out = db;
+    return OM_OK;
+}
+
+int om_index_gc_lead(struct om_gc_db *db, bool *leader, char *holder_out, size_t holder_sz)
+{
+    if (holder_out != NULL && holder_sz > 0)
+        holder_out[0] = '\0';
+    if (db->rx != NULL)
+        return om_gc_redis__lead(db->rx, leader, holder_out, holder_sz);
+    *leader = true;
+    return OM_OK;
+}
+
+void om_index_gc_unlead(struct om_gc_db *db)
+{
+    if (db->rx != NULL)
+        om_gc_redis__unlead(db->rx);
+}
+
+bool om_index_gc_lost(struct om_gc_db *db)
+{
+    return db->rx != NULL && om_gc_redis__lost(db->rx);
+}
+
+bool om_index_gc_leading(struct om_gc_db *db)
+{
+    return db != NULL && db->rx != NULL && om_gc_redis__leading(db->rx);
+}
+
 void om_index_gc_close(struct om_gc_db *db)
 {
     if (db == NULL)
         return;
+    if (db->rx != NULL) {
+        om_gc_redis__close(db->rx);
+        free(db);
+        return;
+    }
     om_index__db_close(db->db, db->stmt, G__COUNT, "gc");
     if (db->log_fd >= 0)
         close(db->log_fd);
@@ -378,6 +427,8 @@ int om_index_gc_load(struct om_gc_db *db, struct om_gc_graph *g)
 
     if (g->n_nodes != 0 || g->n_images != 0)
         return OM_ERR_INVALID;
+    if (db->rx != NULL)
+        return om_gc_redis__load(db->rx, g);
     if ((err = run(db, G_BEGIN_READ)) != OM_OK)
         return err;
     if ((err = load_nodes(db, g)) == OM_OK && (err = load_edges(db, g)) == OM_OK)
@@ -398,6 +449,8 @@ int om_index_gc_known(struct om_gc_db *db, const om_digest *d, bool *known)
     *known = false;
     if (!om_index__digest_ok(d))
         return OM_ERR_INVALID;
+    if (db->rx != NULL)
+        return om_gc_redis__known(db->rx, d, known);
     bind_text(db->stmt[G_KNOWN], 1, d->str);
     if ((err = query_int(db, G_KNOWN, &v)) == OM_OK)
         *known = v != 0;
@@ -414,6 +467,8 @@ int om_index_gc_resolve(struct om_gc_db *db, const char *repo, const char *refer
     *is_tag = false;
     if (!om_index__repo_ok(repo) || reference == NULL)
         return OM_ERR_INVALID;
+    if (db->rx != NULL)
+        return om_gc_redis__resolve(db->rx, repo, reference, root, is_tag);
     if (strncmp(reference, "sha256:", 7) == 0) {
         if (om_digest_parse(root, reference, strlen(reference)) != OM_OK)
             return OM_ERR_INVALID;
@@ -443,9 +498,9 @@ int om_index_gc_resolve(struct om_gc_db *db, const char *repo, const char *refer
 
 /* ---- eviction --------------------------------------------------------- */
 
-/* Append a deletion record to tags.log with one write(2). */
-static int log_deleted(struct om_gc_db *db, const struct tag_ref *t, const om_digest *d,
-                       int64_t now)
+/* Append a deletion record to tags.log with one write(2) (index_gc_int.h). */
+int om_index_gc__log_deleted(int log_fd, const char *log_path, const char *repo,
+                             const char *tag, const om_digest *d, int64_t now)
 {
     char line[OM_INDEX_LOG_LINE_MAX + 2]; /* optional leading '\n' + record + '\n' */
     struct stat sb;
@@ -453,7 +508,7 @@ static int log_deleted(struct om_gc_db *db, const struct tag_ref *t, const om_di
     size_t off, n;
     ssize_t w;
     int err = OM_OK;
-    json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:I}", "repo", t->repo, "tag", t->tag,
+    json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:I}", "repo", repo, "tag", tag,
                           "digest", d->str, "deleted", 1, "t", (json_int_t)now); /* freed below */
 
     if (o == NULL) {
@@ -461,8 +516,8 @@ static int log_deleted(struct om_gc_db *db, const struct tag_ref *t, const om_di
         goto done;
     }
     /* Another writer's torn last line must not swallow this record. */
-    if (fstat(db->log_fd, &sb) == 0 && sb.st_size > 0 &&
-        pread(db->log_fd, &last, 1, sb.st_size - 1) != 1)
+    if (fstat(log_fd, &sb) == 0 && sb.st_size > 0 &&
+        pread(log_fd, &last, 1, sb.st_size - 1) != 1)
         last = '\0';
     off = last == '\n' ? 0 : 1;
     line[0] = '\n';
@@ -473,11 +528,11 @@ static int log_deleted(struct om_gc_db *db, const struct tag_ref *t, const om_di
     }
     line[off + n] = '\n';
     do {
-        w = write(db->log_fd, line, off + n + 1);
+        w = write(log_fd, line, off + n + 1);
     } while (w < 0 && errno == EINTR);
     if (w != (ssize_t)(off + n + 1)) {
         int e = w < 0 ? errno : ENOSPC;
-        om_log(OM_LOG_ERROR, "gc: append %s: %s", db->log_path, strerror(e));
+        om_log(OM_LOG_ERROR, "gc: append %s: %s", log_path, strerror(e));
         err = (e == ENOSPC || e == EDQUOT) ? OM_ERR_NOSPACE : OM_ERR_IO;
     }
 done:
@@ -591,6 +646,8 @@ int om_index_gc_evict(struct om_gc_db *db, const struct om_gc_evict_req *req, bo
         return OM_ERR_INVALID;
     for (size_t i = 0; i < req->n_nodes; i++)
         deleted[i] = false;
+    if (db->rx != NULL)
+        return om_gc_redis__evict(db->rx, req, deleted, out);
     if ((err = run(db, G_BEGIN)) != OM_OK)
         goto done;
     in_tx = true;
@@ -609,7 +666,8 @@ int om_index_gc_evict(struct om_gc_db *db, const struct om_gc_evict_req *req, bo
             goto done;
         for (size_t i = 0; i < n_tags; i++) {
             sqlite3_stmt *s = db->stmt[G_TAG_DEL];
-            if ((err = log_deleted(db, &tags[i], req->root, req->now)) != OM_OK)
+            if ((err = om_index_gc__log_deleted(db->log_fd, db->log_path, tags[i].repo,
+                                                tags[i].tag, req->root, req->now)) != OM_OK)
                 goto done;
             bind_text(s, 1, tags[i].repo);
             bind_text(s, 2, tags[i].tag);

@@ -15,6 +15,13 @@
  * record has no "media_type"/"size", so a build that predates deletion
  * records skips it as a bad line instead of reading it as a tag put.
  *
+ * With the index in Redis (cluster.redis), the same functions work on the
+ * shared key schema (index_gc_redis.c): om_index_gc_open_index picks the
+ * side.  There, one replica of the cluster at a time runs GC: a run first
+ * takes the lease om:lock:gc (om_index_gc_lead; SET NX PX, renewed by a
+ * thread while held, released by om_index_gc_unlead); a replica that does
+ * not get it skips the round.  On SQLite the lead is always granted.
+ *
  * Not thread-safe: one om_gc_db per thread (cache/gc_service.c serialises its runs).
  */
 #ifndef OM_INDEX_GC_H
@@ -31,6 +38,25 @@ struct om_gc_db;
  * <root>/tags.log for appending.  *out owned by the caller. */
 int om_index_gc_open(struct om_gc_db **out, const char *root);
 void om_index_gc_close(struct om_gc_db *db);
+
+struct om_index;   /* index.h */
+/* The connection for the index ix a server or command opened: the Redis
+ * side when ix is a Redis-backed index (it borrows ix's connection: ix must
+ * outlive *out; holder names this replica in the GC lease), else
+ * om_index_gc_open(root). */
+int om_index_gc_open_index(struct om_gc_db **out, const char *root, struct om_index *ix,
+                           const char *holder);
+
+/* Become the cluster's GC leader for one run: *leader true when this
+ * connection holds the lease (always on SQLite).  When not, holder_out
+ * (may be NULL) gets who holds it ("" unknown).  OM_ERR_UNAVAILABLE when
+ * Redis is down (no run).  Pair every granted lead with om_index_gc_unlead. */
+int om_index_gc_lead(struct om_gc_db *db, bool *leader, char *holder_out, size_t holder_sz);
+void om_index_gc_unlead(struct om_gc_db *db);
+/* The lease was lost while running (not renewed in time): stop deleting. */
+bool om_index_gc_lost(struct om_gc_db *db);
+/* Holds the lease now (for /metrics; any thread).  false on SQLite. */
+bool om_index_gc_leading(struct om_gc_db *db);
 
 /* Fill g (which must be empty) from one consistent read of the index:
  * nodes (sorted; `recent` = max(created_at, last_access); size from the

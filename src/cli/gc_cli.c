@@ -9,6 +9,10 @@
  * same storage: both use SQLite WAL, and the engine re-checks every step
  * on the live rows.
  *
+ * With cluster.redis set, the index is the cluster's (Redis): the run
+ * takes the cluster's GC lease like a replica does, and says "skipped"
+ * (exit 0) when a replica holds it.
+ *
  * Output: the engine writes one line per action and the summary to stdout
  * (env.report); library warnings and errors go to stderr.  Exit status: 0
  * done, 1 error, 2 usage.
@@ -27,11 +31,13 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: ocimirror gc [-c FILE] [--storage DIR] [--dry-run]\n"
+            "usage: ocimirror gc [-c FILE] [--storage DIR] [--dry-run] [--ingest-age DURATION]\n"
             "Apply the storage quota now: evict the least recently pulled images while\n"
             "usage is above storage.high_water%% of storage.max_size, down to low_water%%;\n"
             "remove orphaned blobs and stale ingest files.  Safe while a server runs on\n"
             "the same storage.  --dry-run only prints what would be removed.\n"
+            "--ingest-age: ingest files and multipart uploads idle this long are stale\n"
+            "(default 1h; 0 also removes those of downloads in progress).\n"
             "Exit status: 0 done, 1 error, 2 usage.\n");
 }
 
@@ -44,6 +50,8 @@ int om_cmd_gc(int argc, char **argv)
     struct om_gc_db *db = NULL;
     struct om_gc_result res;
     bool dry_run = false, rebuilt = false;
+    uint64_t ingest_age = 0;
+    bool ingest_age_set = false;
     int rc = 0, err;
 
     for (int i = 1; i < argc; i++) {
@@ -52,6 +60,13 @@ int om_cmd_gc(int argc, char **argv)
             dry_run = true;
         } else if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc) {
             config = argv[++i];
+        } else if (strcmp(a, "--ingest-age") == 0 && i + 1 < argc) {
+            const char *v = argv[++i];
+            if (strcmp(v, "0") != 0 && om_parse_duration_ms(v, &ingest_age) != OM_OK) {
+                fprintf(stderr, "ocimirror gc: bad --ingest-age '%s'\n", v);
+                return 2;
+            }
+            ingest_age_set = true;
         } else if (strcmp(a, "--storage") == 0 && i + 1 < argc) {
             storage = argv[++i];
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -75,24 +90,25 @@ int om_cmd_gc(int argc, char **argv)
     }
     /* Checks index.db (and rebuilds it if missing or corrupt, as the server
      * would at start); GC then uses a connection of its own. */
-    if ((err = om_index_open(&ix, st, &rebuilt)) != OM_OK) {
+    if ((err = om_index_open_cfg(&ix, st, cfg, &rebuilt)) != OM_OK) {
         fprintf(stderr, "ocimirror gc: cannot open the index in %s: %s\n", cfg->storage_path,
                 om_strerror(err));
         rc = 1;
         goto done;
     }
     if (rebuilt)
-        printf("index.db was missing or corrupt and has been rebuilt from the store\n");
-    om_index_close(ix);
-    ix = NULL;
-    if ((err = om_index_gc_open(&db, cfg->storage_path)) != OM_OK) {
+        printf("the index was missing or corrupt and has been rebuilt from the store\n");
+    /* SQLite: GC's own connection to index.db (ix closed at the end);
+     * Redis: GC borrows ix's connection. */
+    if ((err = om_index_gc_open_index(&db, cfg->storage_path, ix, "ocimirror-gc")) != OM_OK) {
         fprintf(stderr, "ocimirror gc: cannot open the index in %s: %s\n", cfg->storage_path,
                 om_strerror(err));
         rc = 1;
         goto done;
     }
     struct om_gc_env e = {.cfg = cfg, .store = st, .db = db, .report = stdout,
-                          .dry_run = dry_run};
+                          .dry_run = dry_run,
+                          .ingest_stale_ms = ingest_age_set ? (ingest_age ? ingest_age : 1) : 0};
     if ((err = om_gc_run_env(&e, &res)) != OM_OK) {
         fprintf(stderr, "ocimirror gc: %s\n", om_strerror(err));
         rc = 1;

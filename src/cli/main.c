@@ -39,7 +39,7 @@ static void usage(FILE *f)
             "        [--admin-token-file FILE] [--storage DIR] [--retries N]\n"
             "        [--retry-interval DUR] [-v] IMAGE... | -f LIST\n"
             "        pull images through the mirror so that it caches them\n"
-            "  gc [-c FILE] [--storage DIR] [--dry-run]\n"
+            "  gc [-c FILE] [--storage DIR] [--dry-run] [--ingest-age DURATION]\n"
             "        apply the storage quota now; remove orphans and stale downloads\n"
             "  fsck [-c FILE] [--storage DIR] [--repair] [--json] [--ingest-age SECONDS]\n"
             "        verify (and repair) the storage\n"

@@ -30,7 +30,9 @@
 #include <unistd.h>
 
 #include "admin/admin.h"
+#include "cache/cluster_members.h"
 #include "cache/gc.h"
+#include "cache/index_redis.h"
 #include "cache/mcache.h"
 #include "cache/pullstats.h"
 #include "core/log.h"
@@ -300,6 +302,8 @@ void om_server_free(struct om_server *srv)
     om_prefetch_stop(srv);
     om_gc_stop(srv->gc);
     srv->gc = NULL;
+    om_cluster_stop(srv->cluster); /* after GC: its lease names this replica */
+    srv->cluster = NULL;
     om_admin_free(srv);
     om_limiter_free(srv->limiter);
     om_pullstats_stop(srv->pulls);
@@ -351,9 +355,6 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
                    om_strerror(err));
         goto fail;
     }
-    struct om_index_health ih;
-    om_index_health(srv->index, &ih);
-    bool shared_index = ih.shared;
     if (rebuilt)
         om_log_kv(OM_LOG_WARN, "index was missing or corrupt and has been rebuilt from the store",
                   "storage", cfg->storage_path, NULL);
@@ -440,19 +441,28 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
         goto fail;
     }
     lfd = -1; /* the daemon's now: it closes it when it stops */
+    /* A cluster (the index in Redis): this replica's heartbeat, on the
+     * index's connection. */
+    struct om_redis *redis = om_index_redis_conn(srv->index);
+    if (redis != NULL) {
+        struct om_cluster_host ch = {
+            .cfg = cfg, .redis = redis, .store = srv->store, .started_ms = srv->started_ms,
+            .self = om_admin_cluster_self, .ud = srv,
+        };
+        if ((err = om_cluster_start(&srv->cluster, &ch)) != OM_OK) {
+            om_log(OM_LOG_ERROR, "cannot start the cluster heartbeat: %s", om_strerror(err));
+            goto fail;
+        }
+    }
     struct om_gc_host gc_host = {
         .cfg = srv->cfg, .store = srv->store, .events = srv->events, .pulls = srv->pulls,
         .mcache = srv->mcache, .cancel = &srv->cancel, .on_evictions = note_evictions, .ud = srv,
+        .index = srv->index, .replica_id = om_cluster_id(srv->cluster),
     };
-    /* GC reads and deletes through its own SQLite connection (index_gc.h):
-     * with the index in Redis that file is not the truth (a stale one would
-     * evict by an old plan), and eviction on shared content needs the
-     * cluster's GC leader.  Until then a shared index runs without GC
-     * (srv->gc NULL = "not started" for every caller). */
-    if (shared_index)
-        om_log(OM_LOG_WARN, "gc: not started: the index is shared (cluster.redis); eviction "
-                            "waits for the cluster's GC leader");
-    if ((!shared_index && (err = om_gc_start(&srv->gc, &gc_host)) != OM_OK) ||
+    /* GC reads and deletes through its own SQLite connection (index_gc.h),
+     * or, with the index in Redis, on the shared keys with the cluster's
+     * GC lease: one replica at a time runs it, the others skip the round. */
+    if ((err = om_gc_start(&srv->gc, &gc_host)) != OM_OK ||
         (err = om_prefetch_start(srv)) != OM_OK) {
         om_log(OM_LOG_ERROR, "cannot start background tasks: %s", om_strerror(err));
         goto fail;

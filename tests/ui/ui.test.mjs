@@ -488,6 +488,7 @@ describe('the web UI against a real mirror', () => {
         ['image', `/#/i/${multi.name}@${child.digest}?tag=${multi.tag}`, 'table[data-t="layers"] tbody tr'],
         ['route', '/#/route?name=nginx', '#route-result .answer'],
         ['setup', '/#/setup?for=containerd', '#setup-panel .codeblock'],
+        ['cluster', '/#/cluster', 'table[data-t="replicas"] tbody tr'],
       ];
       for (const [name, url, ready] of pages) {
         await page.goto(base + url);
