@@ -214,6 +214,9 @@ struct om_config {
     char *cluster_peer_token;     /* the trimmed contents of peer_token_file:
                                      the internal endpoint's shared secret */
     char *cluster_peer_token_file;
+    uint64_t cluster_lease_ms;    /* cluster.lease: a download's lease in Redis
+                                     (cache/cluster.h), renewed every third of
+                                     it; 1s..10m (10s) */
     char *source;                 /* file path, or "<embedded defaults>" */
 };
 

@@ -33,7 +33,7 @@
  *               revalidate_timeout max_blob_size
  *   prefetch    images platforms interval retries retry_interval
  *                                             (interval 0 or >= 1s)
- *   cluster     redis redis_password_file peer_url peer_token_file
+ *   cluster     redis redis_password_file peer_url peer_token_file lease
  *                                             (the others need redis; a
  *               password in the URL or the file, not both; peer_url needs
  *               peer_token_file; the URL: config_cluster.c)
@@ -459,6 +459,7 @@ static const struct om_cfg_field cluster_fields[] = {
     {.key = "peer_url", .kind = K_OPTSTR, .off = CFG(cluster_peer_url),
      .check = check_public_url},
     OPTSTR("peer_token_file", CFG(cluster_peer_token_file)),
+    NUM("lease", K_MS, CFG(cluster_lease_ms), 1000, 600000),
 };
 
 /* The secrets are read here (a file the server cannot read fails

@@ -44,6 +44,7 @@ struct om_tags;       /* v2.h: tags/list cache and flights */
 struct om_stats;      /* admin.h: request statistics (api_admin) */
 struct om_gc;         /* gc.h */
 struct om_prefetcher; /* prefetch.h */
+struct om_cluster;    /* cache/cluster.h */
 
 struct om_counters {
     atomic_uint_fast64_t requests, hits, misses, stale, coalesced, errors;
@@ -76,6 +77,8 @@ struct om_server {
     struct om_stats *stats;            /* owned by api_admin.c */
     struct om_gc *gc;                  /* owned by cache/gc_service.c */
     struct om_prefetcher *prefetch;    /* owned by prefetch.c */
+    struct om_cluster *cluster;        /* download leases and peer streams
+                                          (cache/cluster.h); NULL = alone */
 };
 
 /* What the cache did for one request, for the log line. */

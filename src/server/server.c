@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "admin/admin.h"
+#include "cache/cluster.h"
 #include "cache/gc.h"
 #include "cache/mcache.h"
 #include "cache/pullstats.h"
@@ -219,6 +220,7 @@ void om_server_free(struct om_server *srv)
     om_blob_flights_free(srv->blob_flights); /* after the jobs: every flight has ended */
     om_events_free(srv->events);
     om_fetch_table_free(srv->fetch);
+    om_cluster_close(srv->cluster); /* after the downloads that use it */
     for (size_t i = 0; i < OM_MAX_UPSTREAMS; i++)
         om_upstream_free(srv->up[i]);
     om_index_close(srv->index);
@@ -281,6 +283,13 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
         goto fail;
     om_fetch_set_events(srv->fetch, srv->events);
     om_fetch_set_commit_hook(srv->fetch, nudge_gc, srv);
+    /* cluster.redis and cluster.peer_url: one download per blob for the
+     * cluster (download leases, peer streams); else NULL, a replica alone. */
+    if ((err = om_cluster_open(&srv->cluster, cfg)) != OM_OK) {
+        om_log(OM_LOG_ERROR, "cluster: cannot open: %s", om_strerror(err));
+        goto fail;
+    }
+    om_fetch_set_cluster(srv->fetch, srv->cluster);
     if ((err = om_admin_init(srv)) != OM_OK)
         goto fail;
     /* A lane of jobs per upstream, one for names still being searched, one
