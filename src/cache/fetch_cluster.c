@@ -115,8 +115,10 @@ static int peer_stream(struct om_fetch *f, const struct om_cluster_lease *l, boo
     return err;
 }
 
-/* Wait until the lease l is gone or another's, at most bound_ms. */
-static void wait_lease_change(struct om_fetch *f, const struct om_cluster_lease *l,
+/* Wait until the lease l is gone or another's, at most bound_ms.  false:
+ * still l after all that time — its owner renews it, alive, but we cannot
+ * reach its endpoint. */
+static bool wait_lease_change(struct om_fetch *f, const struct om_cluster_lease *l,
                               uint64_t bound_ms)
 {
     int64_t until = om_now_ms() + (int64_t)bound_ms;
@@ -124,9 +126,10 @@ static void wait_lease_change(struct om_fetch *f, const struct om_cluster_lease 
         struct om_cluster_lease now;
         int err = om_cluster_lease_owner(f->t->cluster, &f->digest, &now);
         if (err != OM_OK || strcmp(now.value, l->value) != 0)
-            return; /* gone, changed hands, or Redis down: try again */
+            return true; /* gone, changed hands, or Redis down: try again */
         nap_ms(POLL_MS);
     }
+    return atomic_load(&f->t->cancel);
 }
 
 int om_fetch__transfer_cluster(struct om_fetch *f)
@@ -187,10 +190,14 @@ int om_fetch__transfer_cluster(struct om_fetch *f)
             return err;
         if (atomic_load(&t->cancel))
             return OM_ERR_TIMEOUT;
-        if (err == OM_ERR_NOTFOUND)
+        if (err == OM_ERR_NOTFOUND) {
             nap_ms(POLL_MS); /* the owner's download just ended: look again */
-        else
-            wait_lease_change(f, &l, lease_ms + 1000);
+        } else if (!wait_lease_change(f, &l, lease_ms + 1000)) {
+            om_log_kv(OM_LOG_ERROR, "the owner of a download renews its lease but its peer "
+                      "endpoint does not answer: downloading from upstream without the lease",
+                      "digest", f->digest.str, "peer", l.peer_url, NULL);
+            return om_fetch__transfer_upstream(f);
+        }
     }
     return err;
 }

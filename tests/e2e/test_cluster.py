@@ -17,6 +17,8 @@ slow (counted there: every GET of a blob and the bytes it sent).
     on the other replicas finish with the right digest, one takes the lease
     over and resumes from upstream with Range (upstream bytes printed,
     asserted <= 2x the blob);
+  - an owner alive (renewing its lease) but unreachable: the other replica
+    goes upstream itself after the lease time;
   - Redis stopped: cached pulls work through each replica, /healthz and
     /metrics say so; back: a new cold blob is fetched once again;
   - the internal endpoint refuses requests without and with a wrong token
@@ -41,6 +43,7 @@ from lib.cluster import Cluster, haproxy_available
 from lib.faultproxy import FaultProxy
 from lib.images import sha256_digest
 from lib.redisserver import REDIS, RedisServer
+from lib.registry import free_port
 from lib.world import WorldTestCase, canonical_name
 
 
@@ -254,6 +257,29 @@ class ClusterTest(WorldTestCase):
         st, body, _, _ = fetch(m0.host_port, path)
         self.assertEqual((st, sha256_digest(body)), (200, layer))
         self.assertEqual(self.blob_gets_at(p).get(layer, []), [])
+
+    def test_an_owner_alive_but_unreachable_is_bypassed_after_the_lease_time(self):
+        p = self.proxy()
+        p.add_rule("throttle", path=r"/blobs/sha256:", rate=8 << 20)
+        dead = "http://127.0.0.1:%d" % free_port()   # nobody listens there
+        cl = Cluster(self, self.ceph, self.redis, n=2, upstream_url={"quay": p.url},
+                     lease="1s", peer_urls={0: dead})
+        img = self.w.fx["big"]
+        d = img.layers[0]            # 32 MiB: ~4 s, longer than the lease time
+        path = "/v2/%s/blobs/%s" % (canonical_name(img), d)
+        out = {}
+
+        def client(i):
+            st, body, _, _ = fetch(cl.replicas[i].host_port, path)
+            out[i] = (st, sha256_digest(body))
+        t0 = threading.Thread(target=client, args=(0,))
+        t0.start()
+        self.wait(lambda: (self.redis.command("GET", "om:fl:" + d) or "").find(dead) >= 0, 20,
+                  "replica 0 to own the download")
+        client(1)
+        t0.join(60)
+        self.assertEqual(out, {0: (200, d), 1: (200, d)})
+        self.assertIn("peer endpoint does not answer", cl.replicas[1].log_text())
 
     # -- Redis down ----------------------------------------------------------
     def test_with_redis_stopped_cached_pulls_work_and_coordination_resumes(self):

@@ -10,6 +10,8 @@ and haproxy in front (roundrobin).
     c.lb_url / c.lb_host_port     haproxy (c.start_haproxy())
     c.restart(i, empty=True)      the replica again, with a new empty storage.path
     c.token                       the peer token (also in c.token_file)
+    Cluster(..., peer_urls={0: url})  replica 0 announces another peer_url (an
+                                  unreachable owner that is alive)
 
 Everything is started with setsid and stopped by PID (the replicas through
 the test's WorldTestCase, haproxy here); a fresh bucket per Cluster, so
@@ -95,7 +97,8 @@ class HAProxy:
 class Cluster:
     seq = 0
 
-    def __init__(self, test, ceph, redis, n=3, upstream_url=None, lease="2s", extra=None):
+    def __init__(self, test, ceph, redis, n=3, upstream_url=None, lease="2s", extra=None,
+                 peer_urls=None):
         Cluster.seq += 1
         self.test = test
         self.w = test.w
@@ -113,13 +116,14 @@ class Cluster:
         self.upstream_url = upstream_url or {}
         self.lease = lease
         self.extra = extra or {}
+        self.peer_urls = peer_urls or {}   # replica index -> a peer_url of its own (faults)
         self.replicas = []
         self.haproxy = None
         self.restarts = 0
         for i in range(n):
             self.replicas.append(self._start(i))
 
-    def config(self, port):
+    def config(self, port, i=None):
         cfg = {
             "listen": "127.0.0.1:%d" % port,
             "storage": {"backend": "s3",
@@ -127,7 +131,8 @@ class Cluster:
                                "prefix": "mirror", "access_key": self.ceph.access_key,
                                "secret_key": self.ceph.secret_key, "path_style": True,
                                "part_size": "5MiB"}},
-            "cluster": {"redis": self.redis.url, "peer_url": "http://127.0.0.1:%d" % port,
+            "cluster": {"redis": self.redis.url,
+                        "peer_url": self.peer_urls.get(i) or "http://127.0.0.1:%d" % port,
                         "peer_token_file": self.token_file, "lease": self.lease},
         }
         for k, v in self.extra.items():
@@ -138,7 +143,7 @@ class Cluster:
         self.restarts += 1
         port = port or free_port()
         storage = os.path.join(self.dir, "r%d-%d" % (i, self.restarts))
-        return self.test.mirror(upstream_url=self.upstream_url, extra=self.config(port),
+        return self.test.mirror(upstream_url=self.upstream_url, extra=self.config(port, i),
                                 storage=storage)
 
     def restart(self, i, empty=True):
