@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cache/redis.h"
@@ -59,6 +60,15 @@ static struct om_redis_script S_RELEASE = {
            "end\n"
            "return 0\n",
 };
+/* A tag lease's release: the same without the PUBLISH (om:fl-done carries
+ * digests only). */
+static struct om_redis_script S_DROP = {
+    .name = "lease_drop",
+    .src = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
+           "  return redis.call('DEL', KEYS[1])\n"
+           "end\n"
+           "return 0\n",
+};
 static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
 
 static void scripts_init(void)
@@ -66,6 +76,7 @@ static void scripts_init(void)
     om_redis_script_init(&S_TAKE);
     om_redis_script_init(&S_RENEW);
     om_redis_script_init(&S_RELEASE);
+    om_redis_script_init(&S_DROP);
 }
 
 static void note(struct om_cluster *c, uint64_t *counter)
@@ -238,10 +249,11 @@ static void lease_key(char *out, size_t sz, const char *what, const om_digest *d
     snprintf(out, sz, "om:%s:%s", what, d->str);
 }
 
-int om_cluster_lease_take(struct om_cluster *c, const om_digest *d, struct om_cluster_lease *l,
-                          bool *won)
+/* The lease at key k1 (epoch counter at k2); counted in the stats when
+ * count (downloads). */
+static int take_key(struct om_cluster *c, const char *k1, const char *k2,
+                    struct om_cluster_lease *l, bool *won, bool count)
 {
-    char k1[KEY_MAX], k2[KEY_MAX];
     struct om_redis_cmd cmd;
     redisReply *rp = NULL;
     long long flag = 0;
@@ -250,11 +262,10 @@ int om_cluster_lease_take(struct om_cluster *c, const om_digest *d, struct om_cl
 
     *won = false;
     if (!om_redis_available(c->r)) {
-        note(c, &c->st.local_only);
+        if (count)
+            note(c, &c->st.local_only);
         return OM_ERR_UNAVAILABLE;
     }
-    lease_key(k1, sizeof(k1), "fl", d);
-    lease_key(k2, sizeof(k2), "fle", d);
     om_redis_cmd_init(&cmd, &S_TAKE, 2);
     om_redis_arg_str(&cmd, k1);
     om_redis_arg_str(&cmd, k2);
@@ -274,32 +285,44 @@ int om_cluster_lease_take(struct om_cluster *c, const om_digest *d, struct om_cl
         err = OM_ERR_IO;
     om_redis_replies_free(&rp, 1);
     if (err != OM_OK) {
-        note(c, &c->st.local_only);
+        if (count)
+            note(c, &c->st.local_only);
         return err;
     }
     *won = flag == 1;
-    note(c, *won ? &c->st.leases_won : &c->st.leases_lost);
-    if (*won && l->epoch > 1)
-        note(c, &c->st.takeovers);
+    if (count) {
+        note(c, *won ? &c->st.leases_won : &c->st.leases_lost);
+        if (*won && l->epoch > 1)
+            note(c, &c->st.takeovers);
+    }
     return OM_OK;
 }
 
-static int lease_script(struct om_cluster *c, const struct om_redis_script *sc,
-                        const om_digest *d, const struct om_cluster_lease *l, bool renew)
+int om_cluster_lease_take(struct om_cluster *c, const om_digest *d, struct om_cluster_lease *l,
+                          bool *won)
 {
-    char k1[KEY_MAX];
+    char k1[KEY_MAX], k2[KEY_MAX];
+    lease_key(k1, sizeof(k1), "fl", d);
+    lease_key(k2, sizeof(k2), "fle", d);
+    return take_key(c, k1, k2, l, won, true);
+}
+
+
+
+static int key_script(struct om_cluster *c, const struct om_redis_script *sc, const char *k1,
+                      const char *name, const struct om_cluster_lease *l, bool renew)
+{
     struct om_redis_cmd cmd;
     redisReply *rp = NULL;
     long long v = 0;
 
-    lease_key(k1, sizeof(k1), "fl", d);
     om_redis_cmd_init(&cmd, sc, 1);
     om_redis_arg_str(&cmd, k1);
     om_redis_arg_str(&cmd, l->value);
     if (renew)
         om_redis_arg_i64(&cmd, (int64_t)c->lease_ms);
-    else
-        om_redis_arg_str(&cmd, d->str);
+    else if (name != NULL)
+        om_redis_arg_str(&cmd, name);
     int err = om_redis_exec(c->r, &cmd, 1, &rp);
     if (err == OM_OK)
         err = om_redis_reply_int(rp, sc->name, &v);
@@ -307,6 +330,14 @@ static int lease_script(struct om_cluster *c, const struct om_redis_script *sc,
     if (err == OM_OK && v != 1)
         err = OM_ERR_NOTFOUND;
     return err;
+}
+
+static int lease_script(struct om_cluster *c, const struct om_redis_script *sc,
+                        const om_digest *d, const struct om_cluster_lease *l, bool renew)
+{
+    char k1[KEY_MAX];
+    lease_key(k1, sizeof(k1), "fl", d);
+    return key_script(c, sc, k1, d->str, l, renew);
 }
 
 int om_cluster_lease_renew(struct om_cluster *c, const om_digest *d,
@@ -321,15 +352,13 @@ int om_cluster_lease_release(struct om_cluster *c, const om_digest *d,
     return lease_script(c, &S_RELEASE, d, l, false);
 }
 
-int om_cluster_lease_owner(struct om_cluster *c, const om_digest *d, struct om_cluster_lease *l)
+static int owner_key(struct om_cluster *c, const char *k1, struct om_cluster_lease *l)
 {
-    char k1[KEY_MAX];
     struct om_redis_cmd cmd;
     redisReply *rp = NULL;
     const char *s = NULL;
     size_t sl = 0;
 
-    lease_key(k1, sizeof(k1), "fl", d);
     om_redis_cmd_init(&cmd, NULL, 0);
     om_redis_arg_str(&cmd, "GET");
     om_redis_arg_str(&cmd, k1);
@@ -340,6 +369,53 @@ int om_cluster_lease_owner(struct om_cluster *c, const om_digest *d, struct om_c
         err = OM_ERR_IO;
     om_redis_replies_free(&rp, 1);
     return err;
+}
+
+int om_cluster_lease_owner(struct om_cluster *c, const om_digest *d, struct om_cluster_lease *l)
+{
+    char k1[KEY_MAX];
+    lease_key(k1, sizeof(k1), "fl", d);
+    return owner_key(c, k1, l);
+}
+
+/* ---- the tag lease ---------------------------------------------------------- */
+
+#define TAG_KEY_MAX (16 + OM_NAME_MAX + 1 + 256)
+
+static bool tag_key(char *out, size_t sz, const char *what, const char *repo, const char *tag)
+{
+    int n = snprintf(out, sz, "om:%s:%s:%s", what, repo, tag);
+    return n > 0 && (size_t)n < sz;
+}
+
+bool om_cluster_tag_lease(struct om_cluster *c, const char *repo, const char *tag,
+                          struct om_cluster_lease *l)
+{
+    char k1[TAG_KEY_MAX], k2[TAG_KEY_MAX];
+    bool won = false;
+    if (c == NULL || !tag_key(k1, sizeof(k1), "ml", repo, tag) ||
+        !tag_key(k2, sizeof(k2), "mle", repo, tag) || take_key(c, k1, k2, l, &won, false) != OM_OK)
+        return false;
+    if (won)
+        return true;
+    /* Another replica resolves it: wait for its answer (bounded). */
+    int64_t until = om_now_ms() + (int64_t)c->lease_ms + 1000;
+    while (om_now_ms() < until) {
+        struct om_cluster_lease now;
+        if (owner_key(c, k1, &now) != OM_OK || strcmp(now.value, l->value) != 0)
+            break;
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+void om_cluster_tag_release(struct om_cluster *c, const char *repo, const char *tag,
+                            const struct om_cluster_lease *l)
+{
+    char k1[TAG_KEY_MAX];
+    if (c != NULL && tag_key(k1, sizeof(k1), "ml", repo, tag))
+        (void)key_script(c, &S_DROP, k1, NULL, l, false);
 }
 
 /* ---- the peer stream ------------------------------------------------------ */

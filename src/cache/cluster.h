@@ -86,6 +86,17 @@ int om_cluster_lease_release(struct om_cluster *c, const om_digest *d,
 /* Who holds the lease now: OM_OK (*l), OM_ERR_NOTFOUND (nobody), else
  * Redis errors. */
 int om_cluster_lease_owner(struct om_cluster *c, const om_digest *d, struct om_cluster_lease *l);
+/* The same for the resolution of a manifest by tag (om:ml:<repo>:<tag>,
+ * epoch om:mle:<repo>:<tag>; released without a PUBLISH): true when this replica holds it now (it
+ * resolves; om_cluster_tag_release after its index record is written);
+ * false when another held it — then this call has waited (at most the
+ * lease time and a second, polling) until it was released, so the shared
+ * index holds the owner's fresh answer — or Redis does not answer (then at
+ * once).  Job threads only: it may wait. */
+bool om_cluster_tag_lease(struct om_cluster *c, const char *repo, const char *tag,
+                          struct om_cluster_lease *l);
+void om_cluster_tag_release(struct om_cluster *c, const char *repo, const char *tag,
+                            const struct om_cluster_lease *l);
 /* Parse a lease value "<id>|<url>|<epoch>" (pure; the unit test's). */
 bool om_cluster_lease_parse(const char *value, size_t len, struct om_cluster_lease *l);
 

@@ -11,6 +11,8 @@ slow (counted there: every GET of a blob and the bytes it sent).
     each blob leaves the upstream exactly once, every client gets verified
     bytes (upstream bytes per blob and the TTFB of non-owner minus owner
     are printed, never asserted);
+  - 6 concurrent cold GETs of a manifest by tag over the replicas: one
+    resolution upstream for the cluster (the tag lease);
   - a second pull through haproxy, and a replica restarted on an empty
     storage.path, cost zero upstream blob transfers;
   - SIGKILL of the owning replica mid-transfer of the 32 MiB blob: clients
@@ -41,7 +43,7 @@ import unittest
 from lib.ceph import Ceph, ceph_available
 from lib.cluster import Cluster, haproxy_available
 from lib.faultproxy import FaultProxy
-from lib.images import sha256_digest
+from lib.images import ACCEPT_ALL, sha256_digest
 from lib.redisserver import REDIS, RedisServer
 from lib.registry import free_port
 from lib.world import WorldTestCase, canonical_name
@@ -203,6 +205,35 @@ class ClusterTest(WorldTestCase):
         for img in imgs:
             self.pull(cl.replicas[1], img)
         self.assertEqual(self.upstream_blob_gets(), 0, "a warm pull cost upstream blob GETs")
+
+    def test_concurrent_cold_manifest_by_tag_is_resolved_once_for_the_cluster(self):
+        cl = Cluster(self, self.ceph, self.redis)
+        img = self.w.fx["app"]
+        path = "/v2/%s/manifests/%s" % (canonical_name(img), img.tag)
+        start = threading.Barrier(6)
+        got, errors = [], []
+
+        def client(k):
+            try:
+                start.wait(10)
+                st, body, _, h = fetch(cl.replicas[k % 3].host_port, path,
+                                       {"Accept": ACCEPT_ALL})
+                got.append((st, h.get("docker-content-digest"), body == img.manifest_bytes))
+            except Exception as e:
+                errors.append(repr(e))
+        ts = [threading.Thread(target=client, args=(k,)) for k in range(6)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+        self.assertEqual(errors, [])
+        self.assertEqual(got, [(200, img.digest, True)] * 6)
+        hub = self.w.reg["hub"]
+        by_tag = r"/manifests/%s$" % img.tag
+        # answered requests only (a 401 challenge before each is the token dance)
+        self.assertEqual(hub.count("GET", by_tag, status=200) +
+                         hub.count("HEAD", by_tag, status=200), 1,
+                         "the tag was resolved upstream more than once for the cluster")
 
     # -- the owner killed ----------------------------------------------------
     def test_sigkill_of_the_owner_mid_transfer_and_the_others_finish(self):
