@@ -43,6 +43,9 @@
  *                                blob while it exists
  *   P fle:<digest>         STRING its epoch counter (INCR), PX 1 h
  *   P fl-done              CHANNEL a released lease's digest (PUBLISH)
+ *   P ml:<repo>:<tag>      STRING the lease of one resolution of a tag
+ *                                (same value; PX cluster.lease; not renewed)
+ *   P mle:<repo>:<tag>     STRING its epoch counter, PX 1 h
  * Multi-key writes (tag_put, manifest_put, blob_put, note_pull) are Lua
  * scripts: atomic, one round trip, and the only way the counters stay exact.
  * Needs Redis >= 6.2 (ZADD GT).
