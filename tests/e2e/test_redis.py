@@ -11,11 +11,8 @@ when redis-server is not installed.
 Run: cd tests/e2e && OCIMIRROR_BIN=... ../../scripts/netns-run python3 -u test_redis.py
 """
 
-import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import time
