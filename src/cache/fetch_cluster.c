@@ -10,6 +10,9 @@
  *             a plain one (no upload to the bucket as the bytes come: the
  *             owner's commit puts the object there, this one's is then a
  *             no-op — om_fetch__before_commit asks the store)
+ *     won, but the object is in the shared store now (another replica
+ *             committed it after this request looked) → its bytes from the
+ *             store, the lease released: never a second upstream transfer
  *     Redis unavailable → today's upstream transfer, coordinated only
  *             among this replica's clients
  *   the peer stream breaks (the owner died, or its stream failed)
@@ -27,6 +30,7 @@
 #include "cache/fetch_int.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -132,6 +136,41 @@ static bool wait_lease_change(struct om_fetch *f, const struct om_cluster_lease 
     return atomic_load(&f->t->cancel);
 }
 
+/* The object is in the shared store already (another replica committed
+ * it between this request's store check and its lease): its bytes from
+ * there, not from upstream.  Counted as bytes from a peer. */
+static int from_store(struct om_fetch *f, uint64_t size)
+{
+    struct om_up_resp r;
+    size_t chunk = 1u << 20, got = 0;
+    memset(&r, 0, sizeof(r));
+    r.status = 200;
+    r.content_length = (int64_t)size;
+    f->headers_seen = true;
+    f->from_peer = true;
+    pthread_mutex_lock(&f->mu); /* read by om_fetch_via_peer */
+    f->peer_copy = true;
+    pthread_mutex_unlock(&f->mu);
+    int err = om_fetch__on_headers(f, &r);
+    char *buf = err == OM_OK ? malloc(chunk) : NULL; /* freed below */
+    if (err == OM_OK && buf == NULL)
+        err = OM_ERR_NOMEM;
+    while (err == OM_OK && f->written < size) {
+        if (atomic_load(&f->t->cancel)) {
+            err = OM_ERR_TIMEOUT;
+            break;
+        }
+        err = om_store_read_at(f->t->st, &f->digest, f->written, buf, chunk, &got);
+        if (err == OM_OK && got == 0)
+            err = OM_ERR_IO; /* shorter than it said */
+        if (err == OM_OK)
+            err = om_fetch__on_body(f, buf, got);
+    }
+    free(buf);
+    f->from_peer = false;
+    return err;
+}
+
 int om_fetch__transfer_cluster(struct om_fetch *f)
 {
     struct om_fetch_table *t = f->t;
@@ -147,6 +186,15 @@ int om_fetch__transfer_cluster(struct om_fetch *f)
         if (om_cluster_lease_take(c, &f->digest, &l, &won) != OM_OK) {
             f->from_peer = false; /* Redis down: our own clients only */
             return om_fetch__transfer_upstream(f);
+        }
+        struct om_store_stat ss;
+        if (won && f->written == 0 && !(om_store_caps(t->st) & OM_STORE_CAN_SENDFILE) &&
+            om_store_stat(t->st, &f->digest, &ss) == OM_OK) {
+            (void)om_cluster_lease_release(c, &f->digest, &l);
+            om_log_kv(OM_LOG_DEBUG, "cluster: committed by another replica meanwhile: reading "
+                      "it from the store", "digest", f->digest.str, NULL);
+            use_plain_spool(f);
+            return from_store(f, ss.size);
         }
         if (won) {
             f->lease = l;
