@@ -272,6 +272,12 @@ void om_fetch__before_commit(struct om_fetch *f)
 {
     struct om_fetch_table *t = f->t;
     struct om_store_stat ss;
+    if (t->cluster != NULL && f->leased) {
+        /* a whole lease for the commit (an upload of the spool may take a
+         * while): the others keep waiting for this one */
+        f->renewed_us = 0;
+        om_fetch__lease_tick(f);
+    }
     if (t->cluster == NULL || (om_store_caps(t->st) & OM_STORE_CAN_SENDFILE) ||
         (f->leased && !f->peer_copy))
         return;
