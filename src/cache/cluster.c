@@ -273,6 +273,14 @@ static int take_key(struct om_cluster *c, const char *k1, const char *k2,
     om_redis_arg_str(&cmd, c->peer_url);
     om_redis_arg_i64(&cmd, (int64_t)c->lease_ms);
     int err = om_redis_exec(c->r, &cmd, 1, &rp);
+    if (err == OM_ERR_UNAVAILABLE && om_redis_wait_available(c->r, 250)) {
+        /* A pooled connection from before a short outage the watchdog did
+         * not see (a Redis restarted between two PINGs) breaks on its first
+         * use, and the watchdog reconnects at once: once more on the new
+         * one, rather than a download the other replicas do not know of. */
+        om_redis_replies_free(&rp, 1);
+        err = om_redis_exec(c->r, &cmd, 1, &rp);
+    }
     if (err == OM_OK)
         err = om_redis_reply_array(rp, "lease_take", 2);
     if (err == OM_OK && rp->elements != 2)
