@@ -184,10 +184,13 @@ class ClusterTest(WorldTestCase):
             sys.stderr.write("cluster: TTFB non-owner minus owner, mean over %d blobs: %.1f ms "
                              "(%s)\n" % (len(diffs), sum(diffs) / len(diffs),
                                          ", ".join("%.1f" % x for x in diffs)))
+        # at least one lease per blob (a replica that wins one for an object
+        # committed meanwhile reads it from the bucket: counted, no transfer)
         leases = sum(cl.metric(m, "ocimirror_cluster_leases_won_total") for m in cl.replicas)
-        self.assertEqual(leases, len(img.blobs))
-        self.assertIsNone(self.redis.command("GET", "om:fl:" + img.blobs[0]),
-                          "a lease outlived its download")
+        self.assertGreaterEqual(leases, len(img.blobs))
+        # released once the commit is visible (just after the last byte)
+        self.wait(lambda: all(self.redis.command("GET", "om:fl:" + d) is None
+                              for d in img.blobs), 10, "the leases to be released")
 
     def test_a_second_pull_and_a_restart_on_an_empty_path_cost_no_upstream_blob(self):
         cl = Cluster(self, self.ceph, self.redis)
