@@ -15,7 +15,7 @@ BUILD_PKGS="build-essential cmake pkg-config ca-certificates
     libmicrohttpd-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev libjansson-dev libfyaml-dev
     libexpat1-dev
     libsystemd-dev libhiredis-dev libcrypt-dev"
-TEST_PKGS="python3 openssl curl iproute2 util-linux procps
+TEST_PKGS="python3 openssl curl iproute2 util-linux procps haproxy
     apache2-utils docker-registry skopeo podman containerd docker.io runc uidmap iptables umoci
     clang libclang-rt-14-dev chromium fonts-wqy-microhei redis-server
     ceph-mon ceph-osd radosgw"

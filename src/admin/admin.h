@@ -25,10 +25,10 @@ void om_admin_note_request(struct om_server *srv, const struct om_req *req, bool
  * before om_admin_init. */
 void om_admin_note_evictions(struct om_server *srv, uint64_t n, uint64_t bytes);
 
-struct om_cluster_self;   /* cache/cluster_members.h */
+struct om_members_self;   /* cache/cluster_members.h */
 /* What this replica's heartbeat says of it (downloads in flight, bytes
  * served, index health); ud is the struct om_server (admin_cluster.c).
- * The server hands it to om_cluster_start. */
-void om_admin_cluster_self(void *ud, struct om_cluster_self *out);
+ * The server hands it to om_members_start. */
+void om_admin_cluster_self(void *ud, struct om_members_self *out);
 
 #endif

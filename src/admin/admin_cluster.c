@@ -14,7 +14,7 @@
  * Alone, "replicas" lists this replica only and "downloads" is empty.
  * In a cluster the round trips are a PING, the replica listing (a ZSET
  * range and one pipelined GET), a bounded SCAN of the leases
- * (OM_CLUSTER_FLIGHTS_MAX) with one pipeline of GET/PTTL, and a GET of the
+ * (OM_MEMBERS_FLIGHTS_MAX) with one pipeline of GET/PTTL, and a GET of the
  * GC lease; the bucket's health comes from the last heartbeat (a stat on
  * the bucket may block; the beat thread does it).  Alone, the bucket is
  * probed here (a local stat for fs).
@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void om_admin_cluster_self(void *ud, struct om_cluster_self *out)
+void om_admin_cluster_self(void *ud, struct om_members_self *out)
 {
     struct om_server *srv = ud;
     struct om_index_health ih;
@@ -42,7 +42,7 @@ void om_admin_cluster_self(void *ud, struct om_cluster_self *out)
     out->index_ok = ih.available;
 }
 
-static json_t *replica_json(const struct om_cluster_replica *r, int64_t now)
+static json_t *replica_json(const struct om_members_replica *r, int64_t now)
 {
     json_t *o = json_object();
     om_json_set(o, "id", om_json_str(r->id));
@@ -65,10 +65,10 @@ static json_t *bucket_json(struct om_server *srv)
     bool ok = false;
     int64_t lat = -1;
 
-    if (srv->cluster != NULL)
-        om_cluster_last_bucket(srv->cluster, &ok, &lat);
+    if (srv->members != NULL)
+        om_members_last_bucket(srv->members, &ok, &lat);
     else
-        ok = om_cluster_store_probe(srv->store, &lat) == OM_OK;
+        ok = om_members_store_probe(srv->store, &lat) == OM_OK;
     om_json_set(o, "backend", om_json_str(srv->cfg->storage_backend == OM_STORAGE_S3 ? "s3" : "fs"));
     om_json_set(o, "up", json_boolean(ok));
     om_json_set(o, "latency_ms", lat >= 0 ? json_real((double)lat / 1000.0) : json_null());
@@ -78,11 +78,11 @@ static json_t *bucket_json(struct om_server *srv)
 /* This replica alone (no heartbeats). */
 static json_t *self_only(struct om_server *srv, int64_t now)
 {
-    struct om_cluster_replica me;
-    struct om_cluster_self s = {0};
+    struct om_members_replica me;
+    struct om_members_self s = {0};
 
     memset(&me, 0, sizeof(me));
-    om_cluster_replica_id(srv->cfg, me.id, sizeof(me.id));
+    om_members_replica_id(srv->cfg, me.id, sizeof(me.id));
     snprintf(me.peer_url, sizeof(me.peer_url), "%s",
              srv->cfg->cluster_peer_url != NULL ? srv->cfg->cluster_peer_url : "");
     snprintf(me.version, sizeof(me.version), "%s", OM_VERSION);
@@ -102,26 +102,26 @@ static json_t *self_only(struct om_server *srv, int64_t now)
 enum MHD_Result om_admin_cluster(struct om_req *req)
 {
     struct om_server *srv = req->srv;
-    struct om_cluster *c = srv->cluster;
+    struct om_members *c = srv->members;
     int64_t now = om_now_ms();
     json_t *doc = json_object(), *reps = json_array(), *dls = json_array();
-    char id[OM_CLUSTER_ID_MAX];
+    char id[OM_MEMBERS_ID_MAX];
     bool truncated = false;
 
-    om_cluster_replica_id(srv->cfg, id, sizeof(id));
+    om_members_replica_id(srv->cfg, id, sizeof(id));
     om_json_set(doc, "mode", om_json_str(c != NULL ? "cluster" : "alone"));
-    om_json_set(doc, "replica_id", om_json_str(c != NULL ? om_cluster_id(c) : id));
+    om_json_set(doc, "replica_id", om_json_str(c != NULL ? om_members_id(c) : id));
     om_json_set(doc, "peer_url", om_json_str(srv->cfg->cluster_peer_url));
     if (c == NULL) {
         json_decref(reps);
         reps = self_only(srv, now);
         om_json_set(doc, "redis", json_null());
     } else {
-        struct om_cluster_replica *rs = calloc(OM_CLUSTER_REPLICAS_MAX, sizeof(*rs));
-        struct om_cluster_flight *fs = calloc(OM_CLUSTER_FLIGHTS_MAX, sizeof(*fs));
+        struct om_members_replica *rs = calloc(OM_MEMBERS_REPLICAS_MAX, sizeof(*rs));
+        struct om_members_flight *fs = calloc(OM_MEMBERS_FLIGHTS_MAX, sizeof(*fs));
         size_t n = 0;
         int64_t lat = 0;
-        int perr = om_cluster_ping(c, &lat);
+        int perr = om_members_ping(c, &lat);
         json_t *r = json_object();
         struct om_index_health ih;
 
@@ -134,13 +134,13 @@ enum MHD_Result om_admin_cluster(struct om_req *req)
                                                                              : om_strerror(perr)));
         om_json_set(doc, "redis", r);
         if (rs != NULL && perr == OM_OK &&
-            om_cluster_replicas(c, rs, OM_CLUSTER_REPLICAS_MAX, &n) == OM_OK) {
+            om_members_replicas(c, rs, OM_MEMBERS_REPLICAS_MAX, &n) == OM_OK) {
             for (size_t i = 0; i < n; i++)
                 json_array_append_new(reps, replica_json(&rs[i], now));
         }
         n = 0;
         if (fs != NULL && perr == OM_OK &&
-            om_cluster_flights(c, fs, OM_CLUSTER_FLIGHTS_MAX, &n, &truncated) == OM_OK) {
+            om_members_flights(c, fs, OM_MEMBERS_FLIGHTS_MAX, &n, &truncated) == OM_OK) {
             for (size_t i = 0; i < n; i++) {
                 json_t *f = json_object();
                 om_json_set(f, "digest", om_json_str(fs[i].digest));
@@ -163,7 +163,7 @@ enum MHD_Result om_admin_cluster(struct om_req *req)
     om_json_set(g, "running", json_boolean(srv->gc != NULL));
     om_json_set(g, "leader", json_boolean(om_gc_is_leader(srv->gc)));
     if (c != NULL)
-        (void)om_cluster_gc_holder(c, holder, sizeof(holder));
+        (void)om_members_gc_holder(c, holder, sizeof(holder));
     om_json_set(g, "lease_holder", holder[0] ? om_json_str(holder) : json_null());
     om_json_set(doc, "gc", g);
     return om_admin_reply_json(req, MHD_HTTP_OK, doc);

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "cache/cluster_members.h"
+#include "cache/cluster.h"
 #include "cache/gc.h"
 #include "cache/index_admin.h"
 #include "cache/mcache.h"
@@ -388,6 +389,9 @@ static void downloads(struct mbuf *b, struct om_server *srv)
             "Blob downloads whose bytes did not match their digest.", fs.digest_mismatch);
     one_u64(b, "ocimirror_download_received_bytes_total", "counter",
             "Blob bytes received from upstreams.", fs.bytes_from_upstream);
+    one_u64(b, "ocimirror_download_peer_bytes_total", "counter",
+            "Blob bytes streamed from other replicas of the cluster (their downloads).",
+            fs.bytes_from_peer);
     one_u64(b, "ocimirror_downloads_abandoned_total", "counter",
             "Downloads whose clients all left while they waited for a slot: never started.",
             fs.abandoned);
@@ -410,6 +414,26 @@ static void index_health(struct mbuf *b, struct om_server *srv)
     mb_printf(b, "ocimirror_index_up{backend=\"%s\"} %d\n", be, ih.available ? 1 : 0);
     one_u64(b, "ocimirror_index_outages_total", "counter",
             "Times the metadata index became unreachable.", ih.outages);
+    if (srv->cluster == NULL)
+        return;
+    struct om_cluster_stats cs;
+    om_cluster_stats_get(srv->cluster, &cs);
+    one_u64(b, "ocimirror_cluster_redis_up", "gauge",
+            "1 while the cluster's Redis (download leases) answers; 0: each replica fetches "
+            "for its own clients only.", om_cluster_redis_up(srv->cluster) ? 1 : 0);
+    one_u64(b, "ocimirror_cluster_leases_won_total", "counter",
+            "Downloads this replica owned (it fetched them from upstream).", cs.leases_won);
+    one_u64(b, "ocimirror_cluster_leases_lost_total", "counter",
+            "Downloads another replica owned (streamed from it).", cs.leases_lost);
+    one_u64(b, "ocimirror_cluster_takeovers_total", "counter",
+            "Leases taken over after their owner stopped renewing.", cs.takeovers);
+    one_u64(b, "ocimirror_cluster_peer_streams_total", "counter",
+            "Streams from other replicas' internal endpoint.", cs.peer_streams);
+    one_u64(b, "ocimirror_cluster_peer_failures_total", "counter",
+            "Peer streams that got no answer (the owner unreachable).", cs.peer_failures);
+    one_u64(b, "ocimirror_cluster_local_only_total", "counter",
+            "Downloads coordinated within this replica only (Redis unavailable).",
+            cs.local_only);
 }
 
 /* Per lane and per upstream: how much waits (limits.jobs_per_upstream,
@@ -567,8 +591,8 @@ enum MHD_Result om_admin_metrics(struct om_req *req)
     /* The cluster (admin_cluster.c's view; from the last heartbeat, no
      * round trip): 1 replica and no leases when alone. */
     uint64_t replicas = 1, flights = 0;
-    if (srv->cluster != NULL)
-        om_cluster_last_counts(srv->cluster, &replicas, &flights);
+    if (srv->members != NULL)
+        om_members_last_counts(srv->members, &replicas, &flights);
     one_u64(&b, "ocimirror_cluster_replicas", "gauge",
             "Replicas seen alive by their heartbeats (1 when alone).", replicas);
     one_u64(&b, "ocimirror_cluster_downloads_in_flight", "gauge",

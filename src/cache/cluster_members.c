@@ -29,13 +29,13 @@
 
 #define P "om:"
 #define RP_JSON_MAX 2048
-#define KEY_MAX (OM_CLUSTER_ID_MAX + 16)
+#define KEY_MAX (OM_MEMBERS_ID_MAX + 16)
 #define SCAN_ROUNDS_MAX 64              /* SCAN calls one listing of leases makes */
 #define FLIGHT_COUNT_MAX 10000          /* leases a beat counts at most */
 
-struct om_cluster {
-    struct om_cluster_host host;        /* copied; pointers borrowed */
-    char id[OM_CLUSTER_ID_MAX];
+struct om_members {
+    struct om_members_host host;        /* copied; pointers borrowed */
+    char id[OM_MEMBERS_ID_MAX];
     pthread_mutex_t mu;                 /* guards stop */
     pthread_cond_t cond;                /* CLOCK_MONOTONIC */
     bool stop;
@@ -60,7 +60,7 @@ static int64_t mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-void om_cluster_replica_id(const struct om_config *cfg, char *out, size_t outsz)
+void om_members_replica_id(const struct om_config *cfg, char *out, size_t outsz)
 {
     char host[128] = "";
     int n;
@@ -76,12 +76,12 @@ void om_cluster_replica_id(const struct om_config *cfg, char *out, size_t outsz)
         out[0] = '\0';
 }
 
-const char *om_cluster_id(const struct om_cluster *c)
+const char *om_members_id(const struct om_members *c)
 {
     return c != NULL ? c->id : "";
 }
 
-int om_cluster_store_probe(struct om_store *st, int64_t *latency_us)
+int om_members_store_probe(struct om_store *st, int64_t *latency_us)
 {
     static const char probe[] =
         "sha256:0000000000000000000000000000000000000000000000000000000000000000";
@@ -99,9 +99,9 @@ int om_cluster_store_probe(struct om_store *st, int64_t *latency_us)
 
 /* ---- one beat -------------------------------------------------------------------- */
 
-static int beat(struct om_cluster *c)
+static int beat(struct om_members *c)
 {
-    struct om_cluster_self me = {0};
+    struct om_members_self me = {0};
     struct om_redis_cmd cmds[3];
     redisReply *rps[3] = {NULL};
     char key[KEY_MAX], *js = NULL;
@@ -111,7 +111,7 @@ static int beat(struct om_cluster *c)
 
     if (c->host.self != NULL)
         c->host.self(c->host.ud, &me);
-    bool bucket_ok = c->host.store == NULL || om_cluster_store_probe(c->host.store, &lat) == OM_OK;
+    bool bucket_ok = c->host.store == NULL || om_members_store_probe(c->host.store, &lat) == OM_OK;
     atomic_store(&c->bucket_ok, bucket_ok);
     atomic_store(&c->bucket_lat_us, lat);
     json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:b, s:b}", "id", c->id,
@@ -151,13 +151,13 @@ static int beat(struct om_cluster *c)
 }
 
 /* Count the live replicas and the leases after a beat (bounded). */
-static void count(struct om_cluster *c)
+static void count(struct om_members *c)
 {
-    struct om_cluster_replica *rs = calloc(OM_CLUSTER_REPLICAS_MAX, sizeof(*rs)); /* freed below */
+    struct om_members_replica *rs = calloc(OM_MEMBERS_REPLICAS_MAX, sizeof(*rs)); /* freed below */
     size_t n = 0;
     bool trunc = false;
 
-    if (rs != NULL && om_cluster_replicas(c, rs, OM_CLUSTER_REPLICAS_MAX, &n) == OM_OK)
+    if (rs != NULL && om_members_replicas(c, rs, OM_MEMBERS_REPLICAS_MAX, &n) == OM_OK)
         atomic_store(&c->n_replicas, n);
     free(rs);
     /* Leases: SCAN without reading each value. */
@@ -193,7 +193,7 @@ static void count(struct om_cluster *c)
 
 static void *beat_thread(void *arg)
 {
-    struct om_cluster *c = arg;
+    struct om_members *c = arg;
 
     pthread_mutex_lock(&c->mu);
     while (!c->stop) {
@@ -221,16 +221,16 @@ static void *beat_thread(void *arg)
     return NULL;
 }
 
-int om_cluster_start(struct om_cluster **out, const struct om_cluster_host *host)
+int om_members_start(struct om_members **out, const struct om_members_host *host)
 {
-    struct om_cluster *c = calloc(1, sizeof(*c)); /* owned by *out */
+    struct om_members *c = calloc(1, sizeof(*c)); /* owned by *out */
     pthread_condattr_t ca;
 
     *out = NULL;
     if (c == NULL)
         return OM_ERR_NOMEM;
     c->host = *host;
-    om_cluster_replica_id(host->cfg, c->id, sizeof(c->id));
+    om_members_replica_id(host->cfg, c->id, sizeof(c->id));
     if (c->id[0] == '\0') {
         free(c);
         om_log(OM_LOG_ERROR, "cluster: the replica id (cluster.peer_url) is too long");
@@ -248,7 +248,7 @@ int om_cluster_start(struct om_cluster **out, const struct om_cluster_host *host
     if (beat(c) == OM_OK) /* seen at once (Redis down: the thread keeps trying) */
         count(c);
     if (pthread_create(&c->thread, NULL, beat_thread, c) != 0) {
-        om_cluster_stop(c);
+        om_members_stop(c);
         return OM_ERR_NOMEM;
     }
     c->started = true;
@@ -257,7 +257,7 @@ int om_cluster_start(struct om_cluster **out, const struct om_cluster_host *host
     return OM_OK;
 }
 
-void om_cluster_stop(struct om_cluster *c)
+void om_members_stop(struct om_members *c)
 {
     if (c == NULL)
         return;
@@ -288,19 +288,19 @@ void om_cluster_stop(struct om_cluster *c)
     free(c);
 }
 
-void om_cluster_last_counts(struct om_cluster *c, uint64_t *replicas, uint64_t *flights)
+void om_members_last_counts(struct om_members *c, uint64_t *replicas, uint64_t *flights)
 {
     *replicas = c != NULL ? atomic_load(&c->n_replicas) : 0;
     *flights = c != NULL ? atomic_load(&c->n_flights) : 0;
 }
 
-void om_cluster_last_bucket(struct om_cluster *c, bool *ok, int64_t *latency_us)
+void om_members_last_bucket(struct om_members *c, bool *ok, int64_t *latency_us)
 {
     *ok = atomic_load(&c->bucket_ok);
     *latency_us = atomic_load(&c->bucket_lat_us);
 }
 
-int om_cluster_gc_holder(struct om_cluster *c, char *out, size_t outsz)
+int om_members_gc_holder(struct om_members *c, char *out, size_t outsz)
 {
     struct om_redis_cmd cmd;
     redisReply *rp = NULL;
@@ -333,7 +333,7 @@ static int64_t get_int(json_t *o, const char *k)
 }
 
 /* A heartbeat's JSON into r; false when it does not parse. */
-static bool parse_rp(const char *s, size_t len, struct om_cluster_replica *r)
+static bool parse_rp(const char *s, size_t len, struct om_members_replica *r)
 {
     json_t *o = json_loadb(s, len, 0, NULL); /* freed below */
     if (!json_is_object(o)) {
@@ -356,11 +356,11 @@ static bool parse_rp(const char *s, size_t len, struct om_cluster_replica *r)
 
 static int cmp_replica(const void *a, const void *b)
 {
-    return strcmp(((const struct om_cluster_replica *)a)->id,
-                  ((const struct om_cluster_replica *)b)->id);
+    return strcmp(((const struct om_members_replica *)a)->id,
+                  ((const struct om_members_replica *)b)->id);
 }
 
-int om_cluster_replicas(struct om_cluster *c, struct om_cluster_replica *out, size_t max,
+int om_members_replicas(struct om_members *c, struct om_members_replica *out, size_t max,
                         size_t *n)
 {
     struct om_redis_cmd cmd, *gets = NULL;
@@ -370,8 +370,8 @@ int om_cluster_replicas(struct om_cluster *c, struct om_cluster_replica *out, si
     int err;
 
     *n = 0;
-    if (max > OM_CLUSTER_REPLICAS_MAX)
-        max = OM_CLUSTER_REPLICAS_MAX;
+    if (max > OM_MEMBERS_REPLICAS_MAX)
+        max = OM_MEMBERS_REPLICAS_MAX;
     om_redis_cmd_init(&cmd, NULL, 0);
     om_redis_arg_str(&cmd, "ZRANGEBYSCORE");
     om_redis_arg_str(&cmd, P "replicas");
@@ -396,7 +396,7 @@ int om_cluster_replicas(struct om_cluster *c, struct om_cluster_replica *out, si
     for (size_t i = 0; i < m; i++) {
         const redisReply *e = rp->element[i];
         snprintf(keys[i], KEY_MAX, P "rp:%.*s", e->type == REDIS_REPLY_STRING &&
-                 e->len < OM_CLUSTER_ID_MAX ? (int)e->len : 0, e->str != NULL ? e->str : "");
+                 e->len < OM_MEMBERS_ID_MAX ? (int)e->len : 0, e->str != NULL ? e->str : "");
         om_redis_cmd_init(&gets[i], NULL, 0);
         om_redis_arg_str(&gets[i], "GET");
         om_redis_arg_str(&gets[i], keys[i]);
@@ -424,9 +424,9 @@ done:
 }
 
 /* "<replica_id>|<peer_url>|<epoch>" (split at the last two '|'). */
-static void parse_lease(const char *s, size_t len, struct om_cluster_flight *f)
+static void parse_lease(const char *s, size_t len, struct om_members_flight *f)
 {
-    char buf[OM_CLUSTER_ID_MAX + OM_CLUSTER_URL_MAX + 40];
+    char buf[OM_MEMBERS_ID_MAX + OM_CLUSTER_URL_MAX + 40];
     char *a, *b;
 
     snprintf(buf, sizeof(buf), "%.*s", (int)(len < sizeof(buf) ? len : sizeof(buf) - 1), s);
@@ -442,7 +442,7 @@ static void parse_lease(const char *s, size_t len, struct om_cluster_flight *f)
 }
 
 /* Value and PTTL of the leases f[0..n) (their digests set). */
-static int read_leases(struct om_cluster *c, struct om_cluster_flight *f, size_t n)
+static int read_leases(struct om_members *c, struct om_members_flight *f, size_t n)
 {
     struct om_redis_cmd *cmds = calloc(2 * n, sizeof(*cmds));   /* freed below */
     redisReply **rps = calloc(2 * n, sizeof(*rps));             /* freed below */
@@ -482,7 +482,7 @@ done:
     return err;
 }
 
-int om_cluster_flights(struct om_cluster *c, struct om_cluster_flight *out, size_t max,
+int om_members_flights(struct om_members *c, struct om_members_flight *out, size_t max,
                        size_t *n, bool *truncated)
 {
     char cursor[32] = "0";
@@ -537,7 +537,7 @@ int om_cluster_flights(struct om_cluster *c, struct om_cluster_flight *out, size
     return err;
 }
 
-int om_cluster_ping(struct om_cluster *c, int64_t *latency_us)
+int om_members_ping(struct om_members *c, int64_t *latency_us)
 {
     struct om_redis_cmd cmd;
     redisReply *rp = NULL;

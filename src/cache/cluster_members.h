@@ -34,43 +34,43 @@ struct om_store;   /* store.h */
 
 #define OM_CLUSTER_BEAT_MS 2000
 #define OM_CLUSTER_EXPIRY_MS (3 * OM_CLUSTER_BEAT_MS)
-#define OM_CLUSTER_ID_MAX 256
+#define OM_MEMBERS_ID_MAX 256
 #define OM_CLUSTER_URL_MAX 256
-#define OM_CLUSTER_FLIGHTS_MAX 200     /* download leases one listing reads */
-#define OM_CLUSTER_REPLICAS_MAX 256    /* replicas one listing reads */
+#define OM_MEMBERS_FLIGHTS_MAX 200     /* download leases one listing reads */
+#define OM_MEMBERS_REPLICAS_MAX 256    /* replicas one listing reads */
 
 /* This replica's id (see above) into out ("" when it does not fit). */
-void om_cluster_replica_id(const struct om_config *cfg, char *out, size_t outsz);
+void om_members_replica_id(const struct om_config *cfg, char *out, size_t outsz);
 
 /* What a beat says of this replica, asked of the host each beat. */
-struct om_cluster_self {
+struct om_members_self {
     uint64_t in_flight;               /* downloads this replica runs */
     uint64_t bytes_served;            /* body bytes sent to clients since start */
     bool index_ok;                    /* the index answers */
 };
 
-struct om_cluster_host {
+struct om_members_host {
     const struct om_config *cfg;      /* borrowed: cluster.peer_url */
     struct om_redis *redis;           /* borrowed (the index's connection) */
     struct om_store *store;           /* borrowed: the bucket's health probe */
     int64_t started_ms;
-    void (*self)(void *ud, struct om_cluster_self *out); /* NULL: zeros */
+    void (*self)(void *ud, struct om_members_self *out); /* NULL: zeros */
     void *ud;
 };
 
-struct om_cluster;   /* opaque; srv->cluster */
+struct om_members;   /* opaque; srv->cluster */
 
 /* Start beating (the first beat before it returns).  *out owned by the
- * caller (om_cluster_stop).  Every pointer in host must outlive it. */
-int om_cluster_start(struct om_cluster **out, const struct om_cluster_host *host);
+ * caller (om_members_stop).  Every pointer in host must outlive it. */
+int om_members_start(struct om_members **out, const struct om_members_host *host);
 /* Stop the thread, remove this replica's heartbeat (best effort), free.
  * NULL is fine. */
-void om_cluster_stop(struct om_cluster *c);
+void om_members_stop(struct om_members *c);
 
-const char *om_cluster_id(const struct om_cluster *c);
+const char *om_members_id(const struct om_members *c);
 
-struct om_cluster_replica {
-    char id[OM_CLUSTER_ID_MAX];
+struct om_members_replica {
+    char id[OM_MEMBERS_ID_MAX];
     char peer_url[OM_CLUSTER_URL_MAX];
     char version[32];
     int64_t started_at, last_seen;    /* Unix ms, as the replica wrote them */
@@ -81,12 +81,12 @@ struct om_cluster_replica {
 
 /* The live replicas (their heartbeat keys exist), at most max, ordered by
  * id.  OM_ERR_UNAVAILABLE when Redis is down. */
-int om_cluster_replicas(struct om_cluster *c, struct om_cluster_replica *out, size_t max,
+int om_members_replicas(struct om_members *c, struct om_members_replica *out, size_t max,
                         size_t *n);
 
-struct om_cluster_flight {
+struct om_members_flight {
     char digest[OM_DIGEST_MAX + 1];
-    char owner[OM_CLUSTER_ID_MAX];
+    char owner[OM_MEMBERS_ID_MAX];
     char peer_url[OM_CLUSTER_URL_MAX];
     char epoch[32];
     int64_t ttl_ms;                   /* -1: no expiry */
@@ -94,24 +94,24 @@ struct om_cluster_flight {
 
 /* The download leases (om:fl:*), at most max (a bounded SCAN);
  * *truncated when there may be more. */
-int om_cluster_flights(struct om_cluster *c, struct om_cluster_flight *out, size_t max,
+int om_members_flights(struct om_members *c, struct om_members_flight *out, size_t max,
                        size_t *n, bool *truncated);
 
 /* PING: *latency_us on success. */
-int om_cluster_ping(struct om_cluster *c, int64_t *latency_us);
+int om_members_ping(struct om_members *c, int64_t *latency_us);
 
 /* The bucket (store) probe: a stat of an object; OM_OK when the store
  * answered (found or not), *latency_us then set. */
-int om_cluster_store_probe(struct om_store *st, int64_t *latency_us);
+int om_members_store_probe(struct om_store *st, int64_t *latency_us);
 
 /* What the last beat saw (for /metrics, no round trip): live replicas and
  * leases counted (0 before the first beat or with Redis down). */
-void om_cluster_last_counts(struct om_cluster *c, uint64_t *replicas, uint64_t *flights);
+void om_members_last_counts(struct om_members *c, uint64_t *replicas, uint64_t *flights);
 /* ... and what its bucket probe said (*latency_us -1 before the first). */
-void om_cluster_last_bucket(struct om_cluster *c, bool *ok, int64_t *latency_us);
+void om_members_last_bucket(struct om_members *c, bool *ok, int64_t *latency_us);
 
 /* Who holds the cluster's GC lease (om:lock:gc, index_gc.h): its value
  * into out ("" and OM_ERR_NOTFOUND when nobody). */
-int om_cluster_gc_holder(struct om_cluster *c, char *out, size_t outsz);
+int om_members_gc_holder(struct om_members *c, char *out, size_t outsz);
 
 #endif

@@ -173,7 +173,7 @@ static bool parse_content_range(const char *s, uint64_t *first, uint64_t *total)
     return true;
 }
 
-static int on_headers(void *ud, const struct om_up_resp *r)
+int om_fetch__on_headers(void *ud, const struct om_up_resp *r)
 {
     struct om_fetch *f = ud;
     f->last_status = r->status;
@@ -221,7 +221,7 @@ static int on_headers(void *ud, const struct om_up_resp *r)
     return err;
 }
 
-static int on_body(void *ud, const void *buf, size_t len)
+int om_fetch__on_body(void *ud, const void *buf, size_t len)
 {
     struct om_fetch *f = ud;
     const char *p = buf;
@@ -257,14 +257,17 @@ static int on_body(void *ud, const void *buf, size_t len)
     pthread_mutex_unlock(&f->mu);
 
     pthread_mutex_lock(&f->t->mu);
-    f->t->stats.bytes_from_upstream += len;
+    if (f->from_peer)
+        f->t->stats.bytes_from_peer += len;
+    else
+        f->t->stats.bytes_from_upstream += len;
     pthread_mutex_unlock(&f->t->mu);
     return OM_OK;
 }
 
 /* The transfer's progress tick: wake readers for bytes still pending; give
  * the slot up when nobody reads any more. */
-static void on_tick(void *ud)
+void om_fetch__on_tick(void *ud)
 {
     struct om_fetch *f = ud;
     int64_t now = om_now_us();
@@ -276,6 +279,7 @@ static void on_tick(void *ud)
     }
     pthread_mutex_unlock(&f->mu);
     om_fetch__yield_if_unwanted(f);
+    om_fetch__lease_tick(f);
 }
 
 static void sleep_ms(uint64_t ms)
@@ -306,7 +310,7 @@ static void unlink_entry(struct om_fetch *f)
 
 /* Run the transfer, resuming after breaks.  Returns OM_OK when every byte
  * is in the ingest file. */
-static int transfer(struct om_fetch *f)
+int om_fetch__transfer_upstream(struct om_fetch *f)
 {
     const struct om_config *cfg = f->t->cfg;
     char path[OM_NAME_MAX + OM_DIGEST_MAX + 32];
@@ -324,9 +328,9 @@ static int transfer(struct om_fetch *f)
             .path = path,
             .scope_repo = f->remote,
             .range_from = f->written,
-            .on_headers = on_headers,
-            .on_body = on_body,
-            .on_tick = on_tick,
+            .on_headers = om_fetch__on_headers,
+            .on_body = om_fetch__on_body,
+            .on_tick = om_fetch__on_tick,
             .ud = f,
             .cancel = &f->t->cancel,
         };
@@ -377,7 +381,7 @@ static void *download_main(void *arg)
         fail(f, err, 0);
         goto done;
     }
-    err = transfer(f);
+    err = t->cluster != NULL ? om_fetch__transfer_cluster(f) : om_fetch__transfer_upstream(f);
     if (err == OM_OK) {
         om_digest got;
         om_hash_final(f->hash, &got);
@@ -396,6 +400,7 @@ static void *download_main(void *arg)
          * request arriving right after is a plain hit. */
         struct om_ingest *ing = f->ing;
         f->ing = NULL;
+        om_fetch__before_commit(f);
         int cerr = om_ingest_commit(t->st, ing, &f->digest);
         if (cerr != OM_OK) {
             /* The bytes are right; they just could not be kept.  Readers are
@@ -407,6 +412,7 @@ static void *download_main(void *arg)
             if (t->on_commit != NULL)
                 t->on_commit(t->on_commit_ud);
         }
+        om_fetch__lease_release(f); /* after the commit is visible */
         pthread_mutex_lock(&f->mu);
         f->total = f->written;
         f->state = F_DONE;
@@ -434,6 +440,7 @@ static void *download_main(void *arg)
          * when the last reader closes its descriptor of the unlinked file. */
         if (f->ing != NULL)
             om_ingest_truncate(f->ing, 0);
+        om_fetch__lease_release(f);
         fail(f, err, 0);
         pthread_mutex_lock(&t->mu);
         t->stats.failed++;
@@ -534,6 +541,37 @@ int om_fetch_get(struct om_fetch_table *t, const om_digest *d, const struct om_f
 done:
     pthread_mutex_unlock(&t->mu);
     return err;
+}
+
+int om_fetch_find(struct om_fetch_table *t, const om_digest *d, struct om_fetch **out)
+{
+    int err = OM_ERR_NOTFOUND;
+    pthread_mutex_lock(&t->mu);
+    for (struct om_fetch *f = t->buckets[om_fetch__bucket_of(d)]; f != NULL; f = f->next) {
+        if (strcmp(f->digest.str, d->str) == 0) {
+            pthread_mutex_lock(&f->mu);
+            f->refs++;
+            pthread_mutex_unlock(&f->mu);
+            *out = f;
+            err = OM_OK;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
+    return err;
+}
+
+bool om_fetch_via_peer(struct om_fetch *f)
+{
+    pthread_mutex_lock(&f->mu);
+    bool v = f->peer_copy;
+    pthread_mutex_unlock(&f->mu);
+    return v;
+}
+
+void om_fetch_set_cluster(struct om_fetch_table *t, struct om_cluster *c)
+{
+    t->cluster = c;
 }
 
 int om_fetch_wait_ready(struct om_fetch *f, uint64_t timeout_ms, uint64_t *total, long *status)

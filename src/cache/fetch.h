@@ -56,6 +56,7 @@ typedef void (*om_fetch_cb)(void *ud);
 struct om_fetch_stats {
     uint64_t started, coalesced, completed, failed, resumed, digest_mismatch;
     uint64_t bytes_from_upstream;
+    uint64_t bytes_from_peer;   /* cluster: bytes streamed from another replica */
     uint64_t abandoned;      /* queued for a slot until every client had left: never started */
     uint64_t backgrounded;   /* clients left mid-transfer: finished outside the slots */
     unsigned active, background;  /* now: downloads holding a slot; finishing unread */
@@ -78,6 +79,17 @@ void om_fetch_release(struct om_fetch *f);
  * OM_FETCH_SIZE_UNKNOWN).  Otherwise the download failed: *status is the
  * upstream's HTTP status when it answered with one (404, 401...), else 0,
  * and the return value says why (OM_ERR_UPSTREAM, OM_ERR_TIMEOUT, ...). */
+/* A new reference to the download of d in progress here, without starting
+ * one (the peer endpoint): OM_OK, or OM_ERR_NOTFOUND. */
+int om_fetch_find(struct om_fetch_table *t, const om_digest *d, struct om_fetch **out);
+/* Coordinate downloads with the other replicas through c (cluster.h; not
+ * owned, outlives the table).  Set before the first download. */
+struct om_cluster;
+/* After om_fetch_wait_ready: whether the bytes come (or came) from another
+ * replica's download rather than this replica's own upstream request. */
+bool om_fetch_via_peer(struct om_fetch *f);
+void om_fetch_set_cluster(struct om_fetch_table *t, struct om_cluster *c);
+
 int om_fetch_wait_ready(struct om_fetch *f, uint64_t timeout_ms, uint64_t *total, long *status);
 
 /* >0: that many bytes (≤ max) can be read at pos from om_fetch_fd();

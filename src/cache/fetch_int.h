@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "cache/cluster.h"
 #include "cache/fetch.h"
 #include "core/hash.h"
 
@@ -52,6 +53,12 @@ struct om_fetch {
     bool headers_seen;
     bool too_big;                   /* over limits.max_blob_size */
     long last_status;
+    /* In a cluster (fetch_cluster.c), the download thread's only. */
+    bool leased;                    /* we hold `lease` in Redis */
+    bool from_peer;                 /* bytes come from the owner's peer stream now */
+    bool peer_copy;                 /* some bytes came from a peer: the owner commits */
+    struct om_cluster_lease lease;
+    int64_t renewed_us;             /* last renewal (monotonic) */
 };
 
 struct om_fetch_table {
@@ -73,6 +80,7 @@ struct om_fetch_table {
     struct om_events *events;       /* not owned; may be NULL */
     om_fetch_cb on_commit;          /* may be NULL */
     void *on_commit_ud;
+    struct om_cluster *cluster;     /* not owned; NULL = alone */
 };
 
 /* The digest's bucket in t->buckets. */
@@ -86,5 +94,26 @@ void om_fetch__release_slot(struct om_fetch_table *t, struct om_fetch *f);
 /* Called by the download thread at least once a second: a download nobody
  * reads gives its slot up (and finishes in the background). */
 void om_fetch__yield_if_unwanted(struct om_fetch *f);
+
+/* fetch.c's transfer sinks and the plain upstream transfer, which
+ * fetch_cluster.c reuses for the peer stream and the owner's download. */
+int om_fetch__on_headers(void *ud, const struct om_up_resp *r);
+int om_fetch__on_body(void *ud, const void *buf, size_t len);
+void om_fetch__on_tick(void *ud);
+int om_fetch__transfer_upstream(struct om_fetch *f);
+
+/* ---- fetch_cluster.c ---- */
+/* The transfer of a download in a cluster: the lease decides the source
+ * (upstream as the owner, or the owner's peer stream), a broken peer
+ * stream waits for or takes over the lease and resumes from upstream.
+ * OM_OK when every byte is in the ingest file. */
+int om_fetch__transfer_cluster(struct om_fetch *f);
+/* From om_fetch__on_tick: renew our lease every third of its time. */
+void om_fetch__lease_tick(struct om_fetch *f);
+/* Just before the commit: a shared store asked whether the object is
+ * there already (another replica committed it): the commit is a no-op. */
+void om_fetch__before_commit(struct om_fetch *f);
+/* Release our lease, if we hold one (after the commit, or a failure). */
+void om_fetch__lease_release(struct om_fetch *f);
 
 #endif

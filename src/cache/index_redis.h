@@ -36,6 +36,16 @@
  *                                name's length, so the key is unambiguous
  *   P rf:<digest>:<repo>   HASH  j (the referrers JSON) t (fetched_at)
  *   P lock:rebuild         STRING a lease (SET NX PX): one replica rebuilds
+ * Written by cache/cluster.c (not this backend), listed here so the schema
+ * is in one place:
+ *   P fl:<digest>          STRING a download's lease "<replica>|<peer url>|
+ *                                <epoch>", PX cluster.lease; GC skips a
+ *                                blob while it exists
+ *   P fle:<digest>         STRING its epoch counter (INCR), PX 1 h
+ *   P fl-done              CHANNEL a released lease's digest (PUBLISH)
+ *   P ml:<repo>:<tag>      STRING the lease of one resolution of a tag
+ *                                (same value; PX cluster.lease; not renewed)
+ *   P mle:<repo>:<tag>     STRING its epoch counter, PX 1 h
  * Multi-key writes (tag_put, manifest_put, blob_put, note_pull) are Lua
  * scripts: atomic, one round trip, and the only way the counters stay exact.
  * Needs Redis >= 6.2 (ZADD GT).

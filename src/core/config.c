@@ -114,6 +114,7 @@ static int fill_defaults(struct om_config *cfg)
     cfg->prefetch_retry_interval_ms = 5 * 60 * 1000;
     cfg->tag_ttl_ms = 5 * 60 * 1000;
     cfg->negative_ttl_ms = 60 * 1000;
+    cfg->cluster_lease_ms = 10 * 1000;
     cfg->retries_max = 3;
     cfg->retries_backoff_ms = 500;
     cfg->log_level = OM_LOG_INFO;
@@ -382,6 +383,7 @@ static void dump_cluster(FILE *f, const struct om_config *cfg)
     put_kv(f, "  ", "redis_password_file", cfg->cluster_redis_password_file);
     put_kv(f, "  ", "peer_url", cfg->cluster_peer_url);
     put_kv(f, "  ", "peer_token_file", cfg->cluster_peer_token_file);
+    put_ms(f, "  ", "lease", cfg->cluster_lease_ms);
 }
 
 static void dump_pattern_list(FILE *f, const char *key, char *const *l, size_t n)

@@ -270,6 +270,9 @@ struct om_config {
     size_t n_policy_allow;
     char *policy_deny[OM_POLICY_RULES_MAX];  /* deny wins */
     size_t n_policy_deny;
+    uint64_t cluster_lease_ms;    /* cluster.lease: a download's lease in Redis
+                                     (cache/cluster.h), renewed every third of
+                                     it; 1s..10m (10s) */
     char *source;                 /* file path, or "<embedded defaults>" */
 };
 

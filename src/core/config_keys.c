@@ -37,7 +37,7 @@
  *                                             (interval 0 or >= 1s)
  *   access      anonymous htpasswd_file       (anonymous false needs the file)
  *   policy      allow deny                    (patterns: core/policy.h)
- *   cluster     redis redis_password_file peer_url peer_token_file
+ *   cluster     redis redis_password_file peer_url peer_token_file lease
  *                                             (the others need redis; a
  *               password in the URL or the file, not both; peer_url needs
  *               peer_token_file; the URL: config_cluster.c)
@@ -476,6 +476,7 @@ static const struct om_cfg_field cluster_fields[] = {
     {.key = "peer_url", .kind = K_OPTSTR, .off = CFG(cluster_peer_url),
      .check = check_public_url},
     OPTSTR("peer_token_file", CFG(cluster_peer_token_file)),
+    NUM("lease", K_MS, CFG(cluster_lease_ms), 1000, 600000),
 };
 
 /* The secrets are read here (a file the server cannot read fails

@@ -47,7 +47,8 @@ struct om_stats;      /* admin.h: request statistics (api_admin) */
 struct om_gc;         /* gc.h */
 struct om_prefetcher; /* prefetch.h */
 struct om_limiter;    /* limits.h: per-client limits */
-struct om_cluster;    /* cache/cluster_members.h */
+struct om_members;    /* cache/cluster_members.h: heartbeats */
+struct om_cluster;    /* cache/cluster.h: download leases */
 
 struct om_counters {
     atomic_uint_fast64_t requests, hits, misses, stale, coalesced, errors;
@@ -87,7 +88,9 @@ struct om_server {
     pthread_mutex_t policy_mu;         /* guards the pointer `policy` */
     struct om_policy *policy;          /* policy.*: one reference owned here */
     struct om_limiter *limiter;        /* per-client limits (http/limits.h), owned */
-    struct om_cluster *cluster;        /* heartbeats (cache/cluster_members.c); NULL alone */
+    struct om_members *members;        /* heartbeats (cache/cluster_members.c); NULL alone */
+    struct om_cluster *cluster;        /* download leases and peer streams
+                                          (cache/cluster.h); NULL = alone */
 };
 
 /* What the cache did for one request, for the log line. */

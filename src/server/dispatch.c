@@ -26,6 +26,7 @@
 
 #include "admin/admin.h"
 #include "admin/ui.h"
+#include "cache/cluster.h"
 #include "core/log.h"
 #include "http/req_limits.h"
 #include "v2/v2.h"
@@ -105,6 +106,16 @@ static enum MHD_Result handle_healthz(struct om_req *req)
         len += (size_t)snprintf(lines + len, sizeof(lines) - len,
                                 "index %s (%s) unavailable: %s\n", ih.backend, ih.where,
                                 ih.last_error[0] ? ih.last_error : "no answer");
+    /* The cluster's Redis (download leases) down: each replica fetches for
+     * its own clients only until it is back. */
+    if (srv->cluster != NULL && !om_cluster_redis_up(srv->cluster) && len < sizeof(lines)) {
+        char where[OM_REDIS_HOST_MAX + 16], why[160];
+        om_cluster_redis_where(srv->cluster, where, sizeof(where), why, sizeof(why));
+        len += (size_t)snprintf(lines + len, sizeof(lines) - len,
+                                "cluster redis (%s) unavailable: %s; downloads coordinated "
+                                "within this replica only\n",
+                                where, why[0] ? why : "no answer");
+    }
     int n = snprintf(body, sizeof(body), "%s\n%s", len ? "degraded" : "ok", lines);
     req->resp = om_http_body("text/plain", body, n < (int)sizeof(body) ? (size_t)n : sizeof(body) - 1);
     req->status = atomic_load(&srv->stopping) ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK;
@@ -335,6 +346,10 @@ static enum MHD_Result dispatch(struct om_req *req, const char *method)
         return handle_healthz(req);
     if (strncmp(req->url, "/api/", 5) == 0 || strcmp(req->url, "/metrics") == 0)
         return om_admin_handle(req);
+    /* The cluster's internal endpoint (v2_peer.c): before /v2/, by digest,
+     * peers only (its own token check; 404 without a cluster). */
+    if (strncmp(req->url, "/internal/", 10) == 0)
+        return om_v2_peer(req);
 
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
         return om_req_send_error(req, MHD_HTTP_METHOD_NOT_ALLOWED, "UNSUPPORTED",

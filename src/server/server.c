@@ -31,6 +31,7 @@
 
 #include "admin/admin.h"
 #include "cache/cluster_members.h"
+#include "cache/cluster.h"
 #include "cache/gc.h"
 #include "cache/index_redis.h"
 #include "cache/mcache.h"
@@ -302,8 +303,8 @@ void om_server_free(struct om_server *srv)
     om_prefetch_stop(srv);
     om_gc_stop(srv->gc);
     srv->gc = NULL;
-    om_cluster_stop(srv->cluster); /* after GC: its lease names this replica */
-    srv->cluster = NULL;
+    om_members_stop(srv->members); /* after GC: its lease names this replica */
+    srv->members = NULL;
     om_admin_free(srv);
     om_limiter_free(srv->limiter);
     om_pullstats_stop(srv->pulls);
@@ -314,6 +315,7 @@ void om_server_free(struct om_server *srv)
     om_blob_flights_free(srv->blob_flights); /* after the jobs: every flight has ended */
     om_events_free(srv->events);
     om_fetch_table_free(srv->fetch);
+    om_cluster_close(srv->cluster); /* after the downloads that use it */
     for (size_t i = 0; i < OM_MAX_UPSTREAMS; i++)
         om_upstream_free(srv->up[i]);
     om_index_close(srv->index);
@@ -377,6 +379,13 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
         goto fail;
     om_fetch_set_events(srv->fetch, srv->events);
     om_fetch_set_commit_hook(srv->fetch, nudge_gc, srv);
+    /* cluster.redis and cluster.peer_url: one download per blob for the
+     * cluster (download leases, peer streams); else NULL, a replica alone. */
+    if ((err = om_cluster_open(&srv->cluster, cfg)) != OM_OK) {
+        om_log(OM_LOG_ERROR, "cluster: cannot open: %s", om_strerror(err));
+        goto fail;
+    }
+    om_fetch_set_cluster(srv->fetch, srv->cluster);
     if ((err = om_admin_init(srv)) != OM_OK)
         goto fail;
     if ((err = om_limiter_new(&srv->limiter, &cfg->limits)) != OM_OK)
@@ -445,11 +454,11 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
      * index's connection. */
     struct om_redis *redis = om_index_redis_conn(srv->index);
     if (redis != NULL) {
-        struct om_cluster_host ch = {
+        struct om_members_host ch = {
             .cfg = cfg, .redis = redis, .store = srv->store, .started_ms = srv->started_ms,
             .self = om_admin_cluster_self, .ud = srv,
         };
-        if ((err = om_cluster_start(&srv->cluster, &ch)) != OM_OK) {
+        if ((err = om_members_start(&srv->members, &ch)) != OM_OK) {
             om_log(OM_LOG_ERROR, "cannot start the cluster heartbeat: %s", om_strerror(err));
             goto fail;
         }
@@ -457,7 +466,7 @@ int om_server_start(struct om_server **out, const struct om_config *cfg)
     struct om_gc_host gc_host = {
         .cfg = srv->cfg, .store = srv->store, .events = srv->events, .pulls = srv->pulls,
         .mcache = srv->mcache, .cancel = &srv->cancel, .on_evictions = note_evictions, .ud = srv,
-        .index = srv->index, .replica_id = om_cluster_id(srv->cluster),
+        .index = srv->index, .replica_id = om_members_id(srv->members),
     };
     /* GC reads and deletes through its own SQLite connection (index_gc.h),
      * or, with the index in Redis, on the shared keys with the cluster's

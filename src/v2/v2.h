@@ -16,6 +16,10 @@ void om_flights_resume_all(struct om_server *srv);
 
 /* ---- v2_blob.c ---- */
 enum MHD_Result om_v2_blob(struct om_req *req);
+/* GET/HEAD /internal/v1/blobs/<digest> (v2_peer.c): a peer replica's
+ * read of this replica's download in progress, or of the store; needs the
+ * cluster's peer token; 404 without a cluster. */
+enum MHD_Result om_v2_peer(struct om_req *req);
 
 /* ---- v2_tags.c ---- */
 /* tags/list: from the memory cache at once, or join/start the list's

@@ -219,8 +219,8 @@ bool om_v2_blob_expected_size(struct om_server *srv, const om_digest *d, uint64_
  * local files serves through v2_blob_object.c (in_job: on a job thread,
  * which may wait; else PENDING: suspended and answered later); pull_name
  * is the name a full GET's pull is counted for there ("" = none). */
-static om_blob_served serve_cached(struct om_req *req, const om_digest *d, uint64_t size,
-                                   uint64_t want, bool in_job, const char *pull_name)
+om_blob_served om_v2_blob_serve_cached(struct om_req *req, const om_digest *d, uint64_t size,
+                                       uint64_t want, bool in_job, const char *pull_name)
 {
     struct om_server *srv = req->srv;
     if (want != OM_STORE_ANY_SIZE && size != want)
@@ -337,8 +337,8 @@ static void stream_free(void *cls)
 }
 
 /* Takes the reference f. */
-static void serve_streaming(struct om_req *req, const om_digest *d, struct om_fetch *f,
-                            uint64_t total)
+void om_v2_blob_stream(struct om_req *req, const om_digest *d, struct om_fetch *f,
+                       uint64_t total)
 {
     struct stream *s = calloc(1, sizeof(*s));
     if (s == NULL) {
@@ -403,8 +403,8 @@ static void answer_get_waiter(struct om_req *w, struct om_blob_answer *a)
 
     if (om_v2_blob_expected_size(srv, d, &v))
         want = v;
-    if (om_store_has(srv->store, d, &size) && serve_cached(w, d, size, want, true, w->canonical) ==
-                                                  OM_BLOB_SERVED)
+    if (om_store_has(srv->store, d, &size) &&
+        om_v2_blob_serve_cached(w, d, size, want, true, w->canonical) == OM_BLOB_SERVED)
         goto done;
     err = om_fetch_get(srv->fetch, d, &src, &f, &joined);
     if (err != OM_OK) {
@@ -419,7 +419,7 @@ static void answer_get_waiter(struct om_req *w, struct om_blob_answer *a)
         goto done;
     }
     w->cache = OM_CACHE_COALESCED;
-    serve_streaming(w, d, f, total);
+    om_v2_blob_stream(w, d, f, total);
     f = NULL; /* the stream's now */
 done:
     om_fetch_release(f);
@@ -442,7 +442,7 @@ void om_v2_blob_answer(struct om_req *w, const struct om_req *leader, struct om_
         if (om_v2_blob_expected_size(srv, d, &v))
             want = v;
         if (!om_store_has(srv->store, d, &size) ||
-            serve_cached(w, d, size, want, true, w->canonical) != OM_BLOB_SERVED)
+            om_v2_blob_serve_cached(w, d, size, want, true, w->canonical) != OM_BLOB_SERVED)
             om_req_error(w, MHD_HTTP_SERVICE_UNAVAILABLE, "UNAVAILABLE",
                          "the blob changed in the store while it was looked up; try again");
     } else if (w->head) {
@@ -455,7 +455,7 @@ void om_v2_blob_answer(struct om_req *w, const struct om_req *leader, struct om_
         struct om_fetch *f = a->f;
         a->f = NULL; /* the stream's now */
         w->cache = a->joined ? OM_CACHE_COALESCED : OM_CACHE_MISS;
-        serve_streaming(w, d, f, a->size);
+        om_v2_blob_stream(w, d, f, a->size);
     } else {
         answer_get_waiter(w, a);
     }
@@ -484,7 +484,7 @@ enum MHD_Result om_v2_blob(struct om_req *req)
         if (early)
             om_mcache_route_get(srv->mcache, req->p.name, req->upstream, sizeof(req->upstream),
                                 req->canonical, sizeof(req->canonical));
-        om_blob_served served = serve_cached(req, d, size, want, false, pull_name);
+        om_blob_served served = om_v2_blob_serve_cached(req, d, size, want, false, pull_name);
         if (served == OM_BLOB_SERVED) {
             if (fill && !early)
                 om_mcache_route_get(srv->mcache, req->p.name, req->upstream,

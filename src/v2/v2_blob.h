@@ -80,6 +80,17 @@ typedef enum {
 om_blob_served om_v2_blob_object(struct om_req *req, const om_digest *d, uint64_t size,
                                  bool in_job, const char *pull_name);
 
+/* ---- v2_blob.c, for the peer endpoint (v2_peer.c) too ---- */
+/* Stream the download f (the reference is taken) to req from the ingest
+ * file as it grows: 200, or 206 for one Range; total from
+ * om_fetch_wait_ready. */
+void om_v2_blob_stream(struct om_req *req, const om_digest *d, struct om_fetch *f,
+                       uint64_t total);
+/* Answer from the store (the object of `size` bytes, which must be `want`
+ * or OM_STORE_ANY_SIZE); MISS when it is not servable (see v2_blob.c). */
+om_blob_served om_v2_blob_serve_cached(struct om_req *req, const om_digest *d, uint64_t size,
+                                       uint64_t want, bool in_job, const char *pull_name);
+
 /* ---- v2_member.c, called by the flight's job ---- */
 /* A GET of candidate ci's blob joined a download already running, which
  * may be another repository's: true when this repository holds the blob

@@ -308,6 +308,15 @@ void om_v2_blob_work(struct om_req *req, struct om_blob_answer *a)
         om_v2_blob_fetch_failed(srv, c, d, err, status, a);
         goto done;
     }
+    /* Bytes from another replica's download (cluster): that one may be
+     * another repository's, so this one must hold the blob too, as for a
+     * local download joined (one HEAD under its name). */
+    if (!confirmed && om_fetch_via_peer(a->f) && !om_v2_member_known(srv, c->canonical, d) &&
+        !om_v2_member_confirm_join(req, chosen, a)) {
+        om_fetch_release(a->f);
+        a->f = NULL;
+        goto done;
+    }
     /* The upstream answered for this repository (its own download, or the
      * HEAD): the hit path may serve it here once it is committed. */
     om_v2_member_note(srv, c->canonical, d, NULL, 0);

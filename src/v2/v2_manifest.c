@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache/cluster.h"
 #include "cache/mcache.h"
 #include "cache/pullstats.h"
 #include "core/log.h"
@@ -373,7 +374,19 @@ static void manifest_job(void *arg)
     while (leader->flight_next != NULL)
         leader = leader->flight_next;
     struct mresult res = {0};
+    struct om_server *srv = leader->srv;
+    /* In a cluster, one resolution of a tag for all replicas: the holder
+     * of the tag's lease asks the upstream; the others wait for it and
+     * then find its fresh record in the shared index (om_v2m_resolve). */
+    struct om_cluster_lease ml;
+    bool held = srv->cluster != NULL && !leader->p.ref.is_digest &&
+                leader->route.kind == OM_ROUTE_FIXED &&
+                om_cluster_tag_lease(srv->cluster, leader->route.c[0].canonical,
+                                     leader->p.ref.tag, &ml);
     om_v2m_resolve(leader, &res);
+    if (held)
+        om_cluster_tag_release(srv->cluster, leader->route.c[0].canonical, leader->p.ref.tag,
+                               &ml);
     finish_flight(leader->srv, fl, &res, leader);
     free(res.body);
 }

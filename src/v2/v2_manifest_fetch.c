@@ -196,6 +196,30 @@ done:
     return handled;
 }
 
+/* In a cluster on a shared store the bucket itself is asked (what this
+ * process remembers does not know what another replica put there). */
+static bool in_bucket(struct om_server *srv, const om_digest *d)
+{
+    struct om_store_stat ss;
+    return srv->cluster != NULL && !(om_store_caps(srv->store) & OM_STORE_CAN_SENDFILE) &&
+           om_store_stat(srv->store, d, &ss) == OM_OK;
+}
+
+/* A tag record younger than tag_ttl found by the job (another replica
+ * wrote it meanwhile): the answer as a hit. */
+static void fresh_from_index(struct om_req *req, size_t ci, const struct om_tag_rec *tr,
+                             struct mresult *res)
+{
+    const struct om_route_candidate *c = &req->route.c[ci];
+    res->digest = tr->digest;
+    snprintf(res->media_type, sizeof(res->media_type), "%s", tr->media_type);
+    res->size = tr->size;
+    res->status = MHD_HTTP_OK;
+    res->candidate = ci;
+    res->cache = OM_CACHE_HIT;
+    om_mcache_tag_put(req->srv->mcache, c->canonical, req->p.ref.tag, tr);
+}
+
 /* A cached tag is older than tag_ttl: ask the upstream with HEAD.
  * Returns true when res is final (same digest, or stale-if-error). */
 static bool revalidate(struct om_req *req, size_t ci, const struct om_tag_rec *tr,
@@ -332,19 +356,15 @@ void om_v2m_resolve(struct om_req *req, struct mresult *res)
         if (!req->p.ref.is_digest) {
             struct om_tag_rec tr;
             if (om_index_tag_get(srv->index, c->canonical, ref, &tr) == OM_OK &&
-                om_store_has(srv->store, &tr.digest, NULL)) {
+                (om_store_has(srv->store, &tr.digest, NULL) || in_bucket(srv, &tr.digest))) {
                 bool gone = false;
                 /* Still fresh (checked within tag_ttl: by a flight that
-                 * just ended, or a hit the HTTP thread handed on because
+                 * just ended, by another replica of the cluster under the
+                 * tag lease, or a hit the HTTP thread handed on because
                  * its body must be read from the bucket): the record is
                  * the answer, no upstream request. */
                 if (om_now_ms() - tr.checked_at < (int64_t)srv->cfg->tag_ttl_ms) {
-                    res->digest = tr.digest;
-                    snprintf(res->media_type, sizeof(res->media_type), "%s", tr.media_type);
-                    res->size = tr.size;
-                    res->status = MHD_HTTP_OK;
-                    res->candidate = ci;
-                    res->cache = OM_CACHE_HIT;
+                    fresh_from_index(req, ci, &tr, res);
                     om_v2_note_probe(req, ci, true, decided || any_unavailable);
                     return;
                 }

@@ -650,6 +650,7 @@ static const struct err_case err_cases[] = {
      "t.yaml:4:20: ", "not a regular file"},
     {"cluster:\n  reddis: redis://h\n", "t.yaml:2:3: ", "unknown key \"reddis\" in cluster"},
     {"cluster: redis://h\n", "t.yaml:1:10: ", "cluster must be a mapping"},
+    {"cluster:\n  redis: redis://h\n  lease: 500ms\n", "t.yaml:3:10: ", "between 1000 and 600000"},
     /* storage */
     {"storage:\n  max_size: 10 GB\n", "t.yaml:2:13: ", "is not a size"},
     {"storage:\n  max_size: -1\n", "t.yaml:2:13: ", "is not a size"},
@@ -1228,7 +1229,7 @@ static void test_config__cluster_keys_read_their_secrets_and_dump_none(void)
     snprintf(tokp, sizeof(tokp), "%s", tok);
     snprintf(yaml, sizeof(yaml),
              "cluster:\n  redis: unix:///run/redis/redis.sock?db=2\n  redis_password_file: %s\n"
-             "  peer_url: http://10.0.0.5:5000/\n  peer_token_file: %s\n",
+             "  peer_url: http://10.0.0.5:5000/\n  peer_token_file: %s\n  lease: 3s\n",
              pwp, tokp);
     cfg = parse_ok(yaml);
     if (cfg != NULL) {
@@ -1238,6 +1239,7 @@ static void test_config__cluster_keys_read_their_secrets_and_dump_none(void)
         CHECK_EQ_STR(cfg->cluster_peer_url, "http://10.0.0.5:5000");
         CHECK_EQ_STR(cfg->cluster_peer_token, "t0ken");
         CHECK_EQ_STR(cfg->cluster_peer_token_file, tokp);
+        CHECK(cfg->cluster_lease_ms == 3000);
         dump = dump_to_string(cfg);
         CHECK(dump != NULL && strstr(dump, "p w d") == NULL && strstr(dump, "t0ken") == NULL);
         CHECK(dump != NULL && strstr(dump, pwp) != NULL && strstr(dump, tokp) != NULL);
