@@ -266,6 +266,17 @@ int om_store_read(struct om_store *st, const om_digest *d, size_t max, char **bu
         goto done;
     }
     b[size] = '\0';
+    /* Never hand out bytes that are not the object's: a small object is
+     * hashed on every read (a manifest: microseconds).  A damaged one is
+     * moved aside, and the caller finds it absent (and fetches it again). */
+    om_digest got;
+    if (om_hash_buf(b, (size_t)size, &got) != OM_OK || strcmp(got.str, d->str) != 0) {
+        om_log_kv(OM_LOG_ERROR, "store: object does not hash to its digest, quarantined",
+                  "digest", d->str, NULL);
+        (void)om_store_quarantine(st, d, size);
+        err = OM_ERR_NOTFOUND;
+        goto done;
+    }
     *buf = b;
     *len = (size_t)size;
     b = NULL;

@@ -143,7 +143,9 @@ int om_store_presign_get(struct om_store *st, const om_digest *d, unsigned ttl_s
                          size_t urlsz);
 
 /* Read a whole blob of at most `max` bytes into a malloc'd buffer (caller
- * frees).  OM_ERR_TOOBIG if larger. Does not verify the digest.  The buffer
+ * frees).  OM_ERR_TOOBIG if larger.  The bytes are hashed: an object that
+ * does not hash to d is quarantined (om_store_quarantine) and the read
+ * answers OM_ERR_NOTFOUND, so a caller never gets wrong bytes.  The buffer
  * has one extra byte, a NUL at (*buf)[*len], so text can be parsed in place. */
 int om_store_read(struct om_store *st, const om_digest *d, size_t max, char **buf, size_t *len);
 

@@ -729,6 +729,36 @@ static void test_store__changed_bytes_on_disk_fail_verify(void)
     fx_teardown(&fx);
 }
 
+/* om_store_read hands out only bytes that hash to the digest: a changed
+ * object (a lying disk or bucket) is quarantined and reads as absent. */
+static void test_store__a_read_of_changed_bytes_is_refused_and_quarantined(void)
+{
+    struct fixture fx = {0};
+    om_digest d = digest_of("{\"schemaVersion\":2}");
+    char path[256], *buf = NULL;
+    size_t len = 0;
+
+    CHECK(fx_setup(&fx));
+    CHECK_EQ_INT(om_store_put(fx.st, &d, "{\"schemaVersion\":2}", 19), OM_OK);
+    snprintf(path, sizeof(path), "%s/blobs/sha256/%.2s/%s", fx.root, om_digest_hex(&d),
+             om_digest_hex(&d));
+    int fd = open(path, O_WRONLY);
+    CHECK(fd >= 0);
+    CHECK_EQ_INT(pwrite(fd, "[", 1, 0), 1); /* same length, one byte changed */
+    close(fd);
+    uint64_t before = om_store_quarantined(fx.st);
+    CHECK_EQ_INT(om_store_read(fx.st, &d, 1024, &buf, &len), OM_ERR_NOTFOUND);
+    CHECK(buf == NULL && len == 0);
+    CHECK_EQ_INT(om_store_quarantined(fx.st), before + 1);
+    CHECK(!om_store_has(fx.st, &d, NULL));
+    /* a good copy put again reads fine */
+    CHECK_EQ_INT(om_store_put(fx.st, &d, "{\"schemaVersion\":2}", 19), OM_OK);
+    CHECK_EQ_INT(om_store_read(fx.st, &d, 1024, &buf, &len), OM_OK);
+    CHECK_EQ_INT(len, 19);
+    free(buf);
+    fx_teardown(&fx);
+}
+
 static void test_store__verify_streams_a_large_blob(void)
 {
     struct fixture fx = {0};
@@ -947,6 +977,7 @@ int main(void)
     RUN(test_store__a_size_record_that_cannot_be_removed_or_written_costs_a_walk);
     RUN(test_store__a_tool_that_removes_blobs_makes_the_next_open_recount);
     RUN(test_store__changed_bytes_on_disk_fail_verify);
+    RUN(test_store__a_read_of_changed_bytes_is_refused_and_quarantined);
     RUN(test_store__verify_streams_a_large_blob);
     RUN(test_store__a_full_disk_is_nospace);
     RUN(test_store__racing_commits_of_one_digest_count_it_once);
