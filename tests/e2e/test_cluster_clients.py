@@ -19,7 +19,9 @@ registries.conf mirror, hosts.toml, Docker's registry-mirrors).
     only Docker Hub names to registry-mirrors.
   - storage.redirect: true, the replicas behind a password (access.anonymous
     false) so the clients do send Authorization to the mirror: after a cold
-    pull, skopeo, podman and ctr pull again, get 307 to a presigned URL of
+    pull, skopeo, podman, ctr and docker (by the mirror's host after docker
+    login: registry-mirrors never get the mirror's credentials) pull again
+    with zero upstream blob GETs, get 307 to a presigned URL of
     the RGW from the replicas, follow it and verify; a recording proxy in
     front of the RGW (as in test_s3.py) shows the presigned GETs of every
     blob and no Authorization on any of them -- though the gateway has the
@@ -219,6 +221,9 @@ class ClusterClientsTest(WorldTestCase):
         self.assertEqual(sorted(res.blobs), sorted(img.blobs))
         cold = self.upstream_blob_gets()
         self.assertGreater(cold, 0, "the cold pull fetched no blob upstream")
+        hub = self.w.reg["hub"]
+        for d in img.blobs:   # answered GETs (a 401 before one is the token dance)
+            self.assertEqual(hub.count("GET", "/blobs/" + d, status=200), 1, d)
         self.reset_counts()
         since = self.marks(cl)
 
@@ -260,7 +265,7 @@ class ClusterClientsTest(WorldTestCase):
 
     # -- redirect: true ------------------------------------------------------
     def test_redirect_the_clients_follow_presigned_urls_to_the_rgw_without_authorization(self):
-        need("skopeo", "podman", "containerd", "ctr", "htpasswd")
+        need("skopeo", "podman", "containerd", "ctr", "dockerd", clients.DOCKER_CLI, "htpasswd")
         pw = os.path.join(self.tmp, "htpasswd")
         clients.run(["htpasswd", "-cbB", pw, USER, PASSWORD], what="htpasswd")
         gw = RecordingProxy("127.0.0.1:%d" % urllib.parse.urlsplit(self.ceph.endpoint).port)
@@ -281,6 +286,7 @@ class ClusterClientsTest(WorldTestCase):
         self.assertEqual(sorted(res.blobs), sorted(img.blobs))
         since = self.marks(cl)
         before = len(gw.log)
+        self.reset_counts()
 
         def followed(what, n_before):
             """The presigned GETs the gateway saw since n_before: every blob
@@ -327,11 +333,26 @@ class ClusterClientsTest(WorldTestCase):
             self.assertEqual(set(img.blobs) - content, set(), "blobs missing in containerd")
         counts["ctr"] = followed("ctr", n)
 
+        # docker: by the mirror host (registry-mirrors never get the
+        # mirror's credentials), after docker login
+        n = len(gw.log)
+        with clients.Dockerd([], insecure_registries=[lb.host_port], log_dir=self.logs) as d:
+            d.docker("login", "-u", USER, "-p", PASSWORD, lb.host_port, what="docker login")
+            ref = "%s/%s" % (lb.host_port, image)
+            res = d.pull(ref)
+            note("docker pull (redirected): %.2fs" % res.seconds)
+            self.assertIn("%s/quay.io/coreos/etcd@%s" % (lb.host_port, img.digest),
+                          res.repo_digests)
+            info = json.loads(d.docker("image", "inspect", ref).out)[0]
+            self.assertEqual(info["RootFS"]["Layers"], diff_ids(img))
+        counts["docker"] = followed("docker", n)
+        self.assertEqual(self.upstream_blob_gets(), 0, "a redirected pull cost upstream blobs")
+
         # the replicas answered the blob GETs with 307, to the user who logged in
         r307 = self.blob_gets_per_replica(cl, since, status=307)
         note("presigned GETs at the gateway per client %r; 307s per replica %r; "
              "gateway requests %d (%d before the warm pulls)" % (counts, r307, len(gw.log), before))
-        self.assertGreaterEqual(sum(r307), 3 * len(img.blobs))
+        self.assertGreaterEqual(sum(r307), 4 * len(img.blobs))
         for i, m in enumerate(cl.replicas):
             for e in self.requests(m, r"/blobs/sha256:", since[i]):
                 if str(e.get("status")) == "307":
