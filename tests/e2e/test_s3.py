@@ -88,7 +88,9 @@ class LoggingProxy:
                 for k, v in r.getheaders():
                     if k.lower() not in ("content-length", "transfer-encoding", "connection"):
                         self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
+                # a HEAD keeps the gateway's own Content-Length (the size)
+                clen = r.getheader("Content-Length") if self.command == "HEAD" else None
+                self.send_header("Content-Length", clen if clen is not None else str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
