@@ -50,6 +50,7 @@ struct om_redis {
     unsigned open;                 /* connections that exist (idle + in use) */
     uint64_t gen;
     atomic_bool available;
+    bool recheck;                  /* the server closed pooled connections: on_up */
     bool stop;
     pthread_t dog;
     bool dog_started;
@@ -336,6 +337,39 @@ static void discard(struct om_redis *r, struct conn *k)
     free(k);
 }
 
+/* A pooled connection of the current generation was found closed by the
+ * server (restarted, most likely, maybe empty): the other idle ones went
+ * to the same server, so they go too, and the watchdog runs on_up after
+ * its next PING answers, as after an outage (the index checks its data). */
+static void server_closed(struct om_redis *r, const struct conn *dead)
+{
+    struct conn *idle = NULL;
+    bool first = false;
+
+    pthread_mutex_lock(&r->mu);
+    if (dead->gen == r->gen && atomic_load(&r->available)) {
+        r->gen++;
+        idle = r->idle;
+        r->idle = NULL;
+        for (struct conn *k = idle; k != NULL; k = k->next)
+            r->open--;
+        r->recheck = true;
+        first = true;
+        pthread_cond_signal(&r->dog_cond);
+        pthread_cond_broadcast(&r->pool_cond);
+    }
+    pthread_mutex_unlock(&r->mu);
+    while (idle != NULL) {
+        struct conn *next = idle->next;
+        redisFree(idle->c);
+        free(idle);
+        idle = next;
+    }
+    if (first)
+        om_log_kv(OM_LOG_INFO, "redis: the server closed our idle connections (restarted?): "
+                  "connecting again", "who", r->who, "redis", r->where, NULL);
+}
+
 /* checkout, skipping pooled connections found dead (closed quietly: the
  * server answered nobody's command on them; a short outage that is over
  * is no outage).  At most pool_max of them, then a fresh one. */
@@ -345,6 +379,7 @@ static int checkout_live(struct om_redis *r, struct conn **out)
     for (unsigned i = 0; i <= r->pool_max; i++) {
         if ((err = checkout(r, out)) != OM_OK || !(*out)->pooled || !idle_conn_dead(*out))
             return err;
+        server_closed(r, *out);
         discard(r, *out);
         *out = NULL;
     }
@@ -588,20 +623,26 @@ static void *watchdog(void *arg)
         unsigned wait = up ? r->ping_ms : backoff / 2 + (unsigned)rand_r(&seed) % (backoff / 2 + 1);
         deadline_in(&dl, wait);
         /* Woken early by mark_down (reconnect soon) or close. */
-        while (!r->stop && atomic_load(&r->available) == up &&
+        /* Woken early by server_closed too (check the data now). */
+        while (!r->stop && atomic_load(&r->available) == up && !r->recheck &&
                pthread_cond_timedwait(&r->dog_cond, &r->mu, &dl) != ETIMEDOUT)
             ;
         if (r->stop)
             break;
         up = atomic_load(&r->available);
+        bool recheck = r->recheck;
+        r->recheck = false;
         pthread_mutex_unlock(&r->mu);
         if (up) {
             struct om_redis_cmd ping;
             redisReply *rp = NULL;
             om_redis_cmd_init(&ping, NULL, 0);
             om_redis_arg_str(&ping, "PING");
-            if (om_redis_exec(r, &ping, 1, &rp) == OM_OK)
+            if (om_redis_exec(r, &ping, 1, &rp) == OM_OK) {
                 backoff = r->backoff_min;
+                if (recheck && r->on_up != NULL)
+                    r->on_up(r->ud); /* an outage we did not see: the same check */
+            }
             om_redis_replies_free(&rp, 1);
         } else {
             char why[160];

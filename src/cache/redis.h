@@ -51,9 +51,12 @@
  *   - A pooled connection is checked before a command is sent on it: an
  *     idle connection has no reply pending, so anything readable on it
  *     (the EOF or reset of a server that closed it: a restart, CLIENT
- *     KILL, its `timeout`) means it is dead.  It is closed quietly and the
- *     next one taken, or a new one made (connecting again is what the
- *     watchdog would do).  Nothing was sent: nothing to undo.
+ *     KILL, its `timeout`) means it is dead.  It is closed and a new one
+ *     made; the state stays available.  Nothing was sent: nothing to undo.
+ *     The other idle connections of its generation are dropped with it
+ *     (same server), one info line says so, and the watchdog runs on_up
+ *     after its next PING answers, as after an outage (a restarted Redis
+ *     may be empty: the index checks its data).
  *   - A write that failed before one byte of the pipeline left (the first
  *     write(2) failed: a failing write(2) writes nothing) is run ONCE more
  *     on another connection (checked the same way, or new); a second
@@ -109,9 +112,10 @@ struct om_redis_opts {
     const char *who;               /* names the user in log lines ("index");
                                       static or outliving the struct */
     /* Called on the watchdog thread each time Redis is available again
-     * after an outage (not at the open), with no lock held: it may run
-     * commands (the index checks that Redis still holds its data).  NULL =
-     * none. */
+     * after an outage, or answers again after it closed our idle
+     * connections (a quick restart, "Retries"), not at the open, with no
+     * lock held: it may run commands (the index checks that Redis still
+     * holds its data).  NULL = none. */
     void (*on_up)(void *ud);
     void *ud;
 };

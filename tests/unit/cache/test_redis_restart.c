@@ -3,7 +3,8 @@
  * dead, and the next command on each must still succeed, on a new
  * connection, with the state never turning unavailable — over a unix
  * socket and over TCP, plain commands, pipelines and scripts (NOSCRIPT on
- * the new server), from several pooled connections at once.  A server that
+ * the new server), from several pooled connections at once, and on_up
+ * runs once (the index's data check).  A server that
  * stays down still turns the state unavailable at the first command.
  */
 #include "test.h"
@@ -13,11 +14,20 @@
 #include "redis_server.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 static struct om_redis_script S_ECHO = {
     .name = "echo",
     .src = "return ARGV[1]\n",
 };
+
+static atomic_int ups;
+
+static void count_up(void *ud)
+{
+    (void)ud;
+    atomic_fetch_add(&ups, 1);
+}
 
 static struct om_redis_opts opts_for(const struct rs *s, bool tcp, char *url, size_t urlsz)
 {
@@ -36,6 +46,7 @@ static struct om_redis_opts opts_for(const struct rs *s, bool tcp, char *url, si
     o.ping_interval_ms = 600000; /* the watchdog never sees the outage: the test's calls do */
     o.pool_max = 4;
     o.who = "test";
+    o.on_up = count_up;
     return o;
 }
 
@@ -81,6 +92,7 @@ static void restart_case(bool tcp)
 
     if (!rs_start(&a, tcp))
         return;
+    atomic_store(&ups, 0);
     struct om_redis_opts o = opts_for(&a, tcp, url, sizeof(url));
     CHECK_EQ_INT(om_redis_open(&r, &o), OM_OK);
     if (r == NULL) {
@@ -127,6 +139,10 @@ static void restart_case(bool tcp)
     CHECK(st.available);
     CHECK_EQ_INT(st.outages, 0);
     CHECK(st.connections <= 4);
+    /* the watchdog checks the restarted server's data, as after an outage */
+    for (int i = 0; i < 200 && atomic_load(&ups) == 0; i++)
+        rs_sleep_ms_(10);
+    CHECK_EQ_INT(atomic_load(&ups), 1);
 
     /* a server that stays down: the first command says so, as before */
     rs_kill(&a);
