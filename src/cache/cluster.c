@@ -5,6 +5,7 @@
 #include "cache/cluster.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -30,7 +31,26 @@ struct om_cluster {
     uint64_t lease_ms;
     pthread_mutex_t mu;           /* stats */
     struct om_cluster_stats st;
+    /* The renewer (see cluster.h, "Renewal"): hold_mu guards the list,
+     * hold_seq and stop; never held across I/O. */
+    pthread_mutex_t hold_mu;
+    pthread_cond_t hold_cond;     /* closing (clock: monotonic) */
+    struct om_cluster_hold *holds; /* owned by their holders (om_cluster_unhold) */
+    uint64_t hold_seq;
+    bool stop;
+    pthread_t renewer;
+    bool renewer_started;
 };
+
+struct om_cluster_hold {
+    struct om_cluster_hold *next;
+    uint64_t seq;                 /* names it in the renewer's snapshot */
+    char key[KEY_MAX];
+    char value[OM_CLUSTER_VALUE_MAX + 1];
+    atomic_bool lost;
+};
+
+#define RENEW_BATCH 32            /* renewals per pipeline */
 
 /* KEYS[1] lease, KEYS[2] epoch counter; ARGV id, url, ms.  {1, value} when
  * taken, {0, value} when another holds it. */
@@ -79,6 +99,8 @@ static void scripts_init(void)
     om_redis_script_init(&S_DROP);
 }
 
+static void *renewer_main(void *arg);
+
 static void note(struct om_cluster *c, uint64_t *counter)
 {
     pthread_mutex_lock(&c->mu);
@@ -107,6 +129,12 @@ int om_cluster_open(struct om_cluster **out, const struct om_config *cfg)
     if (c == NULL)
         return OM_ERR_NOMEM;
     pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->hold_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->hold_cond, &ca);
+    pthread_condattr_destroy(&ca);
     snprintf(c->peer_url, sizeof(c->peer_url), "%s", cfg->cluster_peer_url);
     size_t n = strlen(c->peer_url);
     while (n > 0 && c->peer_url[n - 1] == '/')
@@ -139,6 +167,11 @@ int om_cluster_open(struct om_cluster **out, const struct om_config *cfg)
         om_cluster_close(c);
         return err;
     }
+    if (pthread_create(&c->renewer, NULL, renewer_main, c) != 0) {
+        om_cluster_close(c);
+        return OM_ERR_NOMEM;
+    }
+    c->renewer_started = true;
     om_log_kv(OM_LOG_INFO, "cluster: downloads coordinated through redis", "replica", c->id,
               NULL);
     *out = c;
@@ -149,12 +182,20 @@ void om_cluster_close(struct om_cluster *c)
 {
     if (c == NULL)
         return;
+    pthread_mutex_lock(&c->hold_mu);
+    c->stop = true;
+    pthread_cond_broadcast(&c->hold_cond);
+    pthread_mutex_unlock(&c->hold_mu);
+    if (c->renewer_started)
+        pthread_join(c->renewer, NULL);
     om_redis_close(c->r);
     if (c->token != NULL) {
         explicit_bzero(c->token, strlen(c->token));
         free(c->token);
     }
     explicit_bzero(c->auth_header, sizeof(c->auth_header));
+    pthread_cond_destroy(&c->hold_cond);
+    pthread_mutex_destroy(&c->hold_mu);
     pthread_mutex_destroy(&c->mu);
     free(c);
 }
@@ -272,15 +313,10 @@ static int take_key(struct om_cluster *c, const char *k1, const char *k2,
     om_redis_arg_str(&cmd, c->id);
     om_redis_arg_str(&cmd, c->peer_url);
     om_redis_arg_i64(&cmd, (int64_t)c->lease_ms);
+    /* Not retried here: the script is not idempotent (INCR), and a pooled
+     * connection left over from a short Redis outage is replaced before
+     * the command goes out (redis.h, "Retries"). */
     int err = om_redis_exec(c->r, &cmd, 1, &rp);
-    if (err == OM_ERR_UNAVAILABLE && om_redis_wait_available(c->r, 250)) {
-        /* A pooled connection from before a short outage the watchdog did
-         * not see (a Redis restarted between two PINGs) breaks on its first
-         * use, and the watchdog reconnects at once: once more on the new
-         * one, rather than a download the other replicas do not know of. */
-        om_redis_replies_free(&rp, 1);
-        err = om_redis_exec(c->r, &cmd, 1, &rp);
-    }
     if (err == OM_OK)
         err = om_redis_reply_array(rp, "lease_take", 2);
     if (err == OM_OK && rp->elements != 2)
@@ -384,6 +420,134 @@ int om_cluster_lease_owner(struct om_cluster *c, const om_digest *d, struct om_c
     char k1[KEY_MAX];
     lease_key(k1, sizeof(k1), "fl", d);
     return owner_key(c, k1, l);
+}
+
+/* ---- renewal ---------------------------------------------------------------- */
+
+struct om_cluster_hold *om_cluster_hold(struct om_cluster *c, const om_digest *d,
+                                        const struct om_cluster_lease *l)
+{
+    struct om_cluster_hold *h = calloc(1, sizeof(*h)); /* owned by the caller */
+    if (h == NULL)
+        return NULL;
+    lease_key(h->key, sizeof(h->key), "fl", d);
+    snprintf(h->value, sizeof(h->value), "%s", l->value);
+    atomic_init(&h->lost, false);
+    pthread_mutex_lock(&c->hold_mu);
+    h->seq = ++c->hold_seq;
+    h->next = c->holds;
+    c->holds = h;
+    pthread_mutex_unlock(&c->hold_mu);
+    return h;
+}
+
+bool om_cluster_hold_lost(const struct om_cluster_hold *h)
+{
+    return h != NULL && atomic_load(&h->lost);
+}
+
+void om_cluster_unhold(struct om_cluster *c, struct om_cluster_hold *h)
+{
+    if (h == NULL)
+        return;
+    pthread_mutex_lock(&c->hold_mu);
+    for (struct om_cluster_hold **pp = &c->holds; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == h) {
+            *pp = h->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->hold_mu);
+    free(h);
+}
+
+/* What the renewer sends for one held lease (copied: a holder may
+ * unhold while the pipeline runs). */
+struct renew_snap {
+    uint64_t seq;
+    char key[KEY_MAX];
+    char value[OM_CLUSTER_VALUE_MAX + 1];
+};
+
+/* Renew snap[0..n) in one pipeline; mark those found not ours lost. */
+static void renew_batch(struct om_cluster *c, const struct renew_snap *snap, size_t n)
+{
+    struct om_redis_cmd cmds[RENEW_BATCH];
+    redisReply *rp[RENEW_BATCH];
+    bool lost[RENEW_BATCH];
+
+    for (size_t i = 0; i < n; i++) {
+        om_redis_cmd_init(&cmds[i], &S_RENEW, 1);
+        om_redis_arg_str(&cmds[i], snap[i].key);
+        om_redis_arg_str(&cmds[i], snap[i].value);
+        om_redis_arg_i64(&cmds[i], (int64_t)c->lease_ms);
+    }
+    if (om_redis_exec(c->r, cmds, n, rp) != OM_OK)
+        return; /* Redis down: the next round tries again */
+    for (size_t i = 0; i < n; i++) {
+        long long v = 0;
+        lost[i] = om_redis_reply_int(rp[i], "lease_renew", &v) == OM_OK && v != 1;
+    }
+    om_redis_replies_free(rp, n);
+    pthread_mutex_lock(&c->hold_mu);
+    for (struct om_cluster_hold *h = c->holds; h != NULL; h = h->next)
+        for (size_t i = 0; i < n; i++)
+            if (lost[i] && h->seq == snap[i].seq)
+                atomic_store(&h->lost, true);
+    pthread_mutex_unlock(&c->hold_mu);
+}
+
+/* Every third of the lease: renew every held lease not lost yet. */
+static void *renewer_main(void *arg)
+{
+    struct om_cluster *c = arg;
+    struct renew_snap *snap = NULL; /* owned here */
+    size_t cap = 0;
+    uint64_t period = c->lease_ms / 3 > 0 ? c->lease_ms / 3 : 1;
+
+    pthread_mutex_lock(&c->hold_mu);
+    while (!c->stop) {
+        struct timespec dl;
+        clock_gettime(CLOCK_MONOTONIC, &dl);
+        dl.tv_sec += (time_t)(period / 1000);
+        dl.tv_nsec += (long)(period % 1000) * 1000000L;
+        if (dl.tv_nsec >= 1000000000L) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000L;
+        }
+        while (!c->stop && pthread_cond_timedwait(&c->hold_cond, &c->hold_mu, &dl) != ETIMEDOUT)
+            ;
+        if (c->stop)
+            break;
+        size_t n = 0;
+        for (struct om_cluster_hold *h = c->holds; h != NULL; h = h->next)
+            n += !atomic_load(&h->lost);
+        if (n > cap) {
+            struct renew_snap *ns = realloc(snap, n * sizeof(*snap));
+            if (ns == NULL) {
+                n = cap; /* renew those that fit; the rest next round */
+            } else {
+                snap = ns;
+                cap = n;
+            }
+        }
+        size_t k = 0;
+        for (struct om_cluster_hold *h = c->holds; h != NULL && k < n; h = h->next) {
+            if (atomic_load(&h->lost))
+                continue;
+            snap[k].seq = h->seq;
+            memcpy(snap[k].key, h->key, sizeof(h->key));
+            memcpy(snap[k].value, h->value, sizeof(h->value));
+            k++;
+        }
+        pthread_mutex_unlock(&c->hold_mu);
+        for (size_t i = 0; i < k; i += RENEW_BATCH)
+            renew_batch(c, snap + i, k - i < RENEW_BATCH ? k - i : RENEW_BATCH);
+        pthread_mutex_lock(&c->hold_mu);
+    }
+    pthread_mutex_unlock(&c->hold_mu);
+    free(snap);
+    return NULL;
 }
 
 /* ---- the tag lease ---------------------------------------------------------- */

@@ -16,6 +16,16 @@
  *   om:fle:D    the epoch counter (INCR at each acquire, expires after an
  *               hour): a takeover has epoch + 1.
  *
+ * Renewal: the owner of a download registers its lease with
+ * om_cluster_hold; one thread of the context (the renewer) renews every
+ * registered lease every third of cluster.lease, in one pipeline of renew
+ * scripts, whatever the transfer is doing — waiting out om_upstream_do's
+ * retry backoff, a slow token fetch, a slow first byte, a stalled stream —
+ * until the download ends (om_cluster_unhold, before the release).  A
+ * renewal that finds the lease no longer ours (expired through a Redis
+ * outage, taken over) marks the hold lost and renews it no more; a Redis
+ * that does not answer is tried again the next round.
+ *
  * Thread safety: every call from any thread (the download threads); the
  * struct om_cluster_lease values are the caller's.
  *
@@ -83,6 +93,17 @@ int om_cluster_lease_renew(struct om_cluster *c, const om_digest *d,
 /* Drop the lease if still ours (and PUBLISH om:fl-done). */
 int om_cluster_lease_release(struct om_cluster *c, const om_digest *d,
                              const struct om_cluster_lease *l);
+/* Renew our lease l of d from the renewer until om_cluster_unhold (see
+ * "Renewal" above).  NULL when out of memory (then nobody renews it).
+ * The hold is the caller's, freed by om_cluster_unhold. */
+struct om_cluster_hold;
+struct om_cluster_hold *om_cluster_hold(struct om_cluster *c, const om_digest *d,
+                                        const struct om_cluster_lease *l);
+/* A renewal found the lease not ours any more (one atomic load; false for
+ * NULL). */
+bool om_cluster_hold_lost(const struct om_cluster_hold *h);
+/* Renew no more and free h (NULL is fine).  Before the lease's release. */
+void om_cluster_unhold(struct om_cluster *c, struct om_cluster_hold *h);
 /* Who holds the lease now: OM_OK (*l), OM_ERR_NOTFOUND (nobody), else
  * Redis errors. */
 int om_cluster_lease_owner(struct om_cluster *c, const om_digest *d, struct om_cluster_lease *l);

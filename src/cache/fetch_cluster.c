@@ -3,8 +3,10 @@
  *
  *   take the lease of the digest
  *     won   → the owner: today's upstream transfer (fetch.c), the lease
- *             renewed from the transfer's tick every third of its time,
- *             released after the commit is visible (fetch.c)
+ *             renewed by the cluster's renewer thread every third of its
+ *             time from the take to the release (so also while upstream
+ *             is slow to answer or om_upstream_do backs off), released
+ *             after the commit is visible (fetch.c)
  *     lost  → the bytes come from the owner's internal endpoint, resumed
  *             with Range from what this replica holds; the local spool is
  *             a plain one (no upload to the bucket as the bytes come: the
@@ -200,7 +202,7 @@ int om_fetch__transfer_cluster(struct om_fetch *f)
             f->lease = l;
             f->leased = true;
             f->from_peer = false;
-            f->renewed_us = om_now_us();
+            f->hold = om_cluster_hold(c, &f->digest, &l);
             om_log_kv(OM_LOG_DEBUG, "cluster: download lease taken", "digest", f->digest.str,
                       "lease", l.value, NULL);
             if (f->written > 0) {
@@ -253,30 +255,28 @@ int om_fetch__transfer_cluster(struct om_fetch *f)
 void om_fetch__lease_tick(struct om_fetch *f)
 {
     struct om_cluster *c = f->t->cluster;
-    if (c == NULL || !f->leased)
+    if (c == NULL || !f->leased || !om_cluster_hold_lost(f->hold))
         return;
-    int64_t now = om_now_us();
-    if (now - f->renewed_us < (int64_t)(om_cluster_lease_ms(c) / 3) * 1000)
-        return;
-    f->renewed_us = now;
-    int err = om_cluster_lease_renew(c, &f->digest, &f->lease);
-    if (err == OM_ERR_NOTFOUND) {
-        f->leased = false;
-        om_log_kv(OM_LOG_WARN, "download lease lost (expired or taken over): finishing for our "
-                  "own clients", "digest", f->digest.str, NULL);
-    }
-    /* Redis errors: the next tick tries again */
+    om_cluster_unhold(c, f->hold);
+    f->hold = NULL;
+    f->leased = false;
+    om_log_kv(OM_LOG_WARN, "download lease lost (expired or taken over): finishing for our "
+              "own clients", "digest", f->digest.str, NULL);
 }
 
 void om_fetch__before_commit(struct om_fetch *f)
 {
     struct om_fetch_table *t = f->t;
     struct om_store_stat ss;
-    if (t->cluster != NULL && f->leased) {
-        /* a whole lease for the commit (an upload of the spool may take a
-         * while): the others keep waiting for this one */
-        f->renewed_us = 0;
-        om_fetch__lease_tick(f);
+    om_fetch__lease_tick(f);
+    if (t->cluster != NULL && f->leased &&
+        om_cluster_lease_renew(t->cluster, &f->digest, &f->lease) == OM_ERR_NOTFOUND) {
+        /* a whole lease for the commit at once (the renewer goes on during
+         * an upload of the spool); not ours any more: commit like a
+         * non-owner */
+        om_cluster_unhold(t->cluster, f->hold);
+        f->hold = NULL;
+        f->leased = false;
     }
     if (t->cluster == NULL || (om_store_caps(t->st) & OM_STORE_CAN_SENDFILE) ||
         (f->leased && !f->peer_copy))
@@ -288,7 +288,11 @@ void om_fetch__before_commit(struct om_fetch *f)
 
 void om_fetch__lease_release(struct om_fetch *f)
 {
-    if (f->t->cluster == NULL || !f->leased)
+    if (f->t->cluster == NULL)
+        return;
+    om_cluster_unhold(f->t->cluster, f->hold); /* renewed no more, then dropped */
+    f->hold = NULL;
+    if (!f->leased)
         return;
     (void)om_cluster_lease_release(f->t->cluster, &f->digest, &f->lease);
     f->leased = false;

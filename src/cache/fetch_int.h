@@ -58,7 +58,7 @@ struct om_fetch {
     bool from_peer;                 /* bytes come from the owner's peer stream now */
     bool peer_copy;                 /* some bytes came from a peer: the owner commits */
     struct om_cluster_lease lease;
-    int64_t renewed_us;             /* last renewal (monotonic) */
+    struct om_cluster_hold *hold;   /* the renewer renews `lease`; owned */
 };
 
 struct om_fetch_table {
@@ -108,7 +108,8 @@ int om_fetch__transfer_upstream(struct om_fetch *f);
  * stream waits for or takes over the lease and resumes from upstream.
  * OM_OK when every byte is in the ingest file. */
 int om_fetch__transfer_cluster(struct om_fetch *f);
-/* From om_fetch__on_tick: renew our lease every third of its time. */
+/* From om_fetch__on_tick: notice that the renewer found our lease lost
+ * (renewal itself is the cluster's renewer thread, cluster.h). */
 void om_fetch__lease_tick(struct om_fetch *f);
 /* Just before the commit: a shared store asked whether the object is
  * there already (another replica committed it): the commit is a no-op. */

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@
 struct conn {
     redisContext *c;
     uint64_t gen;
+    bool pooled;                   /* came from the idle list (not made now) */
     struct conn *next;
 };
 
@@ -48,6 +50,7 @@ struct om_redis {
     unsigned open;                 /* connections that exist (idle + in use) */
     uint64_t gen;
     atomic_bool available;
+    bool recheck;                  /* the server closed pooled connections: on_up */
     bool stop;
     pthread_t dog;
     bool dog_started;
@@ -265,6 +268,7 @@ static int checkout(struct om_redis *r, struct conn **out)
             k = r->idle;
             r->idle = k->next;
             k->next = NULL;
+            k->pooled = true;
             break;
         }
         if (r->open < r->pool_max) {
@@ -308,19 +312,91 @@ static int checkout(struct om_redis *r, struct conn **out)
     return err;
 }
 
+/* An idle connection has no request in flight, so anything to read on it
+ * — the EOF or reset of a server that closed it (restarted, killed the
+ * client, its `timeout`) — means it is dead.  Checked before a command is
+ * sent: one poll(2) with no wait. */
+static bool idle_conn_dead(const struct conn *k)
+{
+    struct pollfd p = {.fd = k->c->fd, .events = POLLIN};
+    if (k->c->err != 0)
+        return true;
+    if (poll(&p, 1, 0) < 0)
+        return false; /* cannot tell: use it, the wire will say */
+    return (p.revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) != 0;
+}
+
+/* Close k (broken or dead), not back to the pool. */
+static void discard(struct om_redis *r, struct conn *k)
+{
+    pthread_mutex_lock(&r->mu);
+    r->open--;
+    pthread_cond_signal(&r->pool_cond);
+    pthread_mutex_unlock(&r->mu);
+    redisFree(k->c);
+    free(k);
+}
+
+/* A pooled connection of the current generation was found closed by the
+ * server (restarted, most likely, maybe empty): the other idle ones went
+ * to the same server, so they go too, and the watchdog runs on_up after
+ * its next PING answers, as after an outage (the index checks its data). */
+static void server_closed(struct om_redis *r, const struct conn *dead)
+{
+    struct conn *idle = NULL;
+    bool first = false;
+
+    pthread_mutex_lock(&r->mu);
+    if (dead->gen == r->gen && atomic_load(&r->available)) {
+        r->gen++;
+        idle = r->idle;
+        r->idle = NULL;
+        for (struct conn *k = idle; k != NULL; k = k->next)
+            r->open--;
+        r->recheck = true;
+        first = true;
+        pthread_cond_signal(&r->dog_cond);
+        pthread_cond_broadcast(&r->pool_cond);
+    }
+    pthread_mutex_unlock(&r->mu);
+    while (idle != NULL) {
+        struct conn *next = idle->next;
+        redisFree(idle->c);
+        free(idle);
+        idle = next;
+    }
+    if (first)
+        om_log_kv(OM_LOG_INFO, "redis: the server closed our idle connections (restarted?): "
+                  "connecting again", "who", r->who, "redis", r->where, NULL);
+}
+
+/* checkout, skipping pooled connections found dead (closed quietly: the
+ * server answered nobody's command on them; a short outage that is over
+ * is no outage).  At most pool_max of them, then a fresh one. */
+static int checkout_live(struct om_redis *r, struct conn **out)
+{
+    int err = OM_OK;
+    for (unsigned i = 0; i <= r->pool_max; i++) {
+        if ((err = checkout(r, out)) != OM_OK || !(*out)->pooled || !idle_conn_dead(*out))
+            return err;
+        server_closed(r, *out);
+        discard(r, *out);
+        *out = NULL;
+    }
+    return err == OM_OK ? OM_ERR_UNAVAILABLE : err;
+}
+
 /* Give k back; broken (an error on the wire) or of an older generation:
  * close it instead. */
 static void checkin(struct om_redis *r, struct conn *k, bool broken)
 {
     pthread_mutex_lock(&r->mu);
     if (broken || k->gen != r->gen || !atomic_load(&r->available)) {
-        r->open--;
-        pthread_cond_signal(&r->pool_cond);
         pthread_mutex_unlock(&r->mu);
-        redisFree(k->c);
-        free(k);
+        discard(r, k);
         return;
     }
+    k->pooled = false;
     k->next = r->idle;
     r->idle = k;
     pthread_cond_signal(&r->pool_cond);
@@ -445,15 +521,26 @@ static bool is_noscript(const redisReply *rp)
            strncmp(rp->str, "NOSCRIPT", 8) == 0;
 }
 
-/* Send and read; on a wire failure *why says it. */
+/* Send and read; on a wire failure *why says it, and *unsent whether not
+ * one byte of the commands left (a failed write(2) writes nothing, so
+ * only the first one's failure says so): then the server cannot have run
+ * any of them. */
 static int pipeline(redisContext *c, struct om_redis_cmd *cmds, size_t n, redisReply **replies,
-                    unsigned timeout_ms, char *why, size_t whysz)
+                    unsigned timeout_ms, char *why, size_t whysz, bool *unsent)
 {
     size_t retry = 0;
-    int err = OM_OK;
+    int err = OM_OK, done = 0;
 
+    *unsent = false;
     for (size_t i = 0; err == OM_OK && i < n; i++)
         err = append(c, &cmds[i], false);
+    for (bool first = true; err == OM_OK && !done; first = false) {
+        if (redisBufferWrite(c, &done) != REDIS_OK) {
+            wire_error(why, whysz, "write", c, timeout_ms);
+            err = OM_ERR_UNAVAILABLE;
+            *unsent = first;
+        }
+    }
     for (size_t i = 0; err == OM_OK && i < n; i++) {
         void *rp = NULL;
         if (redisGetReply(c, &rp) != REDIS_OK || rp == NULL) {
@@ -486,20 +573,30 @@ int om_redis_exec(struct om_redis *r, struct om_redis_cmd *cmds, size_t n, redis
 {
     struct conn *k = NULL;
     char why[160] = "";
-    int err;
+    int err = OM_OK;
 
     for (size_t i = 0; i < n; i++)
         replies[i] = NULL;
-    if ((err = checkout(r, &k)) != OM_OK)
-        goto done;
-    err = pipeline(k->c, cmds, n, replies, r->command_ms, why, sizeof(why));
-    checkin(r, k, err != OM_OK);
-    if (err != OM_OK) {
+    /* Once more (at most) when the commands cannot have reached the
+     * server: a write that sent nothing (redis.h, "Retries"). */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        bool unsent = false;
+        if ((err = checkout_live(r, &k)) != OM_OK)
+            break;
+        err = pipeline(k->c, cmds, n, replies, r->command_ms, why, sizeof(why), &unsent);
+        checkin(r, k, err != OM_OK);
+        if (err == OM_OK)
+            break;
         om_redis_replies_free(replies, n);
-        if (err == OM_ERR_UNAVAILABLE)
+        if (err != OM_ERR_UNAVAILABLE)
+            break;
+        if (!unsent || attempt > 0) {
             mark_down(r, why);
+            break;
+        }
+        om_log_kv(OM_LOG_DEBUG, "redis: a connection broke before a command left: once more",
+                  "who", r->who, "redis", r->where, "error", why, NULL);
     }
-done:
     return err;
 }
 
@@ -526,20 +623,26 @@ static void *watchdog(void *arg)
         unsigned wait = up ? r->ping_ms : backoff / 2 + (unsigned)rand_r(&seed) % (backoff / 2 + 1);
         deadline_in(&dl, wait);
         /* Woken early by mark_down (reconnect soon) or close. */
-        while (!r->stop && atomic_load(&r->available) == up &&
+        /* Woken early by server_closed too (check the data now). */
+        while (!r->stop && atomic_load(&r->available) == up && !r->recheck &&
                pthread_cond_timedwait(&r->dog_cond, &r->mu, &dl) != ETIMEDOUT)
             ;
         if (r->stop)
             break;
         up = atomic_load(&r->available);
+        bool recheck = r->recheck;
+        r->recheck = false;
         pthread_mutex_unlock(&r->mu);
         if (up) {
             struct om_redis_cmd ping;
             redisReply *rp = NULL;
             om_redis_cmd_init(&ping, NULL, 0);
             om_redis_arg_str(&ping, "PING");
-            if (om_redis_exec(r, &ping, 1, &rp) == OM_OK)
+            if (om_redis_exec(r, &ping, 1, &rp) == OM_OK) {
                 backoff = r->backoff_min;
+                if (recheck && r->on_up != NULL)
+                    r->on_up(r->ud); /* an outage we did not see: the same check */
+            }
             om_redis_replies_free(&rp, 1);
         } else {
             char why[160];

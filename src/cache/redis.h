@@ -45,6 +45,29 @@
  *   - A Redis error REPLY (WRONGTYPE, OOM, NOSCRIPT, ...) is not a failure
  *     of the connection: the command's reply says it.
  *
+ * Retries (a Redis restarted between two PINGs leaves every idle pooled
+ * connection dead; a short outage that is over must not turn the state
+ * unavailable on the first use of each):
+ *   - A pooled connection is checked before a command is sent on it: an
+ *     idle connection has no reply pending, so anything readable on it
+ *     (the EOF or reset of a server that closed it: a restart, CLIENT
+ *     KILL, its `timeout`) means it is dead.  It is closed and a new one
+ *     made; the state stays available.  Nothing was sent: nothing to undo.
+ *     The other idle connections of its generation are dropped with it
+ *     (same server), one info line says so, and the watchdog runs on_up
+ *     after its next PING answers, as after an outage (a restarted Redis
+ *     may be empty: the index checks its data).
+ *   - A write that failed before one byte of the pipeline left (the first
+ *     write(2) failed: a failing write(2) writes nothing) is run ONCE more
+ *     on another connection (checked the same way, or new); a second
+ *     failure turns the state unavailable.
+ *   - Nothing else is retried: a failure after a byte left (a reset while
+ *     reading, a timeout) may have run the commands, and not all of them
+ *     are idempotent (the lease take INCRs an epoch, the index's pull
+ *     counters HINCRBY), so it turns the state unavailable as above.
+ *   - Writing on a socket the server closed raises SIGPIPE: the process
+ *     ignores it (main.c; the unit tests too).
+ *
  * Scripts: a struct om_redis_script holds the Lua source and its SHA-1,
  * computed once by om_redis_script_init (no SCRIPT LOAD round trip).
  * A command with a script is sent as EVALSHA; a NOSCRIPT answer (a Redis
@@ -89,9 +112,10 @@ struct om_redis_opts {
     const char *who;               /* names the user in log lines ("index");
                                       static or outliving the struct */
     /* Called on the watchdog thread each time Redis is available again
-     * after an outage (not at the open), with no lock held: it may run
-     * commands (the index checks that Redis still holds its data).  NULL =
-     * none. */
+     * after an outage, or answers again after it closed our idle
+     * connections (a quick restart, "Retries"), not at the open, with no
+     * lock held: it may run commands (the index checks that Redis still
+     * holds its data).  NULL = none. */
     void (*on_up)(void *ud);
     void *ud;
 };

@@ -3,7 +3,8 @@
  * redis-server started by the test the protocol between two replicas —
  * one takes, the other sees it held; renew and release act only while the
  * lease is the caller's; a takeover after expiry has epoch + 1 and the
- * stale owner can neither renew nor release it — and the peer token check.
+ * stale owner can neither renew nor release it — the renewer of held
+ * leases, and the peer token check.
  */
 #include "test.h"
 
@@ -124,6 +125,56 @@ static void test_cluster__two_replicas_share_one_lease(void)
     om_config_free(cb);
 }
 
+/* The renewer keeps a held lease alive past its time with no call of the
+ * holder's, stops at the unhold, and says when the lease is not ours any
+ * more. */
+static void test_cluster__held_leases_are_renewed_until_unheld(void)
+{
+    struct om_config *ca = cfg_for("http://127.0.0.1:1003", "tok");
+    struct om_cluster *a = NULL;
+    struct om_cluster_lease la, lo;
+    om_digest d, d2;
+    bool won = false;
+    const char *ds = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+    const char *ds2 = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
+
+    ca->cluster_lease_ms = 300;
+    CHECK_EQ_INT(om_digest_parse(&d, ds, strlen(ds)), OM_OK);
+    CHECK_EQ_INT(om_digest_parse(&d2, ds2, strlen(ds2)), OM_OK);
+    CHECK_EQ_INT(om_cluster_open(&a, ca), OM_OK);
+    CHECK(a != NULL);
+    if (a == NULL)
+        return;
+    CHECK_EQ_INT(om_cluster_lease_take(a, &d, &la, &won), OM_OK);
+    CHECK(won);
+    struct om_cluster_hold *h = om_cluster_hold(a, &d, &la);
+    CHECK(h != NULL);
+    rs_sleep_ms_(1000); /* more than three lease times, no call of ours */
+    CHECK_EQ_INT(om_cluster_lease_owner(a, &d, &lo), OM_OK);
+    CHECK_EQ_STR(lo.value, la.value);
+    CHECK(!om_cluster_hold_lost(h));
+    om_cluster_unhold(a, h);
+    rs_sleep_ms_(600); /* renewed no more: it expires */
+    CHECK_EQ_INT(om_cluster_lease_owner(a, &d, &lo), OM_ERR_NOTFOUND);
+
+    /* taken over behind our back: the hold says lost, the other's lease stays */
+    CHECK_EQ_INT(om_cluster_lease_take(a, &d2, &la, &won), OM_OK);
+    CHECK(won);
+    h = om_cluster_hold(a, &d2, &la);
+    char set[300];
+    snprintf(set, sizeof(set), "SET om:fl:%s other|http://o:1|9 PX 5000", ds2);
+    CHECK(rs_cmd(&srv, 0, set, NULL, 0) == 0);
+    for (int i = 0; i < 100 && !om_cluster_hold_lost(h); i++)
+        rs_sleep_ms_(20);
+    CHECK(om_cluster_hold_lost(h));
+    CHECK_EQ_INT(om_cluster_lease_owner(a, &d2, &lo), OM_OK);
+    CHECK_EQ_STR(lo.owner, "other");
+    om_cluster_unhold(a, h);
+    om_cluster_unhold(a, NULL);
+    om_cluster_close(a);
+    om_config_free(ca);
+}
+
 static void test_cluster__no_peer_url_means_no_cluster(void)
 {
     struct om_config *cfg = NULL;
@@ -146,6 +197,7 @@ int main(void)
         printf("redis-server not found: the live tests are skipped\n");
     } else {
         RUN(test_cluster__two_replicas_share_one_lease);
+        RUN(test_cluster__held_leases_are_renewed_until_unheld);
         rs_stop(&srv);
     }
     return test_done();
