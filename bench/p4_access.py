@@ -27,9 +27,10 @@ def wrk(m, headers):
     out = subprocess.run(args + [m.url + "/v2/library/alpine/manifests/3.19"], capture_output=True, text=True).stdout
     c1 = cpu(m.pid)
     n = int(re.search(r"(\d+) requests in", out).group(1))
-    rps = (c1 - c0) / n * 1e6   # server CPU us per request
+    us = (c1 - c0) / n * 1e6   # server CPU us per request
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return rps, int(non2xx.group(1)) if non2xx else 0
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    return us, int(non2xx.group(1)) if non2xx else 0, rate
 
 with World() as w:
     pw = os.path.join(w.dir, "htpasswd")
@@ -40,9 +41,16 @@ with World() as w:
         "policy": {"policy": {"allow": allow, "deny": ["docker.io/library/evil"]}},
         "auth+policy": {"policy": {"allow": allow, "deny": ["docker.io/library/evil"]},
                         "access": {"anonymous": False, "htpasswd_file": pw}},
+        # everything a public mirror turns on: the above plus every per-client
+        # limit (high enough never to refuse: the cost of counting)
+        "all": {"policy": {"allow": allow, "deny": ["docker.io/library/evil"]},
+                "access": {"anonymous": False, "htpasswd_file": pw},
+                "limits": {"per_client": {"requests_per_second": 1000000, "burst": 1000000,
+                                          "downloads": 1000, "bytes_per_day": "1TiB",
+                                          "upstream_fetches_per_minute": 100000}}},
     }
     auth = {"Authorization": "Basic " + base64.b64encode(b"alice:alice-pw").decode()}
-    res = {}
+    res, rates = {}, {}
     for rnd in range(7):
         for name, extra in confs.items():
             extra = dict(extra); extra["log"] = {"level": "warn", "format": "json"}
@@ -51,10 +59,14 @@ with World() as w:
             if "access" in extra:
                 h.update(auth)
             assert m.get("/v2/library/alpine/manifests/3.19", h).status == 200
-            rps, bad = wrk(m, h)
-            res.setdefault(name, []).append(rps)
-            print("round %d %-12s %8.2f us CPU/req (non-2xx %d)" % (rnd, name, rps, bad), flush=True)
+            us, bad, rate = wrk(m, h)
+            res.setdefault(name, []).append(us)
+            rates.setdefault(name, []).append(rate)
+            print("round %d %-12s %8.2f us CPU/req %9.0f req/s (non-2xx %d)" % (rnd, name, us, rate, bad),
+                  flush=True)
             m.stop()
     for name, v in res.items():
         v.sort()
-        print("%-12s median %8.2f us CPU/req  ratio vs off %.3f" % (name, v[3], v[3] / sorted(res["off"])[3]))
+        r = sorted(rates[name])
+        print("%-12s median %8.2f us CPU/req  ratio vs off %.3f   median %9.0f req/s  ratio vs off %.3f"
+              % (name, v[3], v[3] / sorted(res["off"])[3], r[3], r[3] / sorted(rates["off"])[3]))
