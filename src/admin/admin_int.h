@@ -87,6 +87,9 @@ enum MHD_Result om_admin_prefetch_cancel(struct om_req *req, const char *rest);
 /* ---- admin_events.c ---- */
 enum MHD_Result om_admin_events(struct om_req *req);     /* GET /api/v1/events */
 
+/* ---- admin_route.c ---- */
+enum MHD_Result om_admin_route(struct om_req *req, const char *rest); /* GET /api/v1/route */
+
 /* ---- admin_clients.c ---- */
 enum MHD_Result om_admin_clients(struct om_req *req);    /* GET /api/v1/clients */
 /* ---- admin_cluster.c ---- */
