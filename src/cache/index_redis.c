@@ -393,32 +393,33 @@ done:
 
 /* ---- counts -------------------------------------------------------------- */
 
-static int counts(struct om_index *base, struct om_index_counts *out)
+/* The repository count (ZCARD P repos) and the fields of P stats into
+ * dst[i] (0 when never counted), in one round trip: the counts of the ops
+ * table and of the admin view (index_redis_admin.c) alike. */
+int om_index_redis__stats(struct om_index *base, const char *const *fields, uint64_t *const *dst,
+                          size_t n, uint64_t *repos_out, const char *what)
 {
     struct om_redis_cmd c[2];
     redisReply *rp[2] = {NULL, NULL};
-    static const char *const fields[] = {"tags", "manifests", "blobs", "blob_bytes"};
-    uint64_t *dst[] = {&out->tags, &out->manifests, &out->blobs, &out->blob_bytes};
     long long repos = 0;
     int err;
 
-    memset(out, 0, sizeof(*out));
     om_redis_cmd_init(&c[0], NULL, 0);
     om_redis_arg_str(&c[0], "ZCARD");
     om_redis_arg_str(&c[0], P "repos");
     om_redis_cmd_init(&c[1], NULL, 0);
     om_redis_arg_str(&c[1], "HMGET");
     om_redis_arg_str(&c[1], P "stats");
-    for (size_t i = 0; i < OM_ARRAY_LEN(fields); i++)
+    for (size_t i = 0; i < n; i++)
         om_redis_arg_str(&c[1], fields[i]);
     if ((err = om_redis_exec(R(base), c, 2, rp)) != OM_OK ||
-        (err = om_redis_reply_int(rp[0], "counts repos", &repos)) != OM_OK ||
-        (err = om_redis_reply_array(rp[1], "counts", OM_ARRAY_LEN(fields))) != OM_OK)
+        (err = om_redis_reply_int(rp[0], what, &repos)) != OM_OK ||
+        (err = om_redis_reply_array(rp[1], what, n)) != OM_OK)
         goto done;
-    out->repos = repos > 0 ? (uint64_t)repos : 0;
+    *repos_out = repos > 0 ? (uint64_t)repos : 0;
     for (size_t i = 0; err == OM_OK && i < rp[1]->elements; i++) {
         int64_t v = 0;
-        int e = om_redis_reply_num(rp[1]->element[i], "counts", &v);
+        int e = om_redis_reply_num(rp[1]->element[i], what, &v);
         if (e == OM_OK)
             *dst[i] = v > 0 ? (uint64_t)v : 0;
         else if (e != OM_ERR_NOTFOUND) /* never counted yet: 0 */
@@ -427,6 +428,15 @@ static int counts(struct om_index *base, struct om_index_counts *out)
 done:
     om_redis_replies_free(rp, 2);
     return err;
+}
+
+static int counts(struct om_index *base, struct om_index_counts *out)
+{
+    static const char *const fields[] = {"tags", "manifests", "blobs", "blob_bytes"};
+    uint64_t *const dst[] = {&out->tags, &out->manifests, &out->blobs, &out->blob_bytes};
+
+    memset(out, 0, sizeof(*out));
+    return om_index_redis__stats(base, fields, dst, OM_ARRAY_LEN(fields), &out->repos, "counts");
 }
 
 /* ---- the ops table ------------------------------------------------------- */

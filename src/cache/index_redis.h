@@ -101,6 +101,10 @@ extern const struct om_index_ops om_index_redis__ops;
 
 /* SHA-1 of every script, once (om_index_redis_open). */
 void om_index_redis__scripts_init(void);
+/* index_redis.c: ZCARD P repos and HMGET P stats fields into dst[] (0 when
+ * never counted), one round trip; what names the caller in logs. */
+int om_index_redis__stats(struct om_index *base, const char *const *fields, uint64_t *const *dst,
+                          size_t n, uint64_t *repos, const char *what);
 int om_index_redis__tag_put(struct om_index *ix, const char *repo, const char *tag,
                             const om_digest *d, const char *media_type, uint64_t size,
                             int64_t now);

@@ -56,38 +56,12 @@ int om_index_redis__admin_counts(struct om_index *ix, struct om_index_admin_coun
 {
     static const char *const fields[] = {"tags", "manifests", "blobs", "manifest_bytes",
                                          "blob_bytes"};
-    uint64_t *dst[] = {&out->tags, &out->manifests, &out->blobs, &out->manifest_bytes,
-                       &out->blob_bytes};
-    struct om_redis_cmd c[2];
-    redisReply *rp[2] = {NULL, NULL};
-    long long repos = 0;
-    int err;
+    uint64_t *const dst[] = {&out->tags, &out->manifests, &out->blobs, &out->manifest_bytes,
+                             &out->blob_bytes};
 
     memset(out, 0, sizeof(*out));
-    om_redis_cmd_init(&c[0], NULL, 0);
-    om_redis_arg_str(&c[0], "ZCARD");
-    om_redis_arg_str(&c[0], P "repos");
-    om_redis_cmd_init(&c[1], NULL, 0);
-    om_redis_arg_str(&c[1], "HMGET");
-    om_redis_arg_str(&c[1], P "stats");
-    for (size_t i = 0; i < OM_ARRAY_LEN(fields); i++)
-        om_redis_arg_str(&c[1], fields[i]);
-    if ((err = om_redis_exec(R(ix), c, 2, rp)) != OM_OK ||
-        (err = om_redis_reply_int(rp[0], "admin counts", &repos)) != OM_OK ||
-        (err = om_redis_reply_array(rp[1], "admin counts", OM_ARRAY_LEN(fields))) != OM_OK)
-        goto done;
-    out->repos = repos > 0 ? (uint64_t)repos : 0;
-    for (size_t i = 0; err == OM_OK && i < rp[1]->elements; i++) {
-        int64_t v = 0;
-        int e = om_redis_reply_num(rp[1]->element[i], "admin counts", &v);
-        if (e == OM_OK)
-            *dst[i] = v > 0 ? (uint64_t)v : 0;
-        else if (e != OM_ERR_NOTFOUND)
-            err = e;
-    }
-done:
-    om_redis_replies_free(rp, 2);
-    return err;
+    return om_index_redis__stats(ix, fields, dst, OM_ARRAY_LEN(fields), &out->repos,
+                                 "admin counts");
 }
 
 /* ---- a repository's tags ----------------------------------------------------- */
