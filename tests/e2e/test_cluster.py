@@ -66,9 +66,9 @@ def fetch(host_port, path, headers=None, timeout=120):
         c.close()
 
 
-@unittest.skipUnless(ceph_available() and os.access(REDIS, os.X_OK) and haproxy_available(),
-                     "needs ceph (mon, osd, radosgw), redis-server and haproxy")
-class ClusterTest(WorldTestCase):
+class ClusterRig(WorldTestCase):
+    """One Ceph RGW for the class, a fresh redis-server for each test, and a
+    bounded wait: the base of the cluster suites (no tests of its own)."""
 
     @classmethod
     def setUpClass(cls):
@@ -88,6 +88,22 @@ class ClusterTest(WorldTestCase):
         self.redis = RedisServer()
         self.redis.start()
         self.addCleanup(self.redis.close)
+
+    def wait(self, cond, timeout, what):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if cond():
+                return
+            time.sleep(0.05)
+        self.fail("timed out waiting for " + what)
+
+
+@unittest.skipUnless(ceph_available() and os.access(REDIS, os.X_OK) and haproxy_available(),
+                     "needs ceph (mon, osd, radosgw), redis-server and haproxy")
+class ClusterTest(ClusterRig):
+
+    def setUp(self):
+        super().setUp()
         for r in self.w.reg.values():
             r.reset_counts()
 
@@ -124,14 +140,6 @@ class ClusterTest(WorldTestCase):
         return [i for i, m in enumerate(cl.replicas)
                 if any("download lease taken" in l and digest in l
                        for l in m.log_text().splitlines())]
-
-    def wait(self, cond, timeout, what):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if cond():
-                return
-            time.sleep(0.05)
-        self.fail("timed out waiting for " + what)
 
     # -- one transfer per blob ----------------------------------------------
     def test_12_concurrent_cold_pulls_leave_the_upstream_once_per_blob(self):

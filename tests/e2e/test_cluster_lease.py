@@ -21,51 +21,23 @@ Run: cd tests/e2e && OCIMIRROR_BIN=... ../../scripts/netns-run python3 -u test_c
 """
 
 import os
-import sys
 import threading
 import time
 import unittest
 
-from lib.ceph import Ceph, ceph_available
+from lib.ceph import ceph_available
 from lib.cluster import Cluster, haproxy_available
 from lib.faultproxy import FaultProxy
 from lib.images import sha256_digest
-from lib.redisserver import REDIS, RedisServer
-from lib.world import WorldTestCase, canonical_name
+from lib.redisserver import REDIS
+from lib.world import canonical_name
 
-from test_cluster import fetch
+from test_cluster import ClusterRig, fetch
 
 
 @unittest.skipUnless(ceph_available() and os.access(REDIS, os.X_OK) and haproxy_available(),
                      "needs ceph (mon, osd, radosgw), redis-server and haproxy")
-class ClusterLeaseTest(WorldTestCase):
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        t0 = time.monotonic()
-        cls.ceph = Ceph(cls.w.dir, cls.w.log_dir).start()
-        cls.addClassCleanup(cls.ceph.stop)
-        sys.stderr.write("ceph rgw up in %.1fs\n" % (time.monotonic() - t0))
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.ceph.stop()
-        super().tearDownClass()
-
-    def setUp(self):
-        super().setUp()
-        self.redis = RedisServer()
-        self.redis.start()
-        self.addCleanup(self.redis.close)
-
-    def wait(self, cond, timeout, what):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if cond():
-                return
-            time.sleep(0.05)
-        self.fail("timed out waiting for " + what)
+class ClusterLeaseTest(ClusterRig):
 
     def test_the_lease_outlives_a_retry_backoff_longer_than_itself(self):
         cert, key = self.w.ca.issue("faultproxy-lease")
